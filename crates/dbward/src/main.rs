@@ -1,0 +1,43 @@
+//! The `dbward` binary: parses the command line, wires the crates, and decides exit codes.
+//! Nothing else lives here. Logs go to stderr; stdout carries command output (and, for
+//! `dbward serve`, the MCP stdio channel).
+
+mod check;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// dbward: a secure, read-only gateway between AI assistants and databases.
+#[derive(Debug, Parser)]
+#[command(name = "dbward", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the policy verdict for one query: allowed or refused, with reasons.
+    ///
+    /// Exit status: 0 allowed, 1 refused, 2 usage or input error.
+    Check(check::CheckArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // clap prints help/version to stdout with success, errors to stderr.
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match cli.command {
+        Command::Check(args) => check::run(&args),
+    }
+}

@@ -1,0 +1,129 @@
+//! The policy's settings. Every field has a safe default; the gateway fills this from the
+//! `[policy]` section of `dbward.toml`.
+//!
+//! Invariant: a setting can only make the policy stricter than its rules table, except
+//! `allowed_functions`, which an operator uses to vouch for a function the engine or the
+//! database would otherwise refuse (and which never overrides a built-in deny rule).
+
+use serde::Deserialize;
+
+/// The policy engine's configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// Longest query accepted, in characters. Default 10,000.
+    pub max_query_chars: usize,
+    /// Deepest syntax tree walked before the query is refused. Default 200.
+    pub max_depth: usize,
+    /// Whether SHOW statements are allowed (sensitive settings never are). Default true.
+    pub allow_show: bool,
+    /// Whether EXPLAIN ANALYZE (which runs the query) is allowed. Default true.
+    pub allow_explain_analyze: bool,
+    /// Extra functions to refuse, by name or `schema.name`; `prefix*` matches a prefix.
+    /// Default empty.
+    pub denied_functions: Vec<String>,
+    /// Functions the operator vouches for: not refused for being unknown or volatile. They
+    /// cannot lift a built-in deny rule. Default empty.
+    pub allowed_functions: Vec<String>,
+    /// Tables no query may read, by name or `schema.name`. Default: the credential-holding
+    /// catalogs (`pg_authid`, `pg_shadow`, `pg_user_mapping(s)`, `pg_largeobject`,
+    /// `pg_statistic`, `pg_hba_file_rules`, `pg_ident_file_mappings`, `pg_file_settings`,
+    /// `mysql.user`, `mysql.global_priv`).
+    pub denied_tables: Vec<String>,
+    /// Schemas no query may read. Default empty.
+    pub denied_schemas: Vec<String>,
+    /// Columns no query may read, as `table.column`; `SELECT *` and whole-row references
+    /// on their tables are refused too. Default empty.
+    pub denied_columns: Vec<String>,
+    /// Largest string a constant expression may build (`repeat`, `lpad`, `rpad`, ...), in
+    /// bytes. Default 1,000,000.
+    pub max_constant_string_bytes: u64,
+    /// Most rows a `generate_series` with constant bounds may produce. Default 10,000,000.
+    pub max_generate_series_rows: u64,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            max_query_chars: 10_000,
+            max_depth: 200,
+            allow_show: true,
+            allow_explain_analyze: true,
+            denied_functions: Vec::new(),
+            allowed_functions: Vec::new(),
+            denied_tables: [
+                "pg_catalog.pg_authid",
+                "pg_catalog.pg_shadow",
+                "pg_catalog.pg_user_mapping",
+                "pg_catalog.pg_user_mappings",
+                "pg_catalog.pg_largeobject",
+                "pg_catalog.pg_statistic",
+                "pg_catalog.pg_hba_file_rules",
+                "pg_catalog.pg_ident_file_mappings",
+                "pg_catalog.pg_file_settings",
+                "mysql.user",
+                "mysql.global_priv",
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect(),
+            denied_schemas: Vec::new(),
+            denied_columns: Vec::new(),
+            max_constant_string_bytes: 1_000_000,
+            max_generate_series_rows: 10_000_000,
+        }
+    }
+}
+
+/// A `schema.name` or `name` pattern from config, with an optional trailing `*`.
+#[derive(Debug, Clone)]
+pub(crate) struct NamePattern {
+    schema: Option<String>,
+    name: String,
+    prefix: bool,
+}
+
+impl NamePattern {
+    pub(crate) fn parse(text: &str) -> NamePattern {
+        let text = text.trim();
+        let (schema, name) = match text.rsplit_once('.') {
+            Some((s, n)) => (Some(s.to_string()), n),
+            None => (None, text),
+        };
+        let (name, prefix) = match name.strip_suffix('*') {
+            Some(n) => (n.to_string(), true),
+            None => (name.to_string(), false),
+        };
+        NamePattern {
+            schema,
+            name,
+            prefix,
+        }
+    }
+
+    /// Whether `schema.name` matches. Comparison is exact: callers fold case first where
+    /// the dialect folds it. An unqualified pattern matches any schema; a qualified
+    /// pattern matches a qualified name in that schema, or an unqualified name (which the
+    /// database may resolve to that schema).
+    pub(crate) fn matches(&self, schema: Option<&str>, name: &str, fold: bool) -> bool {
+        let eq = |a: &str, b: &str| {
+            if fold {
+                a.eq_ignore_ascii_case(b)
+            } else {
+                a == b
+            }
+        };
+        let name_ok = if self.prefix {
+            name.len() >= self.name.len()
+                && name.is_char_boundary(self.name.len())
+                && eq(&name[..self.name.len()], &self.name)
+        } else {
+            eq(name, &self.name)
+        };
+        let schema_ok = match (&self.schema, schema) {
+            (None, _) | (Some(_), None) => true,
+            (Some(p), Some(s)) => eq(p, s),
+        };
+        name_ok && schema_ok
+    }
+}

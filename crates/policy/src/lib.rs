@@ -1,0 +1,262 @@
+//! dbward's policy engine: reads one query in the target database's own grammar and decides,
+//! with reasons, whether it may run.
+//!
+//! Pure: no I/O, no async, no database crates. `parse -> classify -> decide`:
+//! - [`input`] refuses what must never reach a parser (NUL bytes, over-long, empty);
+//! - [`postgres`] reads PostgreSQL with libpg_query, the parser PostgreSQL itself runs;
+//! - [`sqlparser_dialects`] reads MySQL/MariaDB and SQLite with `sqlparser`, after
+//!   [`mysql_lexical`] has refused whatever MySQL would read differently;
+//! - [`functions`] is the one table of function rules.
+//!
+//! Invariants:
+//! - Default deny: only the statement kinds listed in [`StatementKind`] can be allowed, and
+//!   whatever does not parse, or is deeper than the walk limit, is refused.
+//! - The decision is made on the syntax tree, never by matching the query text: a keyword
+//!   inside a string literal, identifier or comment is never a reason to refuse.
+//! - Every node of the tree is visited (functions hide in FROM, FILTER, OVER, ORDER BY,
+//!   LIMIT, casts, lateral joins and EXPLAIN's target).
+//! - The engine decides only what it knows: functions it has no rule for are listed in
+//!   [`Verdict::unknown_functions`] for the gateway to check against the database.
+
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+mod config;
+mod functions;
+mod input;
+mod mysql_lexical;
+mod postgres;
+mod sqlparser_dialects;
+mod verdict;
+
+pub use config::PolicyConfig;
+pub use verdict::{
+    Decision, Dialect, FunctionRef, Reason, Rule, Severity, StatementKind, TableRef, Verdict,
+};
+
+use config::NamePattern;
+use functions::Classification;
+
+/// A policy ready to check queries: the configuration, with its name patterns compiled.
+///
+/// Build it once and share it; [`Policy::check`] takes `&self` and is cheap to call from many
+/// threads.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    config: PolicyConfig,
+    denied_functions: Vec<NamePattern>,
+    allowed_functions: Vec<NamePattern>,
+    denied_tables: Vec<NamePattern>,
+    denied_schemas: Vec<String>,
+    /// `(table, column)` pairs.
+    denied_columns: Vec<(NamePattern, String)>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy::new(PolicyConfig::default())
+    }
+}
+
+impl Policy {
+    /// Compiles a configuration.
+    pub fn new(config: PolicyConfig) -> Policy {
+        let pats = |v: &[String]| v.iter().map(|s| NamePattern::parse(s)).collect::<Vec<_>>();
+        let denied_columns = config
+            .denied_columns
+            .iter()
+            .filter_map(|c| {
+                let (table, column) = c.trim().rsplit_once('.')?;
+                Some((NamePattern::parse(table), column.to_string()))
+            })
+            .collect();
+        Policy {
+            denied_functions: pats(&config.denied_functions),
+            allowed_functions: pats(&config.allowed_functions),
+            denied_tables: pats(&config.denied_tables),
+            denied_schemas: config.denied_schemas.clone(),
+            denied_columns,
+            config,
+        }
+    }
+
+    /// The configuration this policy was built from.
+    pub fn config(&self) -> &PolicyConfig {
+        &self.config
+    }
+
+    /// Decides whether `sql` may run against a database of `dialect`.
+    pub fn check(&self, dialect: Dialect, sql: &str) -> Verdict {
+        if let Some(reason) = input::check(sql, self.config.max_query_chars) {
+            return Verdict::refused_early(dialect, reason);
+        }
+        match dialect {
+            Dialect::Postgres => postgres::analyze(self, sql),
+            Dialect::Mysql => {
+                if let Some(reasons) = mysql_lexical::check(sql) {
+                    let findings = Findings {
+                        reasons,
+                        ..Findings::default()
+                    };
+                    return Verdict::from_findings(dialect, None, findings);
+                }
+                sqlparser_dialects::analyze(self, dialect, sql)
+            }
+            Dialect::Sqlite => sqlparser_dialects::analyze(self, dialect, sql),
+        }
+    }
+
+    /// Whether the operator allowlisted this function in config.
+    pub fn is_function_allowlisted(&self, dialect: Dialect, f: &FunctionRef) -> bool {
+        let fold = functions::folds_case(dialect);
+        self.allowed_functions
+            .iter()
+            .any(|p| p.matches(f.schema.as_deref(), &f.name, fold))
+    }
+
+    /// Records one function call: its classification, and a reason if refused.
+    pub(crate) fn judge_function(
+        &self,
+        dialect: Dialect,
+        f: FunctionRef,
+        position: Option<usize>,
+        out: &mut Findings,
+    ) {
+        let fold = functions::folds_case(dialect);
+        let config_denied = self
+            .denied_functions
+            .iter()
+            .any(|p| p.matches(f.schema.as_deref(), &f.name, fold));
+        match functions::classify(dialect, &f) {
+            Classification::Denied(rule, why) => out.refuse(
+                rule,
+                format!("function `{f}` is not allowed: it {why}"),
+                position,
+            ),
+            _ if config_denied => out.refuse(
+                Rule::FunctionDenied,
+                format!("function `{f}` is denied by configuration"),
+                position,
+            ),
+            Classification::Harmless => {}
+            Classification::Unknown => {
+                if !self.is_function_allowlisted(dialect, &f) {
+                    out.unknown_functions.push(f.clone());
+                }
+            }
+        }
+        out.functions.push(f);
+    }
+
+    /// Records one table read and refuses it if configuration denies it.
+    pub(crate) fn judge_table(
+        &self,
+        dialect: Dialect,
+        t: TableRef,
+        position: Option<usize>,
+        out: &mut Findings,
+    ) {
+        let fold = functions::folds_case(dialect);
+        if let Some(schema) = &t.schema
+            && self.denied_schemas.iter().any(|s| {
+                if fold {
+                    s.eq_ignore_ascii_case(schema)
+                } else {
+                    s == schema
+                }
+            })
+        {
+            out.refuse(
+                Rule::TableDenied,
+                format!("schema `{schema}` is denied by configuration"),
+                position,
+            );
+        }
+        if self
+            .denied_tables
+            .iter()
+            .any(|p| p.matches(t.schema.as_deref(), &t.name, fold))
+        {
+            out.refuse(
+                Rule::TableDenied,
+                format!("table `{t}` is denied by configuration"),
+                position,
+            );
+        }
+        out.tables.push(t);
+    }
+
+    /// The denied columns of a table, if any.
+    pub(crate) fn denied_columns_of(&self, dialect: Dialect, t: &TableRef) -> Vec<&str> {
+        let fold = functions::folds_case(dialect);
+        self.denied_columns
+            .iter()
+            .filter(|(p, _)| p.matches(t.schema.as_deref(), &t.name, fold))
+            .map(|(_, c)| c.as_str())
+            .collect()
+    }
+}
+
+/// What an analysis collects while it walks the tree.
+#[derive(Debug, Default)]
+pub(crate) struct Findings {
+    pub(crate) reasons: Vec<Reason>,
+    pub(crate) tables: Vec<TableRef>,
+    pub(crate) functions: Vec<FunctionRef>,
+    pub(crate) unknown_functions: Vec<FunctionRef>,
+}
+
+impl Findings {
+    pub(crate) fn refuse(&mut self, rule: Rule, message: String, position: Option<usize>) {
+        self.reasons.push(Reason {
+            rule,
+            message,
+            position,
+        });
+    }
+}
+
+/// Decides with the default policy: `dbward_policy::check(Dialect::Postgres, "SELECT 1")`.
+pub fn check(dialect: Dialect, sql: &str) -> Verdict {
+    Policy::default().check(dialect, sql)
+}
+
+/// 1-based character position of a byte offset, for messages.
+pub(crate) fn char_position(sql: &str, byte_offset: usize) -> usize {
+    let mut end = byte_offset.min(sql.len());
+    while !sql.is_char_boundary(end) {
+        end -= 1;
+    }
+    sql[..end].chars().count() + 1
+}
+
+/// Limits on constant expressions that would make the server build huge values while
+/// planning (before any statement timeout fires).
+pub(crate) mod bombs {
+    /// Functions whose output size is `size(arg0) * n` where `n` is the second argument.
+    pub(crate) fn is_repeat(name: &str) -> bool {
+        name.eq_ignore_ascii_case("repeat")
+    }
+    /// Functions whose output size is their second argument.
+    pub(crate) fn is_pad(name: &str) -> bool {
+        ["lpad", "rpad"]
+            .iter()
+            .any(|n| n.eq_ignore_ascii_case(name))
+    }
+    /// Functions whose output size is their first argument.
+    pub(crate) fn is_sized_by_first(name: &str) -> bool {
+        ["space", "zeroblob", "randomblob"]
+            .iter()
+            .any(|n| n.eq_ignore_ascii_case(name))
+    }
+    /// Rows a constant `generate_series(start, stop[, step])` produces.
+    pub(crate) fn series_rows(start: i128, stop: i128, step: i128) -> u128 {
+        if step == 0 {
+            return u128::MAX; // an error in PostgreSQL, but never worth running
+        }
+        let span = stop - start;
+        if (span > 0 && step < 0) || (span < 0 && step > 0) {
+            return 0;
+        }
+        (span / step).unsigned_abs() + 1
+    }
+}
