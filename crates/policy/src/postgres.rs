@@ -55,10 +55,11 @@ pub(crate) fn analyze(policy: &Policy, sql: &str) -> Verdict {
     let mut out = Findings::default();
     let parsed = match pg_query::parse(sql, 0) {
         Ok(p) => p,
-        Err(pg_query::Error::Decode(e)) => {
+        Err(pg_query::Error::Decode(_)) => {
+            // prost refuses messages nested deeper than 100 levels: fail closed.
             out.refuse(
                 Rule::TooDeep,
-                format!("the query is nested too deeply to check ({e})"),
+                "the query is nested too deeply to check (over 100 syntax levels)".into(),
                 None,
             );
             return Verdict::from_findings(D, None, out);
@@ -68,7 +69,13 @@ pub(crate) fn analyze(policy: &Policy, sql: &str) -> Verdict {
                 pg_query::Error::Parse(m) => m,
                 other => other.to_string(),
             };
-            out.refuse(Rule::ParseError, format!("syntax error: {msg}"), None);
+            // PostgreSQL's own parser guards its stack; that is nesting, not a typo.
+            let rule = if msg.contains("stack depth limit exceeded") {
+                Rule::TooDeep
+            } else {
+                Rule::ParseError
+            };
+            out.refuse(rule, format!("syntax error: {msg}"), None);
             return Verdict::from_findings(D, None, out);
         }
     };
