@@ -11,6 +11,8 @@
 //! - A harmless entry applies only to an unqualified name or one in the dialect's catalog
 //!   schema (`pg_catalog`), so a user function named `lower` in another schema is unknown.
 
+use std::collections::{HashMap, HashSet};
+
 use crate::verdict::{Dialect, FunctionRef, Rule};
 
 /// Which dialects a rule applies to.
@@ -1067,30 +1069,69 @@ fn matches_pattern(pattern: &str, f: &FunctionRef, fold: bool) -> bool {
     }
 }
 
-/// Classifies one function call by the built-in table.
-pub(crate) fn classify(dialect: Dialect, f: &FunctionRef) -> Classification {
-    let fold = folds_case(dialect);
-    for rule in DENY.iter().filter(|r| r.on.has(dialect)) {
-        if matches_pattern(rule.pattern, f, fold) {
+/// The rules table indexed for lookup: exact names in hash maps, wildcard patterns in a
+/// short list. Built once per [`crate::Policy`].
+#[derive(Debug, Clone)]
+pub(crate) struct FunctionTable {
+    exact: HashMap<&'static str, Vec<&'static DenyRule>>,
+    wildcard: Vec<&'static DenyRule>,
+    safe: HashSet<&'static str>,
+}
+
+impl std::fmt::Debug for DenyRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.pattern)
+    }
+}
+
+impl FunctionTable {
+    pub(crate) fn build() -> FunctionTable {
+        let mut exact: HashMap<&'static str, Vec<&'static DenyRule>> = HashMap::new();
+        let mut wildcard = Vec::new();
+        for rule in DENY {
+            if rule.pattern.contains('*') {
+                wildcard.push(rule);
+            } else {
+                exact.entry(rule.pattern).or_default().push(rule);
+            }
+        }
+        FunctionTable {
+            exact,
+            wildcard,
+            safe: SAFE_COMMON.iter().copied().collect(),
+        }
+    }
+
+    /// Classifies one function call. Folding dialects pass names already lower-cased.
+    pub(crate) fn classify(&self, dialect: Dialect, f: &FunctionRef) -> Classification {
+        let fold = folds_case(dialect);
+        let lowered;
+        let name = if fold && f.name.bytes().any(|b| b.is_ascii_uppercase()) {
+            lowered = f.name.to_ascii_lowercase();
+            lowered.as_str()
+        } else {
+            f.name.as_str()
+        };
+        if let Some(rules) = self.exact.get(name)
+            && let Some(rule) = rules.iter().find(|r| r.on.has(dialect))
+        {
             return Classification::Denied(rule.rule, rule.reason);
         }
-    }
-    let catalog_or_none = match (&f.schema, dialect) {
-        (None, _) => true,
-        (Some(s), Dialect::Postgres) => s == "pg_catalog",
-        (Some(_), _) => false,
-    };
-    if catalog_or_none {
-        let hit = if fold {
-            SAFE_COMMON.iter().any(|s| s.eq_ignore_ascii_case(&f.name))
-        } else {
-            SAFE_COMMON.contains(&f.name.as_str())
+        for rule in self.wildcard.iter().filter(|r| r.on.has(dialect)) {
+            if matches_pattern(rule.pattern, f, fold) {
+                return Classification::Denied(rule.rule, rule.reason);
+            }
+        }
+        let catalog_or_none = match (&f.schema, dialect) {
+            (None, _) => true,
+            (Some(s), Dialect::Postgres) => s == "pg_catalog",
+            (Some(_), _) => false,
         };
-        if hit {
+        if catalog_or_none && self.safe.contains(name) {
             return Classification::Harmless;
         }
+        Classification::Unknown
     }
-    Classification::Unknown
 }
 
 #[cfg(test)]
@@ -1134,6 +1175,8 @@ mod tests {
 
     #[test]
     fn harmless_only_in_catalog_schema_for_postgres() {
+        let t = FunctionTable::build();
+        let classify = |d, f: &FunctionRef| t.classify(d, f);
         assert!(matches!(
             classify(Dialect::Postgres, &f(Some("pg_catalog"), "lower")),
             Classification::Harmless

@@ -24,6 +24,7 @@ mod config;
 mod functions;
 mod input;
 mod mysql_lexical;
+mod pg_scan;
 mod postgres;
 mod sqlparser_dialects;
 mod verdict;
@@ -43,6 +44,7 @@ use functions::Classification;
 #[derive(Debug, Clone)]
 pub struct Policy {
     config: PolicyConfig,
+    functions: functions::FunctionTable,
     denied_functions: Vec<NamePattern>,
     allowed_functions: Vec<NamePattern>,
     denied_tables: Vec<NamePattern>,
@@ -70,6 +72,7 @@ impl Policy {
             })
             .collect();
         Policy {
+            functions: functions::FunctionTable::build(),
             denied_functions: pats(&config.denied_functions),
             allowed_functions: pats(&config.allowed_functions),
             denied_tables: pats(&config.denied_tables),
@@ -126,7 +129,7 @@ impl Policy {
             .denied_functions
             .iter()
             .any(|p| p.matches(f.schema.as_deref(), &f.name, fold));
-        match functions::classify(dialect, &f) {
+        match self.functions.classify(dialect, &f) {
             Classification::Denied(rule, why) => out.refuse(
                 rule,
                 format!("function `{f}` is not allowed: it {why}"),
@@ -183,6 +186,11 @@ impl Policy {
             );
         }
         out.tables.push(t);
+    }
+
+    /// Whether any column is denied (column references need checking at all).
+    pub(crate) fn has_denied_columns(&self) -> bool {
+        !self.denied_columns.is_empty()
     }
 
     /// The denied columns of a table, if any.

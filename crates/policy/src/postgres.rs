@@ -11,7 +11,10 @@
 //! and any DML node below the root refuses the query.
 
 use pg_query::NodeEnum;
+use serde::Serialize;
 use serde_json::Value;
+
+use crate::pg_scan::{Scan, Visit};
 
 use crate::verdict::{Dialect, FunctionRef, Rule, StatementKind, TableRef, Verdict};
 use crate::{Findings, Policy, bombs, char_position};
@@ -177,29 +180,28 @@ pub(crate) fn analyze(policy: &Policy, sql: &str) -> Verdict {
         }
     };
 
-    let tree = match serde_json::to_value(root) {
-        Ok(v) => v,
-        Err(e) => {
-            // Serialising plain data cannot fail today; if it ever does, fail closed.
-            out.refuse(
-                Rule::ParseError,
-                format!("the query could not be inspected: {e}"),
-                None,
-            );
-            return Verdict::from_findings(D, Some(kind), out);
-        }
-    };
     let mut walker = Walker {
         policy,
         sql,
         out,
-        max_depth: policy.config().max_depth,
-        too_deep: false,
         ctes: Vec::new(),
         relations: Vec::new(),
         columns: Vec::new(),
     };
-    walker.walk(&tree, 0);
+    let mut scan = Scan {
+        visitor: &mut walker,
+        depth: 0,
+        max_depth: policy.config().max_depth,
+        stopped: false,
+    };
+    if let Err(e) = root.serialize(&mut scan) {
+        // Walking plain data cannot fail today; if it ever does, fail closed.
+        walker.out.refuse(
+            Rule::ParseError,
+            format!("the query could not be inspected: {e}"),
+            None,
+        );
+    }
     walker.finish();
     Verdict::from_findings(D, Some(kind), walker.out)
 }
@@ -251,8 +253,6 @@ struct Walker<'a> {
     policy: &'a Policy,
     sql: &'a str,
     out: Findings,
-    max_depth: usize,
-    too_deep: bool,
     /// Names defined by WITH: not tables.
     ctes: Vec<String>,
     /// Relations read: the table and its alias, with the position.
@@ -266,33 +266,23 @@ impl Walker<'_> {
         let loc = v.get("location")?.as_i64()?;
         (loc >= 0).then(|| char_position(self.sql, loc as usize))
     }
+}
 
-    fn walk(&mut self, v: &Value, depth: usize) {
-        if depth > self.max_depth {
-            if !self.too_deep {
-                self.too_deep = true;
-                self.out.refuse(
-                    Rule::TooDeep,
-                    format!("the query is nested deeper than {} levels", self.max_depth),
-                    None,
-                );
-            }
-            return;
-        }
-        match v {
-            Value::Object(map) => {
-                for (key, child) in map {
-                    self.visit(key, child);
-                    self.walk(child, depth + 1);
-                }
-            }
-            Value::Array(items) => {
-                for item in items {
-                    self.walk(item, depth + 1);
-                }
-            }
-            _ => {}
-        }
+impl Visit for Walker<'_> {
+    fn wants(&self, key: &str) -> bool {
+        // Column references matter only when some columns are denied.
+        key != "ColumnRef" || self.policy.has_denied_columns()
+    }
+
+    fn too_deep(&mut self) {
+        self.out.refuse(
+            Rule::TooDeep,
+            format!(
+                "the query is nested deeper than {} levels",
+                self.policy.config().max_depth
+            ),
+            None,
+        );
     }
 
     fn visit(&mut self, key: &str, node: &Value) {
@@ -325,8 +315,8 @@ impl Walker<'_> {
                 let pos = self.pos(node);
                 self.columns.push((fields, pos));
             }
-            "CommonTableExpr" => {
-                if let Some(name) = str_field(node, "ctename") {
+            "ctename" => {
+                if let Some(name) = node.as_str() {
                     self.ctes.push(name.to_string());
                 }
             }
@@ -357,7 +347,9 @@ impl Walker<'_> {
             _ => {}
         }
     }
+}
 
+impl Walker<'_> {
     fn func_call(&mut self, node: &Value) {
         let names: Vec<&str> = node
             .get("funcname")

@@ -39,7 +39,10 @@ fn check(dialect: Dialect, file: &str) -> (usize, usize) {
         let v = policy.check(dialect, &case.sql);
         let got = if v.is_allowed() { "allowed" } else { "refused" };
         let problem = if got != case.verdict {
-            Some(format!("expected {}, got {got}: {:?}", case.verdict, v.reasons))
+            Some(format!(
+                "expected {}, got {got}: {:?}",
+                case.verdict, v.reasons
+            ))
         } else if let Some(rule) = &case.rule {
             (!v.reasons.iter().any(|r| r.rule.id() == rule)).then(|| {
                 let fired: Vec<_> = v.reasons.iter().map(|r| r.rule.id()).collect();
@@ -50,7 +53,11 @@ fn check(dialect: Dialect, file: &str) -> (usize, usize) {
         };
         let problem = problem.or_else(|| {
             let want = case.unknown.as_ref()?;
-            let got: Vec<String> = v.unknown_functions.iter().map(ToString::to_string).collect();
+            let got: Vec<String> = v
+                .unknown_functions
+                .iter()
+                .map(ToString::to_string)
+                .collect();
             (want != &got).then(|| format!("expected unknown functions {want:?}, got {got:?}"))
         });
         if case.verdict == "refused" && case.rule.is_none() {
@@ -77,19 +84,28 @@ fn check(dialect: Dialect, file: &str) -> (usize, usize) {
 fn postgres_corpus() {
     let (n, allowed) = check(Dialect::Postgres, "postgres.toml");
     assert!(n >= 150, "postgres corpus has {n} cases, want at least 150");
-    assert!(allowed * 2 >= n - 10, "about half must be legitimate: {allowed} of {n}");
+    assert!(
+        allowed * 2 >= n - 10,
+        "about half must be legitimate: {allowed} of {n}"
+    );
 }
 
 #[test]
 fn mysql_corpus() {
     let (n, allowed) = check(Dialect::Mysql, "mysql.toml");
     assert!(n >= 60, "mysql corpus has {n} cases, want at least 60");
-    assert!(allowed * 2 >= n - 6, "about half must be legitimate: {allowed} of {n}");
+    assert!(
+        allowed * 2 >= n - 6,
+        "about half must be legitimate: {allowed} of {n}"
+    );
 }
 
 #[test]
 fn sqlite_corpus() {
     let (n, allowed) = check(Dialect::Sqlite, "sqlite.toml");
     assert!(n >= 60, "sqlite corpus has {n} cases, want at least 60");
-    assert!(allowed * 2 >= n - 6, "about half must be legitimate: {allowed} of {n}");
+    assert!(
+        allowed * 2 >= n - 6,
+        "about half must be legitimate: {allowed} of {n}"
+    );
 }

@@ -6,24 +6,60 @@ use proptest::prelude::*;
 
 /// Allowed queries of every dialect: (dialect, sql).
 const ALLOWED: &[(Dialect, &str)] = &[
-    (Dialect::Postgres, "SELECT id, name FROM servers WHERE id = 1"),
-    (Dialect::Postgres, "WITH r AS (SELECT server_id, count(*) n FROM incidents GROUP BY server_id) SELECT s.hostname, r.n FROM servers s JOIN r ON r.server_id = s.id ORDER BY r.n DESC LIMIT 10"),
-    (Dialect::Postgres, "SELECT department_id, avg(cpu) OVER (PARTITION BY department_id) FROM servers"),
-    (Dialect::Postgres, "SELECT data->>'k' FROM docs WHERE data @> '{\"a\": 1}'"),
+    (
+        Dialect::Postgres,
+        "SELECT id, name FROM servers WHERE id = 1",
+    ),
+    (
+        Dialect::Postgres,
+        "WITH r AS (SELECT server_id, count(*) n FROM incidents GROUP BY server_id) SELECT s.hostname, r.n FROM servers s JOIN r ON r.server_id = s.id ORDER BY r.n DESC LIMIT 10",
+    ),
+    (
+        Dialect::Postgres,
+        "SELECT department_id, avg(cpu) OVER (PARTITION BY department_id) FROM servers",
+    ),
+    (
+        Dialect::Postgres,
+        "SELECT data->>'k' FROM docs WHERE data @> '{\"a\": 1}'",
+    ),
     (Dialect::Postgres, "SELECT 'drop table x; delete from y'"),
-    (Dialect::Mysql, "SELECT `name`, COUNT(*) FROM servers GROUP BY `name` HAVING COUNT(*) > 1"),
-    (Dialect::Mysql, "SELECT JSON_EXTRACT(doc, '$.a') FROM docs LIMIT 5"),
-    (Dialect::Sqlite, "SELECT name, strftime('%Y', created_at) FROM servers WHERE status = 'active'"),
-    (Dialect::Sqlite, "SELECT s.name, j.value FROM servers s, json_each(s.tags) j"),
+    (
+        Dialect::Mysql,
+        "SELECT `name`, COUNT(*) FROM servers GROUP BY `name` HAVING COUNT(*) > 1",
+    ),
+    (
+        Dialect::Mysql,
+        "SELECT JSON_EXTRACT(doc, '$.a') FROM docs LIMIT 5",
+    ),
+    (
+        Dialect::Sqlite,
+        "SELECT name, strftime('%Y', created_at) FROM servers WHERE status = 'active'",
+    ),
+    (
+        Dialect::Sqlite,
+        "SELECT s.name, j.value FROM servers s, json_each(s.tags) j",
+    ),
 ];
 
 /// Refused queries: (dialect, sql, rule).
 const REFUSED: &[(Dialect, &str, &str)] = &[
     (Dialect::Postgres, "SELECT pg_sleep(10)", "function.sleep"),
-    (Dialect::Postgres, "WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d", "statement.data_modifying"),
-    (Dialect::Postgres, "SELECT * FROM t FOR UPDATE", "statement.locking"),
+    (
+        Dialect::Postgres,
+        "WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d",
+        "statement.data_modifying",
+    ),
+    (
+        Dialect::Postgres,
+        "SELECT * FROM t FOR UPDATE",
+        "statement.locking",
+    ),
     (Dialect::Mysql, "SELECT SLEEP(5)", "function.sleep"),
-    (Dialect::Sqlite, "SELECT load_extension('x')", "function.extension"),
+    (
+        Dialect::Sqlite,
+        "SELECT load_extension('x')",
+        "function.extension",
+    ),
 ];
 
 fn comment() -> impl Strategy<Value = String> {
@@ -133,7 +169,12 @@ fn deep_nesting_is_refused_not_a_crash() {
         let sql = format!("SELECT {}1{}", "abs(".repeat(depth), ")".repeat(depth));
         for d in [Dialect::Postgres, Dialect::Mysql, Dialect::Sqlite] {
             let v = policy.check(d, &sql);
-            assert_eq!(v.is_allowed(), allowed, "{d} depth {depth}: {:?}", v.reasons);
+            assert_eq!(
+                v.is_allowed(),
+                allowed,
+                "{d} depth {depth}: {:?}",
+                v.reasons
+            );
             if !allowed {
                 assert!(
                     v.reasons.iter().any(|r| r.rule.id() == "parse.too_deep"),
