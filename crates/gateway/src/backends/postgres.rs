@@ -1,0 +1,574 @@
+//! PostgreSQL through sqlx.
+//!
+//! Sessions start with `default_transaction_read_only=on` and `application_name=dbward`.
+//! Each query runs in `BEGIN READ ONLY` with `statement_timeout`, `lock_timeout` and
+//! `idle_in_transaction_session_timeout` set locally (and `SET LOCAL ROLE` when a reader role
+//! is configured), as `DECLARE ... NO SCROLL CURSOR` over the extended protocol (one
+//! statement per message: a second statement cannot ride along), then `FETCH`ed in chunks
+//! until the row or byte cap, and always rolled back.
+//!
+//! The `FETCH` is our own constant text; it goes over the simple protocol so that every
+//! value of every type comes back in its text form (and is then converted to JSON by type
+//! name). No client text ever reaches the simple protocol.
+//!
+//! Invariant: a connection that saw an error, a timeout or a cancellation is closed, never
+//! returned to the pool, so nothing (a lock, a setting, a cursor) carries over.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use futures_util::TryStreamExt;
+use secrecy::ExposeSecret;
+use serde_json::Value;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
+use sqlx::{
+    AssertSqlSafe, Column as _, Executor, Row, SqlSafeStr, Statement as _, TypeInfo, ValueRef,
+};
+
+use super::{Caps, Column, ColumnInfo, ForeignKey, QueryResult, TableDescription, TableInfo};
+use crate::config::{Limits, SslMode};
+use crate::connection::ConnectSpec;
+use crate::error::{GatewayError, scrub};
+
+/// Rows per FETCH: small enough that a capped result never fetches far past the cap.
+const FETCH_CHUNK: usize = 200;
+
+/// An open PostgreSQL connection pool.
+#[derive(Debug, Clone)]
+pub struct PgBackend {
+    pool: PgPool,
+    reader_role: Option<String>,
+    /// The server's version string.
+    pub server_version: String,
+}
+
+fn ssl(mode: SslMode) -> PgSslMode {
+    match mode {
+        SslMode::Disable => PgSslMode::Disable,
+        SslMode::Prefer => PgSslMode::Prefer,
+        SslMode::Require => PgSslMode::Require,
+        SslMode::VerifyCa => PgSslMode::VerifyCa,
+        SslMode::VerifyFull => PgSslMode::VerifyFull,
+    }
+}
+
+/// Classifies a driver error into a user-facing error; secrets are scrubbed.
+pub(crate) fn classify(e: sqlx::Error, secrets: &[&str]) -> GatewayError {
+    match &e {
+        sqlx::Error::Database(db) => {
+            let code = db.code().map(|c| c.to_string()).unwrap_or_default();
+            let msg = scrub(db.message(), secrets);
+            match code.as_str() {
+                "57014" => GatewayError::Timeout(0),
+                "42501" => GatewayError::PermissionDenied(msg),
+                "42601" => GatewayError::Syntax(msg),
+                "42P01" => GatewayError::UnknownTable(msg),
+                "25006" => GatewayError::ReadOnlyViolation(msg),
+                "28P01" | "28000" => {
+                    GatewayError::ConnectionUnavailable(format!("login refused: {msg}"))
+                }
+                "3D000" => GatewayError::ConnectionUnavailable(msg),
+                _ => GatewayError::Database(msg),
+            }
+        }
+        sqlx::Error::PoolTimedOut => {
+            GatewayError::ConnectionUnavailable("no pooled connection became free in time".into())
+        }
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolClosed => {
+            GatewayError::ConnectionUnavailable(scrub(&e.to_string(), secrets))
+        }
+        _ => GatewayError::Database(scrub(&e.to_string(), secrets)),
+    }
+}
+
+impl PgBackend {
+    /// Opens a pool and checks the connection with one round trip.
+    pub async fn connect(spec: &ConnectSpec, limits: &Limits) -> Result<PgBackend, GatewayError> {
+        let mut opts = PgConnectOptions::new_without_pgpass()
+            .host(&spec.host)
+            .port(spec.port)
+            .ssl_mode(ssl(spec.sslmode))
+            .application_name("dbward")
+            .options([("default_transaction_read_only", "on")])
+            // No named prepared statements: DISCARD ALL after every query would drop them.
+            .statement_cache_capacity(0);
+        if let Some(u) = &spec.username {
+            opts = opts.username(u);
+        }
+        if let Some(p) = &spec.password {
+            opts = opts.password(p.expose_secret());
+        }
+        if let Some(d) = &spec.database {
+            opts = opts.database(d);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(limits.pool_max_size)
+            .acquire_timeout(Duration::from_millis(limits.acquire_timeout_ms))
+            .idle_timeout(Duration::from_secs(limits.idle_timeout_s))
+            .test_before_acquire(true)
+            .connect_with(opts)
+            .await
+            .map_err(|e| classify(e, &spec.secrets()))?;
+        let server_version: String = sqlx::query_scalar("SELECT version()")
+            .fetch_one(&pool)
+            .await
+            .map_err(|e| classify(e, &spec.secrets()))?;
+        Ok(PgBackend {
+            pool,
+            reader_role: spec.reader_role.clone(),
+            server_version,
+        })
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Runs a policy-approved query under the caps.
+    pub async fn execute(
+        &self,
+        sql: &str,
+        params: &[Value],
+        caps: Caps,
+    ) -> Result<QueryResult, GatewayError> {
+        let started = Instant::now();
+        let mut conn = self.pool.acquire().await.map_err(|e| classify(e, &[]))?;
+        // The server cancels at statement_timeout; the client deadline is a backstop a
+        // little later, after which the connection is closed (and the server session ends).
+        let deadline = Duration::from_millis(caps.timeout_ms + 2_000);
+        let run = self.run(&mut conn, sql, params, caps);
+        let outcome = tokio::time::timeout(deadline, run).await;
+        match outcome {
+            Ok(Ok(mut r)) => {
+                r.elapsed_ms = started.elapsed().as_millis() as u64;
+                Ok(r)
+            }
+            Ok(Err(e)) => {
+                conn.close_on_drop();
+                Err(match e {
+                    GatewayError::Timeout(_) => GatewayError::Timeout(caps.timeout_ms),
+                    other => other,
+                })
+            }
+            Err(_) => {
+                conn.close_on_drop();
+                Err(GatewayError::Timeout(caps.timeout_ms))
+            }
+        }
+    }
+
+    async fn run(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        sql: &str,
+        params: &[Value],
+        caps: Caps,
+    ) -> Result<QueryResult, GatewayError> {
+        let err = |e| classify(e, &[]);
+        conn.execute("BEGIN READ ONLY").await.map_err(err)?;
+        sqlx::query(
+            "SELECT set_config('statement_timeout', $1, true), \
+                    set_config('lock_timeout', $2, true), \
+                    set_config('idle_in_transaction_session_timeout', $3, true)",
+        )
+        .bind(caps.timeout_ms.to_string())
+        .bind(caps.lock_timeout_ms.to_string())
+        .bind(caps.idle_in_transaction_timeout_ms.to_string())
+        .execute(&mut *conn)
+        .await
+        .map_err(err)?;
+        if let Some(role) = &self.reader_role {
+            let stmt = format!("SET LOCAL ROLE {}", quote_ident(role));
+            conn.execute(AssertSqlSafe(stmt)).await.map_err(err)?;
+        }
+        // Column names and types, from a Parse/Describe of the query itself (nothing runs).
+        let prepared = conn
+            .prepare(AssertSqlSafe(sql.to_string()).into_sql_str())
+            .await
+            .map_err(err)?;
+        let columns: Vec<Column> = prepared
+            .columns()
+            .iter()
+            .map(|c| Column {
+                name: c.name().to_string(),
+                type_name: c.type_info().name().to_ascii_lowercase(),
+            })
+            .collect();
+        let declare = format!("DECLARE dbward_cursor NO SCROLL CURSOR FOR {sql}");
+        let mut q = sqlx::query(AssertSqlSafe(declare));
+        for p in params {
+            q = bind_json(q, p);
+        }
+        q.execute(&mut *conn).await.map_err(err)?;
+
+        let mut rows = Vec::new();
+        let mut bytes = 0usize;
+        let mut truncated = false;
+        'fetch: loop {
+            let want = (caps.max_rows + 1 - rows.len()).min(FETCH_CHUNK);
+            let fetch = format!("FETCH FORWARD {want} FROM dbward_cursor");
+            let mut stream = sqlx::raw_sql(AssertSqlSafe(fetch)).fetch(&mut *conn);
+            let mut got = 0;
+            while let Some(row) = stream.try_next().await.map_err(err)? {
+                got += 1;
+                if rows.len() == caps.max_rows {
+                    truncated = true;
+                    break 'fetch;
+                }
+                let mut out = Vec::with_capacity(columns.len());
+                for (i, col) in columns.iter().enumerate() {
+                    let raw = row.try_get_raw(i).map_err(err)?;
+                    let v = if raw.is_null() {
+                        Value::Null
+                    } else {
+                        let text = raw
+                            .as_str()
+                            .map_err(|e| GatewayError::Database(e.to_string()))?;
+                        bytes += text.len();
+                        text_to_json(&col.type_name, text)
+                    };
+                    out.push(v);
+                }
+                if bytes > caps.max_bytes {
+                    truncated = true;
+                    break 'fetch;
+                }
+                rows.push(out);
+            }
+            if got < want {
+                break;
+            }
+        }
+        // Always roll back, then reset the session (advisory locks, settings, temp objects):
+        // nothing a query did survives it. (DISCARD ALL cannot share a message with
+        // ROLLBACK: a multi-statement message is one implicit transaction.)
+        conn.execute("ROLLBACK").await.map_err(err)?;
+        conn.execute("DISCARD ALL").await.map_err(err)?;
+        Ok(QueryResult {
+            row_count: rows.len(),
+            columns,
+            rows,
+            truncated,
+            elapsed_ms: 0,
+        })
+    }
+
+    /// Tables and views, optionally in one schema (system schemas excluded), at most `max`.
+    pub async fn list_tables(
+        &self,
+        schema: Option<&str>,
+        max: usize,
+    ) -> Result<Vec<TableInfo>, GatewayError> {
+        let rows = sqlx::query(
+            "SELECT n.nspname::text, c.relname::text, \
+                    CASE c.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view' \
+                                   WHEN 'f' THEN 'foreign table' WHEN 'p' THEN 'table' ELSE 'table' END \
+             FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind IN ('r','v','m','f','p') \
+               AND n.nspname NOT IN ('pg_catalog','information_schema') AND n.nspname NOT LIKE 'pg_toast%' \
+               AND ($1::text IS NULL OR n.nspname = $1) \
+               AND has_schema_privilege(n.oid, 'USAGE') \
+             ORDER BY 1, 2 LIMIT $2",
+        )
+        .bind(schema)
+        .bind(max as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| classify(e, &[]))?;
+        Ok(rows
+            .iter()
+            .map(|r| TableInfo {
+                schema: r.get(0),
+                name: r.get(1),
+                kind: r.get(2),
+            })
+            .collect())
+    }
+
+    /// Resolves a table name against the catalog: `(schema, name)` of the one match.
+    pub async fn resolve_table(
+        &self,
+        schema: Option<&str>,
+        table: &str,
+    ) -> Result<(String, String), GatewayError> {
+        let row: Option<(String, String)> = sqlx::query_as(
+            "SELECT n.nspname::text, c.relname::text FROM pg_catalog.pg_class c \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relname = $2 AND c.relkind IN ('r','v','m','f','p') \
+               AND (($1::text IS NULL AND pg_catalog.pg_table_is_visible(c.oid)) OR n.nspname = $1) \
+             LIMIT 1",
+        )
+        .bind(schema)
+        .bind(table)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| classify(e, &[]))?;
+        row.ok_or_else(|| {
+            GatewayError::UnknownTable(match schema {
+                Some(s) => format!("{s}.{table}"),
+                None => table.to_string(),
+            })
+        })
+    }
+
+    /// Columns, keys, indexes and comments of one table.
+    pub async fn describe_table(
+        &self,
+        schema: Option<&str>,
+        table: &str,
+    ) -> Result<TableDescription, GatewayError> {
+        let (schema, name) = self.resolve_table(schema, table).await?;
+        let err = |e| classify(e, &[]);
+        let cols = sqlx::query(
+            "SELECT a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod), NOT a.attnotnull, \
+                    pg_catalog.pg_get_expr(d.adbin, d.adrelid), pg_catalog.col_description(a.attrelid, a.attnum) \
+             FROM pg_catalog.pg_attribute a \
+             LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
+             WHERE a.attrelid = (quote_ident($1) || '.' || quote_ident($2))::regclass \
+               AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+        )
+        .bind(&schema)
+        .bind(&name)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        let columns = cols
+            .iter()
+            .map(|r| ColumnInfo {
+                name: r.get(0),
+                type_name: r.get(1),
+                nullable: r.get(2),
+                default: r.get(3),
+                comment: r.get(4),
+            })
+            .collect();
+        let pk: Vec<(String,)> = sqlx::query_as(
+            "SELECT a.attname::text FROM pg_catalog.pg_index i \
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
+             WHERE i.indrelid = (quote_ident($1) || '.' || quote_ident($2))::regclass AND i.indisprimary \
+             ORDER BY array_position(i.indkey, a.attnum)",
+        )
+        .bind(&schema)
+        .bind(&name)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        let fks: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT a.attname::text, cf.relname::text, af.attname::text \
+             FROM pg_catalog.pg_constraint c \
+             JOIN LATERAL unnest(c.conkey, c.confkey) AS k(col, fcol) ON true \
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.col \
+             JOIN pg_catalog.pg_class cf ON cf.oid = c.confrelid \
+             JOIN pg_catalog.pg_attribute af ON af.attrelid = c.confrelid AND af.attnum = k.fcol \
+             WHERE c.contype = 'f' AND c.conrelid = (quote_ident($1) || '.' || quote_ident($2))::regclass \
+             ORDER BY 1",
+        )
+        .bind(&schema)
+        .bind(&name)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        let indexes: Vec<(String,)> = sqlx::query_as(
+            "SELECT pg_catalog.pg_get_indexdef(indexrelid) FROM pg_catalog.pg_index \
+             WHERE indrelid = (quote_ident($1) || '.' || quote_ident($2))::regclass ORDER BY 1",
+        )
+        .bind(&schema)
+        .bind(&name)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        let comment: Option<String> = sqlx::query_scalar(
+            "SELECT pg_catalog.obj_description((quote_ident($1) || '.' || quote_ident($2))::regclass, 'pg_class')",
+        )
+        .bind(&schema)
+        .bind(&name)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(TableDescription {
+            schema,
+            name,
+            columns,
+            primary_key: pk.into_iter().map(|p| p.0).collect(),
+            foreign_keys: fks
+                .into_iter()
+                .map(|(column, t, c)| ForeignKey {
+                    column,
+                    references_table: t,
+                    references_column: c,
+                })
+                .collect(),
+            indexes: indexes.into_iter().map(|i| i.0).collect(),
+            comment,
+        })
+    }
+
+    /// For functions the policy does not know: `(name, volatile)` for each that exists.
+    /// A function missing from the result does not exist (the query will fail anyway).
+    pub async fn function_volatility(
+        &self,
+        functions: &[(Option<String>, String)],
+    ) -> Result<Vec<(String, bool)>, GatewayError> {
+        let mut out = Vec::new();
+        for (schema, name) in functions {
+            let volatile: Option<bool> = sqlx::query_scalar(
+                "SELECT bool_or(p.provolatile = 'v') FROM pg_catalog.pg_proc p \
+                 JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
+                 WHERE p.proname = $2 AND ($1::text IS NULL OR n.nspname = $1)",
+            )
+            .bind(schema.as_deref())
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| classify(e, &[]))?;
+            if let Some(v) = volatile {
+                out.push((name.clone(), v));
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn bind_json<'q>(
+    q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    v: &'q Value,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    match v {
+        Value::Null => q.bind(None::<String>),
+        Value::Bool(b) => q.bind(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => q.bind(i),
+            None => q.bind(n.as_f64()),
+        },
+        Value::String(s) => q.bind(s.as_str()),
+        other => q.bind(sqlx::types::Json(other)),
+    }
+}
+
+/// Quotes an identifier the way PostgreSQL's `quote_ident` does.
+pub(crate) fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// Converts one value in PostgreSQL's text form to JSON, by type name. Integers become
+/// numbers; numerics stay strings (no float rounding); `bytea` becomes base64; JSON is
+/// parsed; arrays of simple types become JSON arrays; everything else is its text form.
+pub fn text_to_json(type_name: &str, text: &str) -> Value {
+    match type_name {
+        "int2" | "int4" | "int8" | "oid" => text
+            .parse::<i64>()
+            .map(Value::from)
+            .unwrap_or_else(|_| Value::String(text.into())),
+        "float4" | "float8" => match text.parse::<f64>() {
+            Ok(f) if f.is_finite() => Value::from(f),
+            _ => Value::String(text.into()), // NaN, Infinity
+        },
+        "bool" => Value::Bool(text == "t"),
+        "json" | "jsonb" => {
+            serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.into()))
+        }
+        "bytea" => match text.strip_prefix("\\x").and_then(|h| hex::decode(h).ok()) {
+            Some(bytes) => Value::String(base64::engine::general_purpose::STANDARD.encode(bytes)),
+            None => Value::String(text.into()),
+        },
+        // sqlx names array types `int4[]`; the catalog names them `_int4`.
+        t if t.ends_with("[]") || t.starts_with('_') => {
+            let elem = t
+                .strip_suffix("[]")
+                .or_else(|| t.strip_prefix('_'))
+                .unwrap_or(t);
+            parse_array(elem, text).unwrap_or_else(|| Value::String(text.into()))
+        }
+        _ => Value::String(text.into()),
+    }
+}
+
+/// Parses a PostgreSQL array literal (`{1,2,NULL}`, `{"a b","c\"d"}`, nested) into JSON,
+/// converting elements by the element type. `None` if the text is not a plain array literal
+/// (e.g. one with explicit bounds).
+fn parse_array(elem_type: &str, text: &str) -> Option<Value> {
+    fn parse(
+        elem_type: &str,
+        chars: &mut std::iter::Peekable<std::str::Chars<'_>>,
+    ) -> Option<Value> {
+        if chars.next()? != '{' {
+            return None;
+        }
+        let mut items = Vec::new();
+        loop {
+            match chars.peek()? {
+                '}' => {
+                    chars.next();
+                    return Some(Value::Array(items));
+                }
+                '{' => items.push(parse(elem_type, chars)?),
+                '"' => {
+                    chars.next();
+                    let mut s = String::new();
+                    loop {
+                        match chars.next()? {
+                            '\\' => s.push(chars.next()?),
+                            '"' => break,
+                            c => s.push(c),
+                        }
+                    }
+                    items.push(text_to_json(elem_type, &s));
+                }
+                _ => {
+                    let mut s = String::new();
+                    while let Some(&c) = chars.peek() {
+                        if c == ',' || c == '}' {
+                            break;
+                        }
+                        s.push(c);
+                        chars.next();
+                    }
+                    items.push(if s == "NULL" {
+                        Value::Null
+                    } else {
+                        text_to_json(elem_type, &s)
+                    });
+                }
+            }
+            match chars.peek()? {
+                ',' => {
+                    chars.next();
+                }
+                '}' => {}
+                _ => return None,
+            }
+        }
+    }
+    let mut chars = text.chars().peekable();
+    let v = parse(elem_type, &mut chars)?;
+    chars.next().is_none().then_some(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn text_forms_become_faithful_json() {
+        assert_eq!(
+            text_to_json("int8", "9007199254740993"),
+            json!(9007199254740993i64)
+        );
+        assert_eq!(text_to_json("numeric", "1.10"), json!("1.10"));
+        assert_eq!(text_to_json("bool", "t"), json!(true));
+        assert_eq!(text_to_json("bytea", "\\x0001ff"), json!("AAH/"));
+        assert_eq!(text_to_json("jsonb", "{\"a\": [1]}"), json!({"a": [1]}));
+        assert_eq!(text_to_json("_int4", "{1,NULL,3}"), json!([1, null, 3]));
+        assert_eq!(
+            text_to_json("_text", "{\"a b\",\"c\\\"d\",e}"),
+            json!(["a b", "c\"d", "e"])
+        );
+        assert_eq!(
+            text_to_json("_int4", "{{1,2},{3,4}}"),
+            json!([[1, 2], [3, 4]])
+        );
+        assert_eq!(text_to_json("float8", "NaN"), json!("NaN"));
+    }
+}

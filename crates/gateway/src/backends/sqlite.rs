@@ -1,0 +1,328 @@
+//! SQLite through rusqlite (bundled). Opened read-only (`SQLITE_OPEN_READ_ONLY`, so the file
+//! cannot be written even by a statement the policy missed), with `PRAGMA query_only`, an
+//! authorizer that permits only reads, SELECT, recursive CTEs and functions outside a deny
+//! list, and a progress handler that ends queries past their deadline.
+//!
+//! Each call opens its own connection on a blocking thread: opening a SQLite file costs
+//! microseconds, and a fresh connection guarantees nothing carries over between callers.
+//!
+//! Invariant: user queries run only on connections with the authorizer installed.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, OpenFlags};
+use serde_json::Value;
+
+use super::{Caps, Column, ColumnInfo, ForeignKey, QueryResult, TableDescription, TableInfo};
+use crate::error::GatewayError;
+
+/// Functions the authorizer refuses whatever the policy said.
+const DENIED_FUNCTIONS: &[&str] = &["load_extension", "readfile", "writefile", "edit", "fsdir"];
+
+/// An SQLite database file, opened read-only per call.
+#[derive(Debug, Clone)]
+pub struct SqliteBackend {
+    path: PathBuf,
+    /// The SQLite library version.
+    pub server_version: String,
+}
+
+fn classify(e: rusqlite::Error) -> GatewayError {
+    let msg = e.to_string();
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _) => match f.code {
+            rusqlite::ErrorCode::OperationInterrupted => GatewayError::Timeout(0),
+            rusqlite::ErrorCode::AuthorizationForStatementDenied => {
+                GatewayError::PermissionDenied(msg)
+            }
+            rusqlite::ErrorCode::ReadOnly => GatewayError::ReadOnlyViolation(msg),
+            rusqlite::ErrorCode::CannotOpen => GatewayError::ConnectionUnavailable(msg),
+            _ if msg.contains("no such table") => GatewayError::UnknownTable(msg),
+            _ if msg.contains("syntax error") => GatewayError::Syntax(msg),
+            _ => GatewayError::Database(msg),
+        },
+        rusqlite::Error::MultipleStatement => {
+            GatewayError::InvalidInput("more than one statement".into())
+        }
+        _ => GatewayError::Database(msg),
+    }
+}
+
+fn open(path: &Path) -> Result<Connection, GatewayError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| {
+        GatewayError::ConnectionUnavailable(format!("cannot open the database file: {e}"))
+    })?;
+    conn.pragma_update(None, "query_only", true)
+        .map_err(classify)?;
+    Ok(conn)
+}
+
+fn authorize(ctx: AuthContext<'_>) -> Authorization {
+    match ctx.action {
+        AuthAction::Select | AuthAction::Read { .. } | AuthAction::Recursive => {
+            Authorization::Allow
+        }
+        AuthAction::Function { function_name } => {
+            if DENIED_FUNCTIONS
+                .iter()
+                .any(|d| d.eq_ignore_ascii_case(function_name))
+            {
+                Authorization::Deny
+            } else {
+                Authorization::Allow
+            }
+        }
+        _ => Authorization::Deny,
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, GatewayError> + Send + 'static,
+) -> Result<T, GatewayError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| GatewayError::Internal(format!("the SQLite worker failed: {e}")))?
+}
+
+impl SqliteBackend {
+    /// Checks that the file exists and opens read-only.
+    pub async fn connect(path: &Path) -> Result<SqliteBackend, GatewayError> {
+        if !path.is_file() {
+            return Err(GatewayError::ConnectionUnavailable(
+                "the SQLite database file does not exist".into(),
+            ));
+        }
+        let p = path.to_path_buf();
+        let version = blocking(move || {
+            let conn = open(&p)?;
+            conn.query_row("SELECT sqlite_version()", [], |r| r.get::<_, String>(0))
+                .map_err(classify)
+        })
+        .await?;
+        Ok(SqliteBackend {
+            path: path.to_path_buf(),
+            server_version: format!("SQLite {version}"),
+        })
+    }
+
+    /// Runs a policy-approved query under the caps.
+    pub async fn execute(
+        &self,
+        sql: &str,
+        params: &[Value],
+        caps: Caps,
+    ) -> Result<QueryResult, GatewayError> {
+        let path = self.path.clone();
+        let sql = sql.to_string();
+        let params = params.to_vec();
+        blocking(move || run(&path, &sql, &params, caps)).await
+    }
+
+    /// Tables and views.
+    pub async fn list_tables(&self, max: usize) -> Result<Vec<TableInfo>, GatewayError> {
+        let path = self.path.clone();
+        blocking(move || {
+            let conn = open(&path)?;
+            let mut stmt = conn
+                .prepare(
+                    "SELECT name, type FROM sqlite_schema WHERE type IN ('table','view') \
+                     AND name NOT LIKE 'sqlite_%' ORDER BY name LIMIT ?1",
+                )
+                .map_err(classify)?;
+            let rows = stmt
+                .query_map([max as i64], |r| {
+                    Ok(TableInfo {
+                        schema: "main".into(),
+                        name: r.get(0)?,
+                        kind: r.get(1)?,
+                    })
+                })
+                .map_err(classify)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(classify)
+        })
+        .await
+    }
+
+    /// Columns, keys and indexes of one table (names checked against the catalog).
+    pub async fn describe_table(&self, table: &str) -> Result<TableDescription, GatewayError> {
+        let path = self.path.clone();
+        let table = table.to_string();
+        blocking(move || {
+            let conn = open(&path)?;
+            let exists: Option<String> = conn
+                .query_row(
+                    "SELECT name FROM sqlite_schema WHERE type IN ('table','view') AND name = ?1",
+                    [&table],
+                    |r| r.get(0),
+                )
+                .ok();
+            let Some(name) = exists else {
+                return Err(GatewayError::UnknownTable(table));
+            };
+            let mut stmt = conn
+                .prepare("SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_info(?1) ORDER BY cid")
+                .map_err(classify)?;
+            let mut pk: Vec<(i64, String)> = Vec::new();
+            let mut columns = Vec::new();
+            let rows = stmt
+                .query_map([&name], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                        r.get::<_, i64>(4)?,
+                    ))
+                })
+                .map_err(classify)?;
+            for row in rows {
+                let (col, ty, notnull, default, pkpos) = row.map_err(classify)?;
+                if pkpos > 0 {
+                    pk.push((pkpos, col.clone()));
+                }
+                columns.push(ColumnInfo {
+                    name: col,
+                    type_name: ty,
+                    nullable: notnull == 0,
+                    default,
+                    comment: None,
+                });
+            }
+            pk.sort();
+            let mut stmt = conn
+                .prepare("SELECT \"from\", \"table\", \"to\" FROM pragma_foreign_key_list(?1)")
+                .map_err(classify)?;
+            let foreign_keys = stmt
+                .query_map([&name], |r| {
+                    Ok(ForeignKey {
+                        column: r.get(0)?,
+                        references_table: r.get(1)?,
+                        references_column: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+                    })
+                })
+                .map_err(classify)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(classify)?;
+            let mut stmt = conn
+                .prepare("SELECT coalesce(sql, name) FROM sqlite_schema WHERE type = 'index' AND tbl_name = ?1 ORDER BY name")
+                .map_err(classify)?;
+            let indexes = stmt
+                .query_map([&name], |r| r.get(0))
+                .map_err(classify)?
+                .collect::<Result<Vec<String>, _>>()
+                .map_err(classify)?;
+            Ok(TableDescription {
+                schema: "main".into(),
+                name,
+                columns,
+                primary_key: pk.into_iter().map(|p| p.1).collect(),
+                foreign_keys,
+                indexes,
+                comment: None,
+            })
+        })
+        .await
+    }
+}
+
+fn run(path: &Path, sql: &str, params: &[Value], caps: Caps) -> Result<QueryResult, GatewayError> {
+    let started = Instant::now();
+    let conn = open(path)?;
+    conn.authorizer(Some(authorize)).map_err(classify)?;
+    let deadline = started + Duration::from_millis(caps.timeout_ms);
+    conn.progress_handler(1_000, Some(move || Instant::now() > deadline))
+        .map_err(classify)?;
+    let mut stmt = conn.prepare(sql).map_err(classify)?;
+    if !stmt.readonly() {
+        return Err(GatewayError::ReadOnlyViolation(
+            "SQLite reports the statement would write".into(),
+        ));
+    }
+    let columns: Vec<Column> = stmt
+        .columns()
+        .iter()
+        .map(|c| Column {
+            name: c.name().to_string(),
+            type_name: c.decl_type().unwrap_or("").to_ascii_lowercase(),
+        })
+        .collect();
+    let bound: Vec<rusqlite::types::Value> = params.iter().map(json_to_sqlite).collect();
+    let mut rows_iter = stmt
+        .query(rusqlite::params_from_iter(bound.iter()))
+        .map_err(|e| timeout_or(e, caps))?;
+    let mut rows = Vec::new();
+    let mut bytes = 0usize;
+    let mut truncated = false;
+    while let Some(row) = rows_iter.next().map_err(|e| timeout_or(e, caps))? {
+        if rows.len() == caps.max_rows {
+            truncated = true;
+            break;
+        }
+        let mut out = Vec::with_capacity(columns.len());
+        for i in 0..columns.len() {
+            let v = match row.get_ref(i).map_err(classify)? {
+                ValueRef::Null => Value::Null,
+                ValueRef::Integer(n) => {
+                    bytes += 8;
+                    Value::from(n)
+                }
+                ValueRef::Real(f) => {
+                    bytes += 8;
+                    serde_json::Number::from_f64(f)
+                        .map(Value::Number)
+                        .unwrap_or(Value::Null)
+                }
+                ValueRef::Text(t) => {
+                    bytes += t.len();
+                    Value::String(String::from_utf8_lossy(t).into_owned())
+                }
+                ValueRef::Blob(b) => {
+                    bytes += b.len();
+                    Value::String(base64::engine::general_purpose::STANDARD.encode(b))
+                }
+            };
+            out.push(v);
+        }
+        if bytes > caps.max_bytes {
+            truncated = true;
+            break;
+        }
+        rows.push(out);
+    }
+    Ok(QueryResult {
+        row_count: rows.len(),
+        columns,
+        rows,
+        truncated,
+        elapsed_ms: started.elapsed().as_millis() as u64,
+    })
+}
+
+fn timeout_or(e: rusqlite::Error, caps: Caps) -> GatewayError {
+    match classify(e) {
+        GatewayError::Timeout(_) => GatewayError::Timeout(caps.timeout_ms),
+        other => other,
+    }
+}
+
+fn json_to_sqlite(v: &Value) -> rusqlite::types::Value {
+    use rusqlite::types::Value as S;
+    match v {
+        Value::Null => S::Null,
+        Value::Bool(b) => S::Integer(i64::from(*b)),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => S::Integer(i),
+            None => S::Real(n.as_f64().unwrap_or(0.0)),
+        },
+        Value::String(s) => S::Text(s.clone()),
+        other => S::Text(other.to_string()),
+    }
+}

@@ -1,0 +1,222 @@
+//! The gateway's configuration: one strict struct, read from `dbward.toml` or the JSON
+//! form `{"connections": {"name": {"type": "postgresql", ..., "credentialsEnv": "ENV"}}}`.
+//!
+//! Invariant: credentials never appear in config, only the *name* of an environment
+//! variable holding `username:password`, resolved at connect time into a `SecretString`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use dbward_policy::PolicyConfig;
+use serde::Deserialize;
+
+use crate::error::GatewayError;
+
+/// The whole gateway configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    /// Named connections, the normal way to connect. Default none.
+    pub connections: BTreeMap<String, NamedConnection>,
+    /// Whether clients may connect with their own parameters or URLs (their credentials
+    /// would pass through the model's context). Default false.
+    #[serde(alias = "allowClientConnections")]
+    pub allow_client_connections: bool,
+    /// Row, byte, time and pool limits.
+    pub limits: Limits,
+    /// The policy engine's settings.
+    pub policy: PolicyConfig,
+}
+
+/// The database kinds dbward speaks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DbKind {
+    /// PostgreSQL.
+    #[serde(alias = "postgres")]
+    Postgresql,
+    /// MySQL or MariaDB.
+    #[serde(alias = "mariadb")]
+    Mysql,
+    /// SQLite, always opened read-only.
+    #[serde(alias = "sqlite3")]
+    Sqlite,
+}
+
+impl DbKind {
+    /// The policy dialect for this kind.
+    pub fn dialect(self) -> dbward_policy::Dialect {
+        match self {
+            DbKind::Postgresql => dbward_policy::Dialect::Postgres,
+            DbKind::Mysql => dbward_policy::Dialect::Mysql,
+            DbKind::Sqlite => dbward_policy::Dialect::Sqlite,
+        }
+    }
+
+    /// The name used in config and metadata.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DbKind::Postgresql => "postgresql",
+            DbKind::Mysql => "mysql",
+            DbKind::Sqlite => "sqlite",
+        }
+    }
+}
+
+/// TLS modes, as PostgreSQL names them. `verify-full` checks the certificate chain and the
+/// host name (through rustls); `disable` sends everything in clear (loopback only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SslMode {
+    /// No TLS.
+    Disable,
+    /// TLS if the server offers it, no verification (the driver default).
+    #[default]
+    Prefer,
+    /// TLS required, certificate not verified.
+    Require,
+    /// TLS required, certificate chain verified.
+    VerifyCa,
+    /// TLS required, chain and host name verified.
+    VerifyFull,
+}
+
+impl SslMode {
+    /// Parses the PostgreSQL spelling (`verify-full`).
+    pub fn parse(s: &str) -> Result<SslMode, GatewayError> {
+        Ok(match s {
+            "disable" => SslMode::Disable,
+            "prefer" | "allow" => SslMode::Prefer,
+            "require" => SslMode::Require,
+            "verify-ca" => SslMode::VerifyCa,
+            "verify-full" => SslMode::VerifyFull,
+            other => {
+                return Err(GatewayError::InvalidInput(format!(
+                    "unknown sslmode `{other}` (disable, prefer, require, verify-ca, verify-full)"
+                )));
+            }
+        })
+    }
+}
+
+/// One named connection.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamedConnection {
+    /// `postgresql` (or `postgres`), `mysql` (or `mariadb`), `sqlite`.
+    #[serde(rename = "type")]
+    pub kind: DbKind,
+    /// Host name or address (server databases). Default `localhost`.
+    pub host: Option<String>,
+    /// Port. Default 5432 (PostgreSQL) or 3306 (MySQL).
+    pub port: Option<u16>,
+    /// Database name (server databases).
+    pub database: Option<String>,
+    /// File path (SQLite).
+    pub path: Option<PathBuf>,
+    /// Name of the environment variable holding `username:password`.
+    #[serde(alias = "credentialsEnv")]
+    pub credentials_env: Option<String>,
+    /// TLS mode. Default `prefer`.
+    pub sslmode: Option<SslMode>,
+    /// A least-privilege role to `SET LOCAL ROLE` to for every query (PostgreSQL).
+    #[serde(alias = "readerRole")]
+    pub reader_role: Option<String>,
+}
+
+/// Limits, each with its default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Rows `execute_query` returns by default. Default 1,000.
+    pub max_rows: usize,
+    /// The most rows any call may ask for. Default 10,000.
+    pub hard_max_rows: usize,
+    /// Rows `read_table` returns at most. Default 100.
+    pub read_table_max_rows: usize,
+    /// Bytes of row data returned at most. Default 1 MiB.
+    pub max_bytes: usize,
+    /// Server-side statement timeout. Default 30,000 ms.
+    pub statement_timeout_ms: u64,
+    /// Lock wait timeout. Default 1,000 ms.
+    pub lock_timeout_ms: u64,
+    /// Idle-in-transaction timeout. Default 60,000 ms.
+    pub idle_in_transaction_timeout_ms: u64,
+    /// Connections per pool. Default 5.
+    pub pool_max_size: u32,
+    /// Wait for a pooled connection at most this long. Default 5,000 ms.
+    pub acquire_timeout_ms: u64,
+    /// Close pooled connections idle this long. Default 300 s.
+    pub idle_timeout_s: u64,
+    /// Close an open connection id unused this long. Default 3,600 s.
+    pub connection_idle_expiry_s: u64,
+    /// Open connection ids at most. Default 16.
+    pub max_open_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_rows: 1_000,
+            hard_max_rows: 10_000,
+            read_table_max_rows: 100,
+            max_bytes: 1024 * 1024,
+            statement_timeout_ms: 30_000,
+            lock_timeout_ms: 1_000,
+            idle_in_transaction_timeout_ms: 60_000,
+            pool_max_size: 5,
+            acquire_timeout_ms: 5_000,
+            idle_timeout_s: 300,
+            connection_idle_expiry_s: 3_600,
+            max_open_connections: 16,
+        }
+    }
+}
+
+impl GatewayConfig {
+    /// Reads `dbward.toml` (or a `.json` file in the JSON form).
+    pub fn load(path: &Path) -> Result<GatewayConfig, GatewayError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| GatewayError::Config(format!("cannot read {}: {e}", path.display())))?;
+        if path.extension().is_some_and(|e| e == "json") {
+            Self::from_json(&text)
+        } else {
+            Self::from_toml(&text)
+        }
+    }
+
+    /// Parses the TOML form.
+    pub fn from_toml(text: &str) -> Result<GatewayConfig, GatewayError> {
+        toml::from_str(text).map_err(|e| GatewayError::Config(e.to_string()))
+    }
+
+    /// Parses the JSON form.
+    pub fn from_json(text: &str) -> Result<GatewayConfig, GatewayError> {
+        serde_json::from_str(text).map_err(|e| GatewayError::Config(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_form_with_credentials_env() {
+        let c = GatewayConfig::from_json(
+            r#"{"connections": {"default_postgres": {"type": "postgresql", "host": "localhost",
+               "database": "mydatabase", "port": 5432, "credentialsEnv": "POSTGRES_CREDENTIALS"}}}"#,
+        )
+        .expect("parses");
+        let n = &c.connections["default_postgres"];
+        assert_eq!(n.kind, DbKind::Postgresql);
+        assert_eq!(n.credentials_env.as_deref(), Some("POSTGRES_CREDENTIALS"));
+        assert!(!c.allow_client_connections);
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let e = GatewayConfig::from_toml("[connections.x]\ntype = \"sqlite\"\npassword = \"p\"\n")
+            .expect_err("password is not a config field");
+        assert!(e.to_string().contains("unknown field"), "{e}");
+    }
+}

@@ -1,0 +1,153 @@
+//! The gateway's errors, and the one table of stable codes outsiders see.
+//!
+//! Invariant: no variant carries a password, token or full connection string. Messages from
+//! drivers pass through [`scrub`] before they are stored in a variant, and connection
+//! targets appear only in masked form.
+
+use dbward_policy::Verdict;
+
+/// Everything a gateway call can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The input is malformed: too long, NUL bytes, bad identifier, bad argument.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// The policy refused the query; the verdict holds every reason.
+    #[error("refused by policy rule {rule}: {message}")]
+    Refused {
+        /// The first rule that fired.
+        rule: String,
+        /// The first reason's message.
+        message: String,
+        /// The whole verdict.
+        verdict: Box<Verdict>,
+    },
+    /// A function the policy did not know was judged unsafe by the database.
+    #[error("refused by policy rule function.volatile: {0}")]
+    VolatileFunction(String),
+    /// No open connection has this id.
+    #[error("unknown connection id")]
+    UnknownConnection,
+    /// No named connection has this name.
+    #[error("unknown connection name `{0}`")]
+    UnknownConnectionName(String),
+    /// Connecting with client-supplied parameters is disabled.
+    #[error(
+        "connecting with client-supplied parameters or URLs is disabled; use a named connection (set allow_client_connections = true to enable)"
+    )]
+    ClientConnectionsDisabled,
+    /// The maximum number of open connections is reached.
+    #[error("too many open connections (maximum {0}); close one first")]
+    TooManyConnections(usize),
+    /// The database could not be reached or refused the login.
+    #[error("connection unavailable: {0}")]
+    ConnectionUnavailable(String),
+    /// The query ran out of time and was cancelled.
+    #[error("the query timed out after {0} ms and was cancelled")]
+    Timeout(u64),
+    /// The database refused the query for lack of privilege.
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
+    /// The database could not parse the query.
+    #[error("syntax error: {0}")]
+    Syntax(String),
+    /// The table does not exist (or is not visible).
+    #[error("unknown table `{0}`")]
+    UnknownTable(String),
+    /// The database refused a write (the read-only layer held).
+    #[error("the database refused a write: {0}")]
+    ReadOnlyViolation(String),
+    /// Any other database error, scrubbed.
+    #[error("database error: {0}")]
+    Database(String),
+    /// The configuration is invalid.
+    #[error("configuration error: {0}")]
+    Config(String),
+    /// A bug: an internal invariant did not hold.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl GatewayError {
+    /// The stable code clients and the audit log key on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            GatewayError::InvalidInput(_) => "invalid_input",
+            GatewayError::Refused { .. } | GatewayError::VolatileFunction(_) => "policy_refused",
+            GatewayError::UnknownConnection => "unknown_connection",
+            GatewayError::UnknownConnectionName(_) => "unknown_connection_name",
+            GatewayError::ClientConnectionsDisabled => "client_connections_disabled",
+            GatewayError::TooManyConnections(_) => "too_many_connections",
+            GatewayError::ConnectionUnavailable(_) => "connection_unavailable",
+            GatewayError::Timeout(_) => "timeout",
+            GatewayError::PermissionDenied(_) => "permission_denied",
+            GatewayError::Syntax(_) => "syntax_error",
+            GatewayError::UnknownTable(_) => "unknown_table",
+            GatewayError::ReadOnlyViolation(_) => "read_only_violation",
+            GatewayError::Database(_) => "database_error",
+            GatewayError::Config(_) => "config_error",
+            GatewayError::Internal(_) => "internal_error",
+        }
+    }
+
+    /// The policy rule id, for refusals.
+    pub fn rule(&self) -> Option<&str> {
+        match self {
+            GatewayError::Refused { rule, .. } => Some(rule),
+            GatewayError::VolatileFunction(_) => Some("function.volatile"),
+            _ => None,
+        }
+    }
+}
+
+/// Removes every secret from a driver message: each given secret, and any
+/// `scheme://user:password@` credential part of a URL.
+pub fn scrub(message: &str, secrets: &[&str]) -> String {
+    let mut out = message.to_string();
+    for s in secrets.iter().filter(|s| s.len() >= 3) {
+        out = out.replace(s, "****");
+    }
+    // user:password@ inside URLs.
+    let mut result = String::with_capacity(out.len());
+    let mut rest = out.as_str();
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        result.push_str(head);
+        let end = tail
+            .find(|c: char| c.is_whitespace() || c == '"' || c == '\'')
+            .unwrap_or(tail.len());
+        let authority = &tail[..end];
+        match authority.rfind('@') {
+            Some(at) => {
+                let userinfo = &authority[..at];
+                let user = userinfo.split(':').next().unwrap_or("");
+                result.push_str(user);
+                if userinfo.contains(':') {
+                    result.push_str(":****");
+                }
+                result.push_str(&authority[at..]);
+            }
+            None => result.push_str(authority),
+        }
+        rest = &tail[end..];
+    }
+    result.push_str(rest);
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrub_removes_passwords_and_url_credentials() {
+        let m = scrub(
+            "failed: postgresql://app:S3cr3t@db:5432/x and S3cr3t again",
+            &["S3cr3t"],
+        );
+        assert!(!m.contains("S3cr3t"), "{m}");
+        assert!(m.contains("postgresql://app:****@db:5432/x"), "{m}");
+        let m = scrub("mysql://u:p%40ss@h/db", &[]);
+        assert_eq!(m, "mysql://u:****@h/db");
+    }
+}

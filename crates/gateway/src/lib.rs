@@ -1,0 +1,381 @@
+//! dbward's gateway: the one service every adapter (MCP server, web assistant, CLI) calls.
+//! Connections (opaque ids, masked targets, secrets), backends, and the database tools.
+//! Knows nothing of MCP or HTTP.
+//!
+//! The path of every query: input limits -> policy verdict -> (PostgreSQL) database check
+//! of functions the policy does not know -> backend execution, read-only enforced by the
+//! database, rows streamed under caps.
+//!
+//! Invariants:
+//! - No query reaches a backend without an allowed verdict from the policy.
+//! - Clients see connection ids and masked targets only; credentials never leave
+//!   `ConnectSpec` (a secret) and the driver.
+//! - The registry lock is held only to look up or insert an entry, never across I/O.
+
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+pub mod backends;
+pub mod config;
+pub mod connection;
+pub mod error;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use dbward_policy::{Dialect, Policy, Verdict};
+use secrecy::SecretString;
+use serde_json::Value;
+
+use backends::postgres::PgBackend;
+use backends::sqlite::SqliteBackend;
+use backends::{Caps, QueryResult, TableDescription, TableInfo};
+pub use config::{DbKind, GatewayConfig, Limits};
+pub use connection::{ConnectSpec, ConnectionId, ConnectionInfo, MaskedTarget};
+pub use error::GatewayError;
+
+/// How a client asks to connect.
+#[derive(Debug)]
+pub enum ConnectRequest {
+    /// A named connection from config (always allowed).
+    Named(String),
+    /// A connection string (only if `allow_client_connections`).
+    Url(SecretString),
+    /// Parameters (only if `allow_client_connections`).
+    Params(Box<ConnectSpec>),
+}
+
+enum Backend {
+    Postgres(PgBackend),
+    Sqlite(SqliteBackend),
+}
+
+struct Open {
+    info: ConnectionInfo,
+    backend: Backend,
+    /// Volatility of functions the policy did not know, as the database reported it.
+    volatility: Mutex<HashMap<String, bool>>,
+    last_used: Mutex<Instant>,
+}
+
+/// The gateway service. Share it as `Arc<Gateway>`.
+pub struct Gateway {
+    config: GatewayConfig,
+    policy: Policy,
+    registry: Mutex<HashMap<ConnectionId, Arc<Open>>>,
+}
+
+/// Longest identifier accepted (PostgreSQL's limit; MySQL's is 64).
+const MAX_IDENTIFIER_BYTES: usize = 64;
+/// Most bound parameters per query.
+const MAX_PARAMS: usize = 100;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding these locks cannot leave the maps inconsistent (each update is
+    // one insert or remove), so a poisoned lock is still safe to use.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Gateway {
+    /// Builds the gateway from its configuration.
+    pub fn new(config: GatewayConfig) -> Gateway {
+        let policy = Policy::new(config.policy.clone());
+        Gateway {
+            config,
+            policy,
+            registry: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &GatewayConfig {
+        &self.config
+    }
+
+    /// Opens a connection and registers it under a fresh opaque id.
+    pub async fn connect(&self, request: ConnectRequest) -> Result<ConnectionInfo, GatewayError> {
+        let spec = match request {
+            ConnectRequest::Named(name) => {
+                let named = self
+                    .config
+                    .connections
+                    .get(&name)
+                    .ok_or_else(|| GatewayError::UnknownConnectionName(name.clone()))?;
+                ConnectSpec::from_named(&name, named)?
+            }
+            ConnectRequest::Url(url) => {
+                if !self.config.allow_client_connections {
+                    return Err(GatewayError::ClientConnectionsDisabled);
+                }
+                ConnectSpec::from_url(&url)?
+            }
+            ConnectRequest::Params(spec) => {
+                if !self.config.allow_client_connections {
+                    return Err(GatewayError::ClientConnectionsDisabled);
+                }
+                *spec
+            }
+        };
+        self.open(spec).await
+    }
+
+    /// Opens a connection from a spec the operator provided (command line, environment):
+    /// not subject to `allow_client_connections`.
+    pub async fn connect_trusted(&self, spec: ConnectSpec) -> Result<ConnectionInfo, GatewayError> {
+        self.open(spec).await
+    }
+
+    async fn open(&self, spec: ConnectSpec) -> Result<ConnectionInfo, GatewayError> {
+        self.expire_idle().await;
+        let max = self.config.limits.max_open_connections;
+        if lock(&self.registry).len() >= max {
+            return Err(GatewayError::TooManyConnections(max));
+        }
+        let (backend, version) = match spec.kind {
+            DbKind::Postgresql => {
+                let b = PgBackend::connect(&spec, &self.config.limits).await?;
+                let v = b.server_version.clone();
+                (Backend::Postgres(b), v)
+            }
+            DbKind::Sqlite => {
+                let path = spec.path.clone().ok_or_else(|| {
+                    GatewayError::InvalidInput("a sqlite connection needs a file path".into())
+                })?;
+                let b = SqliteBackend::connect(&path).await?;
+                let v = b.server_version.clone();
+                (Backend::Sqlite(b), v)
+            }
+            DbKind::Mysql => {
+                return Err(GatewayError::Config(
+                    "the MySQL/MariaDB backend is not available in this build yet".into(),
+                ));
+            }
+        };
+        let info = ConnectionInfo {
+            id: ConnectionId::random(),
+            name: spec.name.clone(),
+            kind: spec.kind,
+            target: spec.masked(),
+            server_version: version,
+            opened_at: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+        };
+        drop(spec); // the password goes with it
+        let open = Arc::new(Open {
+            info: info.clone(),
+            backend,
+            volatility: Mutex::new(HashMap::new()),
+            last_used: Mutex::new(Instant::now()),
+        });
+        let mut reg = lock(&self.registry);
+        if reg.len() >= max {
+            return Err(GatewayError::TooManyConnections(max));
+        }
+        reg.insert(info.id.clone(), open);
+        Ok(info)
+    }
+
+    /// Open connections.
+    pub fn list_connections(&self) -> Vec<ConnectionInfo> {
+        let mut v: Vec<ConnectionInfo> = lock(&self.registry)
+            .values()
+            .map(|o| o.info.clone())
+            .collect();
+        v.sort_by_key(|i| i.opened_at);
+        v
+    }
+
+    /// Closes a connection and its pool.
+    pub async fn close_connection(&self, id: &str) -> Result<(), GatewayError> {
+        let id = ConnectionId::parse(id)?;
+        let open = lock(&self.registry)
+            .remove(&id)
+            .ok_or(GatewayError::UnknownConnection)?;
+        if let Backend::Postgres(b) = &open.backend {
+            b.close().await;
+        }
+        Ok(())
+    }
+
+    async fn expire_idle(&self) {
+        let ttl = std::time::Duration::from_secs(self.config.limits.connection_idle_expiry_s);
+        let expired: Vec<Arc<Open>> = {
+            let mut reg = lock(&self.registry);
+            let ids: Vec<ConnectionId> = reg
+                .iter()
+                .filter(|(_, o)| lock(&o.last_used).elapsed() > ttl)
+                .map(|(id, _)| id.clone())
+                .collect();
+            ids.iter().filter_map(|id| reg.remove(id)).collect()
+        };
+        for o in expired {
+            if let Backend::Postgres(b) = &o.backend {
+                b.close().await;
+            }
+        }
+    }
+
+    fn get(&self, id: &str) -> Result<Arc<Open>, GatewayError> {
+        let id = ConnectionId::parse(id)?;
+        let open = lock(&self.registry)
+            .get(&id)
+            .cloned()
+            .ok_or(GatewayError::UnknownConnection)?;
+        *lock(&open.last_used) = Instant::now();
+        Ok(open)
+    }
+
+    /// The policy verdict for a query on a connection, without running it.
+    pub fn check(&self, id: &str, sql: &str) -> Result<Verdict, GatewayError> {
+        let open = self.get(id)?;
+        Ok(self.policy.check(open.info.kind.dialect(), sql))
+    }
+
+    /// `execute_query`: runs one read-only query with bound parameters, capped at `limit`
+    /// rows (default `limits.max_rows`, at most `limits.hard_max_rows`).
+    pub async fn execute_query(
+        &self,
+        id: &str,
+        sql: &str,
+        params: &[Value],
+        limit: Option<usize>,
+    ) -> Result<QueryResult, GatewayError> {
+        let open = self.get(id)?;
+        if params.len() > MAX_PARAMS {
+            return Err(GatewayError::InvalidInput(format!(
+                "at most {MAX_PARAMS} parameters are allowed"
+            )));
+        }
+        let limits = &self.config.limits;
+        let max_rows = limit.unwrap_or(limits.max_rows);
+        if max_rows == 0 || max_rows > limits.hard_max_rows {
+            return Err(GatewayError::InvalidInput(format!(
+                "limit must be between 1 and {}",
+                limits.hard_max_rows
+            )));
+        }
+        let verdict = self.policy.check(open.info.kind.dialect(), sql);
+        if !verdict.is_allowed() {
+            let first = verdict.reasons.first().cloned();
+            return Err(GatewayError::Refused {
+                rule: first
+                    .as_ref()
+                    .map(|r| r.rule.id().to_string())
+                    .unwrap_or_default(),
+                message: first.map(|r| r.message).unwrap_or_default(),
+                verdict: Box::new(verdict),
+            });
+        }
+        self.check_unknown_functions(&open, &verdict).await?;
+        let caps = Caps {
+            max_rows,
+            max_bytes: limits.max_bytes,
+            timeout_ms: limits.statement_timeout_ms,
+            lock_timeout_ms: limits.lock_timeout_ms,
+            idle_in_transaction_timeout_ms: limits.idle_in_transaction_timeout_ms,
+        };
+        match &open.backend {
+            Backend::Postgres(b) => b.execute(sql, params, caps).await,
+            Backend::Sqlite(b) => b.execute(sql, params, caps).await,
+        }
+    }
+
+    /// PostgreSQL: asks `pg_proc.provolatile` about functions the policy does not know;
+    /// refuses volatile ones unless allowlisted. Cached per connection.
+    async fn check_unknown_functions(
+        &self,
+        open: &Open,
+        verdict: &Verdict,
+    ) -> Result<(), GatewayError> {
+        let Backend::Postgres(b) = &open.backend else {
+            return Ok(());
+        };
+        let unknown: Vec<(Option<String>, String)> = verdict
+            .unknown_functions
+            .iter()
+            .filter(|f| !lock(&open.volatility).contains_key(&f.to_string()))
+            .map(|f| (f.schema.clone(), f.name.clone()))
+            .collect();
+        if !unknown.is_empty() {
+            let found = b.function_volatility(&unknown).await?;
+            let mut cache = lock(&open.volatility);
+            for (schema, name) in &unknown {
+                let key = match schema {
+                    Some(s) => format!("{s}.{name}"),
+                    None => name.clone(),
+                };
+                let volatile = found.iter().find(|(n, _)| n == name).map(|(_, v)| *v);
+                if let Some(v) = volatile {
+                    cache.insert(key, v);
+                }
+            }
+        }
+        let cache = lock(&open.volatility);
+        for f in &verdict.unknown_functions {
+            if cache.get(&f.to_string()) == Some(&true) {
+                return Err(GatewayError::VolatileFunction(format!(
+                    "function `{f}` is volatile (it may have side effects) and is not allowlisted"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// `list_tables`: tables and views, optionally in one schema, at most 200.
+    pub async fn list_tables(
+        &self,
+        id: &str,
+        schema: Option<&str>,
+    ) -> Result<Vec<TableInfo>, GatewayError> {
+        let open = self.get(id)?;
+        if let Some(s) = schema {
+            validate_identifier(s)?;
+        }
+        match &open.backend {
+            Backend::Postgres(b) => b.list_tables(schema, 200).await,
+            Backend::Sqlite(b) => b.list_tables(200).await,
+        }
+    }
+
+    /// `describe_table`: columns, keys, indexes and comments. The name is checked against
+    /// the catalog, never spliced.
+    pub async fn describe_table(
+        &self,
+        id: &str,
+        schema: Option<&str>,
+        table: &str,
+    ) -> Result<TableDescription, GatewayError> {
+        let open = self.get(id)?;
+        validate_identifier(table)?;
+        if let Some(s) = schema {
+            validate_identifier(s)?;
+        }
+        match &open.backend {
+            Backend::Postgres(b) => b.describe_table(schema, table).await,
+            Backend::Sqlite(b) => b.describe_table(table).await,
+        }
+    }
+}
+
+/// Identifiers are looked up in the catalog, not matched by a regex: this only refuses what
+/// no catalog holds (empty, over-long, NUL).
+fn validate_identifier(s: &str) -> Result<(), GatewayError> {
+    if s.is_empty() || s.len() > MAX_IDENTIFIER_BYTES || s.contains('\0') {
+        return Err(GatewayError::InvalidInput(format!(
+            "identifiers must be 1 to {MAX_IDENTIFIER_BYTES} bytes without NUL"
+        )));
+    }
+    Ok(())
+}
+
+/// The dialect of a connection kind (re-exported for adapters).
+pub fn dialect_of(kind: DbKind) -> Dialect {
+    kind.dialect()
+}

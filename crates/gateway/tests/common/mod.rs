@@ -1,0 +1,201 @@
+//! Test fixtures on the real databases of this machine: PostgreSQL on 127.0.0.1:5432 (trust
+//! auth) and SQLite files in a temp directory. Each test creates its own database and owner
+//! role, so the tests connect as the database *owner*: only dbward stands between a query
+//! and a write. A missing database server is a test failure, never a skip.
+
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use sqlx::{Connection, Executor, PgConnection};
+
+/// A password distinctive enough to scan every output for.
+pub const PASSWORD: &str = "Zq9-Unmistakable-Secret-7Kp";
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A unique suffix for database and role names.
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+pub const PG_ADMIN: &str = "postgresql://postgres@127.0.0.1:5432/postgres";
+
+pub async fn pg_admin() -> PgConnection {
+    PgConnection::connect(PG_ADMIN).await.unwrap_or_else(|e| {
+        panic!("PostgreSQL must be running on 127.0.0.1:5432 (run scripts/start-services.sh): {e}")
+    })
+}
+
+/// The fixture CMDB plus a secrets table, as SQL.
+pub const PG_FIXTURE: &str = r#"
+CREATE TABLE departments (id serial PRIMARY KEY, name text NOT NULL UNIQUE, budget numeric(12,2));
+COMMENT ON TABLE departments IS 'Organisational units';
+CREATE TABLE servers (
+  id serial PRIMARY KEY,
+  hostname text NOT NULL,
+  department_id int REFERENCES departments(id),
+  status text NOT NULL DEFAULT 'active',
+  cpu_cores int,
+  ip inet,
+  tags text[],
+  meta jsonb
+);
+CREATE INDEX servers_department_idx ON servers(department_id);
+CREATE TABLE applications (id serial PRIMARY KEY, name text NOT NULL, server_id int REFERENCES servers(id));
+CREATE TABLE incidents (id serial PRIMARY KEY, server_id int REFERENCES servers(id), severity int, opened_at timestamptz, note text);
+CREATE TABLE secrets (id serial PRIMARY KEY, service text, api_key text);
+CREATE SEQUENCE ticket_seq;
+INSERT INTO departments (name, budget) VALUES ('Engineering', 1200000.50), ('Finance', 300000.00), ('Ops', 450000.25);
+INSERT INTO servers (hostname, department_id, status, cpu_cores, ip, tags, meta)
+  SELECT 'srv-' || g, 1 + g % 3, CASE WHEN g % 5 = 0 THEN 'retired' ELSE 'active' END, 2 + g % 16,
+         ('10.0.' || (g / 250) || '.' || (g % 250))::inet, ARRAY['t' || (g % 4), 'rack' || (g % 7)],
+         jsonb_build_object('rack', g % 7, 'os', CASE WHEN g % 2 = 0 THEN 'linux' ELSE 'bsd' END)
+  FROM generate_series(1, 300) g;
+INSERT INTO applications (name, server_id) SELECT 'app-' || g, 1 + g % 300 FROM generate_series(1, 200) g;
+INSERT INTO incidents (server_id, severity, opened_at, note)
+  SELECT 1 + g % 300, 1 + g % 4, timestamptz '2025-01-01 00:00:00+00' + g * interval '1 hour', 'incident ' || g
+  FROM generate_series(1, 1000) g;
+INSERT INTO secrets (service, api_key) VALUES ('billing', 'sk_live_do_not_leak');
+CREATE FUNCTION bump() RETURNS int LANGUAGE sql VOLATILE AS $$ SELECT nextval('ticket_seq')::int $$;
+CREATE FUNCTION shout(text) RETURNS text LANGUAGE sql IMMUTABLE AS $$ SELECT upper($1) $$;
+"#;
+
+/// A fresh PostgreSQL database owned by a fresh login role with [`PASSWORD`].
+pub struct PgFixture {
+    pub db: String,
+    pub role: String,
+}
+
+impl PgFixture {
+    pub async fn new() -> PgFixture {
+        let db = unique("dbward_t");
+        let role = unique("dbward_owner");
+        let mut admin = pg_admin().await;
+        admin
+            .execute(sqlx::AssertSqlSafe(format!(
+                "CREATE ROLE {role} LOGIN PASSWORD '{PASSWORD}'"
+            )))
+            .await
+            .expect("create role");
+        admin
+            .execute(sqlx::AssertSqlSafe(format!(
+                "CREATE DATABASE {db} OWNER {role}"
+            )))
+            .await
+            .expect("create database");
+        let mut owner = PgConnection::connect(&format!(
+            "postgresql://{role}:{PASSWORD}@127.0.0.1:5432/{db}"
+        ))
+        .await
+        .expect("connect as owner");
+        sqlx::raw_sql(PG_FIXTURE)
+            .execute(&mut owner)
+            .await
+            .expect("load fixture");
+        owner.close().await.ok();
+        PgFixture { db, role }
+    }
+
+    /// The owner's connection string (with the password).
+    pub fn url(&self) -> String {
+        format!(
+            "postgresql://{}:{PASSWORD}@127.0.0.1:5432/{}",
+            self.role, self.db
+        )
+    }
+
+    /// A fingerprint of every table's content and the sequence, to prove nothing changed.
+    pub async fn fingerprint(&self) -> String {
+        let mut c = PgConnection::connect(&self.url()).await.expect("connect");
+        let mut parts = Vec::new();
+        for t in [
+            "departments",
+            "servers",
+            "applications",
+            "incidents",
+            "secrets",
+        ] {
+            let h: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM {t} t"
+            )))
+            .fetch_one(&mut c)
+            .await
+            .expect("hash");
+            parts.push(format!("{t}:{h}"));
+        }
+        let seq: i64 = sqlx::query_scalar("SELECT last_value FROM ticket_seq")
+            .fetch_one(&mut c)
+            .await
+            .expect("seq");
+        let objects: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'",
+        )
+        .fetch_one(&mut c)
+        .await
+        .expect("objects");
+        c.close().await.ok();
+        format!("{} seq:{seq} objects:{objects}", parts.join(" "))
+    }
+
+    /// Advisory locks held and dbward sessions idle in a transaction, on this database.
+    pub async fn leftovers(&self) -> (i64, i64) {
+        let mut admin = pg_admin().await;
+        let locks: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database \
+             WHERE l.locktype = 'advisory' AND d.datname = $1",
+        )
+        .bind(&self.db)
+        .fetch_one(&mut admin)
+        .await
+        .expect("locks");
+        let idle: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 \
+             AND application_name = 'dbward' AND state LIKE 'idle in transaction%'",
+        )
+        .bind(&self.db)
+        .fetch_one(&mut admin)
+        .await
+        .expect("activity");
+        (locks, idle)
+    }
+}
+
+impl PgFixture {
+    /// Drops the database and role (closing dbward's pools first is the caller's job).
+    pub async fn drop(self) {
+        let mut admin = pg_admin().await;
+        let _ = sqlx::query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+        )
+        .bind(&self.db)
+        .execute(&mut admin)
+        .await;
+        let _ = admin
+            .execute(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {}",
+                self.db
+            )))
+            .await;
+        let _ = admin
+            .execute(sqlx::AssertSqlSafe(format!(
+                "DROP ROLE IF EXISTS {}",
+                self.role
+            )))
+            .await;
+    }
+}
+
+/// A gateway config allowing client connection strings, with small limits for tests.
+pub fn client_config() -> dbward_gateway::GatewayConfig {
+    let mut c = dbward_gateway::GatewayConfig {
+        allow_client_connections: true,
+        ..Default::default()
+    };
+    c.limits.statement_timeout_ms = 2_000;
+    c
+}

@@ -1,0 +1,351 @@
+//! The gateway over a real PostgreSQL, connected as the database owner: every write and
+//! side-effect attempt must leave the database byte-for-byte unchanged, with no lock held
+//! and no session idle in a transaction.
+
+mod common;
+
+use common::{PASSWORD, PgFixture, client_config};
+use dbward_gateway::backends::Caps;
+use dbward_gateway::backends::postgres::PgBackend;
+use dbward_gateway::{ConnectRequest, ConnectSpec, Gateway, GatewayConfig, GatewayError};
+use secrecy::SecretString;
+use serde_json::json;
+
+async fn connect(gw: &Gateway, fx: &PgFixture) -> String {
+    let info = gw
+        .connect(ConnectRequest::Url(SecretString::from(fx.url())))
+        .await
+        .expect("connects");
+    info.id.to_string()
+}
+
+#[tokio::test]
+async fn connection_string_is_masked_and_queries_return_typed_rows() {
+    let fx = PgFixture::new().await;
+    let gw = Gateway::new(client_config());
+    let info = gw
+        .connect(ConnectRequest::Url(SecretString::from(fx.url())))
+        .await
+        .expect("connects");
+    assert_eq!(
+        info.target.as_str(),
+        format!("postgresql://{}:****@127.0.0.1:5432/{}", fx.role, fx.db)
+    );
+    assert_eq!(info.id.as_str().len(), 32);
+    assert!(info.server_version.starts_with("PostgreSQL"));
+    let id = info.id.to_string();
+    let r = gw
+        .execute_query(
+            &id,
+            "SELECT d.name, count(s.id) AS n, d.budget FROM departments d JOIN servers s ON s.department_id = d.id \
+             WHERE s.status = $1 GROUP BY d.name, d.budget ORDER BY d.name",
+            &[json!("active")],
+            None,
+        )
+        .await
+        .expect("runs");
+    assert_eq!(r.columns.len(), 3);
+    assert_eq!(r.columns[1].type_name, "int8");
+    assert_eq!(r.columns[2].type_name, "numeric");
+    assert_eq!(
+        r.rows[0],
+        vec![json!("Engineering"), json!(80), json!("1200000.50")]
+    );
+    assert_eq!(r.row_count, 3);
+    assert!(!r.truncated);
+    let listed = serde_json::to_string(&gw.list_connections()).expect("json");
+    assert!(!listed.contains(PASSWORD), "{listed}");
+    gw.close_connection(&id).await.expect("closes");
+    assert!(matches!(
+        gw.execute_query(&id, "SELECT 1", &[], None).await,
+        Err(GatewayError::UnknownConnection)
+    ));
+    fx.drop().await;
+}
+
+#[tokio::test]
+async fn named_connection_takes_credentials_from_the_environment() {
+    let fx = PgFixture::new().await;
+    let var = format!("DBWARD_TEST_CREDS_{}", std::process::id());
+    // SAFETY: the variable name is unique to this test and nothing else reads or writes it.
+    #[allow(unsafe_code)]
+    unsafe {
+        std::env::set_var(&var, format!("{}:{PASSWORD}", fx.role))
+    };
+    let cfg = GatewayConfig::from_json(&format!(
+        r#"{{"connections": {{"cmdb": {{"type": "postgresql", "host": "127.0.0.1", "port": 5432,
+             "database": "{}", "credentialsEnv": "{var}"}}}}}}"#,
+        fx.db
+    ))
+    .expect("config");
+    let gw = Gateway::new(cfg);
+    let info = gw
+        .connect(ConnectRequest::Named("cmdb".into()))
+        .await
+        .expect("named connect");
+    assert_eq!(info.name.as_deref(), Some("cmdb"));
+    assert!(!info.target.as_str().contains(PASSWORD));
+    // Client-supplied strings are off by default.
+    let e = gw
+        .connect(ConnectRequest::Url(SecretString::from(fx.url())))
+        .await
+        .expect_err("client connections are disabled");
+    assert_eq!(e.code(), "client_connections_disabled");
+    assert!(!e.to_string().contains(PASSWORD));
+    gw.close_connection(info.id.as_str()).await.expect("close");
+    fx.drop().await;
+}
+
+#[tokio::test]
+async fn bad_targets_give_clear_errors_without_secrets() {
+    let gw = Gateway::new(client_config());
+    for url in [
+        format!(
+            "postgresql://nobody_{0}:{PASSWORD}@127.0.0.1:5432/postgres",
+            std::process::id()
+        ),
+        format!("postgresql://u:{PASSWORD}@no-such-host.invalid:5432/db"),
+        format!("postgresql://u:{PASSWORD}@127.0.0.1:1/db"),
+    ] {
+        let e = gw
+            .connect(ConnectRequest::Url(SecretString::from(url)))
+            .await
+            .expect_err("must fail");
+        let text = format!("{e} {e:?}");
+        assert_eq!(e.code(), "connection_unavailable", "{text}");
+        assert!(!text.contains(PASSWORD), "{text}");
+    }
+}
+
+/// Every attempt here must fail (refused, or refused by the database) and change nothing.
+const ATTACKS: &[&str] = &[
+    "DELETE FROM servers",
+    "COMMIT; DROP TABLE servers",
+    "WITH d AS (DELETE FROM incidents RETURNING *) SELECT count(*) FROM d",
+    "EXPLAIN ANALYZE DELETE FROM incidents",
+    "SELECT * INTO stolen FROM secrets",
+    "SELECT * FROM servers FOR UPDATE",
+    "SELECT set_config('default_transaction_read_only', 'off', false)",
+    "SELECT nextval('ticket_seq')",
+    "SELECT bump()",
+    "SELECT pg_advisory_lock(42)",
+    "SELECT pg_sleep(30)",
+    "SELECT * FROM pg_read_file('/etc/passwd')",
+    "SELECT query_to_xml('DELETE FROM servers', true, true, '')",
+    "SELECT repeat(repeat(repeat('x', 1000), 1000), 1000)",
+    "CREATE TABLE x (a int)",
+    "TRUNCATE servers",
+    "DO $$ BEGIN DELETE FROM servers; END $$",
+    "SELECT * FROM pg_authid",
+];
+
+#[tokio::test]
+async fn write_and_side_effect_attempts_change_nothing() {
+    let fx = PgFixture::new().await;
+    let before = fx.fingerprint().await;
+    let gw = Gateway::new(client_config());
+    let id = connect(&gw, &fx).await;
+    for sql in ATTACKS {
+        let r = gw.execute_query(&id, sql, &[], None).await;
+        let e = r.expect_err(sql);
+        assert!(
+            matches!(
+                e.code(),
+                "policy_refused" | "read_only_violation" | "permission_denied"
+            ),
+            "{sql}: {e}"
+        );
+    }
+    // A legitimate query still works afterwards on the same pool.
+    let r = gw
+        .execute_query(&id, "SELECT count(*) FROM incidents", &[], None)
+        .await
+        .expect("ok");
+    assert_eq!(r.rows[0][0], json!(1000));
+    assert_eq!(fx.fingerprint().await, before);
+    assert_eq!(fx.leftovers().await, (0, 0));
+    gw.close_connection(&id).await.expect("close");
+    fx.drop().await;
+}
+
+/// The database layer alone (policy bypassed: the backend called directly) still refuses
+/// writes, multiple statements and lingering locks.
+#[tokio::test]
+async fn database_enforcement_holds_without_the_policy() {
+    let fx = PgFixture::new().await;
+    let before = fx.fingerprint().await;
+    let spec = ConnectSpec::from_url(&SecretString::from(fx.url())).expect("spec");
+    let backend = PgBackend::connect(&spec, &GatewayConfig::default().limits)
+        .await
+        .expect("connect");
+    let caps = Caps {
+        max_rows: 10,
+        max_bytes: 1 << 20,
+        timeout_ms: 1_000,
+        lock_timeout_ms: 500,
+        idle_in_transaction_timeout_ms: 5_000,
+    };
+    for sql in [
+        "DELETE FROM servers RETURNING id",
+        "SELECT 1; DELETE FROM servers",
+        "SELECT nextval('ticket_seq')",
+        "SELECT bump()",
+        "SELECT set_config('default_transaction_read_only', 'off', false), bump()",
+    ] {
+        let e = backend.execute(sql, &[], caps).await.expect_err(sql);
+        assert!(
+            matches!(
+                e.code(),
+                "read_only_violation" | "syntax_error" | "database_error"
+            ),
+            "{sql}: {e:?}"
+        );
+    }
+    // A session-level advisory lock taken by a query does not outlive it.
+    backend
+        .execute("SELECT pg_advisory_lock(7)", &[], caps)
+        .await
+        .expect("runs when the policy is bypassed");
+    assert_eq!(fx.leftovers().await, (0, 0));
+    // statement_timeout cancels on the server.
+    let e = backend
+        .execute("SELECT pg_sleep(20)", &[], caps)
+        .await
+        .expect_err("times out");
+    assert_eq!(e.code(), "timeout", "{e:?}");
+    assert_eq!(fx.fingerprint().await, before);
+    backend.close().await;
+    fx.drop().await;
+}
+
+#[tokio::test]
+async fn caps_truncate_and_memory_is_bounded_by_the_cap() {
+    let fx = PgFixture::new().await;
+    let gw = Gateway::new(client_config());
+    let id = connect(&gw, &fx).await;
+    let r = gw
+        .execute_query(
+            &id,
+            "SELECT g, md5(g::text) FROM generate_series(1, 1000000) g",
+            &[],
+            Some(1_000),
+        )
+        .await
+        .expect("runs");
+    assert_eq!(r.row_count, 1_000);
+    assert!(r.truncated);
+    assert_eq!(r.rows[999][0], json!(1000));
+    let e = gw
+        .execute_query(&id, "SELECT 1", &[], Some(0))
+        .await
+        .expect_err("bad limit");
+    assert_eq!(e.code(), "invalid_input");
+    gw.close_connection(&id).await.expect("close");
+    fx.drop().await;
+}
+
+#[tokio::test]
+async fn every_listed_type_becomes_faithful_json() {
+    let fx = PgFixture::new().await;
+    let gw = Gateway::new(client_config());
+    let id = connect(&gw, &fx).await;
+    let r = gw
+        .execute_query(
+            &id,
+            "SELECT 42::int2, 2147483647::int4, 9007199254740993::int8, 1.10::numeric, 'héllo'::text, \
+                    true, '\\x00ff'::bytea, 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid, \
+                    '10.0.0.1/32'::inet, '10.0.0.0/8'::cidr, '{\"a\": [1, 2]}'::json, '{\"b\": null}'::jsonb, \
+                    ARRAY[1, NULL, 3], ARRAY['x y', 'z'], DATE '2025-01-02', TIME '03:04:05', \
+                    TIMESTAMP '2025-01-02 03:04:05', TIMESTAMPTZ '2025-01-02 03:04:05+00', \
+                    INTERVAL '1 day 2 hours', NULL::text, 1.5::float8",
+            &[],
+            None,
+        )
+        .await
+        .expect("runs");
+    let row = &r.rows[0];
+    assert_eq!(row[0], json!(42));
+    assert_eq!(row[1], json!(2147483647));
+    assert_eq!(row[2], json!(9007199254740993i64));
+    assert_eq!(row[3], json!("1.10"));
+    assert_eq!(row[4], json!("héllo"));
+    assert_eq!(row[5], json!(true));
+    assert_eq!(row[6], json!("AP8="));
+    assert_eq!(row[7], json!("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"));
+    assert_eq!(row[8], json!("10.0.0.1"));
+    assert_eq!(row[9], json!("10.0.0.0/8"));
+    assert_eq!(row[10], json!({"a": [1, 2]}));
+    assert_eq!(row[11], json!({"b": null}));
+    assert_eq!(row[12], json!([1, null, 3]));
+    assert_eq!(row[13], json!(["x y", "z"]));
+    assert_eq!(row[14], json!("2025-01-02"));
+    assert_eq!(row[15], json!("03:04:05"));
+    assert_eq!(row[16], json!("2025-01-02 03:04:05"));
+    assert!(
+        row[17]
+            .as_str()
+            .is_some_and(|s| s.starts_with("2025-01-02"))
+    );
+    assert_eq!(row[18], json!("1 day 02:00:00"));
+    assert_eq!(row[19], json!(null));
+    assert_eq!(row[20], json!(1.5));
+    let types: Vec<&str> = r.columns.iter().map(|c| c.type_name.as_str()).collect();
+    assert_eq!(&types[..4], &["int2", "int4", "int8", "numeric"]);
+    gw.close_connection(&id).await.expect("close");
+    fx.drop().await;
+}
+
+#[tokio::test]
+async fn catalog_tools_and_volatility_check() {
+    let fx = PgFixture::new().await;
+    let gw = Gateway::new(client_config());
+    let id = connect(&gw, &fx).await;
+    let tables = gw.list_tables(&id, Some("public")).await.expect("tables");
+    let names: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "applications",
+            "departments",
+            "incidents",
+            "secrets",
+            "servers"
+        ]
+    );
+    let d = gw
+        .describe_table(&id, None, "servers")
+        .await
+        .expect("describe");
+    assert_eq!(d.primary_key, ["id"]);
+    assert_eq!(d.foreign_keys[0].references_table, "departments");
+    assert!(
+        d.indexes
+            .iter()
+            .any(|i| i.contains("servers_department_idx"))
+    );
+    let status = d
+        .columns
+        .iter()
+        .find(|c| c.name == "status")
+        .expect("status");
+    assert_eq!(status.default.as_deref(), Some("'active'::text"));
+    assert!(!status.nullable);
+    let e = gw
+        .describe_table(&id, None, "servers; DROP TABLE x")
+        .await
+        .expect_err("no such table");
+    assert_eq!(e.code(), "unknown_table");
+    // An immutable user function is allowed by the database check; a volatile one is not.
+    let r = gw
+        .execute_query(&id, "SELECT shout('hi')", &[], None)
+        .await
+        .expect("immutable");
+    assert_eq!(r.rows[0][0], json!("HI"));
+    let e = gw
+        .execute_query(&id, "SELECT bump()", &[], None)
+        .await
+        .expect_err("volatile");
+    assert_eq!(e.rule(), Some("function.volatile"));
+    gw.close_connection(&id).await.expect("close");
+    fx.drop().await;
+}
