@@ -28,7 +28,9 @@ pub struct PolicyConfig {
     /// Tables no query may read, by name or `schema.name`. Default: the credential-holding
     /// catalogs (`pg_authid`, `pg_shadow`, `pg_user_mapping(s)`, `pg_largeobject`,
     /// `pg_statistic`, `pg_hba_file_rules`, `pg_ident_file_mappings`, `pg_file_settings`,
-    /// `mysql.user`, `mysql.global_priv`).
+    /// `pg_settings` and `pg_config` (server paths; use SHOW for a single setting),
+    /// `mysql.user`, `mysql.global_priv`). Patterns in `pg_catalog` apply to PostgreSQL
+    /// only, and patterns in `mysql` to MySQL only.
     pub denied_tables: Vec<String>,
     /// Schemas no query may read. Default empty.
     pub denied_schemas: Vec<String>,
@@ -61,6 +63,8 @@ impl Default for PolicyConfig {
                 "pg_catalog.pg_hba_file_rules",
                 "pg_catalog.pg_ident_file_mappings",
                 "pg_catalog.pg_file_settings",
+                "pg_catalog.pg_settings",
+                "pg_catalog.pg_config",
                 "mysql.user",
                 "mysql.global_priv",
             ]
@@ -105,6 +109,16 @@ impl NamePattern {
     /// the dialect folds it. An unqualified pattern matches any schema; a qualified
     /// pattern matches a qualified name in that schema, or an unqualified name (which the
     /// database may resolve to that schema).
+    /// Whether the pattern applies to a dialect: the catalog schemas `pg_catalog` and
+    /// `mysql` exist only in their own database.
+    pub(crate) fn applies_to(&self, dialect: crate::Dialect) -> bool {
+        match self.schema.as_deref() {
+            Some("pg_catalog") => dialect == crate::Dialect::Postgres,
+            Some("mysql") => dialect == crate::Dialect::Mysql,
+            _ => true,
+        }
+    }
+
     pub(crate) fn matches(&self, schema: Option<&str>, name: &str, fold: bool) -> bool {
         let eq = |a: &str, b: &str| {
             if fold {

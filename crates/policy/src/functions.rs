@@ -535,6 +535,30 @@ static DENY: &[DenyRule] = &[
         FunctionSqlText,
         "runs SQL passed as a string (xml2)",
     ),
+    deny(
+        "crosstab*",
+        PG,
+        FunctionSqlText,
+        "runs SQL passed as a string (tablefunc)",
+    ),
+    deny(
+        "connectby",
+        PG,
+        FunctionSqlText,
+        "reads a table named in a string (tablefunc)",
+    ),
+    deny(
+        "pg_config",
+        PG,
+        FunctionFileAccess,
+        "reveals server installation paths",
+    ),
+    deny(
+        "fts3_tokenizer",
+        LITE,
+        FunctionExtension,
+        "can register native code pointers",
+    ),
 ];
 
 /// Functions known to be harmless (no writes, no side effects beyond the result), per

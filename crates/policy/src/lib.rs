@@ -151,10 +151,14 @@ impl Policy {
     }
 
     /// Records one table read and refuses it if configuration denies it.
+    ///
+    /// A name a CTE also defines is still checked against the deny-lists (a CTE in one
+    /// scope must not hide a real table read in another) but not reported as a table.
     pub(crate) fn judge_table(
         &self,
         dialect: Dialect,
         t: TableRef,
+        shadowed_by_cte: bool,
         position: Option<usize>,
         out: &mut Findings,
     ) {
@@ -177,7 +181,7 @@ impl Policy {
         if self
             .denied_tables
             .iter()
-            .any(|p| p.matches(t.schema.as_deref(), &t.name, fold))
+            .any(|p| p.applies_to(dialect) && p.matches(t.schema.as_deref(), &t.name, fold))
         {
             out.refuse(
                 Rule::TableDenied,
@@ -185,7 +189,9 @@ impl Policy {
                 position,
             );
         }
-        out.tables.push(t);
+        if !shadowed_by_cte {
+            out.tables.push(t);
+        }
     }
 
     /// Whether any column is denied (column references need checking at all).
@@ -237,6 +243,51 @@ pub(crate) fn char_position(sql: &str, byte_offset: usize) -> usize {
     sql[..end].chars().count() + 1
 }
 
+/// After a parse failure: if the statement's first keyword is not one an allowed statement
+/// can start with, the refusal is about the statement kind (an attack, not a typo).
+pub(crate) fn refuse_unparsable(
+    dialect: Dialect,
+    sql: &str,
+    parser_message: &str,
+    out: &mut Findings,
+) {
+    use sqlparser::dialect::{MySqlDialect, PostgreSqlDialect, SQLiteDialect};
+    use sqlparser::keywords::Keyword;
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    let tokens = match dialect {
+        Dialect::Postgres => Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize(),
+        Dialect::Mysql => Tokenizer::new(&MySqlDialect {}, sql).tokenize(),
+        Dialect::Sqlite => Tokenizer::new(&SQLiteDialect {}, sql).tokenize(),
+    };
+    let first = tokens.ok().and_then(|t| {
+        t.into_iter().find_map(|t| match t {
+            Token::Whitespace(_) => None,
+            // Only a real SQL keyword names a statement kind; `SELEC` is a typo.
+            Token::Word(w) if w.quote_style.is_none() && w.keyword != Keyword::NoKeyword => {
+                Some(Some(w.value.to_ascii_uppercase()))
+            }
+            _ => Some(None),
+        })
+    });
+    const STARTERS: &[&str] = &[
+        "SELECT", "WITH", "VALUES", "TABLE", "EXPLAIN", "SHOW", "DESCRIBE", "DESC",
+    ];
+    match first.flatten() {
+        Some(kw) if !STARTERS.contains(&kw.as_str()) => out.refuse(
+            Rule::StatementKind,
+            format!(
+                "{kw} statements are not allowed (and this one does not parse: {parser_message})"
+            ),
+            None,
+        ),
+        _ => out.refuse(
+            Rule::ParseError,
+            format!("syntax error: {parser_message}"),
+            None,
+        ),
+    }
+}
+
 /// Limits on constant expressions that would make the server build huge values while
 /// planning (before any statement timeout fires).
 pub(crate) mod bombs {
@@ -256,6 +307,58 @@ pub(crate) mod bombs {
             .iter()
             .any(|n| n.eq_ignore_ascii_case(name))
     }
+    /// `format`/`printf`: the largest field width in a constant format string, and whether
+    /// it takes widths from arguments (`%*s`).
+    pub(crate) fn format_widths(fmt: &str) -> (u128, bool) {
+        let bytes = fmt.as_bytes();
+        let (mut max, mut star) = (0u128, false);
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] != b'%' {
+                i += 1;
+                continue;
+            }
+            i += 1;
+            // flags, position (`n$`), width, precision: every digit run counts as a width.
+            while i < bytes.len() && b"-+ #0123456789$.*".contains(&bytes[i]) {
+                if bytes[i] == b'*' {
+                    star = true;
+                }
+                if bytes[i].is_ascii_digit() {
+                    let start = i;
+                    while i < bytes.len() && bytes[i].is_ascii_digit() {
+                        i += 1;
+                    }
+                    let n: u128 = fmt[start..i].parse().unwrap_or(u128::MAX);
+                    max = max.max(n);
+                    continue;
+                }
+                i += 1;
+            }
+            i += 1;
+        }
+        (max, star)
+    }
+
+    /// Whether a function formats with field widths (`format`, `printf`).
+    pub(crate) fn is_format(name: &str) -> bool {
+        ["format", "printf"]
+            .iter()
+            .any(|n| n.eq_ignore_ascii_case(name))
+    }
+
+    /// Applies an arithmetic operator to two constants.
+    pub(crate) fn arith(op: &str, a: i128, b: i128) -> Option<i128> {
+        match op {
+            "+" => a.checked_add(b),
+            "-" => a.checked_sub(b),
+            "*" => a.checked_mul(b),
+            "/" if b != 0 => Some(a / b),
+            "^" => u32::try_from(b).ok().and_then(|e| a.checked_pow(e)),
+            _ => None,
+        }
+    }
+
     /// Rows a constant `generate_series(start, stop[, step])` produces.
     pub(crate) fn series_rows(start: i128, stop: i128, step: i128) -> u128 {
         if step == 0 {

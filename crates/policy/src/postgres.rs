@@ -73,12 +73,11 @@ pub(crate) fn analyze(policy: &Policy, sql: &str) -> Verdict {
                 other => other.to_string(),
             };
             // PostgreSQL's own parser guards its stack; that is nesting, not a typo.
-            let rule = if msg.contains("stack depth limit exceeded") {
-                Rule::TooDeep
+            if msg.contains("stack depth limit exceeded") {
+                out.refuse(Rule::TooDeep, format!("syntax error: {msg}"), None);
             } else {
-                Rule::ParseError
-            };
-            out.refuse(rule, format!("syntax error: {msg}"), None);
+                crate::refuse_unparsable(D, sql, &msg, &mut out);
+            }
             return Verdict::from_findings(D, None, out);
         }
     };
@@ -157,7 +156,7 @@ pub(crate) fn analyze(policy: &Policy, sql: &str) -> Verdict {
                     "SHOW is disabled by configuration".into(),
                     None,
                 );
-            } else if SENSITIVE_SETTINGS.contains(&show.name.as_str()) {
+            } else if SENSITIVE_SETTINGS.contains(&show.name.to_ascii_lowercase().as_str()) {
                 out.refuse(
                     Rule::ShowSensitive,
                     format!(
@@ -394,6 +393,53 @@ impl Walker<'_> {
                 );
             }
         }
+        if bombs::is_format(name)
+            && let Some(fmt) = args.first().and_then(|a| str_const(a))
+        {
+            let (width, star) = bombs::format_widths(fmt);
+            let star_arg = star
+                && args[1..]
+                    .iter()
+                    .any(|a| int_const(a).is_some_and(|n| n.unsigned_abs() > max));
+            if width > max || star_arg {
+                self.out.refuse(
+                    Rule::ResourceBomb,
+                    format!("`{name}` would pad a value to over {max} bytes"),
+                    position,
+                );
+            }
+        }
+        if name == "current_setting"
+            && let Some(setting) = args.first().and_then(|a| str_const(a))
+            && SENSITIVE_SETTINGS.contains(&setting.to_ascii_lowercase().as_str())
+        {
+            self.out.refuse(
+                Rule::ShowSensitive,
+                format!("the setting `{setting}` reveals server paths or secrets"),
+                position,
+            );
+        }
+        if name == "generate_series"
+            && args.len() == 3
+            && let (Some(a), Some(b), Some(step)) = (
+                str_const(args[0]).and_then(epoch_seconds),
+                str_const(args[1]).and_then(epoch_seconds),
+                str_const(args[2]).and_then(interval_seconds),
+            )
+            && step > 0.0
+        {
+            let rows = ((b - a).abs() as f64 / step) as u128 + 1;
+            if rows > u128::from(cfg.max_generate_series_rows) {
+                self.out.refuse(
+                    Rule::ResourceBomb,
+                    format!(
+                        "generate_series would produce about {rows} rows (limit {})",
+                        cfg.max_generate_series_rows
+                    ),
+                    position,
+                );
+            }
+        }
         if name == "generate_series" && (args.len() == 2 || args.len() == 3) {
             let start = int_const(args[0]);
             let stop = int_const(args[1]);
@@ -423,12 +469,12 @@ impl Walker<'_> {
         let relations = std::mem::take(&mut self.relations);
         let mut read: Vec<(TableRef, Option<String>)> = Vec::new();
         for (table, alias, pos) in relations {
-            if table.schema.is_none() && self.ctes.contains(&table.name) {
-                continue;
-            }
+            let cte = table.schema.is_none() && self.ctes.contains(&table.name);
             self.policy
-                .judge_table(Dialect::Postgres, table.clone(), pos, &mut self.out);
-            read.push((table, alias));
+                .judge_table(Dialect::Postgres, table.clone(), cte, pos, &mut self.out);
+            if !cte {
+                read.push((table, alias));
+            }
         }
         for (table, alias) in &read {
             let denied = self.policy.denied_columns_of(Dialect::Postgres, table);
@@ -497,8 +543,67 @@ fn int_const(v: &Value) -> Option<i128> {
             f.is_finite().then_some(f as i128)
         }
         "TypeCast" => int_const(body.get("arg")?),
+        "AExpr" => {
+            let op = body.get("name")?.as_array()?.iter().find_map(string_node)?;
+            let r = int_const(body.get("rexpr")?)?;
+            match body.get("lexpr") {
+                Some(l) if !l.is_null() => bombs::arith(op, int_const(l)?, r),
+                _ if op == "-" => Some(-r),
+                _ => None,
+            }
+        }
         _ => None,
     }
+}
+
+/// A string constant, through casts: `'abc'`, `'2025-01-01'::date`.
+fn str_const(v: &Value) -> Option<&str> {
+    let (kind, body) = inner(v)?;
+    match kind {
+        "AConst" => body.get("val")?.get("Sval")?.get("sval")?.as_str(),
+        "TypeCast" => str_const(body.get("arg")?),
+        _ => None,
+    }
+}
+
+/// Seconds since the epoch of a `YYYY-MM-DD[ HH:MM[:SS]]` constant (close enough to size
+/// a series; anything else is not sized).
+fn epoch_seconds(text: &str) -> Option<i128> {
+    let t = text.trim();
+    let (date, time) = t.split_once([' ', 'T']).unwrap_or((t, "00:00:00"));
+    let mut d = date.splitn(3, '-').map(|p| p.parse::<i128>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let mut h = time
+        .split(':')
+        .map(|p| p.get(..2).unwrap_or(p).parse::<i128>().ok());
+    let hours = h.next().flatten().unwrap_or(0);
+    let minutes = h.next().flatten().unwrap_or(0);
+    let days = y * 365 + y / 4 + (m - 1) * 30 + day;
+    Some(days * 86_400 + hours * 3_600 + minutes * 60)
+}
+
+/// Seconds in a simple interval constant: `1 second`, `15 minutes`, `2 hours`, `1 day`.
+fn interval_seconds(text: &str) -> Option<f64> {
+    let mut total = 0f64;
+    let mut words = text.split_whitespace();
+    while let Some(n) = words.next() {
+        let n: f64 = n.parse().ok()?;
+        let unit = words.next()?.to_ascii_lowercase();
+        let secs = match unit.as_str() {
+            "microsecond" | "microseconds" | "us" => 1e-6,
+            "millisecond" | "milliseconds" | "ms" => 1e-3,
+            "second" | "seconds" | "sec" | "secs" | "s" => 1.0,
+            "minute" | "minutes" | "min" | "mins" | "m" => 60.0,
+            "hour" | "hours" | "h" => 3_600.0,
+            "day" | "days" | "d" => 86_400.0,
+            "week" | "weeks" | "w" => 604_800.0,
+            "month" | "months" | "mon" | "mons" => 2_592_000.0,
+            "year" | "years" | "y" => 31_536_000.0,
+            _ => return None,
+        };
+        total += n * secs;
+    }
+    (total > 0.0).then_some(total)
 }
 
 /// Upper bound of the string a constant expression builds, where it can be known.

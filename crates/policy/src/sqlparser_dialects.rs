@@ -10,8 +10,9 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, ObjectName, Query, Select, SelectItem,
-    SetExpr, Spanned, Statement, TableFactor, UnaryOperator, Value, Visit, Visitor,
+    BinaryOperator, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, ObjectName, Query,
+    Select, SelectItem, SetExpr, ShowStatementFilter, Spanned, Statement, TableFactor,
+    UnaryOperator, Value, Visit, Visitor,
 };
 use sqlparser::dialect::{MySqlDialect, SQLiteDialect};
 use sqlparser::parser::{Parser, ParserError};
@@ -48,7 +49,7 @@ pub(crate) fn analyze(policy: &Policy, dialect: Dialect, sql: &str) -> Verdict {
         Err(e) => {
             let msg = e.to_string();
             let msg = msg.strip_prefix("sql parser error: ").unwrap_or(&msg);
-            out.refuse(Rule::ParseError, format!("syntax error: {msg}"), None);
+            crate::refuse_unparsable(dialect, sql, msg, &mut out);
             return Verdict::from_findings(dialect, None, out);
         }
     };
@@ -161,12 +162,47 @@ fn classify(
                     None,
                 );
             }
+            if let Statement::ShowVariables { filter, .. } = root {
+                let sensitive = match filter {
+                    None | Some(ShowStatementFilter::Where(_)) => true,
+                    Some(
+                        ShowStatementFilter::Like(p)
+                        | ShowStatementFilter::ILike(p)
+                        | ShowStatementFilter::NoKeyword(p),
+                    ) => like_matches_sensitive(p),
+                };
+                if sensitive {
+                    out.refuse(
+                        Rule::ShowSensitive,
+                        "SHOW VARIABLES here could list server paths or key files: name the variables with LIKE 'name'".into(),
+                        None,
+                    );
+                }
+            }
+            Ok(StatementKind::Show)
+        }
+        // `SHOW INDEX FROM t` / `SHOW KEYS FROM t` (catalog information).
+        Statement::ShowVariable { variable }
+            if dialect == Dialect::Mysql
+                && variable.first().is_some_and(|v| {
+                    ["index", "indexes", "keys"]
+                        .iter()
+                        .any(|k| v.value.eq_ignore_ascii_case(k))
+                }) =>
+        {
+            if !policy.config().allow_show {
+                out.refuse(
+                    Rule::ShowDisabled,
+                    "SHOW is disabled by configuration".into(),
+                    None,
+                );
+            }
             Ok(StatementKind::Show)
         }
         other => {
             let name = statement_name(other);
             let allowed = match dialect {
-                Dialect::Mysql => "SELECT, VALUES, TABLE, EXPLAIN, SHOW and DESCRIBE are",
+                Dialect::Mysql => "SELECT, VALUES, EXPLAIN, SHOW and DESCRIBE are",
                 _ => "SELECT, VALUES and EXPLAIN are",
             };
             out.refuse(
@@ -250,14 +286,30 @@ impl Walker<'_> {
         let exprs: Vec<Option<&Expr>> = args.iter().map(|a| arg_expr(a)).collect();
         let max = u128::from(self.policy.config().max_constant_string_bytes);
         let n_at = |i: usize| exprs.get(i).copied().flatten().and_then(int_const);
-        let over = if bombs::is_repeat(name) || bombs::is_pad(name) {
-            n_at(1).is_some_and(|n| n > max as i128)
-                || call_size(name, &exprs).is_some_and(|s| s > max)
-        } else if bombs::is_sized_by_first(name) {
-            n_at(0).is_some_and(|n| n > max as i128)
-        } else {
-            false
-        };
+        let format_over = bombs::is_format(name)
+            && exprs
+                .first()
+                .copied()
+                .flatten()
+                .and_then(str_const)
+                .is_some_and(|f| {
+                    let (width, star) = bombs::format_widths(f);
+                    width > max
+                        || (star
+                            && exprs[1..].iter().any(|e| {
+                                e.and_then(int_const)
+                                    .is_some_and(|n| n.unsigned_abs() > max)
+                            }))
+                });
+        let over = format_over
+            || if bombs::is_repeat(name) || bombs::is_pad(name) {
+                n_at(1).is_some_and(|n| n > max as i128)
+                    || call_size(name, &exprs).is_some_and(|s| s > max)
+            } else if bombs::is_sized_by_first(name) {
+                n_at(0).is_some_and(|n| n > max as i128)
+            } else {
+                false
+            };
         if over {
             self.out.refuse(
                 Rule::ResourceBomb,
@@ -271,12 +323,12 @@ impl Walker<'_> {
         let relations = std::mem::take(&mut self.relations);
         let mut read = Vec::new();
         for (table, alias, pos) in relations {
-            if table.schema.is_none() && self.ctes.contains(&table.name) {
-                continue;
-            }
+            let cte = table.schema.is_none() && self.ctes.contains(&table.name);
             self.policy
-                .judge_table(self.dialect, table.clone(), pos, &mut self.out);
-            read.push((table, alias));
+                .judge_table(self.dialect, table.clone(), cte, pos, &mut self.out);
+            if !cte {
+                read.push((table, alias));
+            }
         }
         for (table, alias) in &read {
             let denied: Vec<String> = self
@@ -414,6 +466,20 @@ impl Visitor for Walker<'_> {
                 }
                 self.function(&f.name, &args, e.span());
             }
+            Expr::Identifier(i) if self.dialect == Dialect::Mysql && i.value.starts_with("@@") => {
+                let var = i.value.trim_start_matches("@@").to_ascii_lowercase();
+                let var = var
+                    .strip_prefix("global.")
+                    .or_else(|| var.strip_prefix("session."))
+                    .unwrap_or(&var);
+                if MYSQL_SENSITIVE_VARIABLES.contains(&var) {
+                    self.out.refuse(
+                        Rule::ShowSensitive,
+                        format!("the variable `@@{var}` reveals server paths or key files"),
+                        span_position(self.sql, e.span()),
+                    );
+                }
+            }
             Expr::Identifier(i) => self.columns.push((
                 vec![Some(i.value.to_lowercase())],
                 span_position(self.sql, e.span()),
@@ -460,8 +526,81 @@ fn int_const(e: &Expr) -> Option<i128> {
             op: UnaryOperator::Minus,
             expr,
         } => int_const(expr).map(|n| -n),
+        Expr::BinaryOp { left, op, right } => {
+            let op = match op {
+                BinaryOperator::Plus => "+",
+                BinaryOperator::Minus => "-",
+                BinaryOperator::Multiply => "*",
+                BinaryOperator::Divide | BinaryOperator::MyIntegerDivide => "/",
+                _ => return None,
+            };
+            bombs::arith(op, int_const(left)?, int_const(right)?)
+        }
         _ => None,
     }
+}
+
+fn str_const(e: &Expr) -> Option<&str> {
+    match e {
+        Expr::Value(v) => match &v.value {
+            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => Some(s),
+            _ => None,
+        },
+        Expr::Nested(e) | Expr::Cast { expr: e, .. } => str_const(e),
+        _ => None,
+    }
+}
+
+/// MySQL system variables that reveal server paths or key material.
+const MYSQL_SENSITIVE_VARIABLES: &[&str] = &[
+    "datadir",
+    "basedir",
+    "plugin_dir",
+    "secure_file_priv",
+    "tmpdir",
+    "general_log_file",
+    "slow_query_log_file",
+    "log_error",
+    "pid_file",
+    "socket",
+    "ssl_key",
+    "ssl_cert",
+    "ssl_ca",
+    "ssl_capath",
+    "ssl_crl",
+    "ssl_crlpath",
+    "innodb_data_home_dir",
+    "innodb_log_group_home_dir",
+    "character_sets_dir",
+    "lc_messages_dir",
+    "init_file",
+    "relay_log",
+    "relay_log_basename",
+    "relay_log_index",
+    "log_bin_basename",
+    "log_bin_index",
+    "caching_sha2_password_private_key_path",
+    "sha256_password_private_key_path",
+    "keyring_file_data",
+];
+
+/// Whether a `LIKE` pattern could match a sensitive variable name.
+fn like_matches_sensitive(pattern: &str) -> bool {
+    let p = pattern.to_ascii_lowercase();
+    MYSQL_SENSITIVE_VARIABLES.iter().any(|v| like(&p, v))
+}
+
+/// SQL `LIKE` with `%` and `_` (no escapes): enough to decide what a SHOW filter can list.
+fn like(pattern: &str, text: &str) -> bool {
+    fn go(p: &[u8], t: &[u8]) -> bool {
+        match p.split_first() {
+            None => t.is_empty(),
+            Some((b'%', rest)) => (0..=t.len()).any(|i| go(rest, &t[i..])),
+            Some((b'_', rest)) => !t.is_empty() && go(rest, &t[1..]),
+            Some((c, rest)) => t.first() == Some(c) && go(rest, &t[1..]),
+        }
+    }
+    go(pattern.as_bytes(), text.as_bytes())
 }
 
 fn str_size(e: &Expr) -> Option<u128> {
