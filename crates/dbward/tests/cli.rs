@@ -1,0 +1,105 @@
+//! End-to-end tests of the `dbward` binary: `check`'s output and exit codes.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+fn dbward(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dbward"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("dbward starts");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input)
+            .expect("write stdin");
+    } else {
+        drop(child.stdin.take());
+    }
+    child.wait_with_output().expect("dbward exits")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn allowed_query_exits_zero() {
+    let o = dbward(&["check", "SELECT 1"], None);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(
+        stdout(&o).starts_with("allowed (SELECT) [postgres]"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn refused_query_exits_one_with_rule_and_position() {
+    let o = dbward(&["check", "SELECT 1; DROP TABLE t"], None);
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    assert!(out.starts_with("refused"), "{out}");
+    assert!(out.contains("statement.multiple at position"), "{out}");
+}
+
+#[test]
+fn json_output_carries_the_verdict() {
+    let o = dbward(
+        &[
+            "check",
+            "--json",
+            "--dialect",
+            "mysql",
+            "SELECT SLEEP(5) FROM t",
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(v["decision"], "refused");
+    assert_eq!(v["dialect"], "mysql");
+    assert_eq!(v["kind"], "select");
+    assert_eq!(v["reasons"][0]["rule"], "function.sleep");
+    assert_eq!(v["reasons"][0]["position"], 8);
+    assert_eq!(v["tables"][0]["name"], "t");
+}
+
+#[test]
+fn reads_standard_input() {
+    let o = dbward(
+        &["check", "--dialect", "sqlite", "-"],
+        Some(b"SELECT name FROM t -- hi\n"),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    let o = dbward(&["check", "-"], Some(b"DELETE FROM t"));
+    assert_eq!(o.status.code(), Some(1));
+}
+
+#[test]
+fn usage_and_input_errors_exit_two() {
+    let o = dbward(&["check", "--dialect", "oracle", "SELECT 1"], None);
+    assert_eq!(o.status.code(), Some(2));
+    let o = dbward(&["check"], None);
+    assert_eq!(o.status.code(), Some(2));
+    let o = dbward(&["check", "-"], Some(&[0x53, 0x45, 0xff, 0xfe]));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not valid UTF-8"));
+    assert!(o.stdout.is_empty(), "errors go to stderr");
+}
+
+#[test]
+fn hostile_input_is_refused_cleanly() {
+    let huge = "SELECT 1 ".repeat(5_000);
+    let o = dbward(&["check", "-"], Some(huge.as_bytes()));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("input.too_long"));
+    let o = dbward(&["check", "-"], Some(b"SELECT 1\0; DROP TABLE t"));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("input.nul_byte"));
+}
