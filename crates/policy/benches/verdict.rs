@@ -5,6 +5,8 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use dbward_policy::{Dialect, Policy};
+use sqlparser::dialect::{MySqlDialect, SQLiteDialect};
+use sqlparser::parser::Parser;
 use std::hint::black_box;
 
 const POINT: &str = "SELECT id, name, status FROM servers WHERE id = 42";
@@ -58,6 +60,18 @@ fn bench(c: &mut Criterion) {
                 "{dialect} {name} must be allowed"
             );
             g.bench_function(name, |b| b.iter(|| policy.check(dialect, black_box(sql))));
+            // Baseline in the same run: the bare parser, so the engine's cost is a ratio.
+            g.bench_function(format!("{name}/parse_only"), |b| match dialect {
+                Dialect::Postgres => {
+                    b.iter(|| pg_query::parse(black_box(sql), 0).map(|r| r.protobuf.stmts.len()))
+                }
+                Dialect::Mysql => {
+                    b.iter(|| Parser::parse_sql(&MySqlDialect {}, black_box(sql)).map(|s| s.len()))
+                }
+                Dialect::Sqlite => {
+                    b.iter(|| Parser::parse_sql(&SQLiteDialect {}, black_box(sql)).map(|s| s.len()))
+                }
+            });
         }
         g.finish();
     }

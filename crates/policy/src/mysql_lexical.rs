@@ -58,7 +58,8 @@ pub(crate) fn check(sql: &str) -> Option<Vec<Reason>> {
     let mut reasons = Vec::new();
     let mut last_word_was_into = false;
     for t in &tokens {
-        let position = Some(position_of(sql, t.span.start));
+        let start = t.span.start;
+        let position = || Some(position_of(sql, start));
         match &t.token {
             Token::Whitespace(Whitespace::MultiLineComment(body))
                 if body.starts_with('!') || body.starts_with("M!") =>
@@ -66,7 +67,7 @@ pub(crate) fn check(sql: &str) -> Option<Vec<Reason>> {
                 reasons.push(Reason {
                     rule: Rule::MysqlExecutableComment,
                     message: "executable comments (/*! ... */, /*M! ... */) run as SQL on the server; they are not allowed".into(),
-                    position,
+                    position: position(),
                 });
             }
             Token::Whitespace(Whitespace::SingleLineComment { comment, prefix })
@@ -75,7 +76,7 @@ pub(crate) fn check(sql: &str) -> Option<Vec<Reason>> {
                 reasons.push(Reason {
                     rule: Rule::MysqlCommentSyntax,
                     message: "`--` must be followed by a space to be a comment in MySQL; write `-- ` or use parentheses for double negation".into(),
-                    position,
+                    position: position(),
                 });
             }
             Token::Whitespace(_) => continue,
@@ -85,7 +86,7 @@ pub(crate) fn check(sql: &str) -> Option<Vec<Reason>> {
                     reasons.push(Reason {
                         rule: Rule::MysqlIntoOutfile,
                         message: format!("INTO {v} writes a file on the database server"),
-                        position,
+                        position: position(),
                     });
                 }
                 last_word_was_into = v == "INTO";
@@ -96,6 +97,30 @@ pub(crate) fn check(sql: &str) -> Option<Vec<Reason>> {
         last_word_was_into = false;
     }
     (!reasons.is_empty()).then_some(reasons)
+}
+
+/// Character offsets of line starts, built once per query so positions cost O(1).
+pub(crate) struct LineIndex(Vec<usize>);
+
+impl LineIndex {
+    pub(crate) fn new(sql: &str) -> LineIndex {
+        let mut starts = vec![0];
+        let mut chars = 0;
+        for c in sql.chars() {
+            chars += 1;
+            if c == '\n' {
+                starts.push(chars);
+            }
+        }
+        LineIndex(starts)
+    }
+
+    /// 1-based character position of a tokenizer location (line and column are 1-based).
+    pub(crate) fn position(&self, loc: Location) -> usize {
+        let line = (loc.line.max(1) - 1) as usize;
+        let start = self.0.get(line).or(self.0.last()).copied().unwrap_or(0);
+        start + loc.column.max(1) as usize
+    }
 }
 
 /// 1-based character position of a tokenizer location (line and column are 1-based).

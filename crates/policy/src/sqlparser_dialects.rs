@@ -18,7 +18,7 @@ use sqlparser::dialect::{MySqlDialect, SQLiteDialect};
 use sqlparser::parser::{Parser, ParserError};
 use sqlparser::tokenizer::Span;
 
-use crate::mysql_lexical::position_of;
+use crate::mysql_lexical::{LineIndex, position_of};
 use crate::verdict::{Dialect, FunctionRef, Rule, StatementKind, TableRef, Verdict};
 use crate::{Findings, Policy, bombs};
 
@@ -85,7 +85,7 @@ pub(crate) fn analyze(policy: &Policy, dialect: Dialect, sql: &str) -> Verdict {
     let mut walker = Walker {
         policy,
         dialect,
-        sql,
+        lines: LineIndex::new(sql),
         root,
         out,
         ctes: Vec::new(),
@@ -240,6 +240,12 @@ fn span_position(sql: &str, span: Span) -> Option<usize> {
     (span.start.line > 0).then(|| position_of(sql, span.start))
 }
 
+impl Walker<'_> {
+    fn pos(&self, span: Span) -> Option<usize> {
+        (span.start.line > 0).then(|| self.lines.position(span.start))
+    }
+}
+
 /// Folded name parts of an object name: `(schema, name)`.
 fn split_name(name: &ObjectName) -> Option<(Option<String>, String)> {
     let parts: Vec<String> = name
@@ -258,7 +264,7 @@ fn split_name(name: &ObjectName) -> Option<(Option<String>, String)> {
 struct Walker<'a> {
     policy: &'a Policy,
     dialect: Dialect,
-    sql: &'a str,
+    lines: LineIndex,
     root: &'a Statement,
     out: Findings,
     ctes: Vec<String>,
@@ -272,7 +278,7 @@ impl Walker<'_> {
         let Some((schema, fname)) = split_name(name) else {
             return;
         };
-        let position = span_position(self.sql, span);
+        let position = self.pos(span);
         self.check_bombs(&fname, args, position);
         let f = FunctionRef {
             schema,
@@ -379,7 +385,7 @@ impl Visitor for Walker<'_> {
                     "a nested {} inside the query is not allowed",
                     statement_name(s)
                 ),
-                span_position(self.sql, s.span()),
+                self.pos(s.span()),
             );
         }
         ControlFlow::Continue(())
@@ -406,13 +412,12 @@ impl Visitor for Walker<'_> {
             self.out.refuse(
                 Rule::SelectInto,
                 "SELECT INTO writes a table or variables; only reads are allowed".into(),
-                span_position(self.sql, s.span()),
+                self.pos(s.span()),
             );
         }
         for item in &s.projection {
             if let SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..) = item {
-                self.columns
-                    .push((vec![None], span_position(self.sql, item.span())));
+                self.columns.push((vec![None], self.pos(item.span())));
             }
         }
         ControlFlow::Continue(())
@@ -430,7 +435,7 @@ impl Visitor for Walker<'_> {
             }
             TableFactor::Table { name, alias, .. } => {
                 if let Some((schema, table)) = split_name(name) {
-                    let pos = span_position(self.sql, tf.span());
+                    let pos = self.pos(tf.span());
                     let alias = alias.as_ref().map(|a| a.name.value.to_lowercase());
                     self.relations.push((
                         TableRef {
@@ -460,8 +465,7 @@ impl Visitor for Walker<'_> {
                 };
                 for a in &args {
                     if let Some(FunctionArgExpr::QualifiedWildcard(_)) = arg_inner(a) {
-                        self.columns
-                            .push((vec![None], span_position(self.sql, e.span())));
+                        self.columns.push((vec![None], self.pos(e.span())));
                     }
                 }
                 self.function(&f.name, &args, e.span());
@@ -476,17 +480,16 @@ impl Visitor for Walker<'_> {
                     self.out.refuse(
                         Rule::ShowSensitive,
                         format!("the variable `@@{var}` reveals server paths or key files"),
-                        span_position(self.sql, e.span()),
+                        self.pos(e.span()),
                     );
                 }
             }
-            Expr::Identifier(i) => self.columns.push((
-                vec![Some(i.value.to_lowercase())],
-                span_position(self.sql, e.span()),
-            )),
+            Expr::Identifier(i) => self
+                .columns
+                .push((vec![Some(i.value.to_lowercase())], self.pos(e.span()))),
             Expr::CompoundIdentifier(parts) => self.columns.push((
                 parts.iter().map(|i| Some(i.value.to_lowercase())).collect(),
-                span_position(self.sql, e.span()),
+                self.pos(e.span()),
             )),
             _ => {}
         }
