@@ -18,6 +18,7 @@ pub mod backends;
 pub mod config;
 pub mod connection;
 pub mod error;
+pub mod tools;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -45,14 +46,14 @@ pub enum ConnectRequest {
     Params(Box<ConnectSpec>),
 }
 
-enum Backend {
+pub(crate) enum Backend {
     Postgres(PgBackend),
     Sqlite(SqliteBackend),
 }
 
-struct Open {
-    info: ConnectionInfo,
-    backend: Backend,
+pub(crate) struct Open {
+    pub(crate) info: ConnectionInfo,
+    pub(crate) backend: Backend,
     /// Volatility of functions the policy did not know, as the database reported it.
     volatility: Mutex<HashMap<String, bool>>,
     last_used: Mutex<Instant>,
@@ -222,7 +223,7 @@ impl Gateway {
         }
     }
 
-    fn get(&self, id: &str) -> Result<Arc<Open>, GatewayError> {
+    pub(crate) fn get(&self, id: &str) -> Result<Arc<Open>, GatewayError> {
         let id = ConnectionId::parse(id)?;
         let open = lock(&self.registry)
             .get(&id)
@@ -261,6 +262,19 @@ impl Gateway {
                 limits.hard_max_rows
             )));
         }
+        self.run_checked(&open, sql, params, max_rows).await
+    }
+
+    /// The one path of every query, whoever builds it: policy verdict, database check of
+    /// unknown functions, then the backend under the caps.
+    pub(crate) async fn run_checked(
+        &self,
+        open: &Open,
+        sql: &str,
+        params: &[Value],
+        max_rows: usize,
+    ) -> Result<QueryResult, GatewayError> {
+        let limits = &self.config.limits;
         let verdict = self.policy.check(open.info.kind.dialect(), sql);
         if !verdict.is_allowed() {
             let first = verdict.reasons.first().cloned();
@@ -273,7 +287,7 @@ impl Gateway {
                 verdict: Box::new(verdict),
             });
         }
-        self.check_unknown_functions(&open, &verdict).await?;
+        self.check_unknown_functions(open, &verdict).await?;
         let caps = Caps {
             max_rows,
             max_bytes: limits.max_bytes,
@@ -281,7 +295,12 @@ impl Gateway {
             lock_timeout_ms: limits.lock_timeout_ms,
             idle_in_transaction_timeout_ms: limits.idle_in_transaction_timeout_ms,
         };
+        let utility = !matches!(
+            verdict.kind,
+            Some(dbward_policy::StatementKind::Select | dbward_policy::StatementKind::Values)
+        );
         match &open.backend {
+            Backend::Postgres(b) if utility => b.execute_utility(sql, caps).await,
             Backend::Postgres(b) => b.execute(sql, params, caps).await,
             Backend::Sqlite(b) => b.execute(sql, params, caps).await,
         }

@@ -10,6 +10,7 @@ use dbward_gateway::backends::postgres::PgBackend;
 use dbward_gateway::{ConnectRequest, ConnectSpec, Gateway, GatewayConfig, GatewayError};
 use secrecy::SecretString;
 use serde_json::json;
+use sqlx::Connection;
 
 async fn connect(gw: &Gateway, fx: &PgFixture) -> String {
     let info = gw
@@ -348,4 +349,219 @@ async fn catalog_tools_and_volatility_check() {
     assert_eq!(e.rule(), Some("function.volatile"));
     gw.close_connection(&id).await.expect("close");
     fx.drop().await;
+}
+
+#[tokio::test]
+async fn read_table_search_stats_explain_and_posture() {
+    use dbward_gateway::tools::read_table::{Filter, FilterOp, OrderBy, ReadTableRequest};
+    let fx = PgFixture::new().await;
+    let gw = Gateway::new(client_config());
+    let id = connect(&gw, &fx).await;
+    let req = ReadTableRequest {
+        table: "servers".into(),
+        columns: Some(vec!["id".into(), "hostname".into(), "status".into()]),
+        filters: vec![
+            Filter {
+                column: "status".into(),
+                op: FilterOp::Eq,
+                value: Some(json!("retired")),
+            },
+            Filter {
+                column: "id".into(),
+                op: FilterOp::In,
+                value: Some(json!([5, 10, 11, 15])),
+            },
+            Filter {
+                column: "hostname".into(),
+                op: FilterOp::Ilike,
+                value: Some(json!("SRV-%")),
+            },
+        ],
+        order_by: vec![OrderBy {
+            column: "id".into(),
+            descending: true,
+        }],
+        limit: Some(10),
+        ..Default::default()
+    };
+    let r = gw.read_table(&id, &req).await.expect("read_table");
+    let ids: Vec<_> = r.rows.iter().map(|row| row[0].clone()).collect();
+    assert_eq!(ids, [json!(15), json!(10), json!(5)]);
+    // Values are bound, never spliced: an injection-shaped value is just a string.
+    let evil = ReadTableRequest {
+        table: "servers".into(),
+        filters: vec![Filter {
+            column: "hostname".into(),
+            op: FilterOp::Eq,
+            value: Some(json!("x' OR '1'='1")),
+        }],
+        ..Default::default()
+    };
+    assert_eq!(gw.read_table(&id, &evil).await.expect("runs").row_count, 0);
+    // Dates compare through the column's own type.
+    let dated = ReadTableRequest {
+        table: "incidents".into(),
+        filters: vec![Filter {
+            column: "opened_at".into(),
+            op: FilterOp::Lt,
+            value: Some(json!("2025-01-01 05:30:00+00")),
+        }],
+        ..Default::default()
+    };
+    assert_eq!(gw.read_table(&id, &dated).await.expect("runs").row_count, 5);
+    for bad in [
+        ReadTableRequest {
+            table: "servers".into(),
+            columns: Some(vec!["nope".into()]),
+            ..Default::default()
+        },
+        ReadTableRequest {
+            table: "servers".into(),
+            limit: Some(101),
+            ..Default::default()
+        },
+        ReadTableRequest {
+            table: "no_such_table".into(),
+            ..Default::default()
+        },
+    ] {
+        let e = gw.read_table(&id, &bad).await.expect_err("bad request");
+        assert!(matches!(e.code(), "invalid_input" | "unknown_table"), "{e}");
+    }
+    // The deny-list applies to read_table too.
+    let e = gw
+        .read_table(
+            &id,
+            &ReadTableRequest {
+                table: "pg_authid".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect_err("denied");
+    assert!(
+        matches!(e.code(), "policy_refused" | "unknown_table"),
+        "{e}"
+    );
+
+    let found = gw.search_tables(&id, "depart").await.expect("search");
+    assert!(
+        found
+            .iter()
+            .any(|m| m.table == "departments" && m.column.is_none())
+    );
+    assert!(
+        found
+            .iter()
+            .any(|m| m.table == "servers" && m.column.as_deref() == Some("department_id"))
+    );
+    let none = gw.search_tables(&id, "%").await.expect("search");
+    assert!(
+        none.is_empty(),
+        "`%` is a literal character, not a wildcard: {none:?}"
+    );
+    assert_eq!(
+        gw.search_tables(&id, &"x".repeat(101))
+            .await
+            .expect_err("too long")
+            .code(),
+        "invalid_input"
+    );
+
+    let stats = gw
+        .get_table_stats(&id, None, "incidents")
+        .await
+        .expect("stats");
+    assert!(stats.total_bytes.unwrap_or(0) > 0);
+    assert_eq!(stats.columns.len(), 5);
+    assert!(stats.indexes.iter().any(|i| i.name == "incidents_pkey"));
+
+    let plan = gw
+        .explain_query(&id, "SELECT * FROM servers WHERE department_id = 2", false)
+        .await
+        .expect("explain");
+    assert!(
+        plan.plan[0]["Plan"]["Node Type"].is_string(),
+        "{}",
+        plan.plan
+    );
+    let analyzed = gw
+        .explain_query(&id, "SELECT count(*) FROM incidents", true)
+        .await
+        .expect("explain analyze");
+    assert!(
+        analyzed.plan[0]["Execution Time"].is_number(),
+        "{}",
+        analyzed.plan
+    );
+    let e = gw
+        .explain_query(&id, "DELETE FROM servers", true)
+        .await
+        .expect_err("refused");
+    assert_eq!(e.code(), "policy_refused");
+
+    // SHOW runs through the utility path.
+    let r = gw
+        .execute_query(&id, "SHOW default_transaction_read_only", &[], None)
+        .await
+        .expect("show");
+    assert_eq!(r.rows[0][0], json!("on"));
+
+    // The owner can write: the posture says so.
+    let p = gw.security_posture(&id).await.expect("posture");
+    assert!(p.role.can_write && p.role.writable_tables >= 5, "{p:?}");
+    assert!(!p.warnings.is_empty());
+    gw.close_connection(&id).await.expect("close");
+    fx.drop().await;
+}
+
+#[tokio::test]
+async fn setup_role_sql_creates_a_role_that_cannot_write() {
+    use dbward_gateway::tools::security_posture::setup_role_sql;
+    let fx = PgFixture::new().await;
+    let role = common::unique("dbward_reader");
+    let sql = setup_role_sql(dbward_gateway::DbKind::Postgresql, &role, &fx.db)
+        .replace("'change-me'", &format!("'{PASSWORD}'"));
+    let mut admin_here =
+        sqlx::PgConnection::connect(&format!("postgresql://postgres@127.0.0.1:5432/{}", fx.db))
+            .await
+            .expect("admin");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(&mut admin_here)
+        .await
+        .expect("setup-role SQL runs");
+    admin_here.close().await.ok();
+    let gw = Gateway::new(client_config());
+    let info = gw
+        .connect(ConnectRequest::Url(SecretString::from(format!(
+            "postgresql://{role}:{PASSWORD}@127.0.0.1:5432/{}",
+            fx.db
+        ))))
+        .await
+        .expect("reader connects");
+    let p = gw
+        .security_posture(info.id.as_str())
+        .await
+        .expect("posture");
+    assert!(!p.role.can_write, "{p:?}");
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+    let r = gw
+        .execute_query(info.id.as_str(), "SELECT count(*) FROM servers", &[], None)
+        .await
+        .expect("reads");
+    assert_eq!(r.rows[0][0], json!(300));
+    gw.close_connection(info.id.as_str()).await.expect("close");
+    let mut admin = common::pg_admin().await;
+    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{0}'; \
+         ",
+        fx.db
+    )))
+    .execute(&mut admin)
+    .await;
+    fx.drop().await;
+    // The database (and with it the role's grants) is gone; the role can go too.
+    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP ROLE IF EXISTS {role}")))
+        .execute(&mut admin)
+        .await;
 }

@@ -132,12 +132,33 @@ impl PgBackend {
         params: &[Value],
         caps: Caps,
     ) -> Result<QueryResult, GatewayError> {
+        self.execute_with(sql, params, caps, false).await
+    }
+
+    /// Runs a policy-approved EXPLAIN or SHOW, which cannot be declared as a cursor: the
+    /// statement itself goes over the extended protocol (still one statement per message),
+    /// in the same rolled-back read-only transaction, its rows capped as they stream.
+    pub async fn execute_utility(
+        &self,
+        sql: &str,
+        caps: Caps,
+    ) -> Result<QueryResult, GatewayError> {
+        self.execute_with(sql, &[], caps, true).await
+    }
+
+    async fn execute_with(
+        &self,
+        sql: &str,
+        params: &[Value],
+        caps: Caps,
+        utility: bool,
+    ) -> Result<QueryResult, GatewayError> {
         let started = Instant::now();
         let mut conn = self.pool.acquire().await.map_err(|e| classify(e, &[]))?;
         // The server cancels at statement_timeout; the client deadline is a backstop a
         // little later, after which the connection is closed (and the server session ends).
         let deadline = Duration::from_millis(caps.timeout_ms + 2_000);
-        let run = self.run(&mut conn, sql, params, caps);
+        let run = self.run(&mut conn, sql, params, caps, utility);
         let outcome = tokio::time::timeout(deadline, run).await;
         match outcome {
             Ok(Ok(mut r)) => {
@@ -164,6 +185,7 @@ impl PgBackend {
         sql: &str,
         params: &[Value],
         caps: Caps,
+        utility: bool,
     ) -> Result<QueryResult, GatewayError> {
         let err = |e| classify(e, &[]);
         conn.execute("BEGIN READ ONLY").await.map_err(err)?;
@@ -181,6 +203,12 @@ impl PgBackend {
         if let Some(role) = &self.reader_role {
             let stmt = format!("SET LOCAL ROLE {}", quote_ident(role));
             conn.execute(AssertSqlSafe(stmt)).await.map_err(err)?;
+        }
+        if utility {
+            let r = utility_rows(conn, sql, caps).await?;
+            conn.execute("ROLLBACK").await.map_err(err)?;
+            conn.execute("DISCARD ALL").await.map_err(err)?;
+            return Ok(r);
         }
         // Column names and types, from a Parse/Describe of the query itself (nothing runs).
         let prepared = conn
@@ -428,6 +456,213 @@ impl PgBackend {
         }
         Ok(out)
     }
+}
+
+impl PgBackend {
+    /// The configured reader role, if any.
+    pub fn reader_role(&self) -> Option<&str> {
+        self.reader_role.as_deref()
+    }
+
+    /// Tables and columns whose names match a LIKE pattern (escaped with `\`).
+    pub async fn search(
+        &self,
+        pattern: &str,
+        max: usize,
+    ) -> Result<Vec<crate::tools::search_tables::SearchMatch>, GatewayError> {
+        let rows: Vec<(String, String, Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT * FROM ( \
+               SELECT table_schema::text, table_name::text, NULL::text AS column_name, NULL::text AS data_type \
+               FROM information_schema.tables \
+               WHERE table_schema NOT IN ('pg_catalog', 'information_schema') AND table_name ILIKE $1 ESCAPE '\\' \
+               UNION ALL \
+               SELECT table_schema::text, table_name::text, column_name::text, data_type::text \
+               FROM information_schema.columns \
+               WHERE table_schema NOT IN ('pg_catalog', 'information_schema') AND column_name ILIKE $1 ESCAPE '\\' \
+             ) m ORDER BY 1, 2, 3 NULLS FIRST LIMIT $2",
+        )
+        .bind(pattern)
+        .bind(max as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| classify(e, &[]))?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(schema, table, column, column_type)| crate::tools::search_tables::SearchMatch {
+                    schema,
+                    table,
+                    column,
+                    column_type,
+                },
+            )
+            .collect())
+    }
+
+    /// Planner statistics of one (catalog-resolved) table.
+    pub async fn table_stats(
+        &self,
+        schema: &str,
+        table: &str,
+    ) -> Result<crate::tools::table_stats::TableStats, GatewayError> {
+        use crate::tools::table_stats::{ColumnStats, IndexStats, TableStats};
+        let err = |e| classify(e, &[]);
+        let (rows, table_bytes, total_bytes): (f32, i64, i64) = sqlx::query_as(
+            "SELECT c.reltuples, pg_catalog.pg_table_size(c.oid), pg_catalog.pg_total_relation_size(c.oid) \
+             FROM pg_catalog.pg_class c WHERE c.oid = (quote_ident($1) || '.' || quote_ident($2))::regclass",
+        )
+        .bind(schema)
+        .bind(table)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(err)?;
+        let cols: Vec<(String, Option<f32>, Option<f32>)> = sqlx::query_as(
+            "SELECT a.attname::text, s.null_frac, s.n_distinct FROM pg_catalog.pg_attribute a \
+             LEFT JOIN pg_catalog.pg_stats s ON s.schemaname = $1 AND s.tablename = $2 AND s.attname = a.attname \
+             WHERE a.attrelid = (quote_ident($1) || '.' || quote_ident($2))::regclass AND a.attnum > 0 AND NOT a.attisdropped \
+             ORDER BY a.attnum",
+        )
+        .bind(schema)
+        .bind(table)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        let idx: Vec<(String, i64, String)> = sqlx::query_as(
+            "SELECT i.relname::text, pg_catalog.pg_relation_size(i.oid), pg_catalog.pg_get_indexdef(i.oid) \
+             FROM pg_catalog.pg_index x JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid \
+             WHERE x.indrelid = (quote_ident($1) || '.' || quote_ident($2))::regclass ORDER BY 1",
+        )
+        .bind(schema)
+        .bind(table)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(TableStats {
+            schema: schema.to_string(),
+            table: table.to_string(),
+            // reltuples is -1 before the first ANALYZE.
+            row_estimate: rows.max(0.0) as i64,
+            exact: false,
+            table_bytes: Some(table_bytes),
+            total_bytes: Some(total_bytes),
+            columns: cols
+                .into_iter()
+                .map(|(column, n, d)| ColumnStats {
+                    column,
+                    null_fraction: n.map(f64::from),
+                    distinct_estimate: d.map(f64::from),
+                })
+                .collect(),
+            indexes: idx
+                .into_iter()
+                .map(|(name, size, definition)| IndexStats {
+                    name,
+                    size_bytes: Some(size),
+                    definition,
+                })
+                .collect(),
+        })
+    }
+
+    /// What the role queries run as could do on its own.
+    pub async fn posture(
+        &self,
+    ) -> Result<crate::tools::security_posture::RolePosture, GatewayError> {
+        type Row = (String, bool, bool, bool, i64, i64, Vec<String>);
+        let (role, superuser, createrole, createdb, writable, create_schemas, dangerous): Row =
+            sqlx::query_as(
+                "WITH me AS (SELECT coalesce($1::text, current_user::text) AS name) \
+                 SELECT r.rolname::text, r.rolsuper, r.rolcreaterole, r.rolcreatedb OR has_database_privilege(r.rolname, current_database(), 'CREATE'), \
+                   (SELECT count(*) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                     WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+                       AND n.nspname NOT LIKE 'pg_toast%' \
+                       AND (has_table_privilege(r.rolname, c.oid, 'INSERT') OR has_table_privilege(r.rolname, c.oid, 'UPDATE') \
+                         OR has_table_privilege(r.rolname, c.oid, 'DELETE') OR has_table_privilege(r.rolname, c.oid, 'TRUNCATE'))), \
+                   (SELECT count(*) FROM pg_catalog.pg_namespace n WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') \
+                       AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%' \
+                       AND has_schema_privilege(r.rolname, n.oid, 'CREATE')), \
+                   ARRAY(SELECT b.rolname::text FROM pg_catalog.pg_roles b \
+                     WHERE b.rolname IN ('pg_read_server_files', 'pg_write_server_files', 'pg_execute_server_program', \
+                                         'pg_signal_backend', 'pg_write_all_data', 'pg_checkpoint') \
+                       AND pg_has_role(r.rolname, b.oid, 'MEMBER') ORDER BY 1) \
+                 FROM pg_catalog.pg_roles r, me WHERE r.rolname = me.name",
+            )
+            .bind(self.reader_role.as_deref())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| classify(e, &[]))?;
+        let can_create = createrole || createdb || create_schemas > 0;
+        Ok(crate::tools::security_posture::RolePosture {
+            role,
+            superuser,
+            writable_tables: writable,
+            can_create,
+            can_write: superuser || writable > 0 || can_create || !dangerous.is_empty(),
+            dangerous_roles: dangerous,
+        })
+    }
+}
+
+/// Rows of an EXPLAIN or SHOW (text and json columns only), capped as they stream.
+async fn utility_rows(
+    conn: &mut sqlx::PgConnection,
+    sql: &str,
+    caps: Caps,
+) -> Result<QueryResult, GatewayError> {
+    let err = |e| classify(e, &[]);
+    let mut stream = sqlx::query(AssertSqlSafe(sql.to_string())).fetch(&mut *conn);
+    let mut columns: Vec<Column> = Vec::new();
+    let mut rows = Vec::new();
+    let (mut bytes, mut truncated) = (0usize, false);
+    while let Some(row) = stream.try_next().await.map_err(err)? {
+        if columns.is_empty() {
+            columns = row
+                .columns()
+                .iter()
+                .map(|c| Column {
+                    name: c.name().to_string(),
+                    type_name: c.type_info().name().to_ascii_lowercase(),
+                })
+                .collect();
+        }
+        if rows.len() == caps.max_rows {
+            truncated = true;
+            break;
+        }
+        let mut out = Vec::with_capacity(columns.len());
+        for (i, col) in columns.iter().enumerate() {
+            let raw = row.try_get_raw(i).map_err(err)?;
+            if raw.is_null() {
+                out.push(Value::Null);
+                continue;
+            }
+            let b = raw
+                .as_bytes()
+                .map_err(|e| GatewayError::Database(e.to_string()))?;
+            // jsonb's binary form is a version byte then the text.
+            let b = if col.type_name == "jsonb" {
+                b.get(1..).unwrap_or_default()
+            } else {
+                b
+            };
+            let text = String::from_utf8_lossy(b);
+            bytes += text.len();
+            out.push(text_to_json(&col.type_name, &text));
+        }
+        if bytes > caps.max_bytes {
+            truncated = true;
+            break;
+        }
+        rows.push(out);
+    }
+    drop(stream);
+    Ok(QueryResult {
+        row_count: rows.len(),
+        columns,
+        rows,
+        truncated,
+        elapsed_ms: 0,
+    })
 }
 
 fn bind_json<'q>(

@@ -233,6 +233,94 @@ impl SqliteBackend {
     }
 }
 
+impl SqliteBackend {
+    /// Tables and columns whose names match a LIKE pattern (escaped with `\`).
+    pub async fn search(
+        &self,
+        pattern: &str,
+        max: usize,
+    ) -> Result<Vec<crate::tools::search_tables::SearchMatch>, GatewayError> {
+        let path = self.path.clone();
+        let pattern = pattern.to_string();
+        blocking(move || {
+            let conn = open(&path)?;
+            let mut stmt = conn
+                .prepare(
+                    "SELECT * FROM ( \
+                       SELECT m.name AS t, NULL AS c, NULL AS ty FROM sqlite_schema m \
+                       WHERE m.type IN ('table', 'view') AND m.name NOT LIKE 'sqlite_%' AND m.name LIKE ?1 ESCAPE '\\' \
+                       UNION ALL \
+                       SELECT m.name, p.name, p.type FROM sqlite_schema m JOIN pragma_table_info(m.name) p \
+                       WHERE m.type IN ('table', 'view') AND m.name NOT LIKE 'sqlite_%' AND p.name LIKE ?1 ESCAPE '\\' \
+                     ) ORDER BY t, c NULLS FIRST LIMIT ?2",
+                )
+                .map_err(classify)?;
+            let rows = stmt
+                .query_map(rusqlite::params![pattern, max as i64], |r| {
+                    Ok(crate::tools::search_tables::SearchMatch {
+                        schema: "main".into(),
+                        table: r.get(0)?,
+                        column: r.get(1)?,
+                        column_type: r.get(2)?,
+                    })
+                })
+                .map_err(classify)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(classify)
+        })
+        .await
+    }
+
+    /// An exact row count (SQLite keeps no estimate), under the timeout, and the indexes.
+    pub async fn table_stats(
+        &self,
+        table: &str,
+        timeout_ms: u64,
+    ) -> Result<crate::tools::table_stats::TableStats, GatewayError> {
+        use crate::tools::table_stats::{IndexStats, TableStats};
+        let path = self.path.clone();
+        let table = table.to_string();
+        blocking(move || {
+            let conn = open(&path)?;
+            let deadline = Instant::now() + Duration::from_millis(timeout_ms);
+            conn.progress_handler(1_000, Some(move || Instant::now() > deadline))
+                .map_err(classify)?;
+            // `table` was resolved in the catalog by the caller; quoted all the same.
+            let count: i64 = conn
+                .query_row(
+                    &format!("SELECT count(*) FROM \"{}\"", table.replace('"', "\"\"")),
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(classify)?;
+            let mut stmt = conn
+                .prepare("SELECT name, coalesce(sql, '') FROM sqlite_schema WHERE type = 'index' AND tbl_name = ?1 ORDER BY name")
+                .map_err(classify)?;
+            let indexes = stmt
+                .query_map([&table], |r| {
+                    Ok(IndexStats {
+                        name: r.get(0)?,
+                        size_bytes: None,
+                        definition: r.get(1)?,
+                    })
+                })
+                .map_err(classify)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(classify)?;
+            Ok(TableStats {
+                schema: "main".into(),
+                table,
+                row_estimate: count,
+                exact: true,
+                table_bytes: None,
+                total_bytes: None,
+                columns: Vec::new(),
+                indexes,
+            })
+        })
+        .await
+    }
+}
+
 fn run(path: &Path, sql: &str, params: &[Value], caps: Caps) -> Result<QueryResult, GatewayError> {
     let started = Instant::now();
     let conn = open(path)?;

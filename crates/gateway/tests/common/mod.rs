@@ -65,6 +65,30 @@ CREATE FUNCTION bump() RETURNS int LANGUAGE sql VOLATILE AS $$ SELECT nextval('t
 CREATE FUNCTION shout(text) RETURNS text LANGUAGE sql IMMUTABLE AS $$ SELECT upper($1) $$;
 "#;
 
+/// Drops databases and roles left by test processes that died (their pid is gone).
+async fn drop_stale(admin: &mut PgConnection) {
+    let names: Vec<(String, bool)> = sqlx::query_as(
+        "SELECT datname::text, true FROM pg_database WHERE datname LIKE 'dbward_t\\_%' \
+         UNION ALL SELECT rolname::text, false FROM pg_roles WHERE rolname LIKE 'dbward\\_%\\_%\\_%'",
+    )
+    .fetch_all(&mut *admin)
+    .await
+    .unwrap_or_default();
+    for (name, is_db) in names {
+        let pid = name.rsplit('_').nth(1).and_then(|p| p.parse::<u32>().ok());
+        let Some(pid) = pid else { continue };
+        if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let stmt = if is_db {
+            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        } else {
+            format!("DROP ROLE IF EXISTS {name}")
+        };
+        let _ = admin.execute(sqlx::AssertSqlSafe(stmt)).await;
+    }
+}
+
 /// A fresh PostgreSQL database owned by a fresh login role with [`PASSWORD`].
 pub struct PgFixture {
     pub db: String,
@@ -76,6 +100,7 @@ impl PgFixture {
         let db = unique("dbward_t");
         let role = unique("dbward_owner");
         let mut admin = pg_admin().await;
+        drop_stale(&mut admin).await;
         admin
             .execute(sqlx::AssertSqlSafe(format!(
                 "CREATE ROLE {role} LOGIN PASSWORD '{PASSWORD}'"
