@@ -256,8 +256,9 @@ impl Gateway {
             sql.push_str(" ORDER BY ");
             sql.push_str(&parts.join(", "));
         }
-        // Numbers validated above, not client text.
-        sql.push_str(&format!(" LIMIT {limit}"));
+        // Numbers validated above, not client text. One row more than asked for, so the
+        // cap (at `limit`) can say whether the table had more: `truncated`.
+        sql.push_str(&format!(" LIMIT {}", limit + 1));
         if let Some(off) = req.offset.filter(|o| *o > 0) {
             sql.push_str(&format!(" OFFSET {off}"));
         }
