@@ -122,13 +122,29 @@ impl Gateway {
                 *spec
             }
         };
-        self.open(spec).await
+        self.open_logged(spec).await
     }
 
     /// Opens a connection from a spec the operator provided (command line, environment):
     /// not subject to `allow_client_connections`.
     pub async fn connect_trusted(&self, spec: ConnectSpec) -> Result<ConnectionInfo, GatewayError> {
-        self.open(spec).await
+        self.open_logged(spec).await
+    }
+
+    /// Opens and logs the outcome: the masked target only, never the credentials.
+    async fn open_logged(&self, spec: ConnectSpec) -> Result<ConnectionInfo, GatewayError> {
+        let target = spec.masked();
+        let name = spec.name.clone();
+        match self.open(spec).await {
+            Ok(info) => {
+                tracing::info!(%target, name = ?name, id = %info.id, "connection opened");
+                Ok(info)
+            }
+            Err(e) => {
+                tracing::warn!(%target, name = ?name, code = e.code(), error = %e, "connection failed");
+                Err(e)
+            }
+        }
     }
 
     async fn open(&self, spec: ConnectSpec) -> Result<ConnectionInfo, GatewayError> {
@@ -299,11 +315,16 @@ impl Gateway {
             verdict.kind,
             Some(dbward_policy::StatementKind::Select | dbward_policy::StatementKind::Values)
         );
-        match &open.backend {
+        let result = match &open.backend {
             Backend::Postgres(b) if utility => b.execute_utility(sql, caps).await,
             Backend::Postgres(b) => b.execute(sql, params, caps).await,
             Backend::Sqlite(b) => b.execute(sql, params, caps).await,
+        };
+        if let Err(e) = &result {
+            // Driver messages were scrubbed when the error was built.
+            tracing::warn!(connection = %open.info.target, code = e.code(), error = %e, "query failed");
         }
+        result
     }
 
     /// PostgreSQL: asks `pg_proc.provolatile` about functions the policy does not know;
