@@ -3,6 +3,8 @@
 //! `dbward serve`, the MCP stdio channel).
 
 mod check;
+mod connections;
+mod setup_role;
 
 use std::process::ExitCode;
 
@@ -22,6 +24,11 @@ enum Command {
     ///
     /// Exit status: 0 allowed, 1 refused, 2 usage or input error.
     Check(check::CheckArgs),
+    /// Print the SQL that creates a least-privilege, read-only role (review it, then run it).
+    SetupRole(setup_role::SetupRoleArgs),
+    /// List the named connections in the config; `--check` connects to each and reports
+    /// its server version and what its role could do.
+    Connections(connections::ConnectionsArgs),
 }
 
 fn main() -> ExitCode {
@@ -39,5 +46,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Check(args) => check::run(&args),
+        Command::SetupRole(args) => setup_role::run(&args),
+        Command::Connections(args) => connections::run(&args),
     }
 }

@@ -103,3 +103,46 @@ fn hostile_input_is_refused_cleanly() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stdout(&o).contains("input.nul_byte"));
 }
+
+#[test]
+fn setup_role_prints_sql_for_each_database() {
+    let o = dbward(&["setup-role", "--database", "cmdb"], None);
+    assert_eq!(o.status.code(), Some(0));
+    let out = stdout(&o);
+    assert!(out.contains("CREATE ROLE \"dbward_reader\" LOGIN"), "{out}");
+    assert!(out.contains("GRANT SELECT, SHOW VIEW ON `cmdb`.*"), "{out}");
+    assert!(out.contains("chmod 0444"), "{out}");
+    assert!(!out.contains("GRANT ALL"), "{out}");
+}
+
+#[test]
+fn connections_lists_and_checks_named_connections() {
+    let dir = std::env::temp_dir().join(format!("dbward_cli_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let cfg = dir.join("dbward.json");
+    std::fs::write(
+        &cfg,
+        r#"{"connections": {"local_pg": {"type": "postgresql", "host": "127.0.0.1", "port": 5432,
+            "database": "postgres", "credentialsEnv": "DBWARD_CLI_TEST_CREDS"}}}"#,
+    )
+    .expect("write config");
+    let out = Command::new(env!("CARGO_BIN_EXE_dbward"))
+        .args(["connections", "--check", "--config"])
+        .arg(&cfg)
+        .env("DBWARD_CLI_TEST_CREDS", "postgres:Cli-Secret-Pw-42")
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("local_pg\tpostgresql\tpostgresql://127.0.0.1:5432/postgres (credentials from $DBWARD_CLI_TEST_CREDS)"), "{text}");
+    assert!(text.contains("ok: PostgreSQL"), "{text}");
+    assert!(
+        text.contains("CAN WRITE") && text.contains("superuser"),
+        "postgres is a superuser: {text}"
+    );
+    assert!(
+        !text.contains("Cli-Secret-Pw-42")
+            && !String::from_utf8_lossy(&out.stderr).contains("Cli-Secret-Pw-42")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
