@@ -14,6 +14,7 @@ const LAYERS: &[&str] = &[
 ];
 
 /// Crates that must never appear in the policy engine's dependency tree: it is pure.
+/// (The gateway may use them; the policy may not.)
 const POLICY_FORBIDDEN: &[&str] = &[
     "tokio",
     "sqlx",

@@ -107,6 +107,8 @@ async fn bad_targets_give_clear_errors_without_secrets() {
         ),
         format!("postgresql://u:{PASSWORD}@no-such-host.invalid:5432/db"),
         format!("postgresql://u:{PASSWORD}@127.0.0.1:1/db"),
+        // This server has no TLS: verify-full must fail, never fall back to clear text.
+        format!("postgresql://postgres:{PASSWORD}@127.0.0.1:5432/postgres?sslmode=verify-full"),
     ] {
         let e = gw
             .connect(ConnectRequest::Url(SecretString::from(url)))
@@ -214,6 +216,18 @@ async fn database_enforcement_holds_without_the_policy() {
         .await
         .expect_err("times out");
     assert_eq!(e.code(), "timeout", "{e:?}");
+    // Cancelled on the server, not just abandoned: nothing still sleeping or idle in a
+    // transaction.
+    let mut admin = common::pg_admin().await;
+    let running: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND query LIKE '%pg_sleep(20)%' AND state = 'active'",
+    )
+    .bind(&fx.db)
+    .fetch_one(&mut admin)
+    .await
+    .expect("activity");
+    assert_eq!(running, 0);
+    assert_eq!(fx.leftovers().await, (0, 0));
     assert_eq!(fx.fingerprint().await, before);
     backend.close().await;
     fx.drop().await;
@@ -564,4 +578,37 @@ async fn setup_role_sql_creates_a_role_that_cannot_write() {
     let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP ROLE IF EXISTS {role}")))
         .execute(&mut admin)
         .await;
+}
+
+#[tokio::test]
+async fn open_connections_are_limited_and_idle_ones_expire() {
+    let fx = PgFixture::new().await;
+    let mut cfg = client_config();
+    cfg.limits.max_open_connections = 2;
+    let gw = Gateway::new(cfg);
+    let a = connect(&gw, &fx).await;
+    let _b = connect(&gw, &fx).await;
+    let e = gw
+        .connect(ConnectRequest::Url(SecretString::from(fx.url())))
+        .await
+        .expect_err("third connection");
+    assert_eq!(e.code(), "too_many_connections");
+    gw.close_connection(&a).await.expect("close");
+    let _c = connect(&gw, &fx).await;
+    assert_eq!(gw.list_connections().len(), 2);
+
+    let mut cfg = client_config();
+    cfg.limits.connection_idle_expiry_s = 0;
+    let gw = Gateway::new(cfg);
+    let old = connect(&gw, &fx).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let _new = connect(&gw, &fx).await; // opening sweeps expired ids
+    assert_eq!(
+        gw.execute_query(&old, "SELECT 1", &[], None)
+            .await
+            .expect_err("expired")
+            .code(),
+        "unknown_connection"
+    );
+    fx.drop().await;
 }
