@@ -3,6 +3,9 @@
 //! result with sqlx's `fetch_all` instead (the baseline dbward avoids). Used by
 //! `bench/memory.sh`.
 
+// A measuring tool: its report is its stdout.
+#![allow(clippy::print_stdout)]
+
 use dbward_gateway::{ConnectRequest, Gateway, GatewayConfig};
 use secrecy::SecretString;
 
