@@ -66,8 +66,13 @@ pub struct Gateway {
     registry: Mutex<HashMap<ConnectionId, Arc<Open>>>,
 }
 
-/// Longest identifier accepted (PostgreSQL's limit; MySQL's is 64).
-const MAX_IDENTIFIER_BYTES: usize = 64;
+/// Longest identifier accepted: PostgreSQL truncates at 63 bytes, MySQL allows 64.
+fn max_identifier_bytes(kind: DbKind) -> usize {
+    match kind {
+        DbKind::Postgresql => 63,
+        _ => 64,
+    }
+}
 /// Most bound parameters per query.
 const MAX_PARAMS: usize = 100;
 
@@ -376,7 +381,7 @@ impl Gateway {
     ) -> Result<Vec<TableInfo>, GatewayError> {
         let open = self.get(id)?;
         if let Some(s) = schema {
-            validate_identifier(s)?;
+            validate_identifier(open.info.kind, s)?;
         }
         match &open.backend {
             Backend::Postgres(b) => b.list_tables(schema, 200).await,
@@ -393,9 +398,9 @@ impl Gateway {
         table: &str,
     ) -> Result<TableDescription, GatewayError> {
         let open = self.get(id)?;
-        validate_identifier(table)?;
+        validate_identifier(open.info.kind, table)?;
         if let Some(s) = schema {
-            validate_identifier(s)?;
+            validate_identifier(open.info.kind, s)?;
         }
         match &open.backend {
             Backend::Postgres(b) => b.describe_table(schema, table).await,
@@ -406,10 +411,11 @@ impl Gateway {
 
 /// Identifiers are looked up in the catalog, not matched by a regex: this only refuses what
 /// no catalog holds (empty, over-long, NUL).
-fn validate_identifier(s: &str) -> Result<(), GatewayError> {
-    if s.is_empty() || s.len() > MAX_IDENTIFIER_BYTES || s.contains('\0') {
+fn validate_identifier(kind: DbKind, s: &str) -> Result<(), GatewayError> {
+    let max = max_identifier_bytes(kind);
+    if s.is_empty() || s.len() > max || s.contains('\0') {
         return Err(GatewayError::InvalidInput(format!(
-            "identifiers must be 1 to {MAX_IDENTIFIER_BYTES} bytes without NUL"
+            "identifiers must be 1 to {max} bytes without NUL"
         )));
     }
     Ok(())

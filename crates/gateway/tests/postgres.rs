@@ -272,7 +272,7 @@ async fn every_listed_type_becomes_faithful_json() {
                     '10.0.0.1/32'::inet, '10.0.0.0/8'::cidr, '{\"a\": [1, 2]}'::json, '{\"b\": null}'::jsonb, \
                     ARRAY[1, NULL, 3], ARRAY['x y', 'z'], DATE '2025-01-02', TIME '03:04:05', \
                     TIMESTAMP '2025-01-02 03:04:05', TIMESTAMPTZ '2025-01-02 03:04:05+00', \
-                    INTERVAL '1 day 2 hours', NULL::text, 1.5::float8",
+                    INTERVAL '1 day 2 hours', NULL::text, 1.5::float8, 'sad'::mood",
             &[],
             None,
         )
@@ -304,6 +304,8 @@ async fn every_listed_type_becomes_faithful_json() {
     assert_eq!(row[18], json!("1 day 02:00:00"));
     assert_eq!(row[19], json!(null));
     assert_eq!(row[20], json!(1.5));
+    assert_eq!(row[21], json!("sad"));
+    assert_eq!(r.columns[21].type_name, "mood");
     let types: Vec<&str> = r.columns.iter().map(|c| c.type_name.as_str()).collect();
     assert_eq!(&types[..4], &["int2", "int4", "int8", "numeric"]);
     gw.close_connection(&id).await.expect("close");
@@ -611,4 +613,99 @@ async fn open_connections_are_limited_and_idle_ones_expire() {
         "unknown_connection"
     );
     fx.drop().await;
+}
+
+#[tokio::test]
+async fn connect_by_parameters_and_reader_role_and_identifier_limits() {
+    use dbward_gateway::config::SslMode;
+    let fx = PgFixture::new().await;
+    let gw = Gateway::new(client_config());
+    let spec = ConnectSpec {
+        kind: dbward_gateway::DbKind::Postgresql,
+        host: "127.0.0.1".into(),
+        port: 5432,
+        database: Some(fx.db.clone()),
+        username: Some(fx.role.clone()),
+        password: Some(SecretString::from(PASSWORD)),
+        path: None,
+        sslmode: SslMode::Disable,
+        reader_role: None,
+        name: None,
+    };
+    let info = gw
+        .connect(ConnectRequest::Params(Box::new(spec)))
+        .await
+        .expect("connect by parameters");
+    assert_eq!(
+        info.target.as_str(),
+        format!("postgresql://{}:****@127.0.0.1:5432/{}", fx.role, fx.db)
+    );
+    let long = "x".repeat(64);
+    assert_eq!(
+        gw.describe_table(info.id.as_str(), None, &long)
+            .await
+            .expect_err("64 bytes")
+            .code(),
+        "invalid_input"
+    );
+    gw.close_connection(info.id.as_str()).await.expect("close");
+
+    // A named connection with reader_role runs every query as that role (SET LOCAL ROLE).
+    let reader = common::unique("dbward_rr");
+    let mut admin =
+        sqlx::PgConnection::connect(&format!("postgresql://postgres@127.0.0.1:5432/{}", fx.db))
+            .await
+            .expect("admin");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE ROLE {reader} NOLOGIN; GRANT SELECT ON departments TO {reader}; GRANT {reader} TO {}",
+        fx.role
+    )))
+    .execute(&mut admin)
+    .await
+    .expect("reader role");
+    let var = format!("DBWARD_TEST_RR_{}", std::process::id());
+    // SAFETY: the variable name is unique to this test and nothing else reads or writes it.
+    #[allow(unsafe_code)]
+    unsafe {
+        std::env::set_var(&var, format!("{}:{PASSWORD}", fx.role))
+    };
+    let cfg = GatewayConfig::from_toml(&format!(
+        "[connections.ro]\ntype = \"postgresql\"\nhost = \"127.0.0.1\"\ndatabase = \"{}\"\ncredentials_env = \"{var}\"\nreader_role = \"{reader}\"\n",
+        fx.db
+    ))
+    .expect("config");
+    let gw = Gateway::new(cfg);
+    let id = gw
+        .connect(ConnectRequest::Named("ro".into()))
+        .await
+        .expect("named")
+        .id
+        .to_string();
+    let r = gw
+        .execute_query(&id, "SELECT current_user::text", &[], None)
+        .await
+        .expect("runs");
+    assert_eq!(r.rows[0][0], json!(reader));
+    assert_eq!(
+        gw.execute_query(&id, "SELECT count(*) FROM departments", &[], None)
+            .await
+            .expect("granted")
+            .rows[0][0],
+        json!(3)
+    );
+    let e = gw
+        .execute_query(&id, "SELECT count(*) FROM servers", &[], None)
+        .await
+        .expect_err("not granted");
+    assert_eq!(e.code(), "permission_denied", "{e}");
+    let p = gw.security_posture(&id).await.expect("posture");
+    assert_eq!(p.role.role, reader);
+    assert!(!p.role.can_write, "{p:?}");
+    gw.close_connection(&id).await.expect("close");
+    admin.close().await.ok();
+    fx.drop().await;
+    let mut admin = common::pg_admin().await;
+    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP ROLE IF EXISTS {reader}")))
+        .execute(&mut admin)
+        .await;
 }

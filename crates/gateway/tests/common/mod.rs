@@ -50,6 +50,7 @@ CREATE TABLE applications (id serial PRIMARY KEY, name text NOT NULL, server_id 
 CREATE TABLE incidents (id serial PRIMARY KEY, server_id int REFERENCES servers(id), severity int, opened_at timestamptz, note text);
 CREATE TABLE secrets (id serial PRIMARY KEY, service text, api_key text);
 CREATE SEQUENCE ticket_seq;
+CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
 INSERT INTO departments (name, budget) VALUES ('Engineering', 1200000.50), ('Finance', 300000.00), ('Ops', 450000.25);
 INSERT INTO servers (hostname, department_id, status, cpu_cores, ip, tags, meta)
   SELECT 'srv-' || g, 1 + g % 3, CASE WHEN g % 5 = 0 THEN 'retired' ELSE 'active' END, 2 + g % 16,
