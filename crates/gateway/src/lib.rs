@@ -28,6 +28,7 @@ use dbward_policy::{Dialect, Policy, Verdict};
 use secrecy::SecretString;
 use serde_json::Value;
 
+use backends::mysql::MyBackend;
 use backends::postgres::PgBackend;
 use backends::sqlite::SqliteBackend;
 use backends::{Caps, QueryResult, TableDescription, TableInfo};
@@ -48,6 +49,7 @@ pub enum ConnectRequest {
 
 pub(crate) enum Backend {
     Postgres(PgBackend),
+    Mysql(MyBackend),
     Sqlite(SqliteBackend),
 }
 
@@ -173,9 +175,9 @@ impl Gateway {
                 (Backend::Sqlite(b), v)
             }
             DbKind::Mysql => {
-                return Err(GatewayError::Config(
-                    "the MySQL/MariaDB backend is not available in this build yet".into(),
-                ));
+                let b = MyBackend::connect(&spec, &self.config.limits).await?;
+                let v = b.server_version.clone();
+                (Backend::Mysql(b), v)
             }
         };
         let info = ConnectionInfo {
@@ -220,8 +222,10 @@ impl Gateway {
         let open = lock(&self.registry)
             .remove(&id)
             .ok_or(GatewayError::UnknownConnection)?;
-        if let Backend::Postgres(b) = &open.backend {
-            b.close().await;
+        match &open.backend {
+            Backend::Postgres(b) => b.close().await,
+            Backend::Mysql(b) => b.close().await,
+            Backend::Sqlite(_) => {}
         }
         Ok(())
     }
@@ -238,8 +242,10 @@ impl Gateway {
             ids.iter().filter_map(|id| reg.remove(id)).collect()
         };
         for o in expired {
-            if let Backend::Postgres(b) = &o.backend {
-                b.close().await;
+            match &o.backend {
+                Backend::Postgres(b) => b.close().await,
+                Backend::Mysql(b) => b.close().await,
+                Backend::Sqlite(_) => {}
             }
         }
     }
@@ -323,6 +329,7 @@ impl Gateway {
         let result = match &open.backend {
             Backend::Postgres(b) if utility => b.execute_utility(sql, caps).await,
             Backend::Postgres(b) => b.execute(sql, params, caps).await,
+            Backend::Mysql(b) => b.execute(sql, params, caps).await,
             Backend::Sqlite(b) => b.execute(sql, params, caps).await,
         };
         if let Err(e) = &result {
@@ -385,6 +392,7 @@ impl Gateway {
         }
         match &open.backend {
             Backend::Postgres(b) => b.list_tables(schema, 200).await,
+            Backend::Mysql(b) => b.list_tables(schema, 200).await,
             Backend::Sqlite(b) => b.list_tables(200).await,
         }
     }
@@ -404,6 +412,7 @@ impl Gateway {
         }
         match &open.backend {
             Backend::Postgres(b) => b.describe_table(schema, table).await,
+            Backend::Mysql(b) => b.describe_table(schema, table).await,
             Backend::Sqlite(b) => b.describe_table(table).await,
         }
     }

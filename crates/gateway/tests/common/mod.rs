@@ -1,9 +1,11 @@
 //! Test fixtures on the real databases of this machine: PostgreSQL on 127.0.0.1:5432 (trust
-//! auth) and SQLite files in a temp directory. Each test creates its own database and owner
+//! auth), MariaDB on 127.0.0.1:3306 (see [`mysql`]) and SQLite files in a temp directory. Each test creates its own database and owner
 //! role, so the tests connect as the database *owner*: only dbward stands between a query
 //! and a write. A missing database server is a test failure, never a skip.
 
 #![allow(dead_code)]
+
+pub mod mysql;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
