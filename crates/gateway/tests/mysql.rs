@@ -565,3 +565,81 @@ async fn catalog_tools() {
     gw.close_connection(&id).await.expect("close");
     fx.drop().await;
 }
+
+#[tokio::test]
+async fn catalog_tools_read_table_explain_and_posture() {
+    use dbward_gateway::tools::read_table::{Filter, FilterOp, OrderBy, ReadTableRequest};
+    let fx = MyFixture::new().await;
+    let gw = Gateway::new(client_config());
+    let id = connect(&gw, &fx).await;
+    let found = gw.search_tables(&id, "host").await.expect("search");
+    assert!(
+        found
+            .iter()
+            .any(|m| m.table == "servers" && m.column.as_deref() == Some("hostname")),
+        "{found:?}"
+    );
+    assert!(
+        gw.search_tables(&id, "_")
+            .await
+            .expect("search")
+            .iter()
+            .all(|m| {
+                m.table.contains('_') || m.column.as_deref().is_some_and(|c| c.contains('_'))
+            })
+    );
+    let stats = gw
+        .get_table_stats(&id, None, "servers")
+        .await
+        .expect("stats");
+    assert!(
+        stats.indexes.iter().any(|i| i.name == "PRIMARY"),
+        "{stats:?}"
+    );
+    let plan = gw
+        .explain_query(&id, "SELECT * FROM servers WHERE id = 3", false)
+        .await
+        .expect("explain");
+    assert!(plan.plan.get("query_block").is_some(), "{}", plan.plan);
+    let r = gw
+        .read_table(
+            &id,
+            &ReadTableRequest {
+                table: "servers".into(),
+                columns: Some(vec!["id".into(), "hostname".into()]),
+                filters: vec![
+                    Filter {
+                        column: "id".into(),
+                        op: FilterOp::Le,
+                        value: Some(json!(3)),
+                    },
+                    Filter {
+                        column: "hostname".into(),
+                        op: FilterOp::Ilike,
+                        value: Some(json!("SRV-%")),
+                    },
+                ],
+                order_by: vec![OrderBy {
+                    column: "id".into(),
+                    descending: true,
+                }],
+                limit: Some(2),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("read_table");
+    assert_eq!(
+        r.rows.iter().map(|row| row[0].clone()).collect::<Vec<_>>(),
+        [json!(3), json!(2)]
+    );
+    assert!(r.truncated);
+    let p = gw.security_posture(&id).await.expect("posture");
+    assert!(
+        p.role.can_write,
+        "the owner holds ALL on its database: {p:?}"
+    );
+    assert!(p.role.role.starts_with(&fx.user), "{p:?}");
+    gw.close_connection(&id).await.expect("close");
+    fx.drop().await;
+}

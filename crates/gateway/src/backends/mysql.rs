@@ -995,3 +995,184 @@ mod tests {
         );
     }
 }
+
+/// The catalog tools beyond list/describe. Every value is read as text (`CAST(.. AS CHAR)`)
+/// because information_schema column types differ between MySQL and MariaDB.
+impl MyBackend {
+    /// Tables and columns whose names match a LIKE pattern (escaped with `\`).
+    pub async fn search(
+        &self,
+        pattern: &str,
+        max: usize,
+    ) -> Result<Vec<crate::tools::search_tables::SearchMatch>, GatewayError> {
+        let rows = sqlx::query(
+            "SELECT * FROM ( \
+               SELECT CAST(TABLE_SCHEMA AS CHAR) AS s, CAST(TABLE_NAME AS CHAR) AS t, NULL AS c, NULL AS ty \
+               FROM information_schema.TABLES \
+               WHERE TABLE_SCHEMA NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys') \
+                 AND TABLE_NAME LIKE ? ESCAPE '\\\\' \
+               UNION ALL \
+               SELECT CAST(TABLE_SCHEMA AS CHAR), CAST(TABLE_NAME AS CHAR), CAST(COLUMN_NAME AS CHAR), CAST(DATA_TYPE AS CHAR) \
+               FROM information_schema.COLUMNS \
+               WHERE TABLE_SCHEMA NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys') \
+                 AND COLUMN_NAME LIKE ? ESCAPE '\\\\' \
+             ) m ORDER BY s, t, c IS NOT NULL, c LIMIT ?",
+        )
+        .bind(pattern)
+        .bind(pattern)
+        .bind(max as u64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| classify(e, &[]))?;
+        Ok(rows
+            .iter()
+            .map(|r| crate::tools::search_tables::SearchMatch {
+                schema: text_at(r, 0).unwrap_or_default(),
+                table: text_at(r, 1).unwrap_or_default(),
+                column: text_at(r, 2),
+                column_type: text_at(r, 3),
+            })
+            .collect())
+    }
+
+    /// Row estimate and sizes from information_schema, and the indexes.
+    pub async fn table_stats(
+        &self,
+        schema: &str,
+        table: &str,
+    ) -> Result<crate::tools::table_stats::TableStats, GatewayError> {
+        use crate::tools::table_stats::{IndexStats, TableStats};
+        let err = |e| classify(e, &[]);
+        let row = sqlx::query(
+            "SELECT CAST(COALESCE(TABLE_ROWS, 0) AS CHAR), CAST(COALESCE(DATA_LENGTH, 0) AS CHAR), \
+                    CAST(COALESCE(DATA_LENGTH, 0) + COALESCE(INDEX_LENGTH, 0) AS CHAR) \
+             FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+        )
+        .bind(schema)
+        .bind(table)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(err)?;
+        let num = |i| text_at(&row, i).and_then(|s| s.parse::<i64>().ok());
+        let idx = sqlx::query(
+            "SELECT CAST(INDEX_NAME AS CHAR), \
+                    CAST(GROUP_CONCAT(COLUMN_NAME ORDER BY SEQ_IN_INDEX SEPARATOR ', ') AS CHAR), \
+                    CAST(MIN(NON_UNIQUE) AS CHAR) \
+             FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? \
+             GROUP BY INDEX_NAME ORDER BY INDEX_NAME",
+        )
+        .bind(schema)
+        .bind(table)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(TableStats {
+            schema: schema.to_string(),
+            table: table.to_string(),
+            row_estimate: num(0).unwrap_or(0),
+            exact: false,
+            table_bytes: num(1),
+            total_bytes: num(2),
+            columns: Vec::new(),
+            indexes: idx
+                .iter()
+                .map(|r| {
+                    let name = text_at(r, 0).unwrap_or_default();
+                    let unique = text_at(r, 2).as_deref() == Some("0");
+                    IndexStats {
+                        definition: format!(
+                            "{}KEY {} ({})",
+                            if unique { "UNIQUE " } else { "" },
+                            quote_ident(&name),
+                            text_at(r, 1).unwrap_or_default()
+                        ),
+                        name,
+                        size_bytes: None,
+                    }
+                })
+                .collect(),
+        })
+    }
+
+    /// What the login user could do: global, database and table privileges that write.
+    pub async fn posture(
+        &self,
+    ) -> Result<crate::tools::security_posture::RolePosture, GatewayError> {
+        let err = |e| classify(e, &[]);
+        let who = sqlx::query("SELECT CAST(CURRENT_USER() AS CHAR)")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(err)?;
+        let role = text_at(&who, 0).unwrap_or_default();
+        // GRANTEE looks like 'user'@'host', which is how CURRENT_USER() is quoted there.
+        let grantee = match role.rsplit_once('@') {
+            Some((u, h)) => format!("'{u}'@'{h}'"),
+            None => role.clone(),
+        };
+        let privs = sqlx::query(
+            "SELECT CAST(PRIVILEGE_TYPE AS CHAR), 'global' FROM information_schema.USER_PRIVILEGES WHERE GRANTEE = ? \
+             UNION ALL SELECT CAST(PRIVILEGE_TYPE AS CHAR), 'schema' FROM information_schema.SCHEMA_PRIVILEGES WHERE GRANTEE = ? \
+             UNION ALL SELECT CAST(PRIVILEGE_TYPE AS CHAR), 'table' FROM information_schema.TABLE_PRIVILEGES WHERE GRANTEE = ?",
+        )
+        .bind(&grantee)
+        .bind(&grantee)
+        .bind(&grantee)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        const WRITE: &[&str] = &[
+            "INSERT",
+            "UPDATE",
+            "DELETE",
+            "DROP",
+            "ALTER",
+            "CREATE",
+            "INDEX",
+            "TRIGGER",
+            "EXECUTE",
+            "CREATE ROUTINE",
+            "ALTER ROUTINE",
+            "EVENT",
+            "LOCK TABLES",
+        ];
+        const DANGEROUS: &[&str] = &[
+            "FILE",
+            "SUPER",
+            "PROCESS",
+            "SHUTDOWN",
+            "GRANT OPTION",
+            "CREATE USER",
+            "RELOAD",
+            "BINLOG ADMIN",
+            "CONNECTION ADMIN",
+        ];
+        let mut writes = 0i64;
+        let mut superuser = false;
+        let mut can_create = false;
+        let mut dangerous = Vec::new();
+        for r in &privs {
+            let p = text_at(r, 0).unwrap_or_default();
+            let scope = text_at(r, 1).unwrap_or_default();
+            if p == "SUPER" || (scope == "global" && p == "ALL PRIVILEGES") {
+                superuser = true;
+            }
+            if WRITE.contains(&p.as_str()) {
+                writes += 1;
+                if p.starts_with("CREATE") {
+                    can_create = true;
+                }
+            }
+            if DANGEROUS.contains(&p.as_str()) && !dangerous.contains(&p) {
+                dangerous.push(p);
+            }
+        }
+        Ok(crate::tools::security_posture::RolePosture {
+            role,
+            superuser,
+            writable_tables: writes,
+            can_create,
+            can_write: superuser || writes > 0 || !dangerous.is_empty(),
+            dangerous_roles: dangerous,
+        })
+    }
+}

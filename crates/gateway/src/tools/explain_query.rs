@@ -67,6 +67,30 @@ impl Gateway {
                     analyzed: analyze,
                 })
             }
+            Backend::Mysql(_) => {
+                if analyze {
+                    return Err(GatewayError::InvalidInput(
+                        "EXPLAIN ANALYZE is offered on PostgreSQL only; ask without analyze".into(),
+                    ));
+                }
+                let sql = format!("EXPLAIN FORMAT=JSON {query}");
+                let r = self.run_checked(&open, &sql, &[], 10).await?;
+                let text = r
+                    .rows
+                    .first()
+                    .and_then(|row| row.first())
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                // The plan arrives as a JSON document in a text column.
+                let plan = match &text {
+                    Value::String(s) => serde_json::from_str(s).unwrap_or(text),
+                    _ => text,
+                };
+                Ok(ExplainResult {
+                    plan,
+                    analyzed: false,
+                })
+            }
             Backend::Sqlite(_) => {
                 if analyze {
                     return Err(GatewayError::InvalidInput(

@@ -44,6 +44,7 @@ impl Gateway {
         match &open.backend {
             Backend::Postgres(b) => b.search(&pattern, MAX_MATCHES).await,
             Backend::Sqlite(b) => b.search(&pattern, MAX_MATCHES).await,
+            Backend::Mysql(b) => b.search(&pattern, MAX_MATCHES).await,
         }
     }
 }

@@ -63,6 +63,7 @@ impl Gateway {
         let open = self.get(id)?;
         let (role, reader_role) = match &open.backend {
             Backend::Postgres(b) => (b.posture().await?, b.reader_role().map(String::from)),
+            Backend::Mysql(b) => (b.posture().await?, None),
             Backend::Sqlite(_) => (
                 RolePosture {
                     role: "(file opened read-only)".into(),

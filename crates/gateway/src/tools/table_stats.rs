@@ -67,6 +67,7 @@ impl Gateway {
         let open = self.get(id)?;
         match &open.backend {
             Backend::Postgres(b) => b.table_stats(&desc.schema, &desc.name).await,
+            Backend::Mysql(b) => b.table_stats(&desc.schema, &desc.name).await,
             Backend::Sqlite(b) => {
                 b.table_stats(&desc.name, self.config.limits.statement_timeout_ms)
                     .await
