@@ -875,127 +875,6 @@ fn fraction(micros: u32) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    const SIGNED: Kind = Kind {
-        unsigned: false,
-        binary: false,
-        json: false,
-    };
-    const UNSIGNED: Kind = Kind {
-        unsigned: true,
-        binary: false,
-        json: false,
-    };
-    const BINARY: Kind = Kind {
-        unsigned: false,
-        binary: true,
-        json: false,
-    };
-
-    #[test]
-    fn binary_forms_become_faithful_json() {
-        assert_eq!(binary_to_json("TINYINT", SIGNED, &[0xff]), json!(-1));
-        assert_eq!(
-            binary_to_json("TINYINT UNSIGNED", UNSIGNED, &[0xff]),
-            json!(255)
-        );
-        assert_eq!(
-            binary_to_json("SMALLINT", SIGNED, &[0x00, 0x80]),
-            json!(-32768)
-        );
-        assert_eq!(
-            binary_to_json("INT", SIGNED, &(-5i32).to_le_bytes()),
-            json!(-5)
-        );
-        assert_eq!(
-            binary_to_json("BIGINT UNSIGNED", UNSIGNED, &u64::MAX.to_le_bytes()),
-            json!(u64::MAX)
-        );
-        assert_eq!(
-            binary_to_json("BIGINT", SIGNED, &i64::MIN.to_le_bytes()),
-            json!(i64::MIN)
-        );
-        assert_eq!(
-            binary_to_json("FLOAT", SIGNED, &1.1f32.to_le_bytes()),
-            json!(1.1)
-        );
-        assert_eq!(
-            binary_to_json("DOUBLE", SIGNED, &2.5f64.to_le_bytes()),
-            json!(2.5)
-        );
-        assert_eq!(
-            binary_to_json("DECIMAL", SIGNED, b"12345678901234567890.10"),
-            json!("12345678901234567890.10")
-        );
-        assert_eq!(
-            binary_to_json("DATE", SIGNED, &[4, 0xe9, 0x07, 1, 2]),
-            json!("2025-01-02")
-        );
-        assert_eq!(
-            binary_to_json("DATETIME", SIGNED, &[7, 0xe9, 0x07, 1, 2, 3, 4, 5]),
-            json!("2025-01-02 03:04:05")
-        );
-        assert_eq!(
-            binary_to_json(
-                "TIMESTAMP",
-                SIGNED,
-                &[11, 0xe9, 0x07, 1, 2, 3, 4, 5, 0x40, 0xe2, 0x01, 0]
-            ),
-            json!("2025-01-02 03:04:05.123456")
-        );
-        assert_eq!(
-            binary_to_json("DATETIME", SIGNED, &[0]),
-            json!("0000-00-00 00:00:00")
-        );
-        assert_eq!(
-            binary_to_json("TIME", SIGNED, &[8, 1, 1, 0, 0, 0, 2, 3, 4]),
-            json!("-26:03:04")
-        );
-        assert_eq!(binary_to_json("TIME", SIGNED, &[0]), json!("00:00:00"));
-        assert_eq!(binary_to_json("BIT", UNSIGNED, &[0x01, 0x02]), json!(258));
-        assert_eq!(binary_to_json("BLOB", BINARY, &[0, 0xff]), json!("AP8="));
-        assert_eq!(binary_to_json("BLOB", SIGNED, b"text"), json!("text"));
-        assert_eq!(
-            binary_to_json("JSON", SIGNED, br#"{"a": [1, 2]}"#),
-            json!({"a": [1, 2]})
-        );
-        let json_kind = Kind {
-            json: true,
-            ..SIGNED
-        };
-        assert_eq!(
-            binary_to_json("LONGBLOB", json_kind, br#"[1, "x"]"#),
-            json!([1, "x"])
-        );
-        assert_eq!(binary_to_json("LONGTEXT", SIGNED, b"[1]"), json!("[1]"));
-        assert_eq!(binary_to_json("ENUM", SIGNED, b"red"), json!("red"));
-        assert_eq!(
-            binary_to_json("VARCHAR", SIGNED, "héllo".as_bytes()),
-            json!("héllo")
-        );
-    }
-
-    #[test]
-    fn timeouts_use_each_servers_variable_and_unit() {
-        assert_eq!(
-            timeout_assignment(true, 2_500),
-            "max_statement_time = 2.500"
-        );
-        assert_eq!(
-            timeout_assignment(true, 30_000),
-            "max_statement_time = 30.000"
-        );
-        assert_eq!(
-            timeout_assignment(false, 2_500),
-            "max_execution_time = 2500"
-        );
-    }
-}
-
 /// The catalog tools beyond list/describe. Every value is read as text (`CAST(.. AS CHAR)`)
 /// because information_schema column types differ between MySQL and MariaDB.
 impl MyBackend {
@@ -1174,5 +1053,126 @@ impl MyBackend {
             can_write: superuser || writes > 0 || !dangerous.is_empty(),
             dangerous_roles: dangerous,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const SIGNED: Kind = Kind {
+        unsigned: false,
+        binary: false,
+        json: false,
+    };
+    const UNSIGNED: Kind = Kind {
+        unsigned: true,
+        binary: false,
+        json: false,
+    };
+    const BINARY: Kind = Kind {
+        unsigned: false,
+        binary: true,
+        json: false,
+    };
+
+    #[test]
+    fn binary_forms_become_faithful_json() {
+        assert_eq!(binary_to_json("TINYINT", SIGNED, &[0xff]), json!(-1));
+        assert_eq!(
+            binary_to_json("TINYINT UNSIGNED", UNSIGNED, &[0xff]),
+            json!(255)
+        );
+        assert_eq!(
+            binary_to_json("SMALLINT", SIGNED, &[0x00, 0x80]),
+            json!(-32768)
+        );
+        assert_eq!(
+            binary_to_json("INT", SIGNED, &(-5i32).to_le_bytes()),
+            json!(-5)
+        );
+        assert_eq!(
+            binary_to_json("BIGINT UNSIGNED", UNSIGNED, &u64::MAX.to_le_bytes()),
+            json!(u64::MAX)
+        );
+        assert_eq!(
+            binary_to_json("BIGINT", SIGNED, &i64::MIN.to_le_bytes()),
+            json!(i64::MIN)
+        );
+        assert_eq!(
+            binary_to_json("FLOAT", SIGNED, &1.1f32.to_le_bytes()),
+            json!(1.1)
+        );
+        assert_eq!(
+            binary_to_json("DOUBLE", SIGNED, &2.5f64.to_le_bytes()),
+            json!(2.5)
+        );
+        assert_eq!(
+            binary_to_json("DECIMAL", SIGNED, b"12345678901234567890.10"),
+            json!("12345678901234567890.10")
+        );
+        assert_eq!(
+            binary_to_json("DATE", SIGNED, &[4, 0xe9, 0x07, 1, 2]),
+            json!("2025-01-02")
+        );
+        assert_eq!(
+            binary_to_json("DATETIME", SIGNED, &[7, 0xe9, 0x07, 1, 2, 3, 4, 5]),
+            json!("2025-01-02 03:04:05")
+        );
+        assert_eq!(
+            binary_to_json(
+                "TIMESTAMP",
+                SIGNED,
+                &[11, 0xe9, 0x07, 1, 2, 3, 4, 5, 0x40, 0xe2, 0x01, 0]
+            ),
+            json!("2025-01-02 03:04:05.123456")
+        );
+        assert_eq!(
+            binary_to_json("DATETIME", SIGNED, &[0]),
+            json!("0000-00-00 00:00:00")
+        );
+        assert_eq!(
+            binary_to_json("TIME", SIGNED, &[8, 1, 1, 0, 0, 0, 2, 3, 4]),
+            json!("-26:03:04")
+        );
+        assert_eq!(binary_to_json("TIME", SIGNED, &[0]), json!("00:00:00"));
+        assert_eq!(binary_to_json("BIT", UNSIGNED, &[0x01, 0x02]), json!(258));
+        assert_eq!(binary_to_json("BLOB", BINARY, &[0, 0xff]), json!("AP8="));
+        assert_eq!(binary_to_json("BLOB", SIGNED, b"text"), json!("text"));
+        assert_eq!(
+            binary_to_json("JSON", SIGNED, br#"{"a": [1, 2]}"#),
+            json!({"a": [1, 2]})
+        );
+        let json_kind = Kind {
+            json: true,
+            ..SIGNED
+        };
+        assert_eq!(
+            binary_to_json("LONGBLOB", json_kind, br#"[1, "x"]"#),
+            json!([1, "x"])
+        );
+        assert_eq!(binary_to_json("LONGTEXT", SIGNED, b"[1]"), json!("[1]"));
+        assert_eq!(binary_to_json("ENUM", SIGNED, b"red"), json!("red"));
+        assert_eq!(
+            binary_to_json("VARCHAR", SIGNED, "héllo".as_bytes()),
+            json!("héllo")
+        );
+    }
+
+    #[test]
+    fn timeouts_use_each_servers_variable_and_unit() {
+        assert_eq!(
+            timeout_assignment(true, 2_500),
+            "max_statement_time = 2.500"
+        );
+        assert_eq!(
+            timeout_assignment(true, 30_000),
+            "max_statement_time = 30.000"
+        );
+        assert_eq!(
+            timeout_assignment(false, 2_500),
+            "max_execution_time = 2500"
+        );
     }
 }
