@@ -265,6 +265,11 @@ pub struct ConnectionInfo {
     pub server_version: String,
     /// When it was opened (seconds since the Unix epoch).
     pub opened_at: u64,
+    /// The role queries run as, read at connect time.
+    pub role: String,
+    /// Whether that role could change data if every other layer failed (superuser, write
+    /// grants, create privileges, file or program roles). See `security_posture`.
+    pub role_can_write: bool,
 }
 
 #[cfg(test)]

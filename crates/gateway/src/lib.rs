@@ -180,7 +180,25 @@ impl Gateway {
                 (Backend::Mysql(b), v)
             }
         };
+        // What the role could do if every other layer failed, read once at connect time.
+        let posture = match &backend {
+            Backend::Postgres(b) => b.posture().await?,
+            Backend::Mysql(b) => b.posture().await?,
+            Backend::Sqlite(_) => tools::security_posture::RolePosture {
+                role: "(file opened read-only)".into(),
+                ..Default::default()
+            },
+        };
+        if posture.can_write {
+            tracing::warn!(
+                target = %spec.masked(),
+                role = %posture.role,
+                "the connection's role can write: only dbward's layers stand in the way (see `dbward setup-role`)"
+            );
+        }
         let info = ConnectionInfo {
+            role: posture.role,
+            role_can_write: posture.can_write,
             id: ConnectionId::random(),
             name: spec.name.clone(),
             kind: spec.kind,

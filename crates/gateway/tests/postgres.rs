@@ -34,6 +34,11 @@ async fn connection_string_is_masked_and_queries_return_typed_rows() {
     );
     assert_eq!(info.id.as_str().len(), 32);
     assert!(info.server_version.starts_with("PostgreSQL"));
+    assert_eq!(info.role, fx.role);
+    assert!(
+        info.role_can_write,
+        "the owner can write, and the metadata says so"
+    );
     let id = info.id.to_string();
     let r = gw
         .execute_query(

@@ -79,6 +79,7 @@ async fn queries_tools_and_types() {
         .expect("connects");
     assert!(info.target.as_str().starts_with("sqlite://"));
     assert!(info.server_version.starts_with("SQLite 3."));
+    assert!(!info.role_can_write);
     let id = info.id.to_string();
     let r = gw
         .execute_query(
