@@ -357,16 +357,19 @@ impl Gateway {
         result
     }
 
-    /// PostgreSQL: asks `pg_proc.provolatile` about functions the policy does not know;
-    /// refuses volatile ones unless allowlisted. Cached per connection.
+    /// Asks the database about functions the policy does not know, and refuses the unsafe
+    /// ones unless allowlisted: PostgreSQL volatile functions (`pg_proc.provolatile`);
+    /// MySQL stored functions (any of them may write). Cached per connection.
     async fn check_unknown_functions(
         &self,
         open: &Open,
         verdict: &Verdict,
     ) -> Result<(), GatewayError> {
-        let Backend::Postgres(b) = &open.backend else {
+        if matches!(open.backend, Backend::Sqlite(_)) {
+            // SQLite: no user functions exist on dbward's connections; the authorizer
+            // refuses the dangerous built-ins by name.
             return Ok(());
-        };
+        }
         let unknown: Vec<(Option<String>, String)> = verdict
             .unknown_functions
             .iter()
@@ -374,7 +377,11 @@ impl Gateway {
             .map(|f| (f.schema.clone(), f.name.clone()))
             .collect();
         if !unknown.is_empty() {
-            let found = b.function_volatility(&unknown).await?;
+            let found = match &open.backend {
+                Backend::Postgres(b) => b.function_volatility(&unknown).await?,
+                Backend::Mysql(b) => b.stored_functions(&unknown).await?,
+                Backend::Sqlite(_) => Vec::new(),
+            };
             let mut cache = lock(&open.volatility);
             for (schema, name) in &unknown {
                 let key = match schema {
@@ -390,8 +397,14 @@ impl Gateway {
         let cache = lock(&open.volatility);
         for f in &verdict.unknown_functions {
             if cache.get(&f.to_string()) == Some(&true) {
+                let why = match open.backend {
+                    Backend::Mysql(_) => {
+                        "is a stored function (MySQL does not enforce a function's declared characteristics, so any stored function may write)"
+                    }
+                    _ => "is volatile (it may have side effects)",
+                };
                 return Err(GatewayError::VolatileFunction(format!(
-                    "function `{f}` is volatile (it may have side effects) and is not allowlisted"
+                    "function `{f}` {why} and is not allowlisted"
                 )));
             }
         }

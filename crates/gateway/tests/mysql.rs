@@ -334,6 +334,13 @@ async fn write_and_side_effect_attempts_change_nothing() {
             "{sql}: {e}"
         );
     }
+    // A stored function is refused before it runs (its declared characteristics are not
+    // enforced by MySQL, so the gateway does not trust them).
+    let e = gw
+        .execute_query(&id, "SELECT bump()", &[], None)
+        .await
+        .expect_err("stored function");
+    assert_eq!(e.rule(), Some("function.volatile"), "{e}");
     // A legitimate query still works afterwards on the same pool.
     let r = gw
         .execute_query(&id, "SELECT COUNT(*) FROM incidents", &[], None)
