@@ -69,6 +69,16 @@ pub enum GatewayError {
 }
 
 impl GatewayError {
+    /// The refusal for a verdict that did not allow the query.
+    pub fn refused(verdict: Verdict) -> GatewayError {
+        let first = verdict.reasons.first().cloned();
+        GatewayError::Refused {
+            rule: first.as_ref().map(|r| r.rule.id().to_string()).unwrap_or_default(),
+            message: first.map(|r| r.message).unwrap_or_default(),
+            verdict: Box::new(verdict),
+        }
+    }
+
     /// The stable code clients and the audit log key on.
     pub fn code(&self) -> &'static str {
         match self {

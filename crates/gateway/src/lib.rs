@@ -322,15 +322,7 @@ impl Gateway {
         let limits = &self.config.limits;
         let verdict = self.policy.check(open.info.kind.dialect(), sql);
         if !verdict.is_allowed() {
-            let first = verdict.reasons.first().cloned();
-            return Err(GatewayError::Refused {
-                rule: first
-                    .as_ref()
-                    .map(|r| r.rule.id().to_string())
-                    .unwrap_or_default(),
-                message: first.map(|r| r.message).unwrap_or_default(),
-                verdict: Box::new(verdict),
-            });
+            return Err(GatewayError::refused(verdict));
         }
         self.check_unknown_functions(open, &verdict).await?;
         let caps = Caps {

@@ -29,15 +29,7 @@ impl Gateway {
         // The inner query must be one the policy allows by itself.
         let verdict = self.policy.check(open.info.kind.dialect(), query);
         if !verdict.is_allowed() {
-            let first = verdict.reasons.first().cloned();
-            return Err(GatewayError::Refused {
-                rule: first
-                    .as_ref()
-                    .map(|r| r.rule.id().to_string())
-                    .unwrap_or_default(),
-                message: first.map(|r| r.message).unwrap_or_default(),
-                verdict: Box::new(verdict),
-            });
+            return Err(GatewayError::refused(verdict));
         }
         if !matches!(
             verdict.kind,
