@@ -73,7 +73,10 @@ impl GatewayError {
     pub fn refused(verdict: Verdict) -> GatewayError {
         let first = verdict.reasons.first().cloned();
         GatewayError::Refused {
-            rule: first.as_ref().map(|r| r.rule.id().to_string()).unwrap_or_default(),
+            rule: first
+                .as_ref()
+                .map(|r| r.rule.id().to_string())
+                .unwrap_or_default(),
             message: first.map(|r| r.message).unwrap_or_default(),
             verdict: Box::new(verdict),
         }
