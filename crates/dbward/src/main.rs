@@ -2,6 +2,7 @@
 //! Nothing else lives here. Logs go to stderr; stdout carries command output (and, for
 //! `dbward serve`, the MCP stdio channel).
 
+mod audit;
 mod check;
 mod connections;
 mod setup_role;
@@ -29,6 +30,8 @@ enum Command {
     /// List the named connections in the config; `--check` connects to each and reports
     /// its server version and what its role could do.
     Connections(connections::ConnectionsArgs),
+    /// Verify or read the tamper-evident audit log.
+    Audit(audit::AuditArgs),
 }
 
 fn main() -> ExitCode {
@@ -48,5 +51,6 @@ fn main() -> ExitCode {
         Command::Check(args) => check::run(&args),
         Command::SetupRole(args) => setup_role::run(&args),
         Command::Connections(args) => connections::run(&args),
+        Command::Audit(args) => audit::run(&args),
     }
 }

@@ -146,3 +146,45 @@ fn connections_lists_and_checks_named_connections() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn audit_verify_and_tail() {
+    use dbward_gateway::audit::{AuditConfig, AuditLog, Entry};
+    let dir = std::env::temp_dir().join(format!("dbward_cli_audit_{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("audit.jsonl");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let log = AuditLog::open(AuditConfig::new(path.clone())).expect("opens");
+        for i in 0..5u64 {
+            log.append(Entry {
+                kind: "call".into(),
+                tool: Some("execute_query".into()),
+                rows: Some(i),
+                outcome: Some("ok".into()),
+                ..Entry::default()
+            })
+            .await
+            .expect("append");
+        }
+    });
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let p = path.to_str().expect("utf8 path");
+    let o = dbward(&["audit", "verify", p], None);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(stdout(&o).contains("ok: 6 entries"));
+    let o = dbward(&["audit", "tail", "-n", "2", p], None);
+    assert_eq!(stdout(&o).lines().count(), 2);
+    assert!(stdout(&o).contains("tool=execute_query"));
+    let text = std::fs::read_to_string(&path).expect("read");
+    std::fs::write(&path, text.replace("\"rows\":2", "\"rows\":7")).expect("tamper");
+    let o = dbward(&["audit", "verify", p], None);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains("line 4 (seq 3): content does not match its hash"),
+        "{}",
+        stdout(&o)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
