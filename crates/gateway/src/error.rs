@@ -63,6 +63,9 @@ pub enum GatewayError {
     /// The configuration is invalid.
     #[error("configuration error: {0}")]
     Config(String),
+    /// The audit log cannot be written: the call's result is withheld (fail closed).
+    #[error("audit log unavailable, call refused: {0}")]
+    AuditUnavailable(String),
     /// A bug: an internal invariant did not hold.
     #[error("internal error: {0}")]
     Internal(String),
@@ -99,6 +102,7 @@ impl GatewayError {
             GatewayError::ReadOnlyViolation(_) => "read_only_violation",
             GatewayError::Database(_) => "database_error",
             GatewayError::Config(_) => "config_error",
+            GatewayError::AuditUnavailable(_) => "audit_unavailable",
             GatewayError::Internal(_) => "internal_error",
         }
     }

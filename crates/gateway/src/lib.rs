@@ -16,6 +16,7 @@
 
 pub mod audit;
 pub mod backends;
+pub mod calls;
 pub mod config;
 pub mod connection;
 pub mod error;
@@ -65,6 +66,8 @@ pub(crate) struct Open {
 /// The gateway service. Share it as `Arc<Gateway>`.
 pub struct Gateway {
     config: GatewayConfig,
+    /// Where every call is recorded, if auditing is on.
+    audit: Option<audit::AuditLog>,
     policy: Policy,
     registry: Mutex<HashMap<ConnectionId, Arc<Open>>>,
 }
@@ -91,9 +94,21 @@ impl Gateway {
         let policy = Policy::new(config.policy.clone());
         Gateway {
             config,
+            audit: None,
             policy,
             registry: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Records every call in this audit log (and withholds results it cannot record).
+    pub fn with_audit(mut self, log: audit::AuditLog) -> Gateway {
+        self.audit = Some(log);
+        self
+    }
+
+    /// The audit log, if auditing is on.
+    pub fn audit_log(&self) -> Option<&audit::AuditLog> {
+        self.audit.as_ref()
     }
 
     /// The policy in force.
@@ -108,29 +123,37 @@ impl Gateway {
 
     /// Opens a connection and registers it under a fresh opaque id.
     pub async fn connect(&self, request: ConnectRequest) -> Result<ConnectionInfo, GatewayError> {
-        let spec = match request {
-            ConnectRequest::Named(name) => {
-                let named = self
-                    .config
-                    .connections
-                    .get(&name)
-                    .ok_or_else(|| GatewayError::UnknownConnectionName(name.clone()))?;
-                ConnectSpec::from_named(&name, named)?
-            }
-            ConnectRequest::Url(url) => {
-                if !self.config.allow_client_connections {
-                    return Err(GatewayError::ClientConnectionsDisabled);
+        let mut call = self.begin("connect", None, None);
+        let result = async {
+            let spec = match request {
+                ConnectRequest::Named(name) => {
+                    let named = self
+                        .config
+                        .connections
+                        .get(&name)
+                        .ok_or_else(|| GatewayError::UnknownConnectionName(name.clone()))?;
+                    ConnectSpec::from_named(&name, named)?
                 }
-                ConnectSpec::from_url(&url)?
-            }
-            ConnectRequest::Params(spec) => {
-                if !self.config.allow_client_connections {
-                    return Err(GatewayError::ClientConnectionsDisabled);
+                ConnectRequest::Url(url) => {
+                    if !self.config.allow_client_connections {
+                        return Err(GatewayError::ClientConnectionsDisabled);
+                    }
+                    ConnectSpec::from_url(&url)?
                 }
-                *spec
-            }
-        };
-        self.open_logged(spec).await
+                ConnectRequest::Params(spec) => {
+                    if !self.config.allow_client_connections {
+                        return Err(GatewayError::ClientConnectionsDisabled);
+                    }
+                    *spec
+                }
+            };
+            self.open_logged(spec).await
+        }
+        .await;
+        if let Ok(info) = &result {
+            call.id = Some(info.id.to_string());
+        }
+        self.finish(call, result).await
     }
 
     /// Opens a connection from a spec the operator provided (command line, environment):
@@ -237,16 +260,21 @@ impl Gateway {
 
     /// Closes a connection and its pool.
     pub async fn close_connection(&self, id: &str) -> Result<(), GatewayError> {
-        let id = ConnectionId::parse(id)?;
-        let open = lock(&self.registry)
-            .remove(&id)
-            .ok_or(GatewayError::UnknownConnection)?;
-        match &open.backend {
-            Backend::Postgres(b) => b.close().await,
-            Backend::Mysql(b) => b.close().await,
-            Backend::Sqlite(_) => {}
+        let call = self.begin("close_connection", Some(id), None);
+        let result = async {
+            let id = ConnectionId::parse(id)?;
+            let open = lock(&self.registry)
+                .remove(&id)
+                .ok_or(GatewayError::UnknownConnection)?;
+            match &open.backend {
+                Backend::Postgres(b) => b.close().await,
+                Backend::Mysql(b) => b.close().await,
+                Backend::Sqlite(_) => {}
+            }
+            Ok(())
         }
-        Ok(())
+        .await;
+        self.finish(call, result).await
     }
 
     async fn expire_idle(&self) {
@@ -294,21 +322,26 @@ impl Gateway {
         params: &[Value],
         limit: Option<usize>,
     ) -> Result<QueryResult, GatewayError> {
-        let open = self.get(id)?;
-        if params.len() > MAX_PARAMS {
-            return Err(GatewayError::InvalidInput(format!(
-                "at most {MAX_PARAMS} parameters are allowed"
-            )));
+        let call = self.begin("execute_query", Some(id), Some(sql));
+        let result = async {
+            let open = self.get(id)?;
+            if params.len() > MAX_PARAMS {
+                return Err(GatewayError::InvalidInput(format!(
+                    "at most {MAX_PARAMS} parameters are allowed"
+                )));
+            }
+            let limits = &self.config.limits;
+            let max_rows = limit.unwrap_or(limits.max_rows);
+            if max_rows == 0 || max_rows > limits.hard_max_rows {
+                return Err(GatewayError::InvalidInput(format!(
+                    "limit must be between 1 and {}",
+                    limits.hard_max_rows
+                )));
+            }
+            self.run_checked(&open, sql, params, max_rows, &call).await
         }
-        let limits = &self.config.limits;
-        let max_rows = limit.unwrap_or(limits.max_rows);
-        if max_rows == 0 || max_rows > limits.hard_max_rows {
-            return Err(GatewayError::InvalidInput(format!(
-                "limit must be between 1 and {}",
-                limits.hard_max_rows
-            )));
-        }
-        self.run_checked(&open, sql, params, max_rows).await
+        .await;
+        self.finish(call, result).await
     }
 
     /// The one path of every query, whoever builds it: policy verdict, database check of
@@ -319,9 +352,27 @@ impl Gateway {
         sql: &str,
         params: &[Value],
         max_rows: usize,
+        call: &calls::Call,
     ) -> Result<QueryResult, GatewayError> {
         let limits = &self.config.limits;
         let verdict = self.policy.check(open.info.kind.dialect(), sql);
+        call.note(|f| {
+            f.query.get_or_insert_with(|| sql.to_string());
+            f.statement_kind = verdict.kind.as_ref().map(ToString::to_string);
+            f.verdict = Some(
+                if verdict.is_allowed() {
+                    "allowed"
+                } else {
+                    "refused"
+                }
+                .into(),
+            );
+            f.rules = verdict
+                .reasons
+                .iter()
+                .map(|r| r.rule.id().to_string())
+                .collect();
+        });
         if !verdict.is_allowed() {
             return Err(GatewayError::refused(verdict));
         }
@@ -410,20 +461,37 @@ impl Gateway {
         id: &str,
         schema: Option<&str>,
     ) -> Result<Vec<TableInfo>, GatewayError> {
-        let open = self.get(id)?;
-        if let Some(s) = schema {
-            validate_identifier(open.info.kind, s)?;
+        let call = self.begin("list_tables", Some(id), None);
+        let result = async {
+            let open = self.get(id)?;
+            if let Some(s) = schema {
+                validate_identifier(open.info.kind, s)?;
+            }
+            match &open.backend {
+                Backend::Postgres(b) => b.list_tables(schema, 200).await,
+                Backend::Mysql(b) => b.list_tables(schema, 200).await,
+                Backend::Sqlite(b) => b.list_tables(200).await,
+            }
         }
-        match &open.backend {
-            Backend::Postgres(b) => b.list_tables(schema, 200).await,
-            Backend::Mysql(b) => b.list_tables(schema, 200).await,
-            Backend::Sqlite(b) => b.list_tables(200).await,
-        }
+        .await;
+        self.finish(call, result).await
     }
 
     /// `describe_table`: columns, keys, indexes and comments. The name is checked against
     /// the catalog, never spliced.
     pub async fn describe_table(
+        &self,
+        id: &str,
+        schema: Option<&str>,
+        table: &str,
+    ) -> Result<TableDescription, GatewayError> {
+        let call = self.begin("describe_table", Some(id), None);
+        let result = self.describe(id, schema, table).await;
+        self.finish(call, result).await
+    }
+
+    /// The unaudited body of `describe_table`, for tools that build on it.
+    pub(crate) async fn describe(
         &self,
         id: &str,
         schema: Option<&str>,

@@ -37,7 +37,13 @@ async fn the_password_never_appears_anywhere() {
         .with_ansi(false)
         .init();
 
-    let gw = Gateway::new(client_config());
+    let audit_path = std::env::temp_dir()
+        .join(common::unique("dbward_secrets_audit"))
+        .join("audit.jsonl");
+    let mut audit_cfg = dbward_gateway::audit::AuditConfig::new(audit_path.clone());
+    audit_cfg.store_query_text = true;
+    let gw = Gateway::new(client_config())
+        .with_audit(dbward_gateway::audit::AuditLog::open(audit_cfg).expect("audit log"));
     let mut outputs: Vec<String> = Vec::new();
     let mut record = |s: String| outputs.push(s);
 
@@ -105,6 +111,14 @@ async fn the_password_never_appears_anywhere() {
     gw.close_connection(&id).await.expect("close");
     fx.drop().await;
 
+    drop(gw);
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let audit_text = std::fs::read_to_string(&audit_path).expect("audit log");
+    assert!(audit_text.lines().count() > 10, "calls were audited");
+    assert!(
+        !audit_text.contains(PASSWORD),
+        "password in the audit log:\n{audit_text}"
+    );
     let log_text = String::from_utf8(logs.0.lock().expect("logs").clone()).expect("utf8 logs");
     assert!(
         log_text.contains("connection opened"),

@@ -33,18 +33,23 @@ impl Gateway {
         id: &str,
         term: &str,
     ) -> Result<Vec<SearchMatch>, GatewayError> {
-        let term = term.trim();
-        if term.is_empty() || term.chars().count() > MAX_TERM_CHARS || term.contains('\0') {
-            return Err(GatewayError::InvalidInput(format!(
-                "the search term must be 1 to {MAX_TERM_CHARS} characters"
-            )));
+        let call = self.begin("search_tables", Some(id), None);
+        let result = async {
+            let term = term.trim();
+            if term.is_empty() || term.chars().count() > MAX_TERM_CHARS || term.contains('\0') {
+                return Err(GatewayError::InvalidInput(format!(
+                    "the search term must be 1 to {MAX_TERM_CHARS} characters"
+                )));
+            }
+            let open = self.get(id)?;
+            let pattern = contains_pattern(term);
+            match &open.backend {
+                Backend::Postgres(b) => b.search(&pattern, MAX_MATCHES).await,
+                Backend::Sqlite(b) => b.search(&pattern, MAX_MATCHES).await,
+                Backend::Mysql(b) => b.search(&pattern, MAX_MATCHES).await,
+            }
         }
-        let open = self.get(id)?;
-        let pattern = contains_pattern(term);
-        match &open.backend {
-            Backend::Postgres(b) => b.search(&pattern, MAX_MATCHES).await,
-            Backend::Sqlite(b) => b.search(&pattern, MAX_MATCHES).await,
-            Backend::Mysql(b) => b.search(&pattern, MAX_MATCHES).await,
-        }
+        .await;
+        self.finish(call, result).await
     }
 }

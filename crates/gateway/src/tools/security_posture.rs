@@ -60,6 +60,8 @@ pub struct Posture {
 impl Gateway {
     /// The posture of a connection.
     pub async fn security_posture(&self, id: &str) -> Result<Posture, GatewayError> {
+        let call = self.begin("security_posture", Some(id), None);
+        let result = async {
         let open = self.get(id)?;
         let (role, reader_role) = match &open.backend {
             Backend::Postgres(b) => (b.posture().await?, b.reader_role().map(String::from)),
@@ -97,6 +99,9 @@ impl Gateway {
             },
             warnings,
         })
+        }
+        .await;
+        self.finish(call, result).await
     }
 }
 

@@ -62,16 +62,21 @@ impl Gateway {
         schema: Option<&str>,
         table: &str,
     ) -> Result<TableStats, GatewayError> {
-        // Resolves the name in the catalog (and validates it).
-        let desc = self.describe_table(id, schema, table).await?;
-        let open = self.get(id)?;
-        match &open.backend {
-            Backend::Postgres(b) => b.table_stats(&desc.schema, &desc.name).await,
-            Backend::Mysql(b) => b.table_stats(&desc.schema, &desc.name).await,
-            Backend::Sqlite(b) => {
-                b.table_stats(&desc.name, self.config.limits.statement_timeout_ms)
-                    .await
+        let call = self.begin("get_table_stats", Some(id), None);
+        let result = async {
+            // Resolves the name in the catalog (and validates it).
+            let desc = self.describe(id, schema, table).await?;
+            let open = self.get(id)?;
+            match &open.backend {
+                Backend::Postgres(b) => b.table_stats(&desc.schema, &desc.name).await,
+                Backend::Mysql(b) => b.table_stats(&desc.schema, &desc.name).await,
+                Backend::Sqlite(b) => {
+                    b.table_stats(&desc.name, self.config.limits.statement_timeout_ms)
+                        .await
+                }
             }
         }
+        .await;
+        self.finish(call, result).await
     }
 }
