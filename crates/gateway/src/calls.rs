@@ -14,8 +14,9 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::audit::Entry;
 use crate::audit::chain::sha256_hex;
+use crate::audit::{Entry, EventInfo};
+use crate::detector::{Admission, Level, Observation, Response, SecurityEvent, injection_shape};
 use crate::{Gateway, GatewayError};
 
 /// The caller of a gateway call.
@@ -63,6 +64,8 @@ pub(crate) struct Facts {
     pub(crate) rules: Vec<String>,
     pub(crate) rows: Option<u64>,
     pub(crate) bytes: Option<u64>,
+    /// The query read a system catalog.
+    pub(crate) catalog: bool,
 }
 
 /// One call in progress.
@@ -84,10 +87,13 @@ impl Call {
     }
 }
 
-/// Results that know how many rows they carry.
+/// Results that know how many rows they carry, and whether a cap cut them.
 pub(crate) trait Counted {
     fn rows(&self) -> Option<u64> {
         None
+    }
+    fn truncated(&self) -> bool {
+        false
     }
 }
 
@@ -100,6 +106,9 @@ impl Counted for crate::backends::QueryResult {
     fn rows(&self) -> Option<u64> {
         Some(self.row_count as u64)
     }
+    fn truncated(&self) -> bool {
+        self.truncated
+    }
 }
 impl Counted for () {}
 impl Counted for crate::backends::TableDescription {}
@@ -109,15 +118,37 @@ impl Counted for crate::tools::security_posture::Posture {}
 impl Counted for crate::ConnectionInfo {}
 
 impl Gateway {
-    pub(crate) fn begin(&self, tool: &'static str, id: Option<&str>, query: Option<&str>) -> Call {
+    /// Starts a call: a blocked or rate-limited caller is refused here, before any work,
+    /// and the refused attempt is audited like any other.
+    pub(crate) async fn begin(
+        &self,
+        tool: &'static str,
+        id: Option<&str>,
+        query: Option<&str>,
+    ) -> Result<Call, GatewayError> {
         let connection = id.and_then(|id| self.connection_label(id));
-        Call {
+        let call = Call {
             tool,
             id: id.map(String::from),
             connection,
             query: query.map(String::from),
             started: Instant::now(),
             facts: Mutex::new(Facts::default()),
+        };
+        let principal = current_context().principal;
+        let refusal = match self.detector.admit(&principal) {
+            Admission::Allowed => return Ok(call),
+            Admission::RateLimited => GatewayError::RateLimited,
+            Admission::Blocked(until) => {
+                GatewayError::Blocked(humantime::format_rfc3339_seconds(until).to_string())
+            }
+        };
+        match self
+            .write_entry(call, &Err::<(), _>(refusal.clone_refusal()))
+            .await
+        {
+            Ok(()) => Err(refusal),
+            Err(e) => Err(e),
         }
     }
 
@@ -132,14 +163,131 @@ impl Gateway {
         )
     }
 
-    /// Writes the call's audit entry; if that fails, the result is withheld.
+    /// Ends a call: the detectors see it, its audit entry is written (and any security
+    /// event it raised); if the entry cannot be written, the result is withheld.
     pub(crate) async fn finish<T: Counted>(
         &self,
         call: Call,
         result: Result<T, GatewayError>,
     ) -> Result<T, GatewayError> {
+        let ctx = current_context();
+        let observation = {
+            let facts = call.facts.lock().unwrap_or_else(|p| p.into_inner());
+            let high = facts
+                .rules
+                .iter()
+                .chain(
+                    result
+                        .as_ref()
+                        .err()
+                        .and_then(|e| e.rule())
+                        .map(String::from)
+                        .iter(),
+                )
+                .any(|r| {
+                    dbward_policy::Rule::from_id(r)
+                        .is_some_and(|r| r.severity() == dbward_policy::Severity::High)
+                });
+            Observation {
+                refused: result
+                    .as_ref()
+                    .err()
+                    .is_some_and(|e| e.code() == "policy_refused"),
+                high_severity: high,
+                capped: result.as_ref().is_ok_and(Counted::truncated),
+                catalog: facts.catalog,
+                injection: call
+                    .query
+                    .as_deref()
+                    .or(facts.query.as_deref())
+                    .filter(|_| call.tool == "execute_query" || call.tool == "explain_query")
+                    .and_then(injection_shape),
+            }
+        };
+        let events = self.detector.observe(&ctx.principal, &observation);
+        let result = match self.write_entry(call, &result).await {
+            Ok(()) => result,
+            Err(e) => Err(e),
+        };
+        for event in events {
+            self.raise(event).await;
+        }
+        result
+    }
+
+    /// Records a failed authentication (HTTP token, web login, LLM API key) by `who`.
+    pub async fn record_auth_failure(&self, who: &str, what: &str) {
+        tracing::warn!(who, what, "authentication failed");
+        if let Some(event) = self.detector.auth_failure(who) {
+            self.raise(event).await;
+        }
+    }
+
+    /// Logs, audits and answers one security event.
+    async fn raise(&self, event: SecurityEvent) {
+        tracing::warn!(
+            principal = %event.principal,
+            level = event.level.as_str(),
+            detector = %event.detector,
+            response = ?event.response,
+            "security event: {}",
+            event.message
+        );
+        if event.response == Response::BlockAndClose {
+            let owned: Vec<String> = {
+                let reg = crate::lock(&self.registry);
+                reg.iter()
+                    .filter(|(_, o)| o.owner == event.principal)
+                    .map(|(id, _)| id.to_string())
+                    .collect()
+            };
+            for id in owned {
+                let _ = self.close_quietly(&id).await;
+            }
+        }
+        if let Some(log) = &self.audit {
+            let entry = Entry {
+                kind: "event".into(),
+                client: Some(event.principal.clone()),
+                session: Some(format!("{}/-", event.principal)),
+                event: Some(EventInfo {
+                    level: event.level.as_str().into(),
+                    detector: event.detector.clone(),
+                    message: event.message.clone(),
+                    response: Some(format!("{:?}", event.response).to_lowercase()),
+                }),
+                ..Entry::default()
+            };
+            if let Err(e) = log.append(entry).await {
+                tracing::error!(error = %e, "security event not audited");
+            }
+        }
+        if matches!(event.level, Level::High | Level::Critical)
+            && let Some(url) = self.config.detector.webhook_url.clone()
+        {
+            let client = self.http.clone();
+            tokio::spawn(async move {
+                let sent = client
+                    .post(&url)
+                    .timeout(std::time::Duration::from_secs(10))
+                    .json(&event)
+                    .send()
+                    .await;
+                if let Err(e) = sent {
+                    tracing::warn!(error = %e.without_url(), "security webhook failed");
+                }
+            });
+        }
+    }
+
+    /// Writes a call's audit entry (no-op without an audit log).
+    async fn write_entry<T: Counted>(
+        &self,
+        call: Call,
+        result: &Result<T, GatewayError>,
+    ) -> Result<(), GatewayError> {
         let Some(log) = &self.audit else {
-            return result;
+            return Ok(());
         };
         let ctx = current_context();
         let facts = call.facts.into_inner().unwrap_or_else(|p| p.into_inner());
@@ -147,7 +295,7 @@ impl Gateway {
             .connection
             .or_else(|| call.id.as_deref().and_then(|id| self.connection_label(id)));
         let query = call.query.or(facts.query);
-        let (outcome, rules) = match &result {
+        let (outcome, rules) = match result {
             Ok(_) => ("ok".to_string(), facts.rules),
             Err(e) => {
                 let mut rules = facts.rules;
@@ -184,7 +332,7 @@ impl Gateway {
             ..Entry::default()
         };
         match log.append(entry).await {
-            Ok(_) => result,
+            Ok(_) => Ok(()),
             Err(e) => {
                 tracing::error!(error = %e, "audit entry not written: result withheld");
                 Err(GatewayError::AuditUnavailable(e.to_string()))

@@ -26,6 +26,8 @@ pub struct GatewayConfig {
     pub limits: Limits,
     /// The policy engine's settings.
     pub policy: PolicyConfig,
+    /// Anomaly detection thresholds and responses.
+    pub detector: crate::detector::DetectorConfig,
 }
 
 /// The database kinds dbward speaks to.

@@ -63,6 +63,14 @@ pub enum GatewayError {
     /// The configuration is invalid.
     #[error("configuration error: {0}")]
     Config(String),
+    /// The caller is blocked after a security event.
+    #[error(
+        "this client is blocked until {0} after a security event; calls are refused until then"
+    )]
+    Blocked(String),
+    /// The caller is rate-limited after a security event.
+    #[error("this client is rate-limited after a security event; slow down and retry later")]
+    RateLimited,
     /// The audit log cannot be written: the call's result is withheld (fail closed).
     #[error("audit log unavailable, call refused: {0}")]
     AuditUnavailable(String),
@@ -85,6 +93,15 @@ impl GatewayError {
         }
     }
 
+    /// A copy of a blocked/rate-limited refusal, for its audit entry.
+    pub(crate) fn clone_refusal(&self) -> GatewayError {
+        match self {
+            GatewayError::Blocked(t) => GatewayError::Blocked(t.clone()),
+            GatewayError::RateLimited => GatewayError::RateLimited,
+            other => GatewayError::Internal(other.to_string()),
+        }
+    }
+
     /// The stable code clients and the audit log key on.
     pub fn code(&self) -> &'static str {
         match self {
@@ -103,6 +120,8 @@ impl GatewayError {
             GatewayError::Database(_) => "database_error",
             GatewayError::Config(_) => "config_error",
             GatewayError::AuditUnavailable(_) => "audit_unavailable",
+            GatewayError::Blocked(_) => "blocked",
+            GatewayError::RateLimited => "rate_limited",
             GatewayError::Internal(_) => "internal_error",
         }
     }

@@ -19,6 +19,7 @@ pub mod backends;
 pub mod calls;
 pub mod config;
 pub mod connection;
+pub mod detector;
 pub mod error;
 pub mod tools;
 
@@ -57,6 +58,8 @@ pub(crate) enum Backend {
 
 pub(crate) struct Open {
     pub(crate) info: ConnectionInfo,
+    /// The principal that opened it (closed with it when that principal is blocked hard).
+    pub(crate) owner: String,
     pub(crate) backend: Backend,
     /// Volatility of functions the policy did not know, as the database reported it.
     volatility: Mutex<HashMap<String, bool>>,
@@ -68,6 +71,10 @@ pub struct Gateway {
     config: GatewayConfig,
     /// Where every call is recorded, if auditing is on.
     audit: Option<audit::AuditLog>,
+    /// Per-principal anomaly detection and response.
+    detector: detector::Detector,
+    /// For security webhooks.
+    http: reqwest::Client,
     policy: Policy,
     registry: Mutex<HashMap<ConnectionId, Arc<Open>>>,
 }
@@ -82,7 +89,7 @@ fn max_identifier_bytes(kind: DbKind) -> usize {
 /// Most bound parameters per query.
 const MAX_PARAMS: usize = 100;
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panic while holding these locks cannot leave the maps inconsistent (each update is
     // one insert or remove), so a poisoned lock is still safe to use.
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -93,6 +100,8 @@ impl Gateway {
     pub fn new(config: GatewayConfig) -> Gateway {
         let policy = Policy::new(config.policy.clone());
         Gateway {
+            detector: detector::Detector::new(config.detector.clone()),
+            http: reqwest::Client::new(),
             config,
             audit: None,
             policy,
@@ -123,7 +132,7 @@ impl Gateway {
 
     /// Opens a connection and registers it under a fresh opaque id.
     pub async fn connect(&self, request: ConnectRequest) -> Result<ConnectionInfo, GatewayError> {
-        let mut call = self.begin("connect", None, None);
+        let mut call = self.begin("connect", None, None).await?;
         let result = async {
             let spec = match request {
                 ConnectRequest::Named(name) => {
@@ -235,6 +244,7 @@ impl Gateway {
         };
         drop(spec); // the password goes with it
         let open = Arc::new(Open {
+            owner: calls::current_context().principal,
             info: info.clone(),
             backend,
             volatility: Mutex::new(HashMap::new()),
@@ -260,21 +270,23 @@ impl Gateway {
 
     /// Closes a connection and its pool.
     pub async fn close_connection(&self, id: &str) -> Result<(), GatewayError> {
-        let call = self.begin("close_connection", Some(id), None);
-        let result = async {
-            let id = ConnectionId::parse(id)?;
-            let open = lock(&self.registry)
-                .remove(&id)
-                .ok_or(GatewayError::UnknownConnection)?;
-            match &open.backend {
-                Backend::Postgres(b) => b.close().await,
-                Backend::Mysql(b) => b.close().await,
-                Backend::Sqlite(_) => {}
-            }
-            Ok(())
-        }
-        .await;
+        let call = self.begin("close_connection", Some(id), None).await?;
+        let result = self.close_quietly(id).await;
         self.finish(call, result).await
+    }
+
+    /// Closes a connection without auditing the call (the caller audits).
+    pub(crate) async fn close_quietly(&self, id: &str) -> Result<(), GatewayError> {
+        let id = ConnectionId::parse(id)?;
+        let open = lock(&self.registry)
+            .remove(&id)
+            .ok_or(GatewayError::UnknownConnection)?;
+        match &open.backend {
+            Backend::Postgres(b) => b.close().await,
+            Backend::Mysql(b) => b.close().await,
+            Backend::Sqlite(_) => {}
+        }
+        Ok(())
     }
 
     async fn expire_idle(&self) {
@@ -322,7 +334,7 @@ impl Gateway {
         params: &[Value],
         limit: Option<usize>,
     ) -> Result<QueryResult, GatewayError> {
-        let call = self.begin("execute_query", Some(id), Some(sql));
+        let call = self.begin("execute_query", Some(id), Some(sql)).await?;
         let result = async {
             let open = self.get(id)?;
             if params.len() > MAX_PARAMS {
@@ -358,6 +370,19 @@ impl Gateway {
         let verdict = self.policy.check(open.info.kind.dialect(), sql);
         call.note(|f| {
             f.query.get_or_insert_with(|| sql.to_string());
+            f.catalog |= verdict.tables.iter().any(|t| {
+                let schema = t.schema.as_deref().unwrap_or("").to_ascii_lowercase();
+                [
+                    "pg_catalog",
+                    "information_schema",
+                    "mysql",
+                    "performance_schema",
+                    "sys",
+                ]
+                .contains(&schema.as_str())
+                    || t.name.starts_with("pg_")
+                    || t.name.starts_with("sqlite_")
+            });
             f.statement_kind = verdict.kind.as_ref().map(ToString::to_string);
             f.verdict = Some(
                 if verdict.is_allowed() {
@@ -461,7 +486,7 @@ impl Gateway {
         id: &str,
         schema: Option<&str>,
     ) -> Result<Vec<TableInfo>, GatewayError> {
-        let call = self.begin("list_tables", Some(id), None);
+        let call = self.begin("list_tables", Some(id), None).await?;
         let result = async {
             let open = self.get(id)?;
             if let Some(s) = schema {
@@ -485,7 +510,7 @@ impl Gateway {
         schema: Option<&str>,
         table: &str,
     ) -> Result<TableDescription, GatewayError> {
-        let call = self.begin("describe_table", Some(id), None);
+        let call = self.begin("describe_table", Some(id), None).await?;
         let result = self.describe(id, schema, table).await;
         self.finish(call, result).await
     }

@@ -25,7 +25,7 @@ impl Gateway {
         query: &str,
         analyze: bool,
     ) -> Result<ExplainResult, GatewayError> {
-        let call = self.begin("explain_query", Some(id), Some(query));
+        let call = self.begin("explain_query", Some(id), Some(query)).await?;
         let result = async {
             let open = self.get(id)?;
             // The inner query must be one the policy allows by itself.

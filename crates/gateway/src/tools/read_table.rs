@@ -107,7 +107,7 @@ impl Gateway {
         id: &str,
         req: &ReadTableRequest,
     ) -> Result<QueryResult, GatewayError> {
-        let call = self.begin("read_table", Some(id), None);
+        let call = self.begin("read_table", Some(id), None).await?;
         let result = async {
             let max = self.config.limits.read_table_max_rows;
             let limit = req.limit.unwrap_or(max);

@@ -33,7 +33,7 @@ impl Gateway {
         id: &str,
         term: &str,
     ) -> Result<Vec<SearchMatch>, GatewayError> {
-        let call = self.begin("search_tables", Some(id), None);
+        let call = self.begin("search_tables", Some(id), None).await?;
         let result = async {
             let term = term.trim();
             if term.is_empty() || term.chars().count() > MAX_TERM_CHARS || term.contains('\0') {

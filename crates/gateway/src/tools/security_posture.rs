@@ -60,7 +60,7 @@ pub struct Posture {
 impl Gateway {
     /// The posture of a connection.
     pub async fn security_posture(&self, id: &str) -> Result<Posture, GatewayError> {
-        let call = self.begin("security_posture", Some(id), None);
+        let call = self.begin("security_posture", Some(id), None).await?;
         let result = async {
         let open = self.get(id)?;
         let (role, reader_role) = match &open.backend {

@@ -62,7 +62,7 @@ impl Gateway {
         schema: Option<&str>,
         table: &str,
     ) -> Result<TableStats, GatewayError> {
-        let call = self.begin("get_table_stats", Some(id), None);
+        let call = self.begin("get_table_stats", Some(id), None).await?;
         let result = async {
             // Resolves the name in the catalog (and validates it).
             let desc = self.describe(id, schema, table).await?;

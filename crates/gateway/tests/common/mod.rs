@@ -225,5 +225,21 @@ pub fn client_config() -> dbward_gateway::GatewayConfig {
         ..Default::default()
     };
     c.limits.statement_timeout_ms = 2_000;
+    // The enforcement suites send dozens of attacks in a row from one principal: the
+    // detector would (rightly) block them. Detection has its own test with the defaults.
+    c.detector.probing_refusals = 10_000;
+    c.detector.high_severity_refusals = 10_000;
+    c.detector.cap_hits = 10_000;
+    c.detector.detect_injection = false;
+    c
+}
+
+/// The same, with the detector's default thresholds.
+pub fn client_config_detecting() -> dbward_gateway::GatewayConfig {
+    let mut c = dbward_gateway::GatewayConfig {
+        allow_client_connections: true,
+        ..Default::default()
+    };
+    c.limits.statement_timeout_ms = 2_000;
     c
 }
