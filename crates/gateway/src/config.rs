@@ -28,6 +28,92 @@ pub struct GatewayConfig {
     pub policy: PolicyConfig,
     /// Anomaly detection thresholds and responses.
     pub detector: crate::detector::DetectorConfig,
+    /// The audit log.
+    pub audit: AuditSettings,
+}
+
+/// `[audit]`: where and how the audit log is written. On by default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSettings {
+    /// Whether calls are audited. Default true.
+    pub enabled: bool,
+    /// The log file. Default `audit.jsonl` in the data directory.
+    pub path: Option<PathBuf>,
+    /// `"always"` (fsync each entry) or a number of milliseconds between fsyncs. Entries
+    /// are in the kernel before a call returns either way. Default 100.
+    pub fsync: FsyncSetting,
+    /// Whether entries hold the query text (restricted data). Default false.
+    pub store_query_text: bool,
+    /// Environment variable holding an HMAC key for the chain. Default none (SHA-256).
+    pub hmac_key_env: Option<String>,
+    /// Rotate past this many bytes. Default 64 MiB.
+    pub max_file_bytes: u64,
+}
+
+/// The `fsync` setting: `"always"` or milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum FsyncSetting {
+    /// fsync every N ms.
+    EveryMs(u64),
+    /// `"always"`.
+    Named(FsyncNamed),
+}
+
+/// Named fsync settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FsyncNamed {
+    /// fsync every entry.
+    Always,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        AuditSettings {
+            enabled: true,
+            path: None,
+            fsync: FsyncSetting::EveryMs(100),
+            store_query_text: false,
+            hmac_key_env: None,
+            max_file_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+impl AuditSettings {
+    /// Opens the audit log these settings describe (`None` when disabled). `path` overrides
+    /// the configured path (the command line's `--audit-log`); `data_dir` is where the
+    /// default file goes.
+    pub fn open(
+        &self,
+        path: Option<PathBuf>,
+        data_dir: &Path,
+    ) -> Result<Option<crate::audit::AuditLog>, GatewayError> {
+        if !self.enabled && path.is_none() {
+            return Ok(None);
+        }
+        let path = path
+            .or_else(|| self.path.clone())
+            .unwrap_or_else(|| data_dir.join("audit.jsonl"));
+        let mut cfg = crate::audit::AuditConfig::new(path);
+        cfg.fsync = match self.fsync {
+            FsyncSetting::EveryMs(ms) => crate::audit::FsyncPolicy::EveryMs(ms),
+            FsyncSetting::Named(FsyncNamed::Always) => crate::audit::FsyncPolicy::EveryEntry,
+        };
+        cfg.store_query_text = self.store_query_text;
+        cfg.max_file_bytes = self.max_file_bytes;
+        if let Some(var) = &self.hmac_key_env {
+            let key = std::env::var(var).map_err(|_| {
+                GatewayError::Config(format!("audit.hmac_key_env: {var} is not set"))
+            })?;
+            cfg.hmac_key = Some(secrecy::SecretBox::new(Box::new(key.into_bytes())));
+        }
+        crate::audit::AuditLog::open(cfg)
+            .map(Some)
+            .map_err(|e| GatewayError::Config(e.to_string()))
+    }
 }
 
 /// The database kinds dbward speaks to.
@@ -213,6 +299,16 @@ mod tests {
         assert_eq!(n.kind, DbKind::Postgresql);
         assert_eq!(n.credentials_env.as_deref(), Some("POSTGRES_CREDENTIALS"));
         assert!(!c.allow_client_connections);
+    }
+
+    #[test]
+    fn audit_settings_parse() {
+        let c = GatewayConfig::from_toml("[audit]\nfsync = \"always\"\nstore_query_text = true\n")
+            .expect("parses");
+        assert_eq!(c.audit.fsync, FsyncSetting::Named(FsyncNamed::Always));
+        let c = GatewayConfig::from_toml("[audit]\nfsync = 250\n").expect("parses");
+        assert_eq!(c.audit.fsync, FsyncSetting::EveryMs(250));
+        assert!(c.audit.enabled);
     }
 
     #[test]
