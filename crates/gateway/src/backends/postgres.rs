@@ -37,6 +37,9 @@ const FETCH_CHUNK: usize = 200;
 #[derive(Debug, Clone)]
 pub struct PgBackend {
     pool: PgPool,
+    /// Names of types the driver does not know (enums, domains...), by OID: results read
+    /// over the simple protocol carry only the OID.
+    type_names: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<u32, String>>>,
     reader_role: Option<String>,
     /// The server's version string.
     pub server_version: String,
@@ -115,6 +118,7 @@ impl PgBackend {
             .map_err(|e| classify(e, &spec.secrets()))?;
         Ok(PgBackend {
             pool,
+            type_names: Default::default(),
             reader_role: spec.reader_role.clone(),
             server_version,
         })
@@ -188,41 +192,28 @@ impl PgBackend {
         utility: bool,
     ) -> Result<QueryResult, GatewayError> {
         let err = |e| classify(e, &[]);
-        conn.execute("BEGIN READ ONLY").await.map_err(err)?;
-        sqlx::query(
-            "SELECT set_config('statement_timeout', $1, true), \
-                    set_config('lock_timeout', $2, true), \
-                    set_config('idle_in_transaction_session_timeout', $3, true)",
-        )
-        .bind(caps.timeout_ms.to_string())
-        .bind(caps.lock_timeout_ms.to_string())
-        .bind(caps.idle_in_transaction_timeout_ms.to_string())
-        .execute(&mut *conn)
-        .await
-        .map_err(err)?;
-        if let Some(role) = &self.reader_role {
-            let stmt = format!("SET LOCAL ROLE {}", quote_ident(role));
-            conn.execute(AssertSqlSafe(stmt)).await.map_err(err)?;
-        }
-        if utility {
-            let r = utility_rows(conn, sql, caps).await?;
-            conn.execute("ROLLBACK").await.map_err(err)?;
-            conn.execute("DISCARD ALL").await.map_err(err)?;
-            return Ok(r);
-        }
-        // Column names and types, from a Parse/Describe of the query itself (nothing runs).
-        let prepared = conn
-            .prepare(AssertSqlSafe(sql.to_string()).into_sql_str())
+        // One round trip of our own constant-shaped text (the numbers are ours, the role
+        // comes from config and is quoted): no client text ever goes over this simple-
+        // protocol message.
+        let role = self
+            .reader_role
+            .as_ref()
+            .map(|r| format!("; SET LOCAL ROLE {}", quote_ident(r)))
+            .unwrap_or_default();
+        let begin = format!(
+            "BEGIN READ ONLY; SET LOCAL statement_timeout = {}; SET LOCAL lock_timeout = {}; \
+             SET LOCAL idle_in_transaction_session_timeout = {}{role}",
+            caps.timeout_ms, caps.lock_timeout_ms, caps.idle_in_transaction_timeout_ms
+        );
+        sqlx::raw_sql(AssertSqlSafe(begin))
+            .execute(&mut *conn)
             .await
             .map_err(err)?;
-        let columns: Vec<Column> = prepared
-            .columns()
-            .iter()
-            .map(|c| Column {
-                name: c.name().to_string(),
-                type_name: c.type_info().name().to_ascii_lowercase(),
-            })
-            .collect();
+        if utility {
+            let r = utility_rows(conn, sql, caps).await?;
+            end(conn).await?;
+            return Ok(r);
+        }
         let declare = format!("DECLARE dbward_cursor NO SCROLL CURSOR FOR {sql}");
         let mut q = sqlx::query(AssertSqlSafe(declare));
         for p in params {
@@ -230,6 +221,8 @@ impl PgBackend {
         }
         q.execute(&mut *conn).await.map_err(err)?;
 
+        let mut columns: Vec<Column> = Vec::new();
+        let mut unknown_oids: Vec<(usize, u32)> = Vec::new();
         let mut rows = Vec::new();
         let mut bytes = 0usize;
         let mut truncated = false;
@@ -240,6 +233,16 @@ impl PgBackend {
             let mut got = 0;
             while let Some(row) = stream.try_next().await.map_err(err)? {
                 got += 1;
+                if columns.is_empty() {
+                    columns = columns_of(&row);
+                    unknown_oids = row
+                        .columns()
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, c)| c.type_info().name() == "?")
+                        .filter_map(|(i, c)| Some((i, c.type_info().oid()?.0)))
+                        .collect();
+                }
                 if rows.len() == caps.max_rows {
                     truncated = true;
                     break 'fetch;
@@ -268,11 +271,25 @@ impl PgBackend {
                 break;
             }
         }
-        // Always roll back, then reset the session (advisory locks, settings, temp objects):
-        // nothing a query did survives it. (DISCARD ALL cannot share a message with
-        // ROLLBACK: a multi-statement message is one implicit transaction.)
-        conn.execute("ROLLBACK").await.map_err(err)?;
-        conn.execute("DISCARD ALL").await.map_err(err)?;
+        if rows.is_empty() && !truncated {
+            // No row to read the shape from: a Parse/Describe of the query (nothing runs).
+            let prepared = conn
+                .prepare(AssertSqlSafe(sql.to_string()).into_sql_str())
+                .await
+                .map_err(err)?;
+            columns = prepared
+                .columns()
+                .iter()
+                .map(|c| Column {
+                    name: c.name().to_string(),
+                    type_name: c.type_info().name().to_ascii_lowercase(),
+                })
+                .collect();
+        }
+        if !unknown_oids.is_empty() {
+            self.name_types(conn, &mut columns, &unknown_oids).await?;
+        }
+        end(conn).await?;
         Ok(QueryResult {
             row_count: rows.len(),
             columns,
@@ -280,6 +297,43 @@ impl PgBackend {
             truncated,
             elapsed_ms: 0,
         })
+    }
+
+    /// Fills in the names of types the driver reported as `?`, from the catalog (cached).
+    async fn name_types(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        columns: &mut [Column],
+        unknown: &[(usize, u32)],
+    ) -> Result<(), GatewayError> {
+        let missing: Vec<i64> = {
+            let known = self.type_names.lock().unwrap_or_else(|p| p.into_inner());
+            unknown
+                .iter()
+                .filter(|(_, oid)| !known.contains_key(oid))
+                .map(|(_, oid)| i64::from(*oid))
+                .collect()
+        };
+        if !missing.is_empty() {
+            let named: Vec<(i64, String)> = sqlx::query_as(
+                "SELECT oid::int8, pg_catalog.format_type(oid, NULL) FROM pg_catalog.pg_type WHERE oid = ANY($1::int8[]::oid[])",
+            )
+            .bind(&missing)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(|e| classify(e, &[]))?;
+            let mut known = self.type_names.lock().unwrap_or_else(|p| p.into_inner());
+            for (oid, name) in named {
+                known.insert(oid as u32, name);
+            }
+        }
+        let known = self.type_names.lock().unwrap_or_else(|p| p.into_inner());
+        for (i, oid) in unknown {
+            if let (Some(c), Some(name)) = (columns.get_mut(*i), known.get(oid)) {
+                c.type_name = name.clone();
+            }
+        }
+        Ok(())
     }
 
     /// Tables and views, optionally in one schema (system schemas excluded), at most `max`.
@@ -601,6 +655,31 @@ impl PgBackend {
             dangerous_roles: dangerous,
         })
     }
+}
+
+/// Column names and types of a result row.
+fn columns_of(row: &sqlx::postgres::PgRow) -> Vec<Column> {
+    row.columns()
+        .iter()
+        .map(|c| Column {
+            name: c.name().to_string(),
+            type_name: c.type_info().name().to_ascii_lowercase(),
+        })
+        .collect()
+}
+
+/// Always roll back, then reset everything a query could leave on the session (cursors,
+/// settings, prepared statements, listeners, advisory locks, temp objects): what
+/// `DISCARD ALL` does, which cannot share a message with `ROLLBACK`. One round trip.
+async fn end(conn: &mut sqlx::PgConnection) -> Result<(), GatewayError> {
+    sqlx::raw_sql(
+        "ROLLBACK; CLOSE ALL; RESET ALL; DEALLOCATE ALL; UNLISTEN *; \
+         SELECT pg_catalog.pg_advisory_unlock_all(); DISCARD PLANS; DISCARD TEMP; DISCARD SEQUENCES",
+    )
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| classify(e, &[]))?;
+    Ok(())
 }
 
 /// Rows of an EXPLAIN or SHOW (text and json columns only), capped as they stream.
