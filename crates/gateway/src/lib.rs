@@ -1,6 +1,6 @@
 //! dbward's gateway: the one service every adapter (MCP server, web assistant, CLI) calls.
 //! Connections (opaque ids, masked targets, secrets), backends, and the database tools.
-//! Knows nothing of MCP or HTTP.
+//! Knows nothing of MCP or HTTP. `demo` builds the embedded SQLite demo database.
 //!
 //! The path of every query: input limits -> policy verdict -> (PostgreSQL) database check
 //! of functions the policy does not know -> backend execution, read-only enforced by the
@@ -17,6 +17,7 @@
 pub mod backends;
 pub mod config;
 pub mod connection;
+pub mod demo;
 pub mod error;
 pub mod tools;
 
