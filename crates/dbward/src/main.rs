@@ -4,6 +4,7 @@
 
 mod check;
 mod connections;
+mod serve;
 mod setup_role;
 
 use std::process::ExitCode;
@@ -29,6 +30,11 @@ enum Command {
     /// List the named connections in the config; `--check` connects to each and reports
     /// its server version and what its role could do.
     Connections(connections::ConnectionsArgs),
+    /// Serve the database tools to AI clients over MCP (stdio or streamable HTTP).
+    ///
+    /// Without --database-url, DBWARD_DATABASE_URL or --connection, serves the embedded
+    /// SQLite demo database.
+    Serve(Box<serve::ServeArgs>),
 }
 
 fn main() -> ExitCode {
@@ -48,5 +54,6 @@ fn main() -> ExitCode {
         Command::Check(args) => check::run(&args),
         Command::SetupRole(args) => setup_role::run(&args),
         Command::Connections(args) => connections::run(&args),
+        Command::Serve(args) => serve::run(*args),
     }
 }

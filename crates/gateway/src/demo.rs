@@ -114,7 +114,15 @@ const OS: [&str; 5] = [
 const DATACENTERS: [&str; 4] = ["fra1", "ams2", "lon1", "nyc3"];
 const ENVIRONMENTS: [&str; 3] = ["production", "staging", "development"];
 const APP_WORDS: [&str; 10] = [
-    "billing", "catalog", "search", "payments", "inventory", "auth", "reports", "mail", "crm",
+    "billing",
+    "catalog",
+    "search",
+    "payments",
+    "inventory",
+    "auth",
+    "reports",
+    "mail",
+    "crm",
     "ledger",
 ];
 const LANGUAGES: [&str; 6] = ["Rust", "Go", "Java", "Python", "TypeScript", "C#"];
@@ -194,9 +202,8 @@ fn db_err(e: rusqlite::Error) -> GatewayError {
 
 /// Writes the whole demo database into a new file, in one transaction.
 fn build(path: &Path) -> Result<(), GatewayError> {
-    let mut conn = Connection::open(path).map_err(|e| {
-        GatewayError::Config(format!("cannot create {}: {e}", path.display()))
-    })?;
+    let mut conn = Connection::open(path)
+        .map_err(|e| GatewayError::Config(format!("cannot create {}: {e}", path.display())))?;
     let tx = conn.transaction().map_err(db_err)?;
     tx.execute_batch(SCHEMA).map_err(db_err)?;
     {
@@ -309,7 +316,11 @@ fn timestamp_from_minutes(n: usize) -> String {
     let day = (n / 1_440) as i64;
     let (y, m, d) = civil_from_days(days_to_2024() + day);
     let minute = n % 1_440;
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:00", minute / 60, minute % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:00",
+        minute / 60,
+        minute % 60
+    )
 }
 
 fn days_to_2020() -> i64 {
@@ -385,14 +396,20 @@ mod tests {
         assert!(da[3].starts_with(&format!("incidents:{INCIDENTS}:")));
         assert_eq!(da[4], format!("v{DEMO_VERSION}"));
         // A second call keeps the existing file.
-        let modified = std::fs::metadata(&a).and_then(|m| m.modified()).expect("mtime");
+        let modified = std::fs::metadata(&a)
+            .and_then(|m| m.modified())
+            .expect("mtime");
         ensure_demo_db(&a).expect("exists");
         assert_eq!(
-            std::fs::metadata(&a).and_then(|m| m.modified()).expect("mtime"),
+            std::fs::metadata(&a)
+                .and_then(|m| m.modified())
+                .expect("mtime"),
             modified
         );
         // No temp file is left behind.
-        let leftovers = std::fs::read_dir(dir.path().join("a")).expect("dir").count();
+        let leftovers = std::fs::read_dir(dir.path().join("a"))
+            .expect("dir")
+            .count();
         assert_eq!(leftovers, 1);
     }
 }
