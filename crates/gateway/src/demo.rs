@@ -289,7 +289,8 @@ fn build(path: &Path) -> Result<(), GatewayError> {
                 (1 + (n * 17) % SERVERS) as i64,
                 // Every fifth incident is about the machine, not an application.
                 (n % 5 != 0).then(|| (1 + (n * 19) % APPLICATIONS) as i64),
-                SEVERITIES[(n * n) % SEVERITIES.len()],
+                // Mostly low and medium, a tenth critical.
+                SEVERITIES[[0, 0, 0, 0, 1, 1, 1, 2, 2, 3][(n * 7 + n / 10) % 10]],
                 status,
                 INCIDENT_TITLES[(n * 3) % INCIDENT_TITLES.len()],
                 timestamp_from_minutes(opened_minutes),
