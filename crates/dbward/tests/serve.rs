@@ -95,9 +95,12 @@ async fn stdio_serves_the_demo_database() {
     client.cancel().await.expect("closes");
 }
 
-/// Starts `dbward serve --transport http` and returns the child and the address it
-/// reports on stderr.
-async fn start_http(extra: &[&str], dir: &std::path::Path) -> (Child, String) {
+/// Stderr lines of a running child, collected as they come.
+type Log = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// Starts `dbward serve --transport http` and returns the child, the address it reports
+/// on stderr, and its stderr from then on.
+async fn start_http(extra: &[&str], dir: &std::path::Path) -> (Child, String, Log) {
     let mut cmd = dbward(dir);
     cmd.args(["serve", "--transport", "http", "--listen", "127.0.0.1:0"])
         .args(extra)
@@ -125,8 +128,14 @@ async fn start_http(extra: &[&str], dir: &std::path::Path) -> (Child, String) {
     .await
     .expect("dbward starts within 30 s");
     // Keep draining stderr so the child never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addr)
+    let log = Log::default();
+    let sink = log.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            sink.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+        }
+    });
+    (child, addr, log)
 }
 
 const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
@@ -157,7 +166,7 @@ async fn http_requires_the_bearer_token() {
     let tokens = dir.path().join("tokens");
     std::fs::write(&tokens, format!("# test tokens\nci:{TOKEN}\n")).expect("token file");
     let token_file = tokens.to_str().expect("utf-8 path");
-    let (mut child, addr) = start_http(
+    let (mut child, addr, log) = start_http(
         &["--token-file", token_file, "--max-body-bytes", "4096"],
         dir.path(),
     )
@@ -225,6 +234,15 @@ async fn http_requires_the_bearer_token() {
     assert!(text(&r).contains("policy_refused"), "{}", text(&r));
     client.cancel().await.ok();
     child.kill().await.ok();
+    // The token's name is the principal in the log; the token itself never appears.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = log.lock().unwrap_or_else(|p| p.into_inner()).join("\n");
+    assert!(
+        log.contains("principal=ci tool=read_table outcome=ok"),
+        "{log}"
+    );
+    assert!(log.contains("missing or wrong bearer token"), "{log}");
+    assert!(!log.contains(TOKEN), "{log}");
 }
 
 #[tokio::test]
@@ -264,7 +282,8 @@ async fn http_without_a_token_is_refused_off_loopback_and_opt_in_on_loopback() {
         .expect("runs");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--allow-unauthenticated-loopback"));
-    let (mut child, addr) = start_http(&["--allow-unauthenticated-loopback"], dir.path()).await;
+    let (mut child, addr, _log) =
+        start_http(&["--allow-unauthenticated-loopback"], dir.path()).await;
     let r = post(&format!("http://{addr}/mcp"), None, None, INIT.into()).await;
     assert_eq!(r.status(), 200);
     child.kill().await.ok();

@@ -679,3 +679,13 @@ async fn every_tool_works_on_postgresql() {
     }
     fx.drop().await;
 }
+
+/// What clients parse: the tool list with its schemas and descriptions. A change here is
+/// a change to the interface; review the snapshot diff (`cargo insta review`).
+#[tokio::test]
+async fn tool_list_snapshot() {
+    let (_dir, _gw, _info, client) =
+        demo(GatewayConfig::default(), ServerOptions::default()).await;
+    let tools = client.list_all_tools().await.expect("tools/list");
+    insta::assert_json_snapshot!("tools", tools);
+}

@@ -57,47 +57,38 @@ pub struct FilterArg {
     /// A column of the table.
     #[schemars(length(min = 1, max = 63))]
     pub column: String,
-    /// The comparison.
+    /// The comparison: = != < <= > >= (compare with value); like / ilike (SQL pattern: % any run, _ one character; ilike ignores case); in (value is an array); is_null / is_not_null (no value).
     pub op: FilterOpArg,
     /// The value to compare with: a string, number or boolean; for `in`, an array of 1 to 100 of them; omit it for is_null and is_not_null.
     #[serde(default)]
     pub value: Option<Value>,
 }
 
-/// Comparison operators.
+// No per-variant docs: with them schemars writes `oneOf` of consts; without, a plain
+// `enum` list, which every client understands. The `op` field documents the operators.
+/// A comparison operator.
 #[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
 pub enum FilterOpArg {
-    /// equal
     #[serde(rename = "=")]
     Eq,
-    /// not equal
     #[serde(rename = "!=")]
     Ne,
-    /// less than
     #[serde(rename = "<")]
     Lt,
-    /// less than or equal
     #[serde(rename = "<=")]
     Le,
-    /// greater than
     #[serde(rename = ">")]
     Gt,
-    /// greater than or equal
     #[serde(rename = ">=")]
     Ge,
-    /// SQL LIKE pattern (% any run, _ one character)
     #[serde(rename = "like")]
     Like,
-    /// case-insensitive LIKE
     #[serde(rename = "ilike")]
     Ilike,
-    /// one of the values in an array
     #[serde(rename = "in")]
     In,
-    /// the column is NULL
     #[serde(rename = "is_null")]
     IsNull,
-    /// the column is not NULL
     #[serde(rename = "is_not_null")]
     IsNotNull,
 }
