@@ -55,8 +55,7 @@ impl DbwardServer {
         default_connection: ConnectionInfo,
         options: ServerOptions,
     ) -> DbwardServer {
-        let allow_client = gateway.config().allow_client_connections;
-        let router = Arc::new(crate::tools::router(allow_client, &gateway.config().limits));
+        let router = Arc::new(crate::tools::router(gateway.config()));
         DbwardServer {
             gateway,
             default_connection,

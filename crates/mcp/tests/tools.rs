@@ -684,8 +684,33 @@ async fn every_tool_works_on_postgresql() {
 /// a change to the interface; review the snapshot diff (`cargo insta review`).
 #[tokio::test]
 async fn tool_list_snapshot() {
-    let (_dir, _gw, _info, client) =
-        demo(GatewayConfig::default(), ServerOptions::default()).await;
+    let (_dir, _gw, _info, client) = demo(GatewayConfig::default(), ServerOptions::default()).await;
     let tools = client.list_all_tools().await.expect("tools/list");
     insta::assert_json_snapshot!("tools", tools);
+}
+
+#[tokio::test]
+async fn advertised_bounds_follow_the_configuration() {
+    let mut config = GatewayConfig::default();
+    config.limits.hard_max_rows = 500;
+    config.limits.read_table_max_rows = 20;
+    config.policy.max_query_chars = 2_000;
+    let (_dir, _gw, _info, client) = demo(config, ServerOptions::default()).await;
+    let tools = client.list_all_tools().await.expect("tools/list");
+    let prop = |tool: &str, field: &str| -> Value {
+        let t = tools.iter().find(|t| t.name == tool).expect("tool");
+        t.input_schema["properties"][field].clone()
+    };
+    assert_eq!(prop("execute_query", "limit")["maximum"], 500);
+    assert_eq!(prop("read_table", "limit")["maximum"], 20);
+    assert_eq!(prop("execute_query", "query")["maxLength"], 2_000);
+    assert_eq!(prop("explain_query", "query")["maxLength"], 2_000);
+    // And the gateway enforces what is advertised.
+    let r = call(
+        &client,
+        "read_table",
+        json!({"table": "servers", "limit": 21}),
+    )
+    .await;
+    err("read_table", &r, "invalid_input");
 }

@@ -20,16 +20,16 @@ mod security_posture;
 
 use std::sync::Arc;
 
-use dbward_gateway::Limits;
+use dbward_gateway::GatewayConfig;
 use rmcp::handler::server::router::tool::ToolRouter;
 use serde_json::{Value, json};
 
 use crate::server::DbwardServer;
 
 /// Every tool. `allow_client_connections` decides what `connect` advertises: a name only,
-/// or also a URL and parameters; `limits` sets the advertised bounds of `limit` to the
-/// ones the gateway will enforce.
-pub(crate) fn router(allow_client_connections: bool, limits: &Limits) -> ToolRouter<DbwardServer> {
+/// or also a URL and parameters; the limits and the policy's query length set the
+/// advertised bounds to the ones the gateway will enforce.
+pub(crate) fn router(config: &GatewayConfig) -> ToolRouter<DbwardServer> {
     let mut router = DbwardServer::list_connections_router()
         + DbwardServer::connect_router()
         + DbwardServer::close_connection_router()
@@ -41,26 +41,56 @@ pub(crate) fn router(allow_client_connections: bool, limits: &Limits) -> ToolRou
         + DbwardServer::search_tables_router()
         + DbwardServer::explain_query_router()
         + DbwardServer::security_posture_router();
-    if !allow_client_connections {
+    if !config.allow_client_connections {
         connect::advertise_named_only(&mut router);
     }
-    set_maximum(&mut router, "execute_query", "limit", limits.hard_max_rows);
-    set_maximum(
+    let limits = &config.limits;
+    let sql_chars = config.policy.max_query_chars;
+    set_bound(
+        &mut router,
+        "execute_query",
+        "limit",
+        "maximum",
+        limits.hard_max_rows,
+    );
+    set_bound(
         &mut router,
         "read_table",
         "limit",
+        "maximum",
         limits.read_table_max_rows,
+    );
+    set_bound(
+        &mut router,
+        "execute_query",
+        "query",
+        "maxLength",
+        sql_chars,
+    );
+    set_bound(
+        &mut router,
+        "explain_query",
+        "query",
+        "maxLength",
+        sql_chars,
     );
     router
 }
 
-/// Sets `properties.<field>.maximum` in a tool's input schema.
-fn set_maximum(router: &mut ToolRouter<DbwardServer>, tool: &str, field: &str, max: usize) {
+/// Sets `properties.<field>.<keyword>` (a bound) in a tool's input schema, so what the
+/// schema advertises is what the gateway's configuration enforces.
+fn set_bound(
+    router: &mut ToolRouter<DbwardServer>,
+    tool: &str,
+    field: &str,
+    keyword: &str,
+    bound: usize,
+) {
     if let Some(route) = router.map.get_mut(tool) {
         let mut schema = (*route.attr.input_schema).clone();
         if let Some(Value::Object(f)) = schema.get_mut("properties").and_then(|p| p.get_mut(field))
         {
-            f.insert("maximum".into(), json!(max));
+            f.insert(keyword.into(), json!(bound));
         }
         route.attr.input_schema = Arc::new(schema);
     }
