@@ -714,3 +714,48 @@ async fn advertised_bounds_follow_the_configuration() {
     .await;
     err("read_table", &r, "invalid_input");
 }
+
+#[tokio::test]
+async fn a_timed_out_postgresql_call_leaves_no_transaction_behind() {
+    let fx = common::PgFixture::new().await;
+    let gateway = Arc::new(Gateway::new(common::client_config()));
+    let spec = ConnectSpec::from_url(&SecretString::from(fx.url())).expect("url");
+    let info = gateway
+        .connect_trusted(spec)
+        .await
+        .expect("connects to the fixture");
+    let options = ServerOptions {
+        call_timeout: Duration::from_millis(300),
+    };
+    let client = client_for(gateway.clone(), info, options).await;
+    let r = call(&client, "execute_query", json!({
+        "query": "SELECT count(*) FROM generate_series(1, 3000) a, generate_series(1, 3000) b, generate_series(1, 300) c"
+    })).await;
+    err("execute_query", &r, "timeout");
+    // The next call works, and nothing is left holding a transaction open.
+    let r = call(
+        &client,
+        "execute_query",
+        json!({"query": "SELECT 1 AS one"}),
+    )
+    .await;
+    assert_eq!(ok("execute_query", &r)["rows"], json!([[1]]));
+    let mut leftovers = fx.leftovers().await;
+    for _ in 0..50 {
+        if leftovers == (0, 0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        leftovers = fx.leftovers().await;
+    }
+    assert_eq!(
+        leftovers,
+        (0, 0),
+        "(advisory locks, sessions idle in transaction)"
+    );
+    client.cancel().await.ok();
+    for c in gateway.list_connections() {
+        gateway.close_connection(c.id.as_str()).await.ok();
+    }
+    fx.drop().await;
+}
