@@ -5,6 +5,7 @@
 mod audit;
 mod check;
 mod connections;
+mod serve;
 mod setup_role;
 
 use std::process::ExitCode;
@@ -32,6 +33,11 @@ enum Command {
     Connections(connections::ConnectionsArgs),
     /// Verify or read the tamper-evident audit log.
     Audit(audit::AuditArgs),
+    /// Serve the database tools to AI clients over MCP (stdio or streamable HTTP).
+    ///
+    /// Without --database-url, DBWARD_DATABASE_URL or --connection, serves the embedded
+    /// SQLite demo database.
+    Serve(Box<serve::ServeArgs>),
 }
 
 fn main() -> ExitCode {
@@ -52,5 +58,6 @@ fn main() -> ExitCode {
         Command::SetupRole(args) => setup_role::run(&args),
         Command::Connections(args) => connections::run(&args),
         Command::Audit(args) => audit::run(&args),
+        Command::Serve(args) => serve::run(*args),
     }
 }

@@ -1,6 +1,6 @@
 //! dbward's gateway: the one service every adapter (MCP server, web assistant, CLI) calls.
 //! Connections (opaque ids, masked targets, secrets), backends, and the database tools.
-//! Knows nothing of MCP or HTTP.
+//! Knows nothing of MCP or HTTP. `demo` builds the embedded SQLite demo database.
 //!
 //! The path of every query: input limits -> policy verdict -> (PostgreSQL) database check
 //! of functions the policy does not know -> backend execution, read-only enforced by the
@@ -19,6 +19,7 @@ pub mod backends;
 pub mod calls;
 pub mod config;
 pub mod connection;
+pub mod demo;
 pub mod detector;
 pub mod error;
 pub mod tools;
@@ -64,6 +65,9 @@ pub(crate) struct Open {
     /// Volatility of functions the policy did not know, as the database reported it.
     volatility: Mutex<HashMap<String, bool>>,
     last_used: Mutex<Instant>,
+    /// Opened by the operator (`connect_trusted`): the server's own connection, which
+    /// adapters use as their default, so idle expiry never closes it.
+    pinned: bool,
 }
 
 /// The gateway service. Share it as `Arc<Gateway>`.
@@ -156,7 +160,7 @@ impl Gateway {
                     *spec
                 }
             };
-            self.open_logged(spec).await
+            self.open_logged(spec, false).await
         }
         .await;
         if let Ok(info) = &result {
@@ -166,16 +170,20 @@ impl Gateway {
     }
 
     /// Opens a connection from a spec the operator provided (command line, environment):
-    /// not subject to `allow_client_connections`.
+    /// not subject to `allow_client_connections`, and never closed for being idle.
     pub async fn connect_trusted(&self, spec: ConnectSpec) -> Result<ConnectionInfo, GatewayError> {
-        self.open_logged(spec).await
+        self.open_logged(spec, true).await
     }
 
     /// Opens and logs the outcome: the masked target only, never the credentials.
-    async fn open_logged(&self, spec: ConnectSpec) -> Result<ConnectionInfo, GatewayError> {
+    async fn open_logged(
+        &self,
+        spec: ConnectSpec,
+        pinned: bool,
+    ) -> Result<ConnectionInfo, GatewayError> {
         let target = spec.masked();
         let name = spec.name.clone();
-        match self.open(spec).await {
+        match self.open(spec, pinned).await {
             Ok(info) => {
                 tracing::info!(%target, name = ?name, id = %info.id, "connection opened");
                 Ok(info)
@@ -187,7 +195,7 @@ impl Gateway {
         }
     }
 
-    async fn open(&self, spec: ConnectSpec) -> Result<ConnectionInfo, GatewayError> {
+    async fn open(&self, spec: ConnectSpec, pinned: bool) -> Result<ConnectionInfo, GatewayError> {
         self.expire_idle().await;
         let max = self.config.limits.max_open_connections;
         if lock(&self.registry).len() >= max {
@@ -249,6 +257,7 @@ impl Gateway {
             backend,
             volatility: Mutex::new(HashMap::new()),
             last_used: Mutex::new(Instant::now()),
+            pinned,
         });
         let mut reg = lock(&self.registry);
         if reg.len() >= max {
@@ -295,7 +304,7 @@ impl Gateway {
             let mut reg = lock(&self.registry);
             let ids: Vec<ConnectionId> = reg
                 .iter()
-                .filter(|(_, o)| lock(&o.last_used).elapsed() > ttl)
+                .filter(|(_, o)| !o.pinned && lock(&o.last_used).elapsed() > ttl)
                 .map(|(id, _)| id.clone())
                 .collect();
             ids.iter().filter_map(|id| reg.remove(id)).collect()

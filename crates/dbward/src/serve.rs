@@ -1,0 +1,268 @@
+//! `dbward serve`: wiring for the MCP server. Reads the command line and environment,
+//! opens the one start-up connection (a URL, a named connection, or the embedded demo
+//! database), and hands it to `dbward-mcp` on the chosen transport.
+//!
+//! Invariant: stdout is the MCP channel under `--transport stdio`; this module and the
+//! logger write only to stderr.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use dbward_gateway::config::SslMode;
+use dbward_gateway::{ConnectRequest, ConnectSpec, ConnectionInfo, DbKind, Gateway, GatewayConfig};
+use dbward_mcp::{HttpOptions, ServerOptions, TokenSet};
+use secrecy::SecretString;
+
+const AFTER_HELP: &str = r#"Client configuration (stdio), ready to paste into an MCP client's config
+(e.g. Claude Desktop's claude_desktop_config.json, or .mcp.json):
+
+  {
+    "mcpServers": {
+      "dbward": {
+        "command": "dbward",
+        "args": ["serve"],
+        "env": {
+          "DBWARD_DATABASE_URL": "postgresql://reader:PASSWORD@localhost:5432/mydb"
+        }
+      }
+    }
+  }
+
+Leave out DBWARD_DATABASE_URL to explore the embedded SQLite demo database (created on
+first run in $DBWARD_DATA_DIR, $XDG_DATA_HOME/dbward or ~/.local/share/dbward).
+Named connections: "args": ["serve", "--config", "/path/dbward.toml", "--connection", "NAME"].
+
+Over HTTP (`dbward serve --transport http`, token in DBWARD_HTTP_TOKEN or --token-file):
+
+  {
+    "mcpServers": {
+      "dbward": {
+        "type": "http",
+        "url": "http://127.0.0.1:8808/mcp",
+        "headers": { "Authorization": "Bearer YOUR_TOKEN" }
+      }
+    }
+  }
+
+Logs go to stderr (level from DBWARD_LOG, e.g. DBWARD_LOG=debug); stdout is the MCP channel."#;
+
+/// The MCP transports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Transport {
+    /// One client on stdin/stdout (the client starts dbward).
+    Stdio,
+    /// Streamable HTTP at /mcp, bearer token required.
+    Http,
+}
+
+/// Arguments of `dbward serve`.
+#[derive(Debug, Args)]
+#[command(after_help = AFTER_HELP)]
+pub struct ServeArgs {
+    /// How clients reach the server.
+    #[arg(long, value_enum, default_value = "stdio")]
+    transport: Transport,
+    /// Address to listen on (http transport).
+    #[arg(long, default_value = "127.0.0.1:8808")]
+    listen: SocketAddr,
+    /// Connection string of the database to serve (postgresql://..., sqlite:///path.db).
+    /// Prefer the environment variable: command lines are visible to other users.
+    #[arg(
+        long,
+        env = "DBWARD_DATABASE_URL",
+        hide_env_values = true,
+        conflicts_with = "connection"
+    )]
+    database_url: Option<String>,
+    /// A named connection from the config file.
+    #[arg(long)]
+    connection: Option<String>,
+    /// Config file (TOML, or JSON with a `.json` extension). Default: dbward.toml if
+    /// --connection is given, else built-in defaults.
+    #[arg(long, env = "DBWARD_CONFIG")]
+    config: Option<PathBuf>,
+    /// Where the demo database lives. Default $XDG_DATA_HOME/dbward or ~/.local/share/dbward.
+    #[arg(long, env = "DBWARD_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// File of accepted bearer tokens, one `name:token` per line (http transport). The
+    /// environment variable DBWARD_HTTP_TOKEN adds one more, named `default`.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// Serve HTTP without a token; only allowed on a loopback address.
+    #[arg(long)]
+    allow_unauthenticated_loopback: bool,
+    /// An accepted Host header value (repeatable). Default: localhost, 127.0.0.1, ::1.
+    #[arg(long = "allowed-host", value_name = "HOST")]
+    allowed_hosts: Vec<String>,
+    /// An accepted Origin header value, e.g. https://app.example.com:443 (repeatable).
+    /// Default: none, so requests from web pages are refused.
+    #[arg(long = "allowed-origin", value_name = "ORIGIN")]
+    allowed_origins: Vec<String>,
+    /// Largest HTTP request body accepted, in bytes.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    max_body_bytes: usize,
+    /// Serve HTTP on a non-loopback address even if the database role can write.
+    #[arg(long)]
+    accept_writable_role: bool,
+    /// Longest a tool call may take, in seconds, before it is abandoned.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    call_timeout_secs: u64,
+}
+
+/// Runs the server; exit 1 on any failure, with the reason on stderr.
+pub fn run(args: ServeArgs) -> ExitCode {
+    init_logging();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(serve(args));
+    // A blocking read of stdin cannot be cancelled; do not wait for it.
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging() {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DBWARD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let server = ServerOptions {
+        call_timeout: Duration::from_secs(args.call_timeout_secs),
+    };
+    // Check the exposure before touching the database: a refusal should be immediate.
+    let http = match args.transport {
+        Transport::Http => {
+            let options = http_options(&args, server.clone())?;
+            dbward_mcp::check_exposure(args.listen, &options)?;
+            Some(options)
+        }
+        Transport::Stdio => None,
+    };
+    let config = match (&args.config, &args.connection) {
+        (Some(path), _) => GatewayConfig::load(path)?,
+        (None, Some(_)) => GatewayConfig::load(std::path::Path::new("dbward.toml"))?,
+        (None, None) => GatewayConfig::default(),
+    };
+    let gateway = Arc::new(Gateway::new(config));
+    let default = open_default(&gateway, &args).await?;
+    tracing::info!(
+        id = %default.id,
+        target = %default.target,
+        version = %default.server_version,
+        "default connection open"
+    );
+    match http {
+        None => dbward_mcp::serve_stdio(gateway, default, server, shutdown_signal()).await?,
+        Some(options) => {
+            let listener = tokio::net::TcpListener::bind(args.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", args.listen))?;
+            dbward_mcp::serve_http(listener, gateway, default, options, shutdown_signal()).await?
+        }
+    }
+    Ok(())
+}
+
+fn http_options(args: &ServeArgs, server: ServerOptions) -> anyhow::Result<HttpOptions> {
+    let mut tokens = match &args.token_file {
+        Some(path) => TokenSet::from_file(path)?,
+        None => TokenSet::new(),
+    };
+    if let Some(token) = std::env::var_os("DBWARD_HTTP_TOKEN").filter(|t| !t.is_empty()) {
+        let Some(token) = token.to_str() else {
+            bail!("DBWARD_HTTP_TOKEN is not valid UTF-8");
+        };
+        tokens.add("default", &SecretString::from(token.to_string()))?;
+    }
+    Ok(HttpOptions {
+        tokens,
+        allow_unauthenticated_loopback: args.allow_unauthenticated_loopback,
+        allowed_hosts: args.allowed_hosts.clone(),
+        allowed_origins: args.allowed_origins.clone(),
+        max_body_bytes: args.max_body_bytes,
+        accept_writable_role: args.accept_writable_role,
+        server,
+    })
+}
+
+/// The start-up connection: --connection, else the URL, else the demo database.
+async fn open_default(gateway: &Gateway, args: &ServeArgs) -> anyhow::Result<ConnectionInfo> {
+    if let Some(name) = &args.connection {
+        return gateway
+            .connect(ConnectRequest::Named(name.clone()))
+            .await
+            .with_context(|| format!("cannot open connection `{name}`"));
+    }
+    if let Some(url) = args.database_url.as_ref().filter(|u| !u.is_empty()) {
+        let spec = ConnectSpec::from_url(&SecretString::from(url.clone()))?;
+        return gateway
+            .connect_trusted(spec)
+            .await
+            .context("cannot open the database given by --database-url / DBWARD_DATABASE_URL");
+    }
+    let path = match &args.data_dir {
+        Some(dir) => dir.join("demo.db"),
+        None => dbward_gateway::demo::default_demo_path(),
+    };
+    let path = tokio::task::spawn_blocking(move || dbward_gateway::demo::ensure_demo_db(&path))
+        .await
+        .context("building the demo database")??;
+    tracing::info!(path = %path.display(), "serving the embedded demo database");
+    let spec = ConnectSpec {
+        kind: DbKind::Sqlite,
+        host: String::new(),
+        port: 0,
+        database: None,
+        username: None,
+        password: None,
+        path: Some(path),
+        sslmode: SslMode::Disable,
+        reader_role: None,
+        name: Some("demo".into()),
+    };
+    Ok(gateway.connect_trusted(spec).await?)
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

@@ -1,0 +1,395 @@
+//! The streamable HTTP transport at `/mcp`: rmcp's `StreamableHttpService` behind an axum
+//! layer that requires a bearer token.
+//!
+//! Invariants:
+//! - No request reaches the MCP service without a token from the configured set, unless
+//!   there are no tokens, the listener is on a loopback address, and the operator passed
+//!   `allow_unauthenticated_loopback`. Anything else refuses to start.
+//! - Tokens are compared in constant time, over SHA-256 digests so that neither the
+//!   content nor the length of a configured token leaks through timing; every configured
+//!   token is compared on every request.
+//! - The token's *name* (never the token) is the principal: it names the caller in logs.
+//! - On a non-loopback address, a database role that can write is refused unless the
+//!   operator accepts the risk, because then only dbward's layers stand between a remote
+//!   caller and a write.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use dbward_gateway::{ConnectionInfo, Gateway};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::McpError;
+use crate::server::{DbwardServer, ServerOptions};
+
+/// Shortest token accepted: shorter ones are guessable.
+pub const MIN_TOKEN_CHARS: usize = 16;
+
+/// Who made an HTTP request: the name of the token it presented. Inserted into the
+/// request's extensions by the auth layer; tool calls read it for their log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal(pub String);
+
+/// The accepted bearer tokens, each with a name. Only digests are kept.
+#[derive(Default, Clone)]
+pub struct TokenSet {
+    tokens: Vec<(String, [u8; 32])>,
+}
+
+impl std::fmt::Debug for TokenSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.tokens.iter().map(|(n, _)| n.as_str()).collect();
+        write!(f, "TokenSet({names:?})")
+    }
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(Sha256::digest(token.as_bytes()).as_slice());
+    out
+}
+
+impl TokenSet {
+    /// No tokens.
+    pub fn new() -> TokenSet {
+        TokenSet::default()
+    }
+
+    /// Adds a named token; refuses short tokens, names with a colon, and duplicates.
+    pub fn add(&mut self, name: &str, token: &SecretString) -> Result<(), McpError> {
+        let t = token.expose_secret();
+        if name.is_empty() || name.contains(':') || name.chars().any(char::is_whitespace) {
+            return Err(McpError::Tokens(format!(
+                "token name `{name}` must be non-empty, without spaces or colons"
+            )));
+        }
+        if t.chars().count() < MIN_TOKEN_CHARS || t.chars().any(char::is_whitespace) {
+            return Err(McpError::Tokens(format!(
+                "token `{name}` must be at least {MIN_TOKEN_CHARS} characters without spaces (e.g. `openssl rand -hex 32`)"
+            )));
+        }
+        if self.tokens.iter().any(|(n, _)| n == name) {
+            return Err(McpError::Tokens(format!(
+                "token name `{name}` appears twice"
+            )));
+        }
+        self.tokens.push((name.to_string(), digest(t)));
+        Ok(())
+    }
+
+    /// Reads a token file: one `name:token` per line; blank lines and `#` comments
+    /// are skipped.
+    pub fn from_file(path: &Path) -> Result<TokenSet, McpError> {
+        let text = SecretString::from(
+            std::fs::read_to_string(path)
+                .map_err(|e| McpError::Tokens(format!("cannot read {}: {e}", path.display())))?,
+        );
+        let mut set = TokenSet::new();
+        for (n, line) in text.expose_secret().lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            // Never echo the line: it holds a token.
+            let (name, token) = line.split_once(':').ok_or_else(|| {
+                McpError::Tokens(format!(
+                    "{} line {}: expected name:token",
+                    path.display(),
+                    n + 1
+                ))
+            })?;
+            set.add(name.trim(), &SecretString::from(token.trim().to_string()))?;
+        }
+        if set.is_empty() {
+            return Err(McpError::Tokens(format!(
+                "{} holds no tokens",
+                path.display()
+            )));
+        }
+        Ok(set)
+    }
+
+    /// Whether no token is configured.
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+
+    /// How many tokens are configured.
+    pub fn len(&self) -> usize {
+        self.tokens.len()
+    }
+
+    /// The name of the token `presented` matches, if any. Compares against every token.
+    pub fn verify(&self, presented: &str) -> Option<&str> {
+        let d = digest(presented);
+        let mut found = None;
+        for (name, expected) in &self.tokens {
+            if bool::from(expected.ct_eq(&d)) {
+                found = Some(name.as_str());
+            }
+        }
+        found
+    }
+}
+
+/// How the HTTP transport is exposed.
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    /// Accepted bearer tokens.
+    pub tokens: TokenSet,
+    /// Serve without a token; honoured only on a loopback address.
+    pub allow_unauthenticated_loopback: bool,
+    /// Accepted `Host` header values (names or `name:port`). Empty means the loopback
+    /// names: `localhost`, `127.0.0.1`, `::1`.
+    pub allowed_hosts: Vec<String>,
+    /// Accepted `Origin` values (`scheme://host:port`). Empty means any request carrying
+    /// an `Origin` header (i.e. from a web page) is refused; MCP clients send none.
+    pub allowed_origins: Vec<String>,
+    /// Largest request body accepted, in bytes (larger ones get 413). Default 1 MiB.
+    pub max_body_bytes: usize,
+    /// Serve on a non-loopback address even though the database role can write.
+    pub accept_writable_role: bool,
+    /// Options of the MCP server itself.
+    pub server: ServerOptions,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            tokens: TokenSet::new(),
+            allow_unauthenticated_loopback: false,
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
+            max_body_bytes: 1024 * 1024,
+            accept_writable_role: false,
+            server: ServerOptions::default(),
+        }
+    }
+}
+
+/// Checks, before anything is served, that the exposure is one the operator asked for.
+pub fn check_exposure(addr: SocketAddr, options: &HttpOptions) -> Result<(), McpError> {
+    let loopback = addr.ip().is_loopback();
+    if options.tokens.is_empty() {
+        if !loopback {
+            return Err(McpError::Refused(format!(
+                "refusing to serve HTTP on {addr} without a bearer token: anyone who can reach it could query the database. Set DBWARD_HTTP_TOKEN or --token-file (lines name:token)."
+            )));
+        }
+        if !options.allow_unauthenticated_loopback {
+            return Err(McpError::Refused(format!(
+                "refusing to serve HTTP on {addr} without a bearer token. Set DBWARD_HTTP_TOKEN or --token-file, or pass --allow-unauthenticated-loopback to let any local process in."
+            )));
+        }
+    }
+    Ok(())
+}
+
+struct AuthState {
+    tokens: TokenSet,
+}
+
+/// Serves MCP at `/mcp` on `listener` until `shutdown` completes.
+pub async fn serve_http(
+    listener: tokio::net::TcpListener,
+    gateway: Arc<Gateway>,
+    default_connection: ConnectionInfo,
+    options: HttpOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), McpError> {
+    let addr = listener.local_addr()?;
+    check_exposure(addr, &options)?;
+    let loopback = addr.ip().is_loopback();
+    if !loopback {
+        let posture = gateway
+            .security_posture(default_connection.id.as_str())
+            .await?;
+        if posture.role.can_write {
+            if !options.accept_writable_role {
+                return Err(McpError::Refused(format!(
+                    "refusing to serve HTTP on {addr}: the database role `{}` can write ({} writable tables{}{}), so only dbward's own layers would stand between a remote caller and a write. Connect as a read-only role (`dbward setup-role` prints the SQL), or pass --accept-writable-role to take the risk.",
+                    posture.role.role,
+                    posture.role.writable_tables,
+                    if posture.role.superuser {
+                        ", superuser"
+                    } else {
+                        ""
+                    },
+                    if posture.role.can_create {
+                        ", can create objects"
+                    } else {
+                        ""
+                    },
+                )));
+            }
+            tracing::warn!(
+                role = %posture.role.role,
+                "serving on a non-loopback address with a role that can write (--accept-writable-role)"
+            );
+        }
+    }
+    let hosts: Vec<String> = if options.allowed_hosts.is_empty() {
+        if !loopback {
+            tracing::warn!(
+                %addr,
+                "only loopback Host names are allowed; remote clients need --allowed-host NAME"
+            );
+        }
+        vec!["localhost".into(), "127.0.0.1".into(), "::1".into()]
+    } else {
+        options.allowed_hosts.clone()
+    };
+    let ct = CancellationToken::new();
+    let config = StreamableHttpServerConfig::default()
+        .with_allowed_hosts(hosts)
+        .with_allowed_origins(options.allowed_origins.clone())
+        .enforce_origin_validation()
+        .with_max_request_body_bytes(options.max_body_bytes)
+        .with_cancellation_token(ct.clone());
+    let server = DbwardServer::new(gateway, default_connection, options.server.clone());
+    let service: StreamableHttpService<DbwardServer, LocalSessionManager> =
+        StreamableHttpService::new(
+            move || Ok(server.clone()),
+            Arc::new(LocalSessionManager::default()),
+            config,
+        );
+    let auth = Arc::new(AuthState {
+        tokens: options.tokens.clone(),
+    });
+    let app = axum::Router::new()
+        .nest_service("/mcp", service)
+        .layer(middleware::from_fn_with_state(auth, require_token));
+    tracing::info!(
+        %addr,
+        tokens = options.tokens.len(),
+        unauthenticated = options.tokens.is_empty(),
+        "serving MCP over HTTP at /mcp"
+    );
+    let stop = ct.clone();
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        // Ends open SSE streams, so graceful shutdown does not wait on them forever.
+        stop.cancel();
+    })
+    .await?;
+    Ok(())
+}
+
+/// The `Authorization: Bearer` value, if well-formed.
+fn bearer(req: &Request) -> Option<&str> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+async fn require_token(
+    State(auth): State<Arc<AuthState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let principal = if auth.tokens.is_empty() {
+        // Only reachable on loopback with --allow-unauthenticated-loopback (check_exposure).
+        Some("unauthenticated-loopback")
+    } else {
+        bearer(&req).and_then(|t| auth.tokens.verify(t))
+    };
+    match principal {
+        Some(name) => {
+            req.extensions_mut().insert(Principal(name.to_string()));
+            next.run(req).await
+        }
+        None => {
+            tracing::warn!(
+                %peer,
+                path = %req.uri().path(),
+                presented = req.headers().contains_key(header::AUTHORIZATION),
+                "HTTP request refused: missing or wrong bearer token"
+            );
+            let mut response = (
+                StatusCode::UNAUTHORIZED,
+                [(header::CONTENT_TYPE, "application/json")],
+                r#"{"error":"unauthorized","message":"a valid bearer token is required (Authorization: Bearer <token>)"}"#,
+            )
+                .into_response();
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"dbward\""),
+            );
+            response
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(s: &str) -> SecretString {
+        SecretString::from(s.to_string())
+    }
+
+    #[test]
+    fn tokens_verify_by_name_and_refuse_short_ones() {
+        let mut set = TokenSet::new();
+        set.add("alice", &secret("alice-token-0123456789"))
+            .expect("added");
+        set.add("bob", &secret("bob-token-0123456789abc"))
+            .expect("added");
+        assert_eq!(set.verify("alice-token-0123456789"), Some("alice"));
+        assert_eq!(set.verify("bob-token-0123456789abc"), Some("bob"));
+        assert_eq!(set.verify("alice-token-012345678"), None);
+        assert_eq!(set.verify(""), None);
+        assert!(set.add("carol", &secret("short")).is_err());
+        assert!(set.add("alice", &secret("another-long-token-xyz")).is_err());
+        assert!(!format!("{set:?}").contains("token-0123"));
+    }
+
+    #[test]
+    fn token_file_lines() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("tokens");
+        std::fs::write(
+            &path,
+            "# comment\n\nci:ci-token-aaaaaaaaaaaaaaaa\nlaptop: laptop-token-bbbbbbbbbbbb \n",
+        )
+        .expect("write");
+        let set = TokenSet::from_file(&path).expect("parsed");
+        assert_eq!(set.verify("laptop-token-bbbbbbbbbbbb"), Some("laptop"));
+        std::fs::write(&path, "no-colon-here-secret-value\n").expect("write");
+        let e = TokenSet::from_file(&path).expect_err("malformed");
+        assert!(!e.to_string().contains("secret-value"), "{e}");
+    }
+
+    #[test]
+    fn exposure_rules() {
+        let lo: SocketAddr = "127.0.0.1:8808".parse().expect("addr");
+        let any: SocketAddr = "0.0.0.0:8808".parse().expect("addr");
+        let mut o = HttpOptions::default();
+        assert!(check_exposure(lo, &o).is_err());
+        assert!(check_exposure(any, &o).is_err());
+        o.allow_unauthenticated_loopback = true;
+        assert!(check_exposure(lo, &o).is_ok());
+        let e = check_exposure(any, &o).expect_err("never without a token off loopback");
+        assert!(e.to_string().contains("without a bearer token"), "{e}");
+        o.tokens
+            .add("x", &secret("x-token-0123456789abcdef"))
+            .expect("added");
+        assert!(check_exposure(any, &o).is_ok());
+    }
+}

@@ -1,0 +1,32 @@
+//! dbward's MCP server: the gateway's tools, offered to AI clients over stdio and
+//! streamable HTTP. The only crate that depends on `rmcp`.
+//!
+//! It is a thin adapter. Each tool (one file each under `tools/`) declares its argument
+//! schema and description for a model, calls one gateway method, and hands the answer to
+//! `render`, which builds both the structured result and a compact text form. Policy, SQL
+//! and limits live in the gateway; nothing here decides what a query may do.
+//!
+//! Invariants:
+//! - Every gateway failure reaches the client as a *tool* error (`isError: true`) carrying
+//!   the stable code and, for refusals, the rule id. Only a request that cannot be routed
+//!   (an unknown tool) is a protocol error; the server keeps serving either way.
+//! - Everything read from a database (rows, names, comments, plans) is marked untrusted:
+//!   a preamble in the text form and `_meta["dbward/untrusted"] = true`.
+//! - Nothing here writes to stdout except the stdio transport itself: stdout is the MCP
+//!   channel.
+//! - Over HTTP, no request reaches the MCP service without a valid bearer token, unless
+//!   the operator bound to loopback and explicitly allowed unauthenticated access.
+
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+mod error;
+pub mod http;
+mod render;
+mod server;
+mod stdio;
+mod tools;
+
+pub use error::McpError;
+pub use http::{HttpOptions, Principal, TokenSet, check_exposure, serve_http};
+pub use server::{DbwardServer, ServerOptions};
+pub use stdio::serve_stdio;

@@ -1,0 +1,89 @@
+//! `describe_table`: columns, keys, indexes and comments of one table.
+
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::CallToolResult;
+use rmcp::{tool, tool_router};
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::CONNECTION_ID_DOC;
+use crate::render;
+use crate::server::{DbwardServer, answer};
+
+/// Arguments of `describe_table`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DescribeTableArgs {
+    #[serde(default)]
+    #[schemars(description = CONNECTION_ID_DOC, regex(pattern = r"^[0-9a-fA-F]{32}$"))]
+    pub connection_id: Option<String>,
+    /// The table or view name, as list_tables shows it (without the schema).
+    #[schemars(length(min = 1, max = 63))]
+    pub table: String,
+    /// Its schema. Default: the connection's search path / current database.
+    #[serde(default)]
+    #[schemars(length(min = 1, max = 63))]
+    pub schema: Option<String>,
+}
+
+const DESCRIPTION: &str = "Describe one table or view: columns with types, nullability, defaults and comments; primary key; foreign keys; indexes; table comment. Use it before writing a query. Example: {\"table\": \"servers\"} or {\"schema\": \"public\", \"table\": \"servers\"}";
+
+#[tool_router(router = describe_table_router, vis = "pub(crate)")]
+impl DbwardServer {
+    #[tool(
+        name = "describe_table",
+        description = DESCRIPTION,
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn describe_table(
+        &self,
+        Parameters(args): Parameters<DescribeTableArgs>,
+    ) -> CallToolResult {
+        let id = self.connection(args.connection_id.as_deref());
+        answer(
+            self.gateway
+                .describe_table(id, args.schema.as_deref(), &args.table)
+                .await,
+            |d| {
+                let mut lines = vec![format!(
+                    "table {}.{}{}",
+                    d.schema,
+                    d.name,
+                    d.comment
+                        .as_deref()
+                        .map(|c| format!(" -- {c}"))
+                        .unwrap_or_default()
+                )];
+                for c in &d.columns {
+                    let mut line = format!("  {} {}", c.name, c.type_name);
+                    if !c.nullable {
+                        line.push_str(" NOT NULL");
+                    }
+                    if let Some(def) = &c.default {
+                        line.push_str(&format!(" DEFAULT {def}"));
+                    }
+                    if d.primary_key.contains(&c.name) {
+                        line.push_str(" PK");
+                    }
+                    if let Some(fk) = d.foreign_keys.iter().find(|f| f.column == c.name) {
+                        line.push_str(&format!(
+                            " -> {}({})",
+                            fk.references_table, fk.references_column
+                        ));
+                    }
+                    if let Some(comment) = &c.comment {
+                        line.push_str(&format!(" -- {comment}"));
+                    }
+                    lines.push(line);
+                }
+                if !d.primary_key.is_empty() {
+                    lines.push(format!("primary key: ({})", d.primary_key.join(", ")));
+                }
+                for i in &d.indexes {
+                    lines.push(format!("index: {i}"));
+                }
+                render::catalog(render::to_value(&d), &lines)
+            },
+        )
+    }
+}

@@ -1,0 +1,72 @@
+//! `security_posture`: what the connection's database role could do, and which of
+//! dbward's layers are on.
+
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::CallToolResult;
+use rmcp::{tool, tool_router};
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::CONNECTION_ID_DOC;
+use crate::render;
+use crate::server::{DbwardServer, answer};
+
+/// Arguments of `security_posture`.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityPostureArgs {
+    #[serde(default)]
+    #[schemars(description = CONNECTION_ID_DOC, regex(pattern = r"^[0-9a-fA-F]{32}$"))]
+    pub connection_id: Option<String>,
+}
+
+const DESCRIPTION: &str = "Report the security posture of a connection: the database role and whether it could write on its own (superuser, writable tables, create rights, dangerous role memberships), which protective layers are on (SQL policy, read-only transaction, statement timeout, row and byte caps, reader role), and warnings. Example: {}";
+
+#[tool_router(router = security_posture_router, vis = "pub(crate)")]
+impl DbwardServer {
+    #[tool(
+        name = "security_posture",
+        description = DESCRIPTION,
+        annotations(read_only_hint = true, open_world_hint = false)
+    )]
+    async fn security_posture(
+        &self,
+        Parameters(args): Parameters<SecurityPostureArgs>,
+    ) -> CallToolResult {
+        let id = self.connection(args.connection_id.as_deref());
+        answer(self.gateway.security_posture(id).await, |p| {
+            let r = &p.role;
+            let l = &p.layers;
+            let mut lines = vec![
+                format!(
+                    "role {}: {}",
+                    r.role,
+                    if r.can_write {
+                        "CAN WRITE on its own (only dbward's layers stop writes)"
+                    } else {
+                        "cannot write"
+                    }
+                ),
+                format!(
+                    "  superuser={} writable_tables={} can_create={} dangerous_roles=[{}]",
+                    r.superuser,
+                    r.writable_tables,
+                    r.can_create,
+                    r.dangerous_roles.join(", ")
+                ),
+                format!(
+                    "layers: policy={} read_only_transaction={} statement_timeout_ms={} row_cap={} byte_cap={} reader_role={} client_connections_allowed={}",
+                    l.policy,
+                    l.read_only_transaction,
+                    l.statement_timeout_ms,
+                    l.row_cap,
+                    l.byte_cap,
+                    l.reader_role.as_deref().unwrap_or("-"),
+                    l.client_connections_allowed
+                ),
+            ];
+            lines.extend(p.warnings.iter().map(|w| format!("warning: {w}")));
+            render::catalog(render::to_value(&p), &lines)
+        })
+    }
+}
