@@ -89,6 +89,10 @@ pub struct ServeArgs {
     /// Where the demo database lives. Default $XDG_DATA_HOME/dbward or ~/.local/share/dbward.
     #[arg(long, env = "DBWARD_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// The audit log file. Default: `[audit] path` in the config, else audit.jsonl in the
+    /// data directory. Auditing is on unless `[audit] enabled = false`.
+    #[arg(long, env = "DBWARD_AUDIT_LOG")]
+    audit_log: Option<PathBuf>,
     /// File of accepted bearer tokens, one `name:token` per line (http transport). The
     /// environment variable DBWARD_HTTP_TOKEN adds one more, named `default`.
     #[arg(long)]
@@ -165,7 +169,27 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         (None, Some(_)) => GatewayConfig::load(std::path::Path::new("dbward.toml"))?,
         (None, None) => GatewayConfig::default(),
     };
-    let gateway = Arc::new(Gateway::new(config));
+    let data_dir = match &args.data_dir {
+        Some(dir) => dir.clone(),
+        None => dbward_gateway::demo::default_demo_path()
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from(".")),
+    };
+    // Fail closed: if the audit log cannot be opened, do not serve.
+    let audit = config
+        .audit
+        .open(args.audit_log.clone(), &data_dir)
+        .context("opening the audit log")?;
+    let mut gateway = Gateway::new(config);
+    match audit {
+        Some(log) => {
+            eprintln!("dbward: audit log {}", log.path().display());
+            gateway = gateway.with_audit(log);
+        }
+        None => eprintln!("dbward: auditing is off ([audit] enabled = false)"),
+    }
+    let gateway = Arc::new(gateway);
     let default = open_default(&gateway, &args).await?;
     tracing::info!(
         id = %default.id,

@@ -93,6 +93,34 @@ async fn stdio_serves_the_demo_database() {
     // The demo file was created where we said.
     assert!(dir.path().join("demo.db").exists());
     client.cancel().await.expect("closes");
+
+    // Every call was audited, in the data directory by default, and the chain verifies.
+    let audit = dir.path().join("audit.jsonl");
+    let mut text = String::new();
+    for _ in 0..50 {
+        text = std::fs::read_to_string(&audit).unwrap_or_default();
+        if text.lines().count() >= 4 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(text.contains("\"tool\":\"execute_query\""), "{text}");
+    assert!(
+        text.contains("\"client\":\"stdio"),
+        "the principal is recorded: {text}"
+    );
+    assert!(text.contains("\"rules\":[\"statement.kind\"]"), "{text}");
+    let out = std::process::Command::new(BIN)
+        .args(["audit", "verify"])
+        .arg(&audit)
+        .output()
+        .expect("verify runs");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 /// Stderr lines of a running child, collected as they come.

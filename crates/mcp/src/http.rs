@@ -198,6 +198,8 @@ pub fn check_exposure(addr: SocketAddr, options: &HttpOptions) -> Result<(), Mcp
 
 struct AuthState {
     tokens: TokenSet,
+    /// Failed authentications are security events.
+    gateway: Arc<Gateway>,
 }
 
 /// Serves MCP at `/mcp` on `listener` until `shutdown` completes.
@@ -257,7 +259,7 @@ pub async fn serve_http(
         .enforce_origin_validation()
         .with_max_request_body_bytes(options.max_body_bytes)
         .with_cancellation_token(ct.clone());
-    let server = DbwardServer::new(gateway, default_connection, options.server.clone());
+    let server = DbwardServer::new(gateway.clone(), default_connection, options.server.clone());
     let service: StreamableHttpService<DbwardServer, LocalSessionManager> =
         StreamableHttpService::new(
             move || Ok(server.clone()),
@@ -266,6 +268,7 @@ pub async fn serve_http(
         );
     let auth = Arc::new(AuthState {
         tokens: options.tokens.clone(),
+        gateway: gateway.clone(),
     });
     let app = axum::Router::new()
         .nest_service("/mcp", service)
@@ -321,6 +324,10 @@ async fn require_token(
                 presented = req.headers().contains_key(header::AUTHORIZATION),
                 "HTTP request refused: missing or wrong bearer token"
             );
+            // No principal could be established: the peer address stands in for it.
+            auth.gateway
+                .record_auth_failure(&format!("peer:{}", peer.ip()), "HTTP bearer token")
+                .await;
             let mut response = (
                 StatusCode::UNAUTHORIZED,
                 [(header::CONTENT_TYPE, "application/json")],

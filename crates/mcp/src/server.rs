@@ -118,10 +118,21 @@ impl ServerHandler for DbwardServer {
             ));
         }
         let principal = principal_of(&context);
+        let client = context
+            .peer
+            .peer_info()
+            .map(|info| info.client_info.name.clone());
         let started = Instant::now();
-        let call = self
-            .router
-            .call(ToolCallContext::new(self, request, context));
+        // The gateway audits and rate-limits by this principal (never by a client header).
+        let caller = dbward_gateway::calls::CallContext {
+            principal: principal.clone(),
+            client,
+        };
+        let call = dbward_gateway::calls::with_context(
+            caller,
+            self.router
+                .call(ToolCallContext::new(self, request, context)),
+        );
         let response = match tokio::time::timeout(self.options.call_timeout, call).await {
             Err(_) => Ok(render::call_timeout(self.options.call_timeout).into()),
             // rmcp reports arguments that do not match the schema as a bare tool error;
