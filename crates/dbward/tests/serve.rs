@@ -261,6 +261,30 @@ async fn http_requires_the_bearer_token() {
     assert_eq!(r.is_error, Some(true));
     assert!(text(&r).contains("policy_refused"), "{}", text(&r));
     client.cancel().await.ok();
+    // Metrics, behind the same token: calls by tool and outcome, refusals by rule.
+    let metrics_url = format!("http://{addr}/metrics");
+    let http = reqwest::Client::new();
+    let r = http.get(&metrics_url).send().await.expect("metrics");
+    assert_eq!(r.status(), 401, "metrics need the token");
+    let body = http
+        .get(&metrics_url)
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        body.contains(r#"dbward_tool_calls_total{tool="read_table",outcome="ok"} 1"#),
+        "{body}"
+    );
+    assert!(
+        body.contains(r#"dbward_policy_refusals_total{rule="statement.kind"} 1"#),
+        "{body}"
+    );
+    assert!(body.contains("dbward_tool_call_seconds_bucket"), "{body}");
+    assert!(body.contains("dbward_open_connections 1"), "{body}");
     child.kill().await.ok();
     // The token's name is the principal in the log; the token itself never appears.
     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -205,6 +205,33 @@ impl Gateway {
             }
         };
         let events = self.detector.observe(&ctx.principal, &observation);
+        let outcome_code = match &result {
+            Ok(_) => "ok",
+            Err(e) => e.code(),
+        };
+        self.metrics
+            .calls
+            .get_or_create(&crate::metrics::CallLabels {
+                tool: call.tool.to_string(),
+                outcome: outcome_code.to_string(),
+            })
+            .inc();
+        self.metrics
+            .latency
+            .get_or_create(&crate::metrics::ToolLabel {
+                tool: call.tool.to_string(),
+            })
+            .observe(call.started.elapsed().as_secs_f64());
+        if let Err(e) = &result
+            && let Some(rule) = e.rule()
+        {
+            self.metrics
+                .refusals
+                .get_or_create(&crate::metrics::RuleLabel {
+                    rule: rule.to_string(),
+                })
+                .inc();
+        }
         let result = match self.write_entry(call, &result).await {
             Ok(()) => result,
             Err(e) => Err(e),
@@ -225,6 +252,12 @@ impl Gateway {
 
     /// Logs, audits and answers one security event.
     async fn raise(&self, event: SecurityEvent) {
+        self.metrics
+            .events
+            .get_or_create(&crate::metrics::LevelLabel {
+                level: event.level.as_str().to_string(),
+            })
+            .inc();
         tracing::warn!(
             principal = %event.principal,
             level = event.level.as_str(),

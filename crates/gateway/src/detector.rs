@@ -206,6 +206,11 @@ impl Detector {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// How many principals the detector tracks.
+    pub fn principals(&self) -> usize {
+        self.lock().len()
+    }
+
     /// Whether a principal may make a call now.
     pub fn admit(&self, principal: &str) -> Admission {
         let now = Instant::now();

@@ -22,6 +22,7 @@ pub mod connection;
 pub mod demo;
 pub mod detector;
 pub mod error;
+pub mod metrics;
 pub mod tools;
 
 use std::collections::HashMap;
@@ -79,6 +80,8 @@ pub struct Gateway {
     detector: detector::Detector,
     /// For security webhooks.
     http: reqwest::Client,
+    /// Prometheus metrics.
+    metrics: metrics::Metrics,
     policy: Policy,
     registry: Mutex<HashMap<ConnectionId, Arc<Open>>>,
 }
@@ -106,6 +109,7 @@ impl Gateway {
         Gateway {
             detector: detector::Detector::new(config.detector.clone()),
             http: reqwest::Client::new(),
+            metrics: metrics::Metrics::default(),
             config,
             audit: None,
             policy,
@@ -122,6 +126,33 @@ impl Gateway {
     /// The audit log, if auditing is on.
     pub fn audit_log(&self) -> Option<&audit::AuditLog> {
         self.audit.as_ref()
+    }
+
+    /// The Prometheus text exposition of the gateway's metrics, gauges read now.
+    pub fn metrics_text(&self) -> String {
+        let (mut in_use, mut idle) = (0i64, 0i64);
+        let opens: Vec<Arc<Open>> = lock(&self.registry).values().cloned().collect();
+        for o in &opens {
+            let (size, idle_now) = match &o.backend {
+                Backend::Postgres(b) => b.pool_stats(),
+                Backend::Mysql(b) => b.pool_stats(),
+                Backend::Sqlite(_) => (0, 0),
+            };
+            in_use += i64::from(size) - idle_now as i64;
+            idle += idle_now as i64;
+        }
+        let m = &self.metrics;
+        m.open_connections.set(opens.len() as i64);
+        m.pool_in_use.set(in_use);
+        m.pool_idle.set(idle);
+        m.principals.set(self.detector.principals() as i64);
+        m.audit_queue.set(
+            self.audit
+                .as_ref()
+                .map(|a| a.queue_depth() as i64)
+                .unwrap_or(0),
+        );
+        m.encode()
     }
 
     /// The policy in force.

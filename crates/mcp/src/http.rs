@@ -270,8 +270,22 @@ pub async fn serve_http(
         tokens: options.tokens.clone(),
         gateway: gateway.clone(),
     });
+    let metrics_gateway = gateway.clone();
     let app = axum::Router::new()
         .nest_service("/mcp", service)
+        // Prometheus text format, behind the same bearer token as the tools.
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let g = metrics_gateway.clone();
+                async move {
+                    (
+                        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                        g.metrics_text(),
+                    )
+                }
+            }),
+        )
         .layer(middleware::from_fn_with_state(auth, require_token));
     tracing::info!(
         %addr,

@@ -186,7 +186,12 @@ impl MyBackend {
         })
     }
 
-    /// Whether the server is MariaDB (otherwise MySQL).
+    /// Pool size and idle connections, for metrics.
+    pub fn pool_stats(&self) -> (u32, usize) {
+        (self.pool.size(), self.pool.num_idle())
+    }
+
+    /// Whether the server is MariaDB.
     pub fn is_mariadb(&self) -> bool {
         self.mariadb
     }

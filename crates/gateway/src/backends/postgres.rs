@@ -513,6 +513,11 @@ impl PgBackend {
 }
 
 impl PgBackend {
+    /// Pool size and idle connections, for metrics.
+    pub fn pool_stats(&self) -> (u32, usize) {
+        (self.pool.size(), self.pool.num_idle())
+    }
+
     /// The configured reader role, if any.
     pub fn reader_role(&self) -> Option<&str> {
         self.reader_role.as_deref()
