@@ -1,0 +1,210 @@
+//! Point-query tool calls per second and p50/p99 latency over MCP stdio and streamable HTTP
+//! with 8 and 32 concurrent clients, beside the same point query run directly with sqlx
+//! (the baseline), in one run: `mcp_bench DBWARD_BINARY POSTGRES_URL [SECONDS]`.
+//! Used by `bench/mcp.sh`, which prepares the database. Every figure is also printed as a
+//! ratio to the direct-driver figure at the same concurrency.
+
+// A measuring tool: its report is its stdout.
+#![allow(clippy::print_stdout)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rmcp::ServiceExt;
+use rmcp::model::CallToolRequestParams;
+use rmcp::transport::{
+    ConfigureCommandExt, StreamableHttpClientTransport, TokioChildProcess,
+    streamable_http_client::StreamableHttpClientTransportConfig,
+};
+use serde_json::json;
+
+struct Figures {
+    qps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+fn figures(mut lat: Vec<Duration>, elapsed: Duration) -> Figures {
+    lat.sort();
+    let pick =
+        |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)].as_secs_f64() * 1e3;
+    Figures {
+        qps: lat.len() as f64 / elapsed.as_secs_f64(),
+        p50_ms: pick(0.50),
+        p99_ms: pick(0.99),
+    }
+}
+
+/// Runs `clients` loops of `call` for `secs` seconds.
+async fn drive<F, Fut>(clients: usize, secs: u64, call: F) -> Figures
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let call = Arc::new(call);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(secs);
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let call = call.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut i = 0u64;
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                call(c, i).await;
+                lat.push(t.elapsed());
+                i += 1;
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("client task"));
+    }
+    figures(all, started.elapsed())
+}
+
+const SQL: &str = "SELECT id, hostname FROM servers WHERE id = $1";
+
+fn report(label: &str, f: &Figures, base: &Figures) {
+    println!(
+        "{label:<22} {:>9.0} calls/s  p50 {:>7.2} ms  p99 {:>7.2} ms  throughput ratio to direct {:.3}",
+        f.qps,
+        f.p50_ms,
+        f.p99_ms,
+        f.qps / base.qps
+    );
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    let [_, bin, url, rest @ ..] = args.as_slice() else {
+        return Err("usage: mcp_bench DBWARD_BINARY POSTGRES_URL [SECONDS]".into());
+    };
+    let secs: u64 = rest.first().map(|s| s.parse()).transpose()?.unwrap_or(5);
+    let data = tempfile::tempdir()?;
+    for clients in [8usize, 32] {
+        // Baseline: the same point query straight through sqlx, same concurrency.
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(clients as u32)
+            .connect(url)
+            .await?;
+        let p = pool.clone();
+        let direct = drive(clients, secs, move |_, i| {
+            let p = p.clone();
+            async move {
+                sqlx::query(SQL)
+                    .bind((1 + i % 100) as i32)
+                    .fetch_all(&p)
+                    .await
+                    .expect("direct query");
+            }
+        })
+        .await;
+        pool.close().await;
+        report(&format!("direct sqlx x{clients}"), &direct, &direct);
+
+        // stdio: one `dbward serve` child, `clients` calls in flight on its session.
+        let (transport, _) =
+            TokioChildProcess::builder(tokio::process::Command::new(bin).configure(|c| {
+                c.args(["serve", "--database-url", url])
+                    .env("DBWARD_DATA_DIR", data.path())
+                    .env("DBWARD_LOG", "error");
+            }))
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        let client = Arc::new(().serve(transport).await?);
+        let c = client.clone();
+        let stdio = drive(clients, secs, move |_, i| {
+            let c = c.clone();
+            async move {
+                let r = c
+                    .call_tool(
+                        CallToolRequestParams::new("execute_query").with_arguments(
+                            json!({"query": SQL, "params": [1 + i % 100]})
+                                .as_object()
+                                .cloned()
+                                .unwrap_or_default(),
+                        ),
+                    )
+                    .await
+                    .expect("tool call");
+                assert_eq!(r.is_error, Some(false));
+            }
+        })
+        .await;
+        drop(client);
+        report(&format!("mcp stdio x{clients}"), &stdio, &direct);
+
+        // HTTP: one `dbward serve --transport http`, `clients` separate sessions.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let token = "bench-token-0123456789abcdef";
+        let mut server = tokio::process::Command::new(bin)
+            .args([
+                "serve",
+                "--transport",
+                "http",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--database-url",
+                url,
+            ])
+            .env("DBWARD_DATA_DIR", data.path())
+            .env("DBWARD_HTTP_TOKEN", token)
+            .env("DBWARD_LOG", "error")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()?;
+        let endpoint = format!("http://127.0.0.1:{port}/mcp");
+        let mut sessions = Vec::new();
+        for _ in 0..clients {
+            let mut tries = 0;
+            let session = loop {
+                let t = StreamableHttpClientTransport::from_config(
+                    StreamableHttpClientTransportConfig::with_uri(endpoint.clone())
+                        .auth_header(token),
+                );
+                match ().serve(t).await {
+                    Ok(s) => break s,
+                    Err(_) if tries < 50 => {
+                        tries += 1;
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            };
+            sessions.push(Arc::new(session));
+        }
+        let sessions = Arc::new(sessions);
+        let s = sessions.clone();
+        let http = drive(clients, secs, move |c, i| {
+            let session = s[c].clone();
+            async move {
+                let r = session
+                    .call_tool(
+                        CallToolRequestParams::new("execute_query").with_arguments(
+                            json!({"query": SQL, "params": [1 + i % 100]})
+                                .as_object()
+                                .cloned()
+                                .unwrap_or_default(),
+                        ),
+                    )
+                    .await
+                    .expect("tool call");
+                assert_eq!(r.is_error, Some(false));
+            }
+        })
+        .await;
+        report(&format!("mcp http x{clients}"), &http, &direct);
+        drop(sessions);
+        server.kill().await.ok();
+    }
+    Ok(())
+}
