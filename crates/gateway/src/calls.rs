@@ -204,7 +204,14 @@ impl Gateway {
                     .and_then(injection_shape),
             }
         };
-        let events = self.detector.observe(&ctx.principal, &observation);
+        let mut events = self.detector.observe(&ctx.principal, &observation);
+        // A database login refused is a failed authentication too.
+        if let Err(GatewayError::ConnectionUnavailable(m)) = &result
+            && m.starts_with("login refused")
+            && let Some(e) = self.detector.auth_failure(&ctx.principal)
+        {
+            events.push(e);
+        }
         let outcome_code = match &result {
             Ok(_) => "ok",
             Err(e) => e.code(),

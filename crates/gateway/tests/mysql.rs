@@ -650,3 +650,23 @@ async fn catalog_tools_read_table_explain_and_posture() {
     gw.close_connection(&id).await.expect("close");
     fx.drop().await;
 }
+
+#[tokio::test]
+async fn repeated_login_failures_block_the_principal() {
+    let fx = MyFixture::new().await;
+    let gw = Gateway::new(common::client_config_detecting());
+    let wrong = fx.url().replace(PASSWORD, "not-the-password");
+    for _ in 0..5 {
+        let e = gw
+            .connect(ConnectRequest::Url(SecretString::from(wrong.clone())))
+            .await
+            .expect_err("wrong password");
+        assert_eq!(e.code(), "connection_unavailable");
+    }
+    let e = gw
+        .connect(ConnectRequest::Url(SecretString::from(fx.url())))
+        .await
+        .expect_err("blocked after five failed logins");
+    assert_eq!(e.code(), "blocked", "{e}");
+    fx.drop().await;
+}
