@@ -64,7 +64,8 @@ pub enum Response {
 pub struct DetectorConfig {
     /// Sliding window, seconds. Default 60.
     pub window_s: u64,
-    /// Calls per window before a `medium` rate event. Default 300.
+    /// Calls per window before a `medium` rate event. Default 1,200 (20 a second sustained
+    /// for a minute: far beyond an assistant's pace).
     pub max_calls: usize,
     /// Refused calls per window before a `medium` probing event; twice as many is `high`.
     /// Default 5.
@@ -100,7 +101,7 @@ impl Default for DetectorConfig {
     fn default() -> Self {
         DetectorConfig {
             window_s: 60,
-            max_calls: 300,
+            max_calls: 1_200,
             probing_refusals: 5,
             high_severity_refusals: 3,
             cap_hits: 5,
