@@ -295,6 +295,10 @@ async fn http_requires_the_bearer_token() {
     );
     assert!(log.contains("missing or wrong bearer token"), "{log}");
     assert!(!log.contains(TOKEN), "{log}");
+    // The audit log names the principal, never the token.
+    let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).expect("audit log");
+    assert!(audit.contains("\"client\":\"ci"), "{audit}");
+    assert!(!audit.contains(TOKEN), "{audit}");
 }
 
 #[tokio::test]
