@@ -714,3 +714,51 @@ async fn connect_by_parameters_and_reader_role_and_identifier_limits() {
         .execute(&mut admin)
         .await;
 }
+
+/// A call abandoned mid-query (the client cancelled it) cancels the statement on the
+/// server, and the pool stays usable.
+#[tokio::test]
+async fn an_abandoned_query_is_cancelled_on_the_server() {
+    let fx = PgFixture::new().await;
+    let spec = ConnectSpec::from_url(&SecretString::from(fx.url())).expect("spec");
+    let backend = PgBackend::connect(&spec, &GatewayConfig::default().limits)
+        .await
+        .expect("connect");
+    let caps = Caps {
+        max_rows: 10,
+        max_bytes: 1 << 20,
+        timeout_ms: 60_000,
+        lock_timeout_ms: 500,
+        idle_in_transaction_timeout_ms: 60_000,
+    };
+    let abandoned = tokio::time::timeout(
+        std::time::Duration::from_millis(500),
+        backend.execute("SELECT pg_sleep(30)", &[], caps),
+    )
+    .await;
+    assert!(abandoned.is_err(), "the call was abandoned while running");
+    let mut admin = common::pg_admin().await;
+    let mut running = 1;
+    for _ in 0..50 {
+        running = sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND query LIKE '%pg_sleep(30)%' AND state = 'active'",
+        )
+        .bind(&fx.db)
+        .fetch_one(&mut admin)
+        .await
+        .expect("activity");
+        if running == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(running, 0, "the statement was cancelled on the server");
+    let r = backend
+        .execute("SELECT 1", &[], caps)
+        .await
+        .expect("the pool still works");
+    assert_eq!(r.rows[0][0], json!(1));
+    assert_eq!(fx.leftovers().await, (0, 0));
+    backend.close().await;
+    fx.drop().await;
+}

@@ -123,6 +123,16 @@ pub(crate) fn call_timeout(limit: Duration) -> CallToolResult {
     )
 }
 
+/// A call the client cancelled (notifications/cancelled) while it ran.
+pub(crate) fn call_cancelled() -> CallToolResult {
+    error_result(
+        "cancelled",
+        None,
+        "the call was cancelled by the client; its statement was cancelled on the database",
+        None,
+    )
+}
+
 /// Arguments that do not match the tool's input schema.
 pub(crate) fn invalid_arguments(tool: &str, detail: &str) -> CallToolResult {
     let detail = detail

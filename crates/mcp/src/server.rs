@@ -123,6 +123,7 @@ impl ServerHandler for DbwardServer {
             .peer_info()
             .map(|info| info.client_info.name.clone());
         let started = Instant::now();
+        let cancelled = context.ct.clone();
         // The gateway audits and rate-limits by this principal (never by a client header).
         let caller = dbward_gateway::calls::CallContext {
             principal: principal.clone(),
@@ -133,16 +134,25 @@ impl ServerHandler for DbwardServer {
             self.router
                 .call(ToolCallContext::new(self, request, context)),
         );
+        // notifications/cancelled: drop the call, which cancels its statement on the
+        // database (the gateway's in-flight guard) instead of letting it run on.
+        let call = async move {
+            tokio::select! {
+                r = call => Some(r),
+                _ = cancelled.cancelled() => None,
+            }
+        };
         let response = match tokio::time::timeout(self.options.call_timeout, call).await {
+            Ok(None) => Ok(render::call_cancelled().into()),
             Err(_) => Ok(render::call_timeout(self.options.call_timeout).into()),
             // rmcp reports arguments that do not match the schema as a bare tool error;
             // ours always carry structured content, so a bare one is an argument error.
-            Ok(Ok(CallToolResponse::Complete(result)))
+            Ok(Some(Ok(CallToolResponse::Complete(result))))
                 if result.is_error == Some(true) && result.structured_content.is_none() =>
             {
                 Ok(render::invalid_arguments(&tool, &text_of(&result)).into())
             }
-            Ok(other) => other,
+            Ok(Some(other)) => other,
         };
         let outcome = match &response {
             Ok(CallToolResponse::Complete(r)) if r.is_error == Some(true) => r

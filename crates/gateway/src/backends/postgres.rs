@@ -158,28 +158,43 @@ impl PgBackend {
         utility: bool,
     ) -> Result<QueryResult, GatewayError> {
         let started = Instant::now();
-        let mut conn = self.pool.acquire().await.map_err(|e| classify(e, &[]))?;
+        let conn = self.pool.acquire().await.map_err(|e| classify(e, &[]))?;
+        let mut flight = InFlight {
+            conn: Some(conn),
+            pool: self.pool.clone(),
+            pid: None,
+            armed: true,
+        };
         // The server cancels at statement_timeout; the client deadline is a backstop a
-        // little later, after which the connection is closed (and the server session ends).
+        // little later, after which the query is cancelled on the server and the
+        // connection closed. If this future is dropped (the client cancelled the call),
+        // `InFlight` does the same.
         let deadline = Duration::from_millis(caps.timeout_ms + 2_000);
-        let run = self.run(&mut conn, sql, params, caps, utility);
+        let InFlight { conn, pid, .. } = &mut flight;
+        let Some(conn) = conn.as_mut() else {
+            return Err(GatewayError::Internal("no pooled connection".into()));
+        };
+        let run = self.run(conn, sql, params, caps, utility, pid);
         let outcome = tokio::time::timeout(deadline, run).await;
         match outcome {
             Ok(Ok(mut r)) => {
+                flight.armed = false;
                 r.elapsed_ms = started.elapsed().as_millis() as u64;
                 Ok(r)
             }
             Ok(Err(e)) => {
-                conn.close_on_drop();
+                // The server already ended the statement; close the connection all the
+                // same so nothing of it carries over.
+                flight.armed = false;
+                if let Some(c) = flight.conn.as_mut() {
+                    c.close_on_drop();
+                }
                 Err(match e {
                     GatewayError::Timeout(_) => GatewayError::Timeout(caps.timeout_ms),
                     other => other,
                 })
             }
-            Err(_) => {
-                conn.close_on_drop();
-                Err(GatewayError::Timeout(caps.timeout_ms))
-            }
+            Err(_) => Err(GatewayError::Timeout(caps.timeout_ms)),
         }
     }
 
@@ -190,6 +205,7 @@ impl PgBackend {
         params: &[Value],
         caps: Caps,
         utility: bool,
+        pid: &mut Option<i32>,
     ) -> Result<QueryResult, GatewayError> {
         let err = |e| classify(e, &[]);
         // One round trip of our own constant-shaped text (the numbers are ours, the role
@@ -202,13 +218,18 @@ impl PgBackend {
             .unwrap_or_default();
         let begin = format!(
             "BEGIN READ ONLY; SET LOCAL statement_timeout = {}; SET LOCAL lock_timeout = {}; \
-             SET LOCAL idle_in_transaction_session_timeout = {}{role}",
+             SET LOCAL idle_in_transaction_session_timeout = {}{role}; SELECT pg_catalog.pg_backend_pid()",
             caps.timeout_ms, caps.lock_timeout_ms, caps.idle_in_transaction_timeout_ms
         );
-        sqlx::raw_sql(AssertSqlSafe(begin))
-            .execute(&mut *conn)
+        let started = sqlx::raw_sql(AssertSqlSafe(begin))
+            .fetch_all(&mut *conn)
             .await
             .map_err(err)?;
+        // The backend's pid, so a cancelled call can cancel its statement on the server.
+        *pid = started
+            .first()
+            .and_then(|r| r.try_get_raw(0).ok())
+            .and_then(|v| v.as_str().ok().and_then(|t| t.parse().ok()));
         if utility {
             let r = utility_rows(conn, sql, caps).await?;
             end(conn).await?;
@@ -659,6 +680,40 @@ impl PgBackend {
             can_write: superuser || writable > 0 || can_create || !dangerous.is_empty(),
             dangerous_roles: dangerous,
         })
+    }
+}
+
+/// A query in flight. If it is dropped while armed (the call was cancelled, or the client
+/// deadline passed), the statement is cancelled on the server from another connection and
+/// the connection is closed, never returned to the pool mid-query.
+struct InFlight {
+    conn: Option<sqlx::pool::PoolConnection<sqlx::Postgres>>,
+    pool: PgPool,
+    pid: Option<i32>,
+    armed: bool,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Some(c) = self.conn.as_mut() {
+            c.close_on_drop();
+        }
+        if let (Some(pid), Ok(rt)) = (self.pid, tokio::runtime::Handle::try_current()) {
+            let pool = self.pool.clone();
+            rt.spawn(async move {
+                // Our own statement about our own session, not a client's.
+                let r = sqlx::query("SELECT pg_catalog.pg_cancel_backend($1)")
+                    .bind(pid)
+                    .execute(&pool)
+                    .await;
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, pid, "could not cancel an abandoned query");
+                }
+            });
+        }
     }
 }
 
