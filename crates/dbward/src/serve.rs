@@ -107,6 +107,10 @@ pub struct ServeArgs {
     /// Default: none, so requests from web pages are refused.
     #[arg(long = "allowed-origin", value_name = "ORIGIN")]
     allowed_origins: Vec<String>,
+    /// A reverse proxy whose X-Forwarded-For is believed (repeatable); only the right-most
+    /// entry it did not add itself is used. Default: none (the header is ignored).
+    #[arg(long = "trusted-proxy", value_name = "IP")]
+    trusted_proxies: Vec<std::net::IpAddr>,
     /// Largest HTTP request body accepted, in bytes.
     #[arg(long, default_value_t = 1024 * 1024)]
     max_body_bytes: usize,
@@ -221,6 +225,7 @@ fn http_options(args: &ServeArgs, server: ServerOptions) -> anyhow::Result<HttpO
         tokens.add("default", &SecretString::from(token.to_string()))?;
     }
     Ok(HttpOptions {
+        trusted_proxies: args.trusted_proxies.clone(),
         tokens,
         allow_unauthenticated_loopback: args.allow_unauthenticated_loopback,
         allowed_hosts: args.allowed_hosts.clone(),

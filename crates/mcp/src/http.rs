@@ -160,6 +160,8 @@ pub struct HttpOptions {
     pub max_body_bytes: usize,
     /// Serve on a non-loopback address even though the database role can write.
     pub accept_writable_role: bool,
+    /// Reverse proxies whose `X-Forwarded-For` is believed. Empty: the header is ignored.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Options of the MCP server itself.
     pub server: ServerOptions,
 }
@@ -167,6 +169,7 @@ pub struct HttpOptions {
 impl Default for HttpOptions {
     fn default() -> Self {
         HttpOptions {
+            trusted_proxies: Vec::new(),
             tokens: TokenSet::new(),
             allow_unauthenticated_loopback: false,
             allowed_hosts: Vec::new(),
@@ -198,6 +201,7 @@ pub fn check_exposure(addr: SocketAddr, options: &HttpOptions) -> Result<(), Mcp
 
 struct AuthState {
     tokens: TokenSet,
+    trusted_proxies: Vec<std::net::IpAddr>,
     /// Failed authentications are security events.
     gateway: Arc<Gateway>,
 }
@@ -268,6 +272,7 @@ pub async fn serve_http(
         );
     let auth = Arc::new(AuthState {
         tokens: options.tokens.clone(),
+        trusted_proxies: options.trusted_proxies.clone(),
         gateway: gateway.clone(),
     });
     let metrics_gateway = gateway.clone();
@@ -314,6 +319,32 @@ fn bearer(req: &Request) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
+/// The client's address: the TCP peer, unless the peer is a trusted proxy, in which case
+/// the right-most `X-Forwarded-For` entry that is not itself a trusted proxy (entries to its
+/// left were written by the client and prove nothing).
+pub fn client_address(
+    peer: std::net::IpAddr,
+    headers: &axum::http::HeaderMap,
+    trusted: &[std::net::IpAddr],
+) -> std::net::IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let entries: Vec<std::net::IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|e| e.trim().parse().ok())
+        .collect();
+    entries
+        .iter()
+        .rev()
+        .find(|ip| !trusted.contains(ip))
+        .copied()
+        .unwrap_or(peer)
+}
+
 async fn require_token(
     State(auth): State<Arc<AuthState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -332,6 +363,7 @@ async fn require_token(
             next.run(req).await
         }
         None => {
+            let peer = client_address(peer.ip(), req.headers(), &auth.trusted_proxies);
             tracing::warn!(
                 %peer,
                 path = %req.uri().path(),
@@ -340,7 +372,7 @@ async fn require_token(
             );
             // No principal could be established: the peer address stands in for it.
             auth.gateway
-                .record_auth_failure(&format!("peer:{}", peer.ip()), "HTTP bearer token")
+                .record_auth_failure(&format!("peer:{peer}"), "HTTP bearer token")
                 .await;
             let mut response = (
                 StatusCode::UNAUTHORIZED,
@@ -360,6 +392,26 @@ async fn require_token(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let proxy: std::net::IpAddr = "10.0.0.2".parse().expect("ip");
+        let mut h = axum::http::HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            "6.6.6.6, 203.0.113.7, 10.0.0.2".parse().expect("hv"),
+        );
+        // From the trusted proxy: the right-most entry that is not a trusted proxy.
+        assert_eq!(
+            client_address(proxy, &h, &[proxy]).to_string(),
+            "203.0.113.7"
+        );
+        // From anyone else: the header is ignored.
+        let other: std::net::IpAddr = "198.51.100.9".parse().expect("ip");
+        assert_eq!(client_address(other, &h, &[proxy]), other);
+        // No trusted proxies configured: ignored.
+        assert_eq!(client_address(proxy, &h, &[]), proxy);
+    }
 
     fn secret(s: &str) -> SecretString {
         SecretString::from(s.to_string())
