@@ -209,6 +209,21 @@ async fn database_enforcement_holds_without_the_policy() {
             "{sql}: {e:?}"
         );
     }
+    // A session setting changed by a query (set_config with is_local = false) does not
+    // outlive it: the rollback undoes it.
+    backend
+        .execute("SELECT set_config('work_mem', '77MB', false)", &[], caps)
+        .await
+        .expect("runs when the policy is bypassed");
+    let shown = backend
+        .execute_utility("SHOW work_mem", caps)
+        .await
+        .expect("show");
+    assert_ne!(
+        shown.rows[0][0],
+        json!("77MB"),
+        "the setting was rolled back"
+    );
     // A session-level advisory lock taken by a query does not outlive it.
     backend
         .execute("SELECT pg_advisory_lock(7)", &[], caps)

@@ -217,8 +217,10 @@ impl PgBackend {
             .map(|r| format!("; SET LOCAL ROLE {}", quote_ident(r)))
             .unwrap_or_default();
         let begin = format!(
-            "BEGIN READ ONLY; SET LOCAL statement_timeout = {}; SET LOCAL lock_timeout = {}; \
-             SET LOCAL idle_in_transaction_session_timeout = {}{role}; SELECT pg_catalog.pg_backend_pid()",
+            "BEGIN READ ONLY{role}; SELECT pg_catalog.set_config('statement_timeout', '{}', true), \
+             pg_catalog.set_config('lock_timeout', '{}', true), \
+             pg_catalog.set_config('idle_in_transaction_session_timeout', '{}', true), \
+             pg_catalog.pg_backend_pid()",
             caps.timeout_ms, caps.lock_timeout_ms, caps.idle_in_transaction_timeout_ms
         );
         let started = sqlx::raw_sql(AssertSqlSafe(begin))
@@ -228,7 +230,7 @@ impl PgBackend {
         // The backend's pid, so a cancelled call can cancel its statement on the server.
         *pid = started
             .first()
-            .and_then(|r| r.try_get_raw(0).ok())
+            .and_then(|r| r.try_get_raw(3).ok())
             .and_then(|v| v.as_str().ok().and_then(|t| t.parse().ok()));
         if utility {
             let r = utility_rows(conn, sql, caps).await?;
@@ -728,17 +730,16 @@ fn columns_of(row: &sqlx::postgres::PgRow) -> Vec<Column> {
         .collect()
 }
 
-/// Always roll back, then reset everything a query could leave on the session (cursors,
-/// settings, prepared statements, listeners, advisory locks, temp objects): what
-/// `DISCARD ALL` does, which cannot share a message with `ROLLBACK`. One round trip.
+/// Always roll back, then release session-level advisory locks: the one kind of session
+/// state a read-only statement can leave behind that a rollback does not undo. (Settings
+/// changed with `set_config(..., false)`, LISTEN, cursors and notifications are
+/// transactional and die with the rollback; PREPARE, temp tables and sequence changes
+/// cannot happen inside a read-only cursor.) One round trip.
 async fn end(conn: &mut sqlx::PgConnection) -> Result<(), GatewayError> {
-    sqlx::raw_sql(
-        "ROLLBACK; CLOSE ALL; RESET ALL; DEALLOCATE ALL; UNLISTEN *; \
-         SELECT pg_catalog.pg_advisory_unlock_all(); DISCARD PLANS; DISCARD TEMP; DISCARD SEQUENCES",
-    )
-    .execute(&mut *conn)
-    .await
-    .map_err(|e| classify(e, &[]))?;
+    sqlx::raw_sql("ROLLBACK; SELECT pg_catalog.pg_advisory_unlock_all()")
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| classify(e, &[]))?;
     Ok(())
 }
 
