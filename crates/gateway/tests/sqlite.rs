@@ -241,3 +241,52 @@ async fn missing_file_is_a_clear_error() {
         .expect_err("no file");
     assert_eq!(e.code(), "connection_unavailable");
 }
+
+/// CPU time this process has used (user + system), from /proc.
+fn cpu_time() -> std::time::Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("stat");
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .expect("fields")
+        .split_whitespace()
+        .collect();
+    let ticks: u64 =
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+    std::time::Duration::from_millis(ticks * 10) // USER_HZ is 100 on Linux
+}
+
+#[tokio::test]
+async fn an_abandoned_query_stops_at_once() {
+    let (_dir, path) = fixture();
+    let b = SqliteBackend::connect(&path).await.expect("opens");
+    let caps = Caps {
+        max_rows: 10,
+        max_bytes: 1 << 20,
+        timeout_ms: 60_000,
+        lock_timeout_ms: 0,
+        idle_in_transaction_timeout_ms: 0,
+    };
+    let runaway =
+        "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c) SELECT count(*) FROM c";
+    let abandoned = tokio::time::timeout(
+        std::time::Duration::from_millis(200),
+        b.execute(runaway, &[], caps),
+    )
+    .await;
+    assert!(abandoned.is_err(), "abandoned while running");
+    // If the statement kept running to its 60-second deadline it would burn a core: measure.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let before = cpu_time();
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let burnt = cpu_time() - before;
+    assert!(
+        burnt < std::time::Duration::from_millis(300),
+        "the abandoned statement still runs: {burnt:?} of CPU in 600 ms"
+    );
+    let r = b
+        .execute("SELECT count(*) FROM servers", &[], caps)
+        .await
+        .expect("next call");
+    assert_eq!(r.rows[0][0], json!(500));
+}

@@ -9,6 +9,8 @@
 //! Invariant: user queries run only on connections with the authorizer installed.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -123,7 +125,16 @@ impl SqliteBackend {
         let path = self.path.clone();
         let sql = sql.to_string();
         let params = params.to_vec();
-        blocking(move || run(&path, &sql, &params, caps)).await
+        // If this call is dropped (the client cancelled it), the flag ends the statement at
+        // the progress handler's next tick instead of letting it run to its deadline.
+        let mut abandon = AbandonOnDrop {
+            flag: Arc::new(AtomicBool::new(false)),
+            armed: true,
+        };
+        let flag = abandon.flag.clone();
+        let r = blocking(move || run(&path, &sql, &params, caps, &flag)).await;
+        abandon.armed = false;
+        r
     }
 
     /// Tables and views.
@@ -321,13 +332,37 @@ impl SqliteBackend {
     }
 }
 
-fn run(path: &Path, sql: &str, params: &[Value], caps: Caps) -> Result<QueryResult, GatewayError> {
+/// Sets its flag when dropped while armed: the call was abandoned mid-run.
+struct AbandonOnDrop {
+    flag: Arc<AtomicBool>,
+    armed: bool,
+}
+
+impl Drop for AbandonOnDrop {
+    fn drop(&mut self) {
+        if self.armed {
+            self.flag.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+fn run(
+    path: &Path,
+    sql: &str,
+    params: &[Value],
+    caps: Caps,
+    abandoned: &Arc<AtomicBool>,
+) -> Result<QueryResult, GatewayError> {
     let started = Instant::now();
     let conn = open(path)?;
     conn.authorizer(Some(authorize)).map_err(classify)?;
     let deadline = started + Duration::from_millis(caps.timeout_ms);
-    conn.progress_handler(1_000, Some(move || Instant::now() > deadline))
-        .map_err(classify)?;
+    let abandoned = abandoned.clone();
+    conn.progress_handler(
+        1_000,
+        Some(move || abandoned.load(Ordering::Relaxed) || Instant::now() > deadline),
+    )
+    .map_err(classify)?;
     let mut stmt = conn.prepare(sql).map_err(classify)?;
     if !stmt.readonly() {
         return Err(GatewayError::ReadOnlyViolation(
