@@ -300,14 +300,7 @@ impl PgBackend {
                 .prepare(AssertSqlSafe(sql.to_string()).into_sql_str())
                 .await
                 .map_err(err)?;
-            columns = prepared
-                .columns()
-                .iter()
-                .map(|c| Column {
-                    name: c.name().to_string(),
-                    type_name: c.type_info().name().to_ascii_lowercase(),
-                })
-                .collect();
+            columns = prepared.columns().iter().map(column_of).collect();
         }
         if !unknown_oids.is_empty() {
             self.name_types(conn, &mut columns, &unknown_oids).await?;
@@ -719,15 +712,17 @@ impl Drop for InFlight {
     }
 }
 
+/// One result column: its label and the driver's name for its type, lower-cased.
+fn column_of(c: &sqlx::postgres::PgColumn) -> Column {
+    Column {
+        name: c.name().to_string(),
+        type_name: c.type_info().name().to_ascii_lowercase(),
+    }
+}
+
 /// Column names and types of a result row.
 fn columns_of(row: &sqlx::postgres::PgRow) -> Vec<Column> {
-    row.columns()
-        .iter()
-        .map(|c| Column {
-            name: c.name().to_string(),
-            type_name: c.type_info().name().to_ascii_lowercase(),
-        })
-        .collect()
+    row.columns().iter().map(column_of).collect()
 }
 
 /// Always roll back, then release session-level advisory locks: the one kind of session
@@ -756,14 +751,7 @@ async fn utility_rows(
     let (mut bytes, mut truncated) = (0usize, false);
     while let Some(row) = stream.try_next().await.map_err(err)? {
         if columns.is_empty() {
-            columns = row
-                .columns()
-                .iter()
-                .map(|c| Column {
-                    name: c.name().to_string(),
-                    type_name: c.type_info().name().to_ascii_lowercase(),
-                })
-                .collect();
+            columns = row.columns().iter().map(column_of).collect();
         }
         if rows.len() == caps.max_rows {
             truncated = true;
