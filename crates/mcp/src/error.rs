@@ -16,6 +16,9 @@ pub enum McpError {
     /// The MCP session could not be initialised.
     #[error("MCP initialisation failed: {0}")]
     Initialize(String),
+    /// The MCP client of a child `dbward serve` failed.
+    #[error("MCP client: {0}")]
+    Client(String),
     /// Reading or writing the transport failed.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),

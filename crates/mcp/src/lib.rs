@@ -19,6 +19,7 @@
 
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod client;
 mod error;
 pub mod http;
 mod render;
