@@ -7,6 +7,7 @@ mod check;
 mod connections;
 mod serve;
 mod setup_role;
+mod web;
 
 use std::process::ExitCode;
 
@@ -33,6 +34,10 @@ enum Command {
     Connections(connections::ConnectionsArgs),
     /// Verify or read the tamper-evident audit log.
     Audit(audit::AuditArgs),
+    /// The web UI and chat API (`POST /api/chat`) over the assistant.
+    Web(Box<web::WebArgs>),
+    /// The web UI over the embedded SQLite demo database (same flags as `web`).
+    Demo(Box<web::WebArgs>),
     /// Serve the database tools to AI clients over MCP (stdio or streamable HTTP).
     ///
     /// Without --database-url, DBWARD_DATABASE_URL or --connection, serves the embedded
@@ -58,6 +63,7 @@ fn main() -> ExitCode {
         Command::SetupRole(args) => setup_role::run(&args),
         Command::Connections(args) => connections::run(&args),
         Command::Audit(args) => audit::run(&args),
+        Command::Web(args) | Command::Demo(args) => web::run(*args),
         Command::Serve(args) => serve::run(*args),
     }
 }
