@@ -73,6 +73,7 @@ async fn chat_api_answers_with_steps_through_the_real_server() {
         json!({"choices": [{"message": {"tool_calls": [{"function": {"name": "execute_query",
             "arguments": "{\"query\": \"SELECT name FROM departments ORDER BY id LIMIT 2\"}"}}]}}]}),
         json!({"choices": [{"message": {"content": "Engineering and Finance come first."}}]}),
+        json!({"choices": [{"message": {"content": "Streamed answer."}}]}),
     ])
     .await;
     let (mut child, base) = start(
@@ -120,6 +121,26 @@ async fn chat_api_answers_with_steps_through_the_real_server() {
     assert_eq!(body["steps"][0]["verdict"], "allowed");
     assert_eq!(body["steps"][0]["row_count"], 2);
     assert_eq!(body["conversation"].as_str().map(str::len), Some(32));
+    // The same as server-sent events, continuing the conversation.
+    let r = http
+        .post(format!("{base}/api/chat"))
+        .header("content-type", "application/json")
+        .header("accept", "text/event-stream")
+        .body(json!({"message": "And then?", "conversation": body["conversation"]}).to_string())
+        .send()
+        .await
+        .expect("chat");
+    assert_eq!(r.status(), 200);
+    let events = r.text().await.expect("events");
+    assert!(events.contains("event: conversation"), "{events}");
+    assert!(
+        events.contains(body["conversation"].as_str().unwrap_or("?")),
+        "{events}"
+    );
+    assert!(
+        events.contains("event: answer") && events.contains("Streamed answer."),
+        "{events}"
+    );
     // A cross-site post is refused; a form post is not JSON and is refused too.
     let r = http
         .post(format!("{base}/api/chat"))

@@ -151,7 +151,35 @@ async fn chat(
             conversations.remove(&old);
         }
     }
+    let wants_events = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/event-stream"));
     match result {
+        Ok(answer) if wants_events => {
+            // The same content as the JSON answer, as events: `conversation`, one `step`
+            // per tool call, then `answer`.
+            use axum::response::sse::{Event, Sse};
+            let mut events = vec![
+                Event::default()
+                    .event("conversation")
+                    .data(json!({"conversation": id}).to_string()),
+            ];
+            for step in &answer.steps {
+                events.push(
+                    Event::default()
+                        .event("step")
+                        .data(serde_json::to_string(step).unwrap_or_default()),
+                );
+            }
+            events.push(
+                Event::default()
+                    .event("answer")
+                    .data(json!({"answer": answer.answer, "flags": answer.flags}).to_string()),
+            );
+            let stream = futures_stream(events);
+            Sse::new(stream).into_response()
+        }
         Ok(answer) => axum::Json(json!({
             "conversation": id,
             "steps": answer.steps,
@@ -161,6 +189,14 @@ async fn chat(
         .into_response(),
         Err(e) => error(StatusCode::BAD_GATEWAY, "assistant_error", &e.to_string()),
     }
+}
+
+/// A stream of ready events.
+fn futures_stream(
+    events: Vec<axum::response::sse::Event>,
+) -> impl futures_core::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>
+{
+    tokio_stream::iter(events.into_iter().map(Ok))
 }
 
 /// Serves the app on `listener` until `shutdown` completes.
