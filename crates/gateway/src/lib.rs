@@ -29,7 +29,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use dbward_policy::{Dialect, Policy, Verdict};
+use dbward_policy::{Policy, Verdict};
 use secrecy::SecretString;
 use serde_json::Value;
 
@@ -585,9 +585,4 @@ fn validate_identifier(kind: DbKind, s: &str) -> Result<(), GatewayError> {
         )));
     }
     Ok(())
-}
-
-/// The dialect of a connection kind (re-exported for adapters).
-pub fn dialect_of(kind: DbKind) -> Dialect {
-    kind.dialect()
 }

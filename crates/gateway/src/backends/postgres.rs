@@ -5,7 +5,8 @@
 //! `idle_in_transaction_session_timeout` set locally (and `SET LOCAL ROLE` when a reader role
 //! is configured), as `DECLARE ... NO SCROLL CURSOR` over the extended protocol (one
 //! statement per message: a second statement cannot ride along), then `FETCH`ed in chunks
-//! until the row or byte cap, and always rolled back.
+//! until the row or byte cap, and always rolled back, with session-level advisory locks
+//! released (everything else a read-only statement can change is undone by the rollback).
 //!
 //! The `FETCH` is our own constant text; it goes over the simple protocol so that every
 //! value of every type comes back in its text form (and is then converted to JSON by type
@@ -93,7 +94,8 @@ impl PgBackend {
             .ssl_mode(ssl(spec.sslmode))
             .application_name("dbward")
             .options([("default_transaction_read_only", "on")])
-            // No named prepared statements: DISCARD ALL after every query would drop them.
+            // No named prepared statements: every client query text would otherwise stay
+            // behind as a server-side prepared statement in each pooled session.
             .statement_cache_capacity(0);
         if let Some(u) = &spec.username {
             opts = opts.username(u);

@@ -18,8 +18,8 @@ use crate::render;
 use crate::server::{DbwardServer, answer};
 
 /// Arguments of `connect` when client connections are allowed: exactly one of `name`,
-/// `url`, `parameters`.
-#[derive(Debug, Deserialize, JsonSchema)]
+/// `url`, `parameters`. Debug output masks the URL and the password.
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectArgs {
     /// A named connection from the server's configuration (see list_connections for those already open).
@@ -59,8 +59,8 @@ pub enum DbType {
     Sqlite,
 }
 
-/// Connection parameters.
-#[derive(Debug, Deserialize, JsonSchema)]
+/// Connection parameters. Debug output masks the password.
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectParameters {
     /// The database kind.
@@ -91,6 +91,31 @@ pub struct ConnectParameters {
 }
 
 const DESCRIPTION_NAMED: &str = "Open a named connection from the server's configuration and return its id; pass the id as connection_id to other tools. Connecting with a URL or credentials is disabled on this server. Example: {\"name\": \"warehouse\"}";
+
+impl std::fmt::Debug for ConnectArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectArgs")
+            .field("name", &self.name)
+            .field("url", &self.url.as_ref().map(|_| "****"))
+            .field("parameters", &self.parameters)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for ConnectParameters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectParameters")
+            .field("kind", &self.kind)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("database", &self.database)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "****"))
+            .field("path", &self.path)
+            .field("sslmode", &self.sslmode)
+            .finish()
+    }
+}
 
 const DESCRIPTION: &str = "Open a database connection and return its id; pass the id as connection_id to other tools. Give exactly one of: name (a named connection from the server's configuration, preferred), url (postgresql://user:pass@host:5432/db, mysql://..., sqlite:///path/file.db) or parameters. Example: {\"name\": \"warehouse\"}";
 
@@ -161,5 +186,25 @@ impl DbwardServer {
                 ),
             )
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_masks_urls_and_passwords() {
+        let args: ConnectArgs = serde_json::from_value(serde_json::json!({
+            "url": "postgresql://app:Hunter2-Secret@db:5432/x",
+            "parameters": {"type": "postgresql", "password": "Other-Secret-9"}
+        }))
+        .expect("parses");
+        let debug = format!("{args:?}");
+        assert!(
+            !debug.contains("Hunter2-Secret") && !debug.contains("Other-Secret-9"),
+            "{debug}"
+        );
+        assert!(debug.contains("****"), "{debug}");
     }
 }

@@ -3,28 +3,10 @@
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::CallToolResult;
 use rmcp::{tool, tool_router};
-use schemars::JsonSchema;
-use serde::Deserialize;
 
-use super::CONNECTION_ID_DOC;
+use super::TableArgs;
 use crate::render;
 use crate::server::{DbwardServer, answer};
-
-/// Arguments of `describe_table`.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DescribeTableArgs {
-    #[serde(default)]
-    #[schemars(description = CONNECTION_ID_DOC, regex(pattern = r"^[0-9a-fA-F]{32}$"))]
-    pub connection_id: Option<String>,
-    /// The table or view name, as list_tables shows it (without the schema).
-    #[schemars(length(min = 1, max = 63))]
-    pub table: String,
-    /// Its schema. Default: the connection's search path / current database.
-    #[serde(default)]
-    #[schemars(length(min = 1, max = 63))]
-    pub schema: Option<String>,
-}
 
 const DESCRIPTION: &str = "Describe one table or view: columns with types, nullability, defaults and comments; primary key; foreign keys; indexes; table comment. Use it before writing a query. Example: {\"table\": \"servers\"} or {\"schema\": \"public\", \"table\": \"servers\"}";
 
@@ -35,10 +17,7 @@ impl DbwardServer {
         description = DESCRIPTION,
         annotations(read_only_hint = true, open_world_hint = false)
     )]
-    async fn describe_table(
-        &self,
-        Parameters(args): Parameters<DescribeTableArgs>,
-    ) -> CallToolResult {
+    async fn describe_table(&self, Parameters(args): Parameters<TableArgs>) -> CallToolResult {
         let id = self.connection(args.connection_id.as_deref());
         answer(
             self.gateway

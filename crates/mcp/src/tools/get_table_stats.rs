@@ -3,28 +3,10 @@
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::CallToolResult;
 use rmcp::{tool, tool_router};
-use schemars::JsonSchema;
-use serde::Deserialize;
 
-use super::CONNECTION_ID_DOC;
+use super::TableArgs;
 use crate::render;
 use crate::server::{DbwardServer, answer};
-
-/// Arguments of `get_table_stats`.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct GetTableStatsArgs {
-    #[serde(default)]
-    #[schemars(description = CONNECTION_ID_DOC, regex(pattern = r"^[0-9a-fA-F]{32}$"))]
-    pub connection_id: Option<String>,
-    /// The table name (without the schema).
-    #[schemars(length(min = 1, max = 63))]
-    pub table: String,
-    /// Its schema. Default: the connection's search path / current database.
-    #[serde(default)]
-    #[schemars(length(min = 1, max = 63))]
-    pub schema: Option<String>,
-}
 
 const DESCRIPTION: &str = "Statistics of one table without scanning it: estimated row count (exact for SQLite), table and total size in bytes where the database reports them, per-column null fraction and distinct-value estimate, and indexes. Use it to judge how big a query's result will be. Example: {\"table\": \"incidents\"}";
 
@@ -35,10 +17,7 @@ impl DbwardServer {
         description = DESCRIPTION,
         annotations(read_only_hint = true, open_world_hint = false)
     )]
-    async fn get_table_stats(
-        &self,
-        Parameters(args): Parameters<GetTableStatsArgs>,
-    ) -> CallToolResult {
+    async fn get_table_stats(&self, Parameters(args): Parameters<TableArgs>) -> CallToolResult {
         let id = self.connection(args.connection_id.as_deref());
         answer(
             self.gateway

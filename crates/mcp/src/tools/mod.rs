@@ -97,4 +97,20 @@ fn set_bound(
 }
 
 /// The connection-id field's description, shared by every tool's schema.
+/// Arguments of the tools that take one table: `describe_table`, `get_table_stats`.
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TableArgs {
+    #[serde(default)]
+    #[schemars(description = CONNECTION_ID_DOC, regex(pattern = r"^[0-9a-fA-F]{32}$"))]
+    pub connection_id: Option<String>,
+    /// The table or view name, as list_tables shows it (without the schema).
+    #[schemars(length(min = 1, max = 63))]
+    pub table: String,
+    /// Its schema. Default: the connection's search path / current database.
+    #[serde(default)]
+    #[schemars(length(min = 1, max = 63))]
+    pub schema: Option<String>,
+}
+
 pub(crate) const CONNECTION_ID_DOC: &str = "Connection id (32 hex characters) from list_connections or connect. Omit it to use the server's default connection.";
