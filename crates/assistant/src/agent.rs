@@ -11,8 +11,10 @@
 //! gateway refuse or keep read-only.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use dbward_mcp::client::ChildServer;
+use dbward_mcp::{HostEvent, HostEventKind};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -92,10 +94,19 @@ pub struct Answer {
     pub flags: Vec<String>,
 }
 
+/// What the assistant reports while it works, for a UI that shows it live.
+#[derive(Debug, Clone)]
+pub enum Progress {
+    /// A tool call finished (allowed, refused or failed).
+    Step(Step),
+    /// A piece of the model's text, as it streams.
+    Token(String),
+}
+
 /// The assistant: an LLM client and an MCP host of one `dbward serve` child.
 pub struct Assistant {
     llm: LlmClient,
-    host: ChildServer,
+    host: Arc<ChildServer>,
     tools: Vec<ToolSpec>,
     schemas: HashMap<String, jsonschema::Validator>,
     /// Most tool-call rounds per question. Default 6.
@@ -104,7 +115,7 @@ pub struct Assistant {
 
 impl Assistant {
     /// Builds the assistant over a started child; reads its tool list once.
-    pub async fn new(llm: LlmClient, host: ChildServer) -> Result<Assistant, AssistantError> {
+    pub async fn new(llm: LlmClient, host: Arc<ChildServer>) -> Result<Assistant, AssistantError> {
         let offered = host
             .tools()
             .await
@@ -141,10 +152,14 @@ impl Assistant {
     }
 
     /// Answers one question; `history` holds the conversation so far and is extended.
+    /// `session` names the host's user (a browser session) to the server, which audits and
+    /// rate-limits each session apart; `None` calls as the host itself.
     pub async fn ask(
         &self,
         question: &str,
         history: &mut Vec<ChatMessage>,
+        session: Option<&str>,
+        progress: Option<&tokio::sync::mpsc::UnboundedSender<Progress>>,
     ) -> Result<Answer, AssistantError> {
         let q = question.trim();
         if q.is_empty() || q.contains('\0') || q.chars().count() > MAX_QUESTION_CHARS {
@@ -155,6 +170,13 @@ impl Assistant {
         let flags = injection_flags(q);
         if !flags.is_empty() {
             tracing::warn!(flags = ?flags, "injection-shaped question (security event)");
+            self.report(
+                session,
+                HostEventKind::InjectionShapedQuestion {
+                    flags: flags.clone(),
+                },
+            )
+            .await;
         }
         if history.is_empty() {
             history.push(ChatMessage {
@@ -170,7 +192,25 @@ impl Assistant {
         });
         let mut steps = Vec::new();
         for _ in 0..self.max_rounds {
-            let reply = self.llm.chat(history, &self.tools).await?;
+            let completion = match progress {
+                Some(tx) => {
+                    self.llm
+                        .chat_streaming(history, &self.tools, |t| {
+                            let _ = tx.send(Progress::Token(t.to_string()));
+                        })
+                        .await
+                }
+                None => self.llm.chat(history, &self.tools).await,
+            };
+            let reply = match completion {
+                Ok(r) => r,
+                Err(e) => {
+                    if matches!(e, LlmError::Unauthorized(_)) {
+                        self.report(session, HostEventKind::LlmAuthFailed).await;
+                    }
+                    return Err(e.into());
+                }
+            };
             history.push(reply.clone());
             if reply.tool_calls.is_empty() {
                 return Ok(Answer {
@@ -181,8 +221,11 @@ impl Assistant {
             }
             for call in &reply.tool_calls {
                 let (step, for_model) = self
-                    .run_call(&call.function.name, &call.function.arguments)
+                    .run_call(session, &call.function.name, &call.function.arguments)
                     .await;
+                if let Some(tx) = progress {
+                    let _ = tx.send(Progress::Step(step.clone()));
+                }
                 steps.push(step);
                 history.push(ChatMessage {
                     role: "tool".into(),
@@ -203,7 +246,7 @@ impl Assistant {
     }
 
     /// Checks and runs one proposed call: the step for the UI, and the text for the model.
-    async fn run_call(&self, name: &str, arguments: &str) -> (Step, String) {
+    async fn run_call(&self, session: Option<&str>, name: &str, arguments: &str) -> (Step, String) {
         let refused = |args: Value, why: String| {
             let text = format!("REFUSED: {why}");
             (
@@ -219,31 +262,24 @@ impl Assistant {
                 text,
             )
         };
-        if arguments.len() > MAX_ARGUMENT_BYTES {
-            return refused(
-                Value::Null,
-                format!("arguments over {MAX_ARGUMENT_BYTES} bytes"),
-            );
-        }
-        let Some(validator) = self.schemas.get(name) else {
-            return refused(Value::Null, format!("`{name}` is not an allowed tool"));
+        let (args, map) = match self.check_call(name, arguments) {
+            Ok(ok) => ok,
+            Err((args, why, serious)) => {
+                // The model proposed something the assistant will not send: a security
+                // event (a model that does this may be following injected instructions).
+                self.report(
+                    session,
+                    HostEventKind::RefusedToolCall {
+                        tool: name.chars().take(64).collect(),
+                        reason: why.chars().take(200).collect(),
+                        serious,
+                    },
+                )
+                .await;
+                return refused(args, why);
+            }
         };
-        let args: Value = match serde_json::from_str(if arguments.trim().is_empty() {
-            "{}"
-        } else {
-            arguments
-        }) {
-            Ok(v) => v,
-            Err(e) => return refused(Value::Null, format!("arguments are not JSON: {e}")),
-        };
-        let Value::Object(map) = args.clone() else {
-            return refused(args, "arguments must be a JSON object".into());
-        };
-        if let Err(e) = validator.validate(&args) {
-            let why = format!("arguments do not match the tool's schema: {e}");
-            return refused(args.clone(), why);
-        }
-        match self.host.call(name, map).await {
+        match self.host.call_as(session, name, map).await {
             Err(e) => refused(args, e.to_string()),
             Ok(out) => {
                 let structured = out.structured.clone();
@@ -287,9 +323,62 @@ impl Assistant {
         }
     }
 
-    /// Ends the child.
+    /// The assistant's own checks of a proposed call: the allowlist, the size limit, JSON,
+    /// and the tool's schema. `Err` holds the arguments (as far as they parsed), why, and
+    /// whether it is serious (an unknown tool or oversized arguments, rather than a model's
+    /// ordinary mistake with the schema).
+    #[allow(clippy::type_complexity, reason = "private; the tuple is read at once")]
+    fn check_call(
+        &self,
+        name: &str,
+        arguments: &str,
+    ) -> Result<(Value, serde_json::Map<String, Value>), (Value, String, bool)> {
+        if arguments.len() > MAX_ARGUMENT_BYTES {
+            return Err((
+                Value::Null,
+                format!("arguments over {MAX_ARGUMENT_BYTES} bytes"),
+                true,
+            ));
+        }
+        let Some(validator) = self.schemas.get(name) else {
+            return Err((
+                Value::Null,
+                format!("`{name}` is not an allowed tool"),
+                true,
+            ));
+        };
+        let args: Value = serde_json::from_str(if arguments.trim().is_empty() {
+            "{}"
+        } else {
+            arguments
+        })
+        .map_err(|e| (Value::Null, format!("arguments are not JSON: {e}"), false))?;
+        let Value::Object(map) = args.clone() else {
+            return Err((args, "arguments must be a JSON object".into(), false));
+        };
+        if let Err(e) = validator.validate(&args) {
+            let why = format!("arguments do not match the tool's schema: {e}");
+            return Err((args, why, false));
+        }
+        Ok((args, map))
+    }
+
+    /// Ends the child, if no one else holds it.
     pub async fn close(self) {
-        self.host.close().await;
+        if let Ok(host) = Arc::try_unwrap(self.host) {
+            host.close().await;
+        }
+    }
+
+    /// Reports a security event to the server (audited there); a failure is logged only.
+    async fn report(&self, session: Option<&str>, kind: HostEventKind) {
+        let event = HostEvent {
+            session: session.map(String::from),
+            kind,
+        };
+        if let Err(e) = self.host.report(&event).await {
+            tracing::warn!(error = %e, "security event not delivered to the server");
+        }
     }
 }
 

@@ -203,10 +203,71 @@ impl LlmClient {
         messages: &[ChatMessage],
         tools: &[ToolSpec],
     ) -> Result<ChatMessage, LlmError> {
-        let url = format!(
-            "{}/chat/completions",
-            self.config.base_url.trim_end_matches('/')
-        );
+        let resp = self.send(self.body(messages, tools, false)).await?;
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| LlmError::Malformed(e.without_url().to_string()))?;
+        parse(&text)
+    }
+
+    /// One completion, streamed: `on_token` gets each piece of text as it arrives (the
+    /// request asks for `stream: true`; a server that answers with plain JSON instead is
+    /// read whole and its text given as one piece). Returns the whole message.
+    pub async fn chat_streaming(
+        &self,
+        messages: &[ChatMessage],
+        tools: &[ToolSpec],
+        mut on_token: impl FnMut(&str),
+    ) -> Result<ChatMessage, LlmError> {
+        let mut resp = self.send(self.body(messages, tools, true)).await?;
+        let is_sse = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        if !is_sse {
+            let text = resp
+                .text()
+                .await
+                .map_err(|e| LlmError::Malformed(e.without_url().to_string()))?;
+            let message = parse(&text)?;
+            if let Some(t) = message.content.as_deref().filter(|t| !t.is_empty()) {
+                on_token(t);
+            }
+            return Ok(message);
+        }
+        let mut stream = StreamedMessage::default();
+        let mut pending: Vec<u8> = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| LlmError::Malformed(e.without_url().to_string()))?
+        {
+            pending.extend_from_slice(&chunk);
+            if pending.len() > MAX_STREAM_LINE && !pending.contains(&b'\n') {
+                return Err(LlmError::Malformed("a streamed line is too long".into()));
+            }
+            while let Some(nl) = pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=nl).collect();
+                let line = String::from_utf8_lossy(&line);
+                let line = line.trim();
+                let Some(data) = line.strip_prefix("data:") else {
+                    continue;
+                };
+                let data = data.trim();
+                if data == "[DONE]" {
+                    return stream.finish();
+                }
+                if let Some(t) = stream.feed(data)? {
+                    on_token(&t);
+                }
+            }
+        }
+        stream.finish()
+    }
+
+    fn body(&self, messages: &[ChatMessage], tools: &[ToolSpec], stream: bool) -> Value {
         let tools: Vec<Value> = tools
             .iter()
             .map(|t| serde_json::json!({"type": "function", "function": t}))
@@ -219,6 +280,19 @@ impl LlmClient {
         if !tools.is_empty() {
             body["tools"] = Value::Array(tools);
         }
+        if stream {
+            body["stream"] = Value::Bool(true);
+        }
+        body
+    }
+
+    /// Posts a completion request, retrying 429/5xx/connection errors with backoff; the
+    /// successful response, unread.
+    async fn send(&self, body: Value) -> Result<reqwest::Response, LlmError> {
+        let url = format!(
+            "{}/chat/completions",
+            self.config.base_url.trim_end_matches('/')
+        );
         let mut backoff = self.config.backoff;
         let mut attempt = 0;
         loop {
@@ -234,11 +308,7 @@ impl LlmClient {
                 Ok(resp) => {
                     let status = resp.status();
                     if status.is_success() {
-                        let text = resp
-                            .text()
-                            .await
-                            .map_err(|e| LlmError::Malformed(e.without_url().to_string()))?;
-                        return parse(&text);
+                        return Ok(resp);
                     }
                     if status.as_u16() == 401 || status.as_u16() == 403 {
                         return Err(LlmError::Unauthorized(status.as_u16()));
@@ -271,6 +341,112 @@ impl LlmClient {
             backoff *= 2;
             attempt += 1;
         }
+    }
+}
+
+/// The longest streamed line accepted, in bytes.
+const MAX_STREAM_LINE: usize = 1024 * 1024;
+/// Most tool calls one streamed message may propose.
+const MAX_STREAMED_CALLS: usize = 64;
+
+/// A message assembled from streamed deltas.
+#[derive(Default)]
+struct StreamedMessage {
+    content: String,
+    calls: Vec<ToolCall>,
+}
+
+#[derive(Deserialize)]
+struct Chunk {
+    #[serde(default, deserialize_with = "null_as_empty")]
+    choices: Vec<ChunkChoice>,
+}
+
+#[derive(Deserialize)]
+struct ChunkChoice {
+    #[serde(default)]
+    delta: Delta,
+}
+
+#[derive(Deserialize, Default)]
+struct Delta {
+    #[serde(default)]
+    content: Option<String>,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    tool_calls: Vec<CallDelta>,
+}
+
+#[derive(Deserialize)]
+struct CallDelta {
+    #[serde(default)]
+    index: Option<usize>,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    function: Option<FunctionDelta>,
+}
+
+#[derive(Deserialize)]
+struct FunctionDelta {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default, deserialize_with = "string_or_json")]
+    arguments: String,
+}
+
+impl StreamedMessage {
+    /// Adds one `data:` payload; returns its text, if it carried some.
+    fn feed(&mut self, data: &str) -> Result<Option<String>, LlmError> {
+        let chunk: Chunk =
+            serde_json::from_str(data).map_err(|e| LlmError::Malformed(e.to_string()))?;
+        let Some(choice) = chunk.choices.into_iter().next() else {
+            return Ok(None);
+        };
+        for (n, d) in choice.delta.tool_calls.into_iter().enumerate() {
+            let i = d.index.unwrap_or(n);
+            if i >= MAX_STREAMED_CALLS {
+                return Err(LlmError::Malformed("too many streamed tool calls".into()));
+            }
+            while self.calls.len() <= i {
+                self.calls.push(ToolCall {
+                    kind: function_type(),
+                    ..ToolCall::default()
+                });
+            }
+            let call = &mut self.calls[i];
+            if let Some(id) = d.id.filter(|id| !id.is_empty()) {
+                call.id = id;
+            }
+            if let Some(f) = d.function {
+                if let Some(name) = f.name {
+                    call.function.name.push_str(&name);
+                }
+                call.function.arguments.push_str(&f.arguments);
+            }
+        }
+        match choice.delta.content.filter(|t| !t.is_empty()) {
+            Some(t) => {
+                self.content.push_str(&t);
+                Ok(Some(t))
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn finish(self) -> Result<ChatMessage, LlmError> {
+        let mut calls = self.calls;
+        calls.retain(|c| !c.function.name.is_empty() || !c.function.arguments.is_empty());
+        for (i, call) in calls.iter_mut().enumerate() {
+            if call.id.is_empty() {
+                call.id = format!("call_{i}");
+            }
+        }
+        Ok(ChatMessage {
+            role: "assistant".into(),
+            content: (!self.content.is_empty()).then_some(self.content),
+            tool_calls: calls,
+            tool_call_id: None,
+        })
     }
 }
 
@@ -318,5 +494,35 @@ mod tests {
         );
         assert!(parse(r#"{"choices":[]}"#).is_err());
         assert!(parse("not json").is_err());
+    }
+
+    #[test]
+    fn streamed_deltas_assemble_text_and_tool_calls() {
+        let mut m = StreamedMessage::default();
+        let t = m
+            .feed(r#"{"choices":[{"delta":{"role":"assistant","content":"Hel"}}]}"#)
+            .expect("feeds");
+        assert_eq!(t.as_deref(), Some("Hel"));
+        m.feed(r#"{"choices":[{"delta":{"content":"lo"}}]}"#)
+            .expect("feeds");
+        m.feed(r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"id":"c1","function":{"name":"execute_query","arguments":"{\"query\":"}}]}}]}"#)
+            .expect("feeds");
+        m.feed(r#"{"choices":[{"delta":{"tool_calls":[{"index":0,"function":{"arguments":"\"SELECT 1\"}"}}]}}]}"#)
+            .expect("feeds");
+        m.feed(r#"{"choices":[]}"#).expect("an empty chunk is fine");
+        let msg = m.finish().expect("finishes");
+        assert_eq!(msg.content.as_deref(), Some("Hello"));
+        assert_eq!(msg.tool_calls.len(), 1);
+        assert_eq!(msg.tool_calls[0].id, "c1");
+        assert_eq!(
+            msg.tool_calls[0].function.arguments,
+            r#"{"query":"SELECT 1"}"#
+        );
+        let mut bad = StreamedMessage::default();
+        assert!(bad.feed("not json").is_err());
+        assert!(
+            bad.feed(r#"{"choices":[{"delta":{"tool_calls":[{"index":999}]}}]}"#)
+                .is_err()
+        );
     }
 }

@@ -63,7 +63,8 @@ fn main() -> ExitCode {
         Command::SetupRole(args) => setup_role::run(&args),
         Command::Connections(args) => connections::run(&args),
         Command::Audit(args) => audit::run(&args),
-        Command::Web(args) | Command::Demo(args) => web::run(*args),
+        Command::Web(args) => web::run(*args, false),
+        Command::Demo(args) => web::run(*args, true),
         Command::Serve(args) => serve::run(*args),
     }
 }

@@ -1,6 +1,7 @@
-//! `dbward web` and `dbward demo`: the web UI and chat API. The assistant runs `dbward
-//! serve` as a child (the database credentials stay in the child), with the connection
-//! flags passed through.
+//! `dbward web` and `dbward demo`: the web UI and chat API. A `dbward serve` child holds the
+//! database connection and its credentials; this process talks to it over MCP (stdio), with
+//! the connection flags passed through (the URL by environment, not argv, so `ps` does not
+//! show it). `demo` is `web` over the embedded SQLite demo database.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,20 +12,23 @@ use anyhow::{Context, bail};
 use clap::Args;
 use dbward_assistant::agent::Assistant;
 use dbward_assistant::llm::{LlmClient, LlmConfig};
+use dbward_gateway::GatewayConfig;
 use dbward_mcp::client::ChildServer;
-use dbward_web::WebState;
+use dbward_web::{WebOptions, WebState};
+use secrecy::SecretString;
 
 /// Arguments of `dbward web` / `dbward demo`.
 #[derive(Debug, Args)]
 pub struct WebArgs {
-    /// Address to serve the UI on. Only loopback addresses for now: a login for other
-    /// addresses is not built yet, so binding elsewhere is refused.
+    /// Address to serve the UI on. A non-loopback address requires a login password
+    /// (DBWARD_WEB_PASSWORD).
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// Database URL for the child server (default: the embedded demo database).
+    /// Database URL for the child server (default: the embedded demo database). Ignored by
+    /// `demo`.
     #[arg(long, env = "DBWARD_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
-    /// A named connection from the config file.
+    /// A named connection from the config file. Ignored by `demo`.
     #[arg(long)]
     connection: Option<String>,
     /// Config file, passed to the child server.
@@ -33,13 +37,23 @@ pub struct WebArgs {
     /// Data directory (demo database, audit log), passed to the child server.
     #[arg(long, env = "DBWARD_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// Audit log file, passed to the child server.
+    /// Audit log file, passed to the child server (default: audit.jsonl in the data
+    /// directory).
     #[arg(long)]
     audit_log: Option<PathBuf>,
+    /// Mark the session cookie Secure: set this when a TLS-terminating proxy serves the UI.
+    #[arg(long)]
+    secure_cookies: bool,
+    /// LLM API base URL (OpenAI-compatible), overriding DBWARD_LLM_BASE_URL.
+    #[arg(long)]
+    llm_base_url: Option<String>,
+    /// LLM model name, overriding DBWARD_LLM_MODEL (which turns the assistant on).
+    #[arg(long)]
+    llm_model: Option<String>,
 }
 
 /// Runs the UI; exit 1 on failure with the reason on stderr.
-pub fn run(args: WebArgs) -> ExitCode {
+pub fn run(args: WebArgs, demo: bool) -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -47,7 +61,7 @@ pub fn run(args: WebArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(web(args)) {
+    match runtime.block_on(web(args, demo)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -56,42 +70,102 @@ pub fn run(args: WebArgs) -> ExitCode {
     }
 }
 
-async fn web(args: WebArgs) -> anyhow::Result<()> {
-    if !args.listen.ip().is_loopback() {
+/// The data directory the child uses (its default, when not given).
+fn data_dir(args: &WebArgs) -> PathBuf {
+    match &args.data_dir {
+        Some(dir) => dir.clone(),
+        None => dbward_gateway::demo::default_demo_path()
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from(".")),
+    }
+}
+
+async fn web(args: WebArgs, demo: bool) -> anyhow::Result<()> {
+    let password = std::env::var("DBWARD_WEB_PASSWORD")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .map(SecretString::from);
+    if !args.listen.ip().is_loopback() && password.is_none() {
         bail!(
-            "refusing to serve the web UI on {}: logins are not built yet, so only loopback addresses are allowed",
+            "refusing to serve the web UI on {} without a login: set DBWARD_WEB_PASSWORD (and serve it behind TLS with --secure-cookies), or listen on a loopback address",
             args.listen
         );
     }
-    let assistant = match LlmConfig::from_env() {
+    if !args.listen.ip().is_loopback() && !args.secure_cookies {
+        eprintln!(
+            "dbward: warning: serving on {} without --secure-cookies: put the UI behind a TLS-terminating proxy and set it, or the password and session cookie cross the network in clear text",
+            args.listen
+        );
+    }
+    let config = match &args.config {
+        Some(path) => GatewayConfig::load(path)?,
+        None if args.connection.is_some() && !demo => {
+            GatewayConfig::load(std::path::Path::new("dbward.toml"))?
+        }
+        None => GatewayConfig::default(),
+    };
+    let audit_path = if args.audit_log.is_some() || config.audit.enabled {
+        Some(
+            args.audit_log
+                .clone()
+                .or_else(|| config.audit.path.clone())
+                .unwrap_or_else(|| data_dir(&args).join("audit.jsonl")),
+        )
+    } else {
+        None
+    };
+
+    let mut child_args: Vec<String> = Vec::new();
+    let mut env: Vec<(String, String)> = Vec::new();
+    if !demo {
+        if let Some(url) = &args.database_url {
+            env.push(("DBWARD_DATABASE_URL".into(), url.clone()));
+        }
+        if let Some(c) = &args.connection {
+            child_args.extend(["--connection".into(), c.clone()]);
+        }
+    }
+    if let Some(c) = &args.config {
+        child_args.extend(["--config".into(), c.display().to_string()]);
+    }
+    if let Some(d) = &args.data_dir {
+        child_args.extend(["--data-dir".into(), d.display().to_string()]);
+    }
+    if let Some(a) = &args.audit_log {
+        child_args.extend(["--audit-log".into(), a.display().to_string()]);
+    }
+    let exe = std::env::current_exe().context("locating the dbward binary")?;
+    // `demo` must not pick up a database URL from the environment.
+    let mut remove = vec!["DBWARD_WEB_PASSWORD".to_string()];
+    if demo {
+        remove.push("DBWARD_DATABASE_URL".into());
+    }
+    let host = Arc::new(ChildServer::spawn_with(&exe, &child_args, &env, &remove).await?);
+
+    let mut llm = LlmConfig::from_env();
+    if let Some(model) = &args.llm_model {
+        let mut cfg = llm.unwrap_or_else(|| LlmConfig::new("https://api.openai.com/v1", ""));
+        cfg.model = model.clone();
+        llm = Some(cfg);
+    }
+    if let (Some(cfg), Some(url)) = (llm.as_mut(), &args.llm_base_url) {
+        cfg.base_url = url.clone();
+    }
+    let assistant = match llm {
         None => {
             eprintln!("dbward: {}", dbward_web::NO_LLM);
             None
         }
-        Some(cfg) => {
-            let mut child_args: Vec<String> = Vec::new();
-            // The URL goes by environment, not argv, so it is not visible in `ps`.
-            let mut env: Vec<(String, String)> = Vec::new();
-            if let Some(url) = &args.database_url {
-                env.push(("DBWARD_DATABASE_URL".into(), url.clone()));
-            }
-            if let Some(c) = &args.connection {
-                child_args.extend(["--connection".into(), c.clone()]);
-            }
-            if let Some(c) = &args.config {
-                child_args.extend(["--config".into(), c.display().to_string()]);
-            }
-            if let Some(d) = &args.data_dir {
-                child_args.extend(["--data-dir".into(), d.display().to_string()]);
-            }
-            if let Some(a) = &args.audit_log {
-                child_args.extend(["--audit-log".into(), a.display().to_string()]);
-            }
-            let exe = std::env::current_exe().context("locating the dbward binary")?;
-            let host = ChildServer::spawn(&exe, &child_args, &env).await?;
-            Some(Assistant::new(LlmClient::new(cfg), host).await?)
-        }
+        Some(cfg) => Some(Assistant::new(LlmClient::new(cfg), host.clone()).await?),
     };
+    let options = WebOptions {
+        password,
+        secure_cookies: args.secure_cookies,
+        audit_path,
+        policy: dbward_policy::Policy::new(config.policy.clone()),
+    };
+    let state = WebState::new(host, assistant, options).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -100,6 +174,6 @@ async fn web(args: WebArgs) -> anyhow::Result<()> {
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    dbward_web::serve(listener, Arc::new(WebState::new(assistant)), shutdown).await?;
+    dbward_web::serve(listener, Arc::new(state), shutdown).await?;
     Ok(())
 }

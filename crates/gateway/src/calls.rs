@@ -257,6 +257,52 @@ impl Gateway {
         }
     }
 
+    /// Records a security event a stdio host (the web UI) saw itself, for `principal`.
+    pub async fn record_host_event(&self, principal: &str, kind: HostEventKind) {
+        match kind {
+            HostEventKind::LoginFailed { peer } => {
+                let peer = clip(&peer, 64);
+                self.record_auth_failure(&format!("web-login:{peer}"), "web UI login")
+                    .await;
+            }
+            HostEventKind::LlmAuthFailed => {
+                self.record_auth_failure("llm-api", "LLM API key").await;
+            }
+            HostEventKind::RefusedToolCall {
+                tool,
+                reason,
+                serious,
+            } => {
+                let level = if serious {
+                    crate::detector::Level::Medium
+                } else {
+                    crate::detector::Level::Low
+                };
+                let event = self.detector.report(
+                    principal,
+                    level,
+                    "assistant_refusal",
+                    format!(
+                        "the model proposed a call the assistant refused: {}: {}",
+                        clip(&tool, 64),
+                        clip(&reason, 200)
+                    ),
+                );
+                self.raise(event).await;
+            }
+            HostEventKind::InjectionShapedQuestion { flags } => {
+                let flags: Vec<String> = flags.iter().take(8).map(|f| clip(f, 80)).collect();
+                let event = self.detector.report(
+                    principal,
+                    crate::detector::Level::Low,
+                    "injection_question",
+                    format!("injection-shaped question: {}", flags.join("; ")),
+                );
+                self.raise(event).await;
+            }
+        }
+    }
+
     /// Logs, audits and answers one security event.
     async fn raise(&self, event: SecurityEvent) {
         self.metrics
@@ -379,4 +425,39 @@ impl Gateway {
             }
         }
     }
+}
+
+/// A security event a stdio host saw itself and reports to the gateway, which audits it and
+/// feeds it to the detector like its own.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum HostEventKind {
+    /// A failed web UI login from `peer` (an address).
+    LoginFailed {
+        /// The client address.
+        peer: String,
+    },
+    /// The LLM API refused the configured key (401/403).
+    LlmAuthFailed,
+    /// The model proposed a tool call the assistant refused to send (not in the allowlist,
+    /// oversized, or not matching the tool's schema).
+    RefusedToolCall {
+        /// The tool the model named.
+        tool: String,
+        /// Why it was refused.
+        reason: String,
+        /// An unknown tool or oversized arguments (`medium`), rather than a schema mistake
+        /// (`low`).
+        serious: bool,
+    },
+    /// A question matched the assistant's injection shapes (logged; never relied on).
+    InjectionShapedQuestion {
+        /// Why it was flagged.
+        flags: Vec<String>,
+    },
+}
+
+/// At most `max` characters of host-supplied text.
+fn clip(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
 }

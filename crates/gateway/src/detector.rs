@@ -348,6 +348,18 @@ impl Detector {
         })
     }
 
+    /// A detection made elsewhere (by a host) for `principal`, answered like the
+    /// detector's own.
+    pub fn report(
+        &self,
+        principal: &str,
+        level: Level,
+        detector: &str,
+        message: String,
+    ) -> SecurityEvent {
+        self.respond(principal, level, detector, message)
+    }
+
     fn respond(
         &self,
         principal: &str,

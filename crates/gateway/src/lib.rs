@@ -37,6 +37,7 @@ use backends::mysql::MyBackend;
 use backends::postgres::PgBackend;
 use backends::sqlite::SqliteBackend;
 use backends::{Caps, QueryResult, TableDescription, TableInfo};
+pub use calls::HostEventKind;
 pub use config::{DbKind, GatewayConfig, Limits};
 pub use connection::{ConnectSpec, ConnectionId, ConnectionInfo, MaskedTarget};
 pub use error::GatewayError;

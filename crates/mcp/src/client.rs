@@ -7,16 +7,20 @@
 use std::path::Path;
 
 use rmcp::ServiceExt;
-use rmcp::model::{CallToolRequestParams, CallToolResult, Tool};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, ClientNotification,
+    CustomNotification, Implementation, RequestMetaObject, Tool,
+};
 use rmcp::service::{RoleClient, RunningService};
 use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
 use serde_json::Value;
 
 use crate::error::McpError;
+use crate::server::{HOST_EVENT_METHOD, HOST_SESSION_META_KEY, HostEvent};
 
 /// A running `dbward serve` child and the MCP session to it.
 pub struct ChildServer {
-    session: RunningService<RoleClient, ()>,
+    session: RunningService<RoleClient, ClientConfig>,
 }
 
 /// What a tool call returned, as the assistant needs it.
@@ -37,8 +41,22 @@ impl ChildServer {
         args: &[String],
         env: &[(String, String)],
     ) -> Result<ChildServer, McpError> {
+        Self::spawn_with(binary, args, env, &[]).await
+    }
+
+    /// As [`ChildServer::spawn`], with the variables in `remove` taken out of the child's
+    /// environment (secrets the child has no use for).
+    pub async fn spawn_with(
+        binary: &Path,
+        args: &[String],
+        env: &[(String, String)],
+        remove: &[String],
+    ) -> Result<ChildServer, McpError> {
         let command = tokio::process::Command::new(binary).configure(|c| {
             c.arg("serve").args(args);
+            for k in remove {
+                c.env_remove(k);
+            }
             for (k, v) in env {
                 c.env(k, v);
             }
@@ -47,7 +65,11 @@ impl ChildServer {
             .stderr(std::process::Stdio::inherit())
             .spawn()
             .map_err(|e| McpError::Client(format!("cannot start dbward serve: {e}")))?;
-        let session = ()
+        let info = ClientConfig::new(
+            ClientCapabilities::default(),
+            Implementation::new("dbward-web", env!("CARGO_PKG_VERSION")),
+        );
+        let session = info
             .serve(transport)
             .await
             .map_err(|e| McpError::Client(format!("MCP initialization failed: {e}")))?;
@@ -62,15 +84,34 @@ impl ChildServer {
             .map_err(|e| McpError::Client(e.to_string()))
     }
 
-    /// Calls one tool.
+    /// Calls one tool as the host itself.
     pub async fn call(
         &self,
         name: &str,
         arguments: serde_json::Map<String, Value>,
     ) -> Result<ToolOutput, McpError> {
+        self.call_as(None, name, arguments).await
+    }
+
+    /// Calls one tool on behalf of one of the host's sessions (`session`, a label of 1 to
+    /// 32 letters, digits, `-`, `_`): the server audits and rate-limits it as
+    /// `stdio/<session>`, apart from the host's other sessions.
+    pub async fn call_as(
+        &self,
+        session: Option<&str>,
+        name: &str,
+        arguments: serde_json::Map<String, Value>,
+    ) -> Result<ToolOutput, McpError> {
+        let mut params = CallToolRequestParams::new(name.to_string()).with_arguments(arguments);
+        if let Some(label) = session {
+            let mut meta = RequestMetaObject::new();
+            meta.0
+                .insert(HOST_SESSION_META_KEY.into(), Value::String(label.into()));
+            params.meta = Some(meta);
+        }
         let r: CallToolResult = self
             .session
-            .call_tool(CallToolRequestParams::new(name.to_string()).with_arguments(arguments))
+            .call_tool(params)
             .await
             .map_err(|e| McpError::Client(e.to_string()))?;
         let text = r
@@ -84,6 +125,18 @@ impl ChildServer {
             structured: r.structured_content.clone(),
             text,
         })
+    }
+
+    /// Reports a security event the host saw (a failed login, a flagged question) to the
+    /// server, which audits it and feeds its detector.
+    pub async fn report(&self, event: &HostEvent) -> Result<(), McpError> {
+        let params = serde_json::to_value(event).map_err(|e| McpError::Client(e.to_string()))?;
+        self.session
+            .send_notification(ClientNotification::CustomNotification(
+                CustomNotification::new(HOST_EVENT_METHOD, Some(params)),
+            ))
+            .await
+            .map_err(|e| McpError::Client(e.to_string()))
     }
 
     /// Ends the session (and with it the child).

@@ -27,7 +27,10 @@ mod server;
 mod stdio;
 mod tools;
 
+pub use dbward_gateway::HostEventKind;
 pub use error::McpError;
 pub use http::{HttpOptions, Principal, TokenSet, check_exposure, serve_http};
-pub use server::{DbwardServer, ServerOptions};
+pub use server::{
+    DbwardServer, HOST_EVENT_METHOD, HOST_SESSION_META_KEY, HostEvent, ServerOptions,
+};
 pub use stdio::serve_stdio;

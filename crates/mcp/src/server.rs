@@ -11,12 +11,14 @@ use std::time::{Duration, Instant};
 use dbward_gateway::{ConnectionInfo, Gateway, GatewayError};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::ToolCallContext;
+use rmcp::model::CustomNotification;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, Implementation, ListToolsResult,
     PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
 };
-use rmcp::service::RequestContext;
+use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
+use serde::{Deserialize, Serialize};
 
 use crate::http::Principal;
 use crate::render;
@@ -77,6 +79,18 @@ impl DbwardServer {
     }
 }
 
+/// A security event seen by a stdio host, sent as a [`HOST_EVENT_METHOD`] notification.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostEvent {
+    /// The host's session label (as in [`HOST_SESSION_META_KEY`]), if the event is a
+    /// session's.
+    #[serde(default)]
+    pub session: Option<String>,
+    /// What happened.
+    pub kind: dbward_gateway::HostEventKind,
+}
+
 const INSTRUCTIONS: &str = "dbward: read-only access to a database through a security gateway. \
 Every query is checked by a SQL policy (one statement, reads only, no side-effecting functions) \
 and runs in a read-only transaction with row, byte and time caps. Start with list_tables or \
@@ -102,6 +116,31 @@ impl ServerHandler for DbwardServer {
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
         self.router.get(name).cloned()
+    }
+
+    /// A stdio host's security event (see [`HOST_EVENT_METHOD`]); ignored over HTTP.
+    async fn on_custom_notification(
+        &self,
+        notification: CustomNotification,
+        context: NotificationContext<RoleServer>,
+    ) {
+        if notification.method != HOST_EVENT_METHOD
+            || context
+                .extensions
+                .get::<axum::http::request::Parts>()
+                .is_some()
+        {
+            return;
+        }
+        let Ok(Some(event)) = notification.params_as::<HostEvent>() else {
+            tracing::warn!("malformed host event ignored");
+            return;
+        };
+        let principal = match event.session.as_deref().filter(|l| valid_label(l)) {
+            Some(label) => format!("stdio/{label}"),
+            None => "stdio".to_string(),
+        };
+        self.gateway.record_host_event(&principal, event.kind).await;
     }
 
     async fn call_tool(
@@ -175,14 +214,46 @@ impl ServerHandler for DbwardServer {
     }
 }
 
-/// Who is calling: the token's name over HTTP, `stdio` for the local client.
+/// The request `_meta` key a stdio host uses to name one of its own users (a web UI's
+/// browser session): the call's principal becomes `stdio/<label>`.
+pub const HOST_SESSION_META_KEY: &str = "dbward/session";
+
+/// The custom notification a stdio host sends to report a security event it saw itself
+/// (a failed login, an injection-shaped question, a rejected LLM API key).
+pub const HOST_EVENT_METHOD: &str = "notifications/dbward/host_event";
+
+/// Who is calling: the token's name over HTTP; `stdio` for the local client, or
+/// `stdio/<label>` when the stdio host names one of its users.
+///
+/// Invariant: only the stdio peer may subdivide its principal. It started this process and
+/// owns its stdin, so it is trusted as much as the process itself; over HTTP the label is
+/// ignored, so no HTTP client can choose whom it is counted as.
 fn principal_of(context: &RequestContext<RoleServer>) -> String {
-    context
-        .extensions
-        .get::<axum::http::request::Parts>()
-        .and_then(|parts| parts.extensions.get::<Principal>())
-        .map(|p| p.0.clone())
-        .unwrap_or_else(|| "stdio".to_string())
+    if let Some(parts) = context.extensions.get::<axum::http::request::Parts>() {
+        return parts
+            .extensions
+            .get::<Principal>()
+            .map(|p| p.0.clone())
+            .unwrap_or_else(|| "anonymous".to_string());
+    }
+    match context
+        .meta
+        .0
+        .get(HOST_SESSION_META_KEY)
+        .and_then(|v| v.as_str())
+        .filter(|l| valid_label(l))
+    {
+        Some(label) => format!("stdio/{label}"),
+        None => "stdio".to_string(),
+    }
+}
+
+/// A host's session label: 1 to 32 ASCII letters, digits, `-` or `_`.
+fn valid_label(label: &str) -> bool {
+    (1..=32).contains(&label.len())
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn text_of(result: &CallToolResult) -> String {

@@ -1,202 +1,174 @@
-//! dbward's web UI and chat API (`dbward web`, `dbward demo`): a page served from the
-//! binary (no CDN, no build step) and `POST /api/chat`, over the assistant — itself an MCP
-//! host of a `dbward serve` child, so this process never holds a database credential.
+//! dbward's web UI and chat API (`dbward web`, `dbward demo`): server-rendered pages (chat,
+//! browse, SQL console, audit) with a little JavaScript, all embedded in the binary (no CDN,
+//! no build step), and a JSON API (`/api/chat`, `/api/check`, `/api/status`).
 //!
-//! Invariants: each conversation has its own history, keyed by an unguessable id; a body is
-//! JSON only (a cross-site form cannot post it without a CORS preflight, and requests
-//! carrying a foreign Origin are refused); without a configured LLM the API says so plainly.
+//! Every database read goes to a `dbward serve` child over MCP (the [`ChildServer`]), so this
+//! process never holds a database credential, and each browser session is its own principal
+//! there (`stdio/<label>`): audited, rate-limited and blocked apart from the others.
+//!
+//! Invariants:
+//! - Every value from the database reaches the page through askama's HTML escaping or the
+//!   script's `textContent`: a `<script>` in a row is shown, never run. The Content Security
+//!   Policy allows scripts from this origin's `/assets/` only (no inline script).
+//! - A state-changing request is either a form carrying the session's CSRF token, or JSON
+//!   (which a cross-site page cannot send without a preflight we never grant) with no foreign
+//!   `Origin`. Cookies are `HttpOnly`, `SameSite=Strict`, and `Secure` when configured.
+//! - With a password configured every page and API call needs a login (or the password as a
+//!   bearer token); the binary refuses to bind a non-loopback address without one.
 
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
-use std::collections::HashMap;
+mod api;
+mod audit_view;
+mod pages;
+mod session;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::{HeaderValue, header};
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use dbward_assistant::agent::{Assistant, MAX_QUESTION_CHARS};
-use dbward_assistant::llm::ChatMessage;
-use serde::Deserialize;
-use serde_json::json;
-use tokio::sync::Mutex;
+use dbward_assistant::agent::Assistant;
+use dbward_mcp::client::ChildServer;
+use dbward_policy::{Dialect, Policy};
+use secrecy::SecretString;
 
-const INDEX: &str = include_str!("../assets/index.html");
+pub use api::NO_LLM;
 
-/// Most conversations kept in memory; the oldest is dropped beyond it.
-const MAX_CONVERSATIONS: usize = 1_000;
+/// Why the web app could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    /// The MCP child did not answer as expected.
+    #[error("the database server child failed: {0}")]
+    Child(String),
+}
 
-/// The web app's state.
+/// How the web app behaves.
+pub struct WebOptions {
+    /// The login password (`DBWARD_WEB_PASSWORD`). `None`: no login, which the binary allows
+    /// on loopback addresses only.
+    pub password: Option<SecretString>,
+    /// Mark cookies `Secure` (set when a TLS-terminating proxy serves the UI).
+    pub secure_cookies: bool,
+    /// The audit log the child writes, shown in the audit view; `None` when auditing is off.
+    pub audit_path: Option<PathBuf>,
+    /// The policy, for the console's verdict before running (the child checks again).
+    pub policy: Policy,
+}
+
+/// The web app's state: the child, the optional assistant, the sessions.
 pub struct WebState {
+    host: Arc<ChildServer>,
     assistant: Option<Assistant>,
-    conversations: Mutex<HashMap<String, Vec<ChatMessage>>>,
-    order: Mutex<Vec<String>>,
+    options: WebOptions,
+    /// The dialect of the child's default connection, for the verdict preview.
+    dialect: Dialect,
+    sessions: session::Sessions,
 }
 
 impl WebState {
-    /// With an assistant, or `None` when no LLM is configured.
-    pub fn new(assistant: Option<Assistant>) -> WebState {
-        WebState {
+    /// Builds the state over a started child (and an assistant over the same child, when an
+    /// LLM is configured); asks the child for its default connection's kind.
+    pub async fn new(
+        host: Arc<ChildServer>,
+        assistant: Option<Assistant>,
+        options: WebOptions,
+    ) -> Result<WebState, WebError> {
+        let out = host
+            .call("list_connections", serde_json::Map::new())
+            .await
+            .map_err(|e| WebError::Child(e.to_string()))?;
+        let structured = out.structured.unwrap_or_default();
+        let default = structured["default_connection_id"].as_str().unwrap_or("");
+        let kind = structured["connections"]
+            .as_array()
+            .and_then(|cs| cs.iter().find(|c| c["id"].as_str() == Some(default)))
+            .and_then(|c| c["type"].as_str())
+            .unwrap_or("sqlite")
+            .to_string();
+        let dialect = dialect_of(&kind);
+        Ok(WebState {
+            host,
             assistant,
-            conversations: Mutex::new(HashMap::new()),
-            order: Mutex::new(Vec::new()),
-        }
+            options,
+            dialect,
+            sessions: session::Sessions::default(),
+        })
     }
 }
 
-/// How to configure a model, for the UI and the API.
-pub const NO_LLM: &str = "No LLM is configured, so the assistant is off. Set DBWARD_LLM_MODEL (and DBWARD_LLM_BASE_URL for a non-OpenAI server such as Ollama or vLLM, and OPENAI_API_KEY or DBWARD_LLM_API_KEY if it needs a key), then restart.";
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ChatRequest {
-    message: String,
-    #[serde(default)]
-    conversation: Option<String>,
+/// The policy dialect of a connection `type` as `list_connections` reports it.
+fn dialect_of(kind: &str) -> Dialect {
+    match kind {
+        "postgresql" | "postgres" => Dialect::Postgres,
+        "mysql" | "mariadb" => Dialect::Mysql,
+        _ => Dialect::Sqlite,
+    }
 }
 
-fn error(status: StatusCode, code: &str, message: &str) -> Response {
-    (
-        status,
-        axum::Json(json!({"error": code, "message": message})),
-    )
-        .into_response()
-}
+const APP_JS: &str = include_str!("../assets/app.js");
+const APP_CSS: &str = include_str!("../assets/app.css");
 
-/// The router: `/`, `/api/status`, `/api/chat`.
+/// The router: pages, assets and the API.
 pub fn router(state: Arc<WebState>) -> axum::Router {
     axum::Router::new()
-        .route("/", get(|| async { Html(INDEX) }))
-        .route("/api/status", get(status))
-        .route("/api/chat", post(chat))
+        .route("/", get(pages::chat))
+        .route("/browse", get(pages::browse))
+        .route("/browse/table", get(pages::table))
+        .route("/console", get(pages::console).post(pages::console_post))
+        .route("/audit", get(pages::audit))
+        .route("/login", get(session::login_page).post(session::login))
+        .route("/logout", post(session::logout))
+        .route("/api/status", get(api::status))
+        .route("/api/chat", post(api::chat))
+        .route("/api/check", post(api::check))
+        .route(
+            "/assets/app.js",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+                    APP_JS,
+                )
+            }),
+        )
+        .route(
+            "/assets/app.css",
+            get(|| async { ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], APP_CSS) }),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            session::layer,
+        ))
+        .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
 }
 
-async fn status(State(s): State<Arc<WebState>>) -> Response {
-    let (llm, message) = match &s.assistant {
-        Some(_) => (
-            true,
-            "The assistant is ready: ask a question about the database.",
+/// Headers on every response: a strict CSP (scripts and styles from this origin only), no
+/// framing, no sniffing, no referrer.
+async fn security_headers(mut response: axum::response::Response) -> impl IntoResponse {
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         ),
-        None => (false, NO_LLM),
-    };
-    axum::Json(json!({"llm": llm, "message": message})).into_response()
-}
-
-async fn chat(
-    State(s): State<Arc<WebState>>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    // Same-origin only: a browser sends Origin on cross-site POSTs.
-    if let (Some(origin), Some(host)) = (
-        headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()),
-        headers.get(header::HOST).and_then(|v| v.to_str().ok()),
-    ) && origin.split("://").nth(1) != Some(host)
-    {
-        return error(
-            StatusCode::FORBIDDEN,
-            "cross_origin",
-            "cross-site requests are refused",
-        );
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
-    let json_body = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if !json_body {
-        return error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "json_required",
-            "send JSON: {\"message\": \"...\"}",
-        );
-    }
-    let req: ChatRequest = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                &format!("invalid request: {e}"),
-            );
-        }
-    };
-    if req.message.trim().is_empty() || req.message.chars().count() > MAX_QUESTION_CHARS {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_question",
-            &format!("a question is 1 to {MAX_QUESTION_CHARS} characters"),
-        );
-    }
-    let Some(assistant) = &s.assistant else {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "no_llm", NO_LLM);
-    };
-    let id = match req
-        .conversation
-        .filter(|c| c.len() == 32 && c.bytes().all(|b| b.is_ascii_hexdigit()))
-    {
-        Some(c) => c,
-        None => hex::encode(rand::random::<[u8; 16]>()),
-    };
-    let mut history = s.conversations.lock().await.remove(&id).unwrap_or_default();
-    let result = assistant.ask(&req.message, &mut history).await;
-    {
-        let mut conversations = s.conversations.lock().await;
-        let mut order = s.order.lock().await;
-        conversations.insert(id.clone(), history);
-        order.retain(|c| c != &id);
-        order.push(id.clone());
-        while order.len() > MAX_CONVERSATIONS {
-            let old = order.remove(0);
-            conversations.remove(&old);
-        }
-    }
-    let wants_events = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("text/event-stream"));
-    match result {
-        Ok(answer) if wants_events => {
-            // The same content as the JSON answer, as events: `conversation`, one `step`
-            // per tool call, then `answer`.
-            use axum::response::sse::{Event, Sse};
-            let mut events = vec![
-                Event::default()
-                    .event("conversation")
-                    .data(json!({"conversation": id}).to_string()),
-            ];
-            for step in &answer.steps {
-                events.push(
-                    Event::default()
-                        .event("step")
-                        .data(serde_json::to_string(step).unwrap_or_default()),
-                );
-            }
-            events.push(
-                Event::default()
-                    .event("answer")
-                    .data(json!({"answer": answer.answer, "flags": answer.flags}).to_string()),
-            );
-            let stream = futures_stream(events);
-            Sse::new(stream).into_response()
-        }
-        Ok(answer) => axum::Json(json!({
-            "conversation": id,
-            "steps": answer.steps,
-            "answer": answer.answer,
-            "flags": answer.flags,
-        }))
-        .into_response(),
-        Err(e) => error(StatusCode::BAD_GATEWAY, "assistant_error", &e.to_string()),
-    }
-}
-
-/// A stream of ready events.
-fn futures_stream(
-    events: Vec<axum::response::sse::Event>,
-) -> impl futures_core::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>
-{
-    tokio_stream::iter(events.into_iter().map(Ok))
+    response
 }
 
 /// Serves the app on `listener` until `shutdown` completes.
@@ -205,7 +177,10 @@ pub async fn serve(
     state: Arc<WebState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

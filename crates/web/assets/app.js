@@ -1,0 +1,305 @@
+// dbward's page script: the chat (streamed steps and answer), the console's live verdict,
+// CSV export of shown rows, and small SVG charts.
+//
+// Invariant: everything from the server or the database is inserted with textContent (or
+// as an SVG text node's textContent); nothing is ever parsed as HTML. A value like
+// <script> is shown, never run.
+'use strict';
+
+const csrf = () => document.body.dataset.csrf || '';
+
+function el(tag, text, cls) {
+  const e = document.createElement(tag);
+  if (text !== undefined && text !== null) e.textContent = text;
+  if (cls) e.className = cls;
+  return e;
+}
+
+function show(v) {
+  if (v === null || v === undefined) return 'NULL';
+  if (typeof v === 'object') return JSON.stringify(v);
+  return String(v);
+}
+
+// ---- tables, CSV, charts ----
+
+function resultTable(result, max) {
+  const wrap = el('div', undefined, 'scroll');
+  const t = el('table', undefined, 'grid result');
+  const head = el('tr');
+  result.columns.forEach(c => {
+    const th = el('th', c.name);
+    th.dataset.type = c.type || '';
+    th.appendChild(el('small', c.type || ''));
+    head.appendChild(th);
+  });
+  const thead = el('thead'); thead.appendChild(head); t.appendChild(thead);
+  const body = el('tbody');
+  result.rows.slice(0, max).forEach(r => {
+    const tr = el('tr');
+    r.forEach(v => {
+      const td = el('td', show(v));
+      if (v === null) { td.className = 'null'; td.dataset.null = '1'; }
+      tr.appendChild(td);
+    });
+    body.appendChild(tr);
+  });
+  t.appendChild(body);
+  wrap.appendChild(t);
+  return wrap;
+}
+
+// Columns and rows of a rendered result table (header <small> type labels excluded).
+function tableData(table) {
+  const columns = Array.from(table.querySelectorAll('thead th')).map(th => ({
+    name: th.firstChild ? th.firstChild.textContent : '',
+    type: th.dataset.type || '',
+  }));
+  const rows = Array.from(table.querySelectorAll('tbody tr')).map(tr =>
+    Array.from(tr.children).map(td => (td.dataset.null ? null : td.textContent)));
+  return { columns, rows };
+}
+
+function csvCell(v) {
+  if (v === null) return '';
+  const s = String(v);
+  return /[",\r\n]/.test(s) || s === '' ? '"' + s.replace(/"/g, '""') + '"' : s;
+}
+
+function exportCsv(table) {
+  const { columns, rows } = tableData(table);
+  const lines = [columns.map(c => csvCell(c.name)).join(',')]
+    .concat(rows.map(r => r.map(csvCell).join(',')));
+  const blob = new Blob([lines.join('\r\n') + '\r\n'], { type: 'text/csv' });
+  const a = el('a');
+  a.href = URL.createObjectURL(blob);
+  a.download = 'dbward-result.csv';
+  document.body.appendChild(a);
+  a.click();
+  setTimeout(() => { URL.revokeObjectURL(a.href); a.remove(); }, 1000);
+}
+
+const NUMERIC_TYPE = /int|numeric|decimal|real|double|float|number|serial|money/i;
+
+// A chart needs one category column (text) and at least one numeric column.
+function chartable({ columns, rows }) {
+  if (rows.length < 1 || rows.length > 200 || columns.length < 2) return null;
+  const isNum = i => NUMERIC_TYPE.test(columns[i].type || '') ||
+    rows.every(r => r[i] === null || (r[i] !== '' && isFinite(Number(r[i]))));
+  const numeric = columns.map((_, i) => isNum(i));
+  const category = numeric.findIndex(n => !n);
+  const value = numeric.findIndex((n, i) => n && i !== category);
+  if (category < 0 || value < 0) return null;
+  return { category, value };
+}
+
+const SVG = 'http://www.w3.org/2000/svg';
+function svg(tag, attrs, text) {
+  const e = document.createElementNS(SVG, tag);
+  Object.entries(attrs || {}).forEach(([k, v]) => e.setAttribute(k, String(v)));
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+function drawChart(data, kind) {
+  const pick = chartable(data);
+  if (!pick) return null;
+  const labels = data.rows.map(r => show(r[pick.category]));
+  const values = data.rows.map(r => Number(r[pick.value]) || 0);
+  const max = Math.max(1e-9, ...values.map(Math.abs));
+  const W = 640, H = 260, left = 50, bottom = 70, top = 16;
+  const plotW = W - left - 10, plotH = H - bottom - top;
+  const step = plotW / values.length;
+  const root = svg('svg', { viewBox: `0 0 ${W} ${H}`, class: 'chart', role: 'img' });
+  root.appendChild(svg('title', {}, `${data.columns[pick.value].name} by ${data.columns[pick.category].name}`));
+  root.appendChild(svg('line', { x1: left, y1: top + plotH, x2: W - 10, y2: top + plotH, class: 'axis' }));
+  root.appendChild(svg('text', { x: left - 6, y: top + 4, 'text-anchor': 'end', class: 'tick' }, String(max)));
+  root.appendChild(svg('text', { x: left - 6, y: top + plotH, 'text-anchor': 'end', class: 'tick' }, '0'));
+  const y = v => top + plotH - (Math.max(0, v) / max) * plotH;
+  if (kind === 'line') {
+    const pts = values.map((v, i) => `${left + step * (i + 0.5)},${y(v)}`).join(' ');
+    root.appendChild(svg('polyline', { points: pts, class: 'line' }));
+  }
+  values.forEach((v, i) => {
+    const x = left + step * i;
+    if (kind !== 'line') {
+      const r = svg('rect', { x: x + step * 0.1, y: y(v), width: step * 0.8, height: top + plotH - y(v), class: 'bar' });
+      r.appendChild(svg('title', {}, `${labels[i]}: ${v}`));
+      root.appendChild(r);
+    } else {
+      root.appendChild(svg('circle', { cx: x + step / 2, cy: y(v), r: 3, class: 'dot' }));
+    }
+    if (values.length <= 40) {
+      const lx = x + step / 2, ly = top + plotH + 12;
+      root.appendChild(svg('text', { x: lx, y: ly, transform: `rotate(35 ${lx} ${ly})`, class: 'label' }, labels[i].slice(0, 18)));
+    }
+  });
+  const box = el('div', undefined, 'chart-box');
+  box.appendChild(root);
+  return box;
+}
+
+// A "Chart" button toggles bar / line / off beside a result table.
+function attachChart(button, getTable) {
+  let mode = 0; let box = null;
+  button.addEventListener('click', () => {
+    if (box) { box.remove(); box = null; }
+    mode = (mode + 1) % 3;
+    const kind = mode === 1 ? 'bar' : mode === 2 ? 'line' : null;
+    button.textContent = mode === 1 ? 'Line chart' : mode === 2 ? 'Hide chart' : 'Chart';
+    if (!kind) return;
+    const table = getTable();
+    box = table && drawChart(tableData(table), kind);
+    if (!box) { box = el('p', 'These rows have no category column with a numeric column to chart.', 'meta'); }
+    button.parentElement.after(box);
+  });
+}
+
+function wireResultActions(scope) {
+  scope.querySelectorAll('.result-actions').forEach(actions => {
+    const table = () => {
+      let n = actions.nextElementSibling;
+      while (n && !n.querySelector('table.result')) n = n.nextElementSibling;
+      return n && n.querySelector('table.result');
+    };
+    const exp = actions.querySelector('.export');
+    if (exp) exp.addEventListener('click', () => { const t = table(); if (t) exportCsv(t); });
+    const ch = actions.querySelector('.chart-toggle');
+    if (ch) attachChart(ch, table);
+  });
+}
+
+// ---- chat ----
+
+function renderStep(step) {
+  const d = el('div', undefined, 'step ' + (step.verdict || ''));
+  const head = el('div', undefined, 'step-head');
+  head.appendChild(el('strong', step.tool));
+  head.appendChild(el('span', ' · ' + (step.verdict === 'allowed' ? 'allowed' : 'refused'), 'verdict-' + step.verdict));
+  if (step.rule) { head.appendChild(el('span', ' · rule ')); head.appendChild(el('code', step.rule, 'rule')); }
+  if (typeof step.row_count === 'number') head.appendChild(el('span', ' · ' + step.row_count + ' rows'));
+  d.appendChild(head);
+  const args = step.arguments || {};
+  if (args.query) d.appendChild(el('pre', args.query, 'sql'));
+  else if (args && Object.keys(args).length) d.appendChild(el('pre', JSON.stringify(args), 'sql'));
+  if (step.error) d.appendChild(el('div', step.error, 'why'));
+  const r = step.result;
+  if (r && Array.isArray(r.columns) && Array.isArray(r.rows)) {
+    if (r.truncated) d.appendChild(el('p', 'Truncated: more rows exist than were returned.', 'meta truncated'));
+    const actions = el('div', undefined, 'result-actions');
+    const exp = el('button', 'Export shown rows as CSV', 'export'); exp.type = 'button';
+    const ch = el('button', 'Chart', 'chart-toggle'); ch.type = 'button';
+    actions.appendChild(exp); actions.appendChild(document.createTextNode(' ')); actions.appendChild(ch);
+    d.appendChild(actions);
+    d.appendChild(resultTable(r, 200));
+    wireResultActions(d);
+  }
+  return d;
+}
+
+async function ask(question, state) {
+  const log = document.getElementById('log');
+  log.appendChild(el('p', question, 'you'));
+  const steps = el('div', undefined, 'steps'); log.appendChild(steps);
+  const answer = el('div', '', 'answer pending'); log.appendChild(answer);
+  const r = await fetch('/api/chat', {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', 'Accept': 'text/event-stream', 'X-CSRF-Token': csrf() },
+    body: JSON.stringify({ message: question, conversation: state.conversation }),
+  });
+  if (!r.ok) {
+    let msg = 'HTTP ' + r.status;
+    try { const b = await r.json(); msg = b.message || msg; } catch (_) { /* not JSON */ }
+    answer.textContent = 'Error: ' + msg; answer.className = 'answer error';
+    return;
+  }
+  const reader = r.body.getReader();
+  const decoder = new TextDecoder();
+  let buf = '';
+  let tokens = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buf += decoder.decode(value, { stream: true });
+    let cut;
+    while ((cut = buf.indexOf('\n\n')) >= 0) {
+      const block = buf.slice(0, cut); buf = buf.slice(cut + 2);
+      let event = 'message'; const data = [];
+      block.split('\n').forEach(line => {
+        if (line.startsWith('event:')) event = line.slice(6).trim();
+        else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
+      });
+      let body = {};
+      try { body = JSON.parse(data.join('\n')); } catch (_) { continue; }
+      if (event === 'conversation') state.conversation = body.conversation;
+      else if (event === 'step') { steps.appendChild(renderStep(body)); tokens = ''; answer.textContent = ''; }
+      else if (event === 'token') { tokens += body.text; answer.textContent = tokens; }
+      else if (event === 'answer') { answer.textContent = body.answer; answer.className = 'answer'; }
+      else if (event === 'error') { answer.textContent = 'Error: ' + body.message; answer.className = 'answer error'; }
+    }
+  }
+}
+
+function wireChat() {
+  const form = document.getElementById('ask');
+  if (!form) return;
+  const state = { conversation: null };
+  form.addEventListener('submit', async ev => {
+    ev.preventDefault();
+    const box = document.getElementById('question');
+    const q = box.value.trim();
+    if (!q) return;
+    box.value = '';
+    const button = form.querySelector('button');
+    button.disabled = true;
+    try { await ask(q, state); } catch (e) {
+      document.getElementById('log').appendChild(el('p', 'Error: ' + e, 'answer error'));
+    } finally { button.disabled = false; }
+  });
+}
+
+// ---- console ----
+
+function renderVerdict(v) {
+  const box = el('div', undefined, 'verdict ' + (v.decision === 'allowed' ? 'allowed' : 'refused'));
+  box.appendChild(el('strong', v.decision === 'allowed' ? 'Allowed' : 'Refused'));
+  if (v.kind) box.appendChild(el('span', ' · ' + v.kind));
+  const ul = el('ul');
+  (v.reasons || []).forEach(r => {
+    const li = el('li');
+    li.appendChild(el('code', r.rule, 'rule'));
+    li.appendChild(document.createTextNode(' ' + r.message + (r.position ? ' (at ' + r.position + ')' : '')));
+    ul.appendChild(li);
+  });
+  box.appendChild(ul);
+  return box;
+}
+
+function wireConsole() {
+  const query = document.getElementById('query');
+  const target = document.getElementById('verdict');
+  if (!query || !target) return;
+  let timer = null; let seq = 0;
+  query.addEventListener('input', () => {
+    clearTimeout(timer);
+    timer = setTimeout(async () => {
+      const mine = ++seq;
+      const sql = query.value;
+      if (!sql.trim()) { target.replaceChildren(); return; }
+      const r = await fetch('/api/check', {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': csrf() },
+        body: JSON.stringify({ query: sql }),
+      });
+      if (!r.ok || mine !== seq) return;
+      const body = await r.json();
+      target.replaceChildren(renderVerdict(body.verdict));
+    }, 250);
+  });
+}
+
+document.addEventListener('DOMContentLoaded', () => {
+  wireChat();
+  wireConsole();
+  wireResultActions(document);
+});

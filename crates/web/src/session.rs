@@ -1,0 +1,419 @@
+//! Browser sessions, the login, and CSRF tokens.
+//!
+//! A session is a random 256-bit cookie value (never shown, never logged) mapped to a public
+//! label (8 hex characters: the principal `stdio/<label>` in the child's audit), a CSRF token,
+//! whether it logged in, and its conversations. Scripts may instead send the password as a
+//! bearer token: they share one session, labelled `api`.
+//!
+//! Invariants:
+//! - A login rotates the cookie value (no session fixation); a logout forgets the session.
+//! - Failed logins and wrong bearer tokens are rate-limited per client address and reported
+//!   to the child as security events (audited, counted by its detector).
+//! - The password is compared in constant time and never logged or echoed.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use askama::Template;
+use axum::Form;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use dbward_assistant::llm::ChatMessage;
+use dbward_mcp::{HostEvent, HostEventKind};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+
+use crate::WebState;
+
+/// The session cookie's name.
+pub(crate) const COOKIE: &str = "dbward_session";
+/// Most sessions kept; the least recently seen is dropped beyond it.
+const MAX_SESSIONS: usize = 10_000;
+/// A session unused this long is forgotten.
+const IDLE: Duration = Duration::from_secs(12 * 3600);
+/// Most conversations per session; the oldest is dropped beyond it.
+const MAX_CONVERSATIONS: usize = 50;
+/// Login attempts (and bearer tokens) per client address per minute.
+const LOGINS_PER_MINUTE: u32 = 10;
+
+/// One browser session.
+struct Session {
+    /// Public: names the session in the child's audit (`stdio/<label>`).
+    label: String,
+    /// The token forms must carry.
+    csrf: String,
+    /// Logged in (always true when no password is configured).
+    authenticated: bool,
+    last_seen: Instant,
+    /// The session's chat histories by conversation id.
+    conversations: HashMap<String, Vec<ChatMessage>>,
+    order: VecDeque<String>,
+}
+
+impl Session {
+    fn new(authenticated: bool) -> Session {
+        Session {
+            label: hex::encode(rand::random::<[u8; 4]>()),
+            csrf: hex::encode(rand::random::<[u8; 16]>()),
+            authenticated,
+            last_seen: Instant::now(),
+            conversations: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+}
+
+/// All sessions, and the login rate limiter.
+pub(crate) struct Sessions {
+    /// A std mutex: held for map operations only, never across an await.
+    map: Mutex<HashMap<String, Session>>,
+    logins: DefaultKeyedRateLimiter<IpAddr>,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        let quota =
+            Quota::per_minute(NonZeroU32::new(LOGINS_PER_MINUTE).unwrap_or(NonZeroU32::MIN));
+        Sessions {
+            map: Mutex::new(HashMap::new()),
+            logins: RateLimiter::keyed(quota),
+        }
+    }
+}
+
+impl Sessions {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The visitor for a cookie value, if that session exists.
+    fn find(&self, key: &str) -> Option<Visitor> {
+        let mut map = self.lock();
+        let s = map.get_mut(key)?;
+        if s.last_seen.elapsed() > IDLE {
+            map.remove(key);
+            return None;
+        }
+        s.last_seen = Instant::now();
+        Some(Visitor {
+            key: key.to_string(),
+            label: s.label.clone(),
+            csrf: s.csrf.clone(),
+            authenticated: s.authenticated,
+        })
+    }
+
+    /// A new session under a fresh cookie value.
+    fn create(&self, authenticated: bool) -> Visitor {
+        let key = hex::encode(rand::random::<[u8; 32]>());
+        self.insert(key, Session::new(authenticated))
+    }
+
+    fn insert(&self, key: String, session: Session) -> Visitor {
+        let visitor = Visitor {
+            key: key.clone(),
+            label: session.label.clone(),
+            csrf: session.csrf.clone(),
+            authenticated: session.authenticated,
+        };
+        let mut map = self.lock();
+        if map.len() >= MAX_SESSIONS {
+            map.retain(|_, s| s.last_seen.elapsed() <= IDLE);
+            if map.len() >= MAX_SESSIONS
+                && let Some(oldest) = map
+                    .iter()
+                    .min_by_key(|(_, s)| s.last_seen)
+                    .map(|(k, _)| k.clone())
+            {
+                map.remove(&oldest);
+            }
+        }
+        map.insert(key, session);
+        visitor
+    }
+
+    /// Takes a conversation's history out of a session (empty if it has none by that id).
+    pub(crate) fn take_history(&self, key: &str, conversation: &str) -> Vec<ChatMessage> {
+        self.lock()
+            .get_mut(key)
+            .and_then(|s| s.conversations.remove(conversation))
+            .unwrap_or_default()
+    }
+
+    /// Puts a conversation's history back.
+    pub(crate) fn put_history(&self, key: &str, conversation: &str, history: Vec<ChatMessage>) {
+        let mut map = self.lock();
+        let Some(s) = map.get_mut(key) else { return };
+        s.conversations.insert(conversation.to_string(), history);
+        s.order.retain(|c| c != conversation);
+        s.order.push_back(conversation.to_string());
+        while s.order.len() > MAX_CONVERSATIONS {
+            if let Some(old) = s.order.pop_front() {
+                s.conversations.remove(&old);
+            }
+        }
+    }
+}
+
+/// Who is asking: the session a request belongs to.
+#[derive(Debug, Clone)]
+pub(crate) struct Visitor {
+    /// The cookie value (secret; `api` for bearer-token clients).
+    pub key: String,
+    /// The public label.
+    pub label: String,
+    /// The CSRF token forms must carry.
+    pub csrf: String,
+    /// Logged in, or no login needed.
+    pub authenticated: bool,
+}
+
+impl Visitor {
+    /// Whether a form's CSRF token is this session's (constant time).
+    pub fn csrf_ok(&self, presented: &str) -> bool {
+        bool::from(presented.as_bytes().ct_eq(self.csrf.as_bytes()))
+    }
+}
+
+/// The session cookie; `remove` builds one that deletes it.
+fn cookie(state: &WebState, value: String, remove: bool) -> HeaderValue {
+    let mut c = Cookie::build((COOKIE, value))
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .secure(state.options.secure_cookies)
+        .build();
+    if remove {
+        c.make_removal();
+    }
+    HeaderValue::from_str(&c.to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+fn password_matches(state: &WebState, presented: &str) -> bool {
+    state
+        .options
+        .password
+        .as_ref()
+        .is_some_and(|p| bool::from(presented.as_bytes().ct_eq(p.expose_secret().as_bytes())))
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+/// Reports a failed login from `peer` to the child (audited there).
+async fn report_login_failure(state: &WebState, peer: IpAddr) {
+    let event = HostEvent {
+        session: None,
+        kind: HostEventKind::LoginFailed {
+            peer: peer.to_string(),
+        },
+    };
+    if let Err(e) = state.host.report(&event).await {
+        tracing::warn!(error = %e, "login failure not delivered to the server");
+    }
+}
+
+fn is_api(path: &str) -> bool {
+    path.starts_with("/api/")
+}
+
+/// The session middleware: finds or creates the request's session, sets its cookie, and
+/// sends visitors who must log in to `/login` (pages) or answers 401 (API).
+pub(crate) async fn layer(
+    State(state): State<Arc<WebState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let path = req.uri().path().to_string();
+    if path.starts_with("/assets/") {
+        return next.run(req).await;
+    }
+    let mut set_cookie = None;
+    let visitor = if state.options.password.is_some()
+        && let Some(token) = bearer(req.headers())
+    {
+        if state.sessions.logins.check_key(&peer.ip()).is_err() {
+            return api_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many failed logins from this address; wait a minute",
+            );
+        }
+        if !password_matches(&state, token) {
+            tracing::warn!(peer = %peer.ip(), "web API bearer token refused");
+            report_login_failure(&state, peer.ip()).await;
+            return api_error(StatusCode::UNAUTHORIZED, "unauthorized", "wrong token");
+        }
+        match state.sessions.find("api") {
+            Some(v) => v,
+            None => state.sessions.insert("api".into(), {
+                let mut s = Session::new(true);
+                s.label = "api".into();
+                s
+            }),
+        }
+    } else {
+        let jar = CookieJar::from_headers(req.headers());
+        match jar.get(COOKIE).and_then(|c| {
+            state
+                .sessions
+                .find(c.value())
+                .filter(|_| c.value() != "api")
+        }) {
+            Some(v) => v,
+            None => {
+                let v = state.sessions.create(state.options.password.is_none());
+                set_cookie = Some(cookie(&state, v.key.clone(), false));
+                v
+            }
+        }
+    };
+    let open = matches!(path.as_str(), "/login" | "/api/status");
+    if !visitor.authenticated && !open {
+        let mut response = if is_api(&path) {
+            api_error(
+                StatusCode::UNAUTHORIZED,
+                "login_required",
+                "log in first (POST /login), or send the password as a bearer token",
+            )
+        } else {
+            Redirect::to("/login").into_response()
+        };
+        if let Some(c) = set_cookie {
+            response.headers_mut().append(header::SET_COOKIE, c);
+        }
+        return response;
+    }
+    req.extensions_mut().insert(visitor);
+    req.extensions_mut().insert(Peer(peer.ip()));
+    let mut response = next.run(req).await;
+    if let Some(c) = set_cookie
+        && !response.headers().contains_key(header::SET_COOKIE)
+    {
+        response.headers_mut().append(header::SET_COOKIE, c);
+    }
+    response
+}
+
+/// The client's address, for the login rate limit.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Peer(pub IpAddr);
+
+pub(crate) fn api_error(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        axum::Json(serde_json::json!({"error": code, "message": message})),
+    )
+        .into_response()
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    csrf: String,
+    error: Option<String>,
+    login_required: bool,
+}
+
+/// `GET /login`.
+pub(crate) async fn login_page(
+    State(state): State<Arc<WebState>>,
+    axum::Extension(visitor): axum::Extension<Visitor>,
+) -> Response {
+    if visitor.authenticated {
+        return Redirect::to("/").into_response();
+    }
+    crate::pages::render(&LoginPage {
+        csrf: visitor.csrf,
+        error: None,
+        login_required: state.options.password.is_some(),
+    })
+}
+
+#[derive(Deserialize)]
+pub(crate) struct LoginForm {
+    password: String,
+    csrf: String,
+}
+
+/// `POST /login`: checks the CSRF token and the password; on success rotates the cookie.
+pub(crate) async fn login(
+    State(state): State<Arc<WebState>>,
+    axum::Extension(visitor): axum::Extension<Visitor>,
+    axum::Extension(Peer(peer)): axum::Extension<Peer>,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    let again = |status: StatusCode, error: &str| {
+        let mut r = crate::pages::render(&LoginPage {
+            csrf: visitor.csrf.clone(),
+            error: Some(error.to_string()),
+            login_required: true,
+        });
+        *r.status_mut() = status;
+        r
+    };
+    if !visitor.csrf_ok(&form.csrf) {
+        return again(StatusCode::FORBIDDEN, "The form expired; please try again.");
+    }
+    if state.sessions.logins.check_key(&peer).is_err() {
+        return again(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many attempts from this address; wait a minute.",
+        );
+    }
+    if !password_matches(&state, &form.password) {
+        tracing::warn!(peer = %peer, "web login failed");
+        report_login_failure(&state, peer).await;
+        return again(StatusCode::UNAUTHORIZED, "Wrong password.");
+    }
+    // A new cookie value for the logged-in session: a value planted before the login is
+    // worthless after it.
+    let old = state.sessions.lock().remove(&visitor.key);
+    let mut session = old.unwrap_or_else(|| Session::new(true));
+    session.authenticated = true;
+    session.csrf = hex::encode(rand::random::<[u8; 16]>());
+    let key = hex::encode(rand::random::<[u8; 32]>());
+    let fresh = state.sessions.insert(key, session);
+    let mut response = Redirect::to("/").into_response();
+    response
+        .headers_mut()
+        .append(header::SET_COOKIE, cookie(&state, fresh.key, false));
+    response
+}
+
+#[derive(Deserialize)]
+pub(crate) struct LogoutForm {
+    csrf: String,
+}
+
+/// `POST /logout`: forgets the session.
+pub(crate) async fn logout(
+    State(state): State<Arc<WebState>>,
+    axum::Extension(visitor): axum::Extension<Visitor>,
+    Form(form): Form<LogoutForm>,
+) -> Response {
+    if !visitor.csrf_ok(&form.csrf) {
+        return (StatusCode::FORBIDDEN, "CSRF token mismatch").into_response();
+    }
+    state.sessions.lock().remove(&visitor.key);
+    let mut response = Redirect::to("/login").into_response();
+    response
+        .headers_mut()
+        .append(header::SET_COOKIE, cookie(&state, String::new(), true));
+    response
+}
