@@ -325,3 +325,36 @@ async fn instructions_inside_the_data_cannot_make_a_refused_call_run() {
         "the database is unchanged"
     );
 }
+
+/// A rejected LLM API key is a failed authentication: the child's detector counts it and
+/// the fifth in its window is an audited security event.
+#[tokio::test]
+async fn a_refused_llm_key_is_an_audited_auth_failure() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(|| async { (axum::http::StatusCode::UNAUTHORIZED, "bad key") }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/v1", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let a = assistant(&url, data.path()).await;
+    for _ in 0..5 {
+        let mut history = Vec::new();
+        let e = a
+            .ask("How many servers?", &mut history, Some("keyless"), None)
+            .await
+            .expect_err("the API refuses the key");
+        assert!(e.to_string().contains("refused the credentials"), "{e}");
+    }
+    a.close().await;
+    let audit = std::fs::read_to_string(data.path().join("audit.jsonl")).expect("audit log");
+    assert!(
+        audit.contains("\"detector\":\"auth_failure\"") && audit.contains("llm-api"),
+        "{audit}"
+    );
+}

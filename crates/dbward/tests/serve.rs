@@ -260,6 +260,27 @@ async fn http_requires_the_bearer_token() {
         .expect("tool result");
     assert_eq!(r.is_error, Some(true));
     assert!(text(&r).contains("policy_refused"), "{}", text(&r));
+    // Over HTTP a client cannot choose whom it is counted as: the stdio host's session
+    // label in `_meta` is ignored, and so is the host's security-event notification.
+    let mut params = CallToolRequestParams::new("execute_query")
+        .with_arguments(args(json!({"query": "SELECT 1"})));
+    let mut meta = rmcp::model::RequestMetaObject::new();
+    meta.0.insert("dbward/session".into(), json!("impostor"));
+    params.meta = Some(meta);
+    let r = client.call_tool(params).await.expect("tool result");
+    assert_eq!(r.is_error, Some(false), "{}", text(&r));
+    // (Six: over stdio, five make an audited `auth_failure` event for `llm-api`.)
+    for _ in 0..6 {
+        client
+            .send_notification(rmcp::model::ClientNotification::CustomNotification(
+                rmcp::model::CustomNotification::new(
+                    "notifications/dbward/host_event",
+                    Some(json!({"session": "impostor", "kind": {"type": "llm_auth_failed"}})),
+                ),
+            ))
+            .await
+            .expect("notification sent");
+    }
     client.cancel().await.ok();
     // Metrics, behind the same token: calls by tool and outcome, refusals by rule.
     let metrics_url = format!("http://{addr}/metrics");
@@ -298,6 +319,8 @@ async fn http_requires_the_bearer_token() {
     // The audit log names the principal, never the token.
     let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).expect("audit log");
     assert!(audit.contains("\"client\":\"ci"), "{audit}");
+    assert!(!audit.contains("impostor"), "{audit}");
+    assert!(!audit.contains("llm-api"), "{audit}");
     assert!(!audit.contains(TOKEN), "{audit}");
 }
 
