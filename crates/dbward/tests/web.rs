@@ -602,3 +602,44 @@ async fn off_loopback_needs_a_password() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn off_loopback_with_a_password_serves_behind_a_login() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut child = Command::new(BIN)
+        .args(["demo", "--listen", "0.0.0.0:0"])
+        .env_remove("DBWARD_LLM_MODEL")
+        .env("DBWARD_WEB_PASSWORD", "a long enough password 93b1")
+        .env("DBWARD_DATA_DIR", data.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("starts");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let mut warned = false;
+    let port = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            warned |= line.contains("without --secure-cookies");
+            if let Some(u) = line.strip_prefix("dbward: web UI at http://0.0.0.0:") {
+                return u.trim_end_matches('/').to_string();
+            }
+        }
+        panic!("no address reported");
+    })
+    .await
+    .expect("starts in time");
+    assert!(
+        warned,
+        "it warns that cookies are not Secure without --secure-cookies"
+    );
+    let r = browser()
+        .get(format!("http://127.0.0.1:{port}/console"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/login");
+    child.kill().await.ok();
+}
