@@ -3,6 +3,13 @@
 //! (the baseline), in one run: `mcp_bench DBWARD_BINARY POSTGRES_URL [SECONDS]`.
 //! Used by `bench/mcp.sh`, which prepares the database. Every figure is also printed as a
 //! ratio to the direct-driver figure at the same concurrency.
+//!
+//! The HTTP clients speak the 2026-07-28 protocol the way a lean client does: each
+//! `tools/call` is one POST carrying its own protocol metadata (no session, no handshake),
+//! over kept-alive connections, answered with one JSON body. Every answer is checked (a
+//! JSON-RPC result, not an error, with one row). For comparison, x32 is also measured with
+//! rmcp's own client, which negotiates a legacy session and reads each answer as an SSE
+//! stream.
 
 // A measuring tool: its report is its stdout.
 #![allow(clippy::print_stdout)]
@@ -153,9 +160,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             clients,
             secs,
             &["--config", &bench_cfg],
+            HttpClient::Stateless,
         )
         .await?;
         report(&format!("mcp http x{clients}"), &http, &direct);
+        if clients == 32 {
+            let sessions = http_run(
+                bin,
+                url,
+                data.path(),
+                clients,
+                secs,
+                &["--config", &bench_cfg],
+                HttpClient::RmcpSessions,
+            )
+            .await?;
+            report("mcp http x32 rmcp-sse", &sessions, &direct);
+        }
         if clients == 8 {
             // The audit log's cost: the same loop with auditing off, in the same run.
             let cfg = data.path().join("no-audit.toml");
@@ -164,7 +185,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "[audit]\nenabled = false\n[detector]\nmax_calls = 1000000000\n[limits]\npool_max_size = 32\n",
             )?;
             let cfg = cfg.to_string_lossy().into_owned();
-            let off = http_run(bin, url, data.path(), clients, secs, &["--config", &cfg]).await?;
+            let off = http_run(
+                bin,
+                url,
+                data.path(),
+                clients,
+                secs,
+                &["--config", &cfg],
+                HttpClient::Stateless,
+            )
+            .await?;
             report("mcp http x8 no audit", &off, &direct);
             println!(
                 "audit on/off throughput ratio (http x8): {:.3} ({:.1}% slower with auditing)",
@@ -176,7 +206,69 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// One `dbward serve --transport http` with `clients` separate sessions.
+/// How the HTTP clients talk.
+#[derive(Clone, Copy, PartialEq)]
+enum HttpClient {
+    /// One POST per call with 2026-07-28 per-request metadata; JSON answers.
+    Stateless,
+    /// rmcp's client: a legacy session each, SSE answers.
+    RmcpSessions,
+}
+
+const TOKEN: &str = "bench-token-0123456789abcdef";
+
+/// One `tools/call` of the point query as a 2026-07-28 request: the protocol version,
+/// client info and capabilities ride in `_meta` and the standard headers.
+async fn stateless_call(http: &reqwest::Client, endpoint: &str, id: u64, param: u64) {
+    let body = json!({
+        "jsonrpc": "2.0",
+        "id": id,
+        "method": "tools/call",
+        "params": {
+            "name": "execute_query",
+            "arguments": {"query": SQL, "params": [param]},
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientInfo": {"name": "mcp_bench", "version": "1"},
+                "io.modelcontextprotocol/clientCapabilities": {}
+            }
+        }
+    });
+    let response = http
+        .post(endpoint)
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "execute_query")
+        .body(serde_json::to_vec(&body).expect("json"))
+        .send()
+        .await
+        .expect("POST /mcp");
+    let status = response.status();
+    let bytes = response.bytes().await.expect("response body");
+    // A JSON body, or (if the server streams) the SSE event carrying the response.
+    let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+        let text = String::from_utf8_lossy(&bytes);
+        text.lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .filter_map(|d| serde_json::from_str(d.trim()).ok())
+            .find(|v: &serde_json::Value| v.get("id").is_some())
+            .unwrap_or_else(|| panic!("HTTP {status}: {text}"))
+    });
+    let result = &json["result"];
+    assert_eq!(
+        (
+            result["isError"].as_bool(),
+            result["structuredContent"]["row_count"].as_u64()
+        ),
+        (Some(false), Some(1)),
+        "HTTP {status}: {json}"
+    );
+}
+
+/// One `dbward serve --transport http` with `clients` concurrent clients.
 async fn http_run(
     bin: &str,
     url: &str,
@@ -184,12 +276,13 @@ async fn http_run(
     clients: usize,
     secs: u64,
     extra: &[&str],
+    how: HttpClient,
 ) -> Result<Figures, Box<dyn std::error::Error>> {
     // HTTP: one `dbward serve --transport http`, `clients` separate sessions.
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
-    let token = "bench-token-0123456789abcdef";
+    let token = TOKEN;
     let mut server = tokio::process::Command::new(bin)
         .args([
             "serve",
@@ -210,6 +303,33 @@ async fn http_run(
         .kill_on_drop(true)
         .spawn()?;
     let endpoint = format!("http://127.0.0.1:{port}/mcp");
+    if how == HttpClient::Stateless {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(clients)
+            .tcp_nodelay(true)
+            .build()?;
+        // Wait for the listener, then warm up one call.
+        let mut tries = 0;
+        while http.get(&endpoint).send().await.is_err() {
+            tries += 1;
+            if tries > 100 {
+                return Err("dbward serve did not start listening".into());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        stateless_call(&http, &endpoint, 0, 1).await;
+        let endpoint = Arc::new(endpoint);
+        let figures = drive(clients, secs, move |c, i| {
+            let http = http.clone();
+            let endpoint = endpoint.clone();
+            async move {
+                stateless_call(&http, &endpoint, (c as u64) << 32 | i, 1 + i % 100).await;
+            }
+        })
+        .await;
+        server.kill().await.ok();
+        return Ok(figures);
+    }
     let mut sessions = Vec::new();
     for _ in 0..clients {
         let mut tries = 0;

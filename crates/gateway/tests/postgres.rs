@@ -777,3 +777,51 @@ async fn an_abandoned_query_is_cancelled_on_the_server() {
     backend.close().await;
     fx.drop().await;
 }
+
+#[tokio::test]
+async fn no_prepared_statement_outlives_a_call() {
+    // One pooled session, so every call below runs on the one the last query inspects.
+    let fx = PgFixture::new().await;
+    let mut cfg = client_config();
+    cfg.limits.pool_max_size = 1;
+    let gw = Gateway::new(cfg);
+    let id = connect(&gw, &fx).await;
+    gw.execute_query(
+        &id,
+        "SELECT hostname FROM servers WHERE id = $1",
+        &[json!(7)],
+        None,
+    )
+    .await
+    .expect("a row");
+    // An empty result: its shape comes from a Parse/Describe of the query.
+    gw.execute_query(
+        &id,
+        "SELECT hostname FROM servers WHERE id = $1",
+        &[json!(-1)],
+        None,
+    )
+    .await
+    .expect("no rows");
+    gw.list_tables(&id, None).await.expect("catalog read");
+    gw.describe_table(&id, None, "servers")
+        .await
+        .expect("catalog read");
+    let r = gw
+        .execute_query(
+            &id,
+            "SELECT name, statement FROM pg_catalog.pg_prepared_statements",
+            &[],
+            None,
+        )
+        .await
+        .expect("pg_prepared_statements");
+    // Only the statement reading the view may be there (it is being executed).
+    let texts: Vec<String> = r.rows.iter().map(|row| row[1].to_string()).collect();
+    assert!(
+        texts.iter().all(|t| t.contains("pg_prepared_statements")),
+        "statements of earlier calls survived in the pooled session: {texts:?}"
+    );
+    gw.close_connection(&id).await.ok();
+    fx.drop().await;
+}

@@ -262,6 +262,10 @@ pub async fn serve_http(
         .with_allowed_origins(options.allowed_origins.clone())
         .enforce_origin_validation()
         .with_max_request_body_bytes(options.max_body_bytes)
+        // A 2026-07-28 request (no session) whose handler sends nothing before its answer
+        // gets one JSON body instead of an SSE stream: less to frame, buffer and parse. A
+        // client that disconnects before the answer still cancels the call.
+        .with_json_response(true)
         .with_cancellation_token(ct.clone());
     let server = DbwardServer::new(gateway.clone(), default_connection, options.server.clone());
     let service: StreamableHttpService<DbwardServer, LocalSessionManager> =

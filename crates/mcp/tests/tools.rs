@@ -6,14 +6,15 @@
 #[path = "../../gateway/tests/common/mod.rs"]
 mod common;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use dbward_gateway::config::SslMode;
 use dbward_gateway::{ConnectSpec, ConnectionInfo, DbKind, Gateway, GatewayConfig};
 use dbward_mcp::{DbwardServer, ServerOptions};
-use rmcp::model::{CallToolRequestParams, CallToolResult};
-use rmcp::service::RunningService;
+use rmcp::model::{CallToolRequest, CallToolRequestParams, CallToolResult, ClientRequest};
+use rmcp::service::{PeerRequestOptions, RunningService};
 use rmcp::{RoleClient, ServiceExt};
 use secrecy::SecretString;
 use serde_json::{Value, json};
@@ -47,7 +48,46 @@ async fn client_for(
             let _ = running.waiting().await;
         }
     });
-    ().serve(client_io).await.expect("client initializes")
+    let client: Client = ().serve(client_io).await.expect("client initializes");
+    remember_output_schemas(&client).await;
+    client
+}
+
+/// Every tool's declared `outputSchema`, as `tools/list` reported it (the same for every
+/// configuration), for [`ok`] and [`err`] to validate results against.
+fn output_schemas() -> &'static Mutex<HashMap<String, Value>> {
+    static SCHEMAS: OnceLock<Mutex<HashMap<String, Value>>> = OnceLock::new();
+    SCHEMAS.get_or_init(Default::default)
+}
+
+async fn remember_output_schemas(client: &Client) {
+    let tools = client.list_all_tools().await.expect("tools/list");
+    let mut schemas = output_schemas().lock().expect("schemas");
+    for t in tools {
+        if let Some(schema) = t.output_schema {
+            schemas.insert(t.name.to_string(), Value::Object((*schema).clone()));
+        }
+    }
+}
+
+/// Asserts that `structured` conforms to the `outputSchema` `tool` declares.
+fn assert_conforms(tool: &str, structured: &Value) {
+    let schema = output_schemas()
+        .lock()
+        .expect("schemas")
+        .get(tool)
+        .cloned()
+        .unwrap_or_else(|| panic!("{tool} declares no outputSchema"));
+    let validator = jsonschema::validator_for(&schema)
+        .unwrap_or_else(|e| panic!("{tool}: outputSchema is not a valid JSON Schema: {e}"));
+    let errors: Vec<String> = validator
+        .iter_errors(structured)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{tool}: structuredContent does not match its outputSchema: {errors:?}\n{structured}"
+    );
 }
 
 fn sqlite_spec(path: std::path::PathBuf) -> ConnectSpec {
@@ -100,9 +140,12 @@ fn text(r: &CallToolResult) -> String {
 /// Asserts success and returns the structured content.
 fn ok(tool: &str, r: &CallToolResult) -> Value {
     assert_eq!(r.is_error, Some(false), "{tool} failed: {}", text(r));
-    r.structured_content
+    let s = r
+        .structured_content
         .clone()
-        .unwrap_or_else(|| panic!("{tool}: no structuredContent"))
+        .unwrap_or_else(|| panic!("{tool}: no structuredContent"));
+    assert_conforms(tool, &s);
+    s
 }
 
 /// Asserts a tool error with `code` and returns the structured error.
@@ -119,6 +162,8 @@ fn err(tool: &str, r: &CallToolResult, code: &str) -> Value {
         .expect("errors carry structuredContent");
     assert_eq!(s["error"]["code"], code, "{tool}: {}", text(r));
     assert!(text(r).contains(&format!("[{code}]")), "{}", text(r));
+    // Clients that (against the spec) validate error results too still accept it.
+    assert_conforms(tool, &s);
     s["error"].clone()
 }
 
@@ -198,6 +243,24 @@ async fn tools_list_has_every_tool_with_precise_schemas() {
     assert_eq!(required("connect"), ["name"]);
     assert!(schema("connect")["properties"].get("url").is_none());
     assert_eq!(schema("execute_query")["additionalProperties"], false);
+    // Every tool declares the shape of its structured result; the results themselves are
+    // checked against it wherever a test reads one (`ok`, `err`).
+    for t in &tools {
+        let out = t
+            .output_schema
+            .as_ref()
+            .unwrap_or_else(|| panic!("{}: no outputSchema", t.name));
+        assert_eq!(out.get("type"), Some(&json!("object")), "{}", t.name);
+    }
+    let rows = tools
+        .iter()
+        .find(|t| t.name == "read_table")
+        .and_then(|t| t.output_schema.clone())
+        .expect("read_table outputSchema");
+    assert_eq!(
+        rows["anyOf"][0]["required"],
+        json!(["columns", "rows", "row_count", "truncated", "elapsed_ms"])
+    );
 
     let eq = schema("execute_query");
     assert_eq!(eq["properties"]["limit"]["minimum"], 1);
@@ -718,7 +781,11 @@ async fn advertised_bounds_follow_the_configuration() {
 #[tokio::test]
 async fn a_timed_out_postgresql_call_leaves_no_transaction_behind() {
     let fx = common::PgFixture::new().await;
-    let gateway = Arc::new(Gateway::new(common::client_config()));
+    create_slow_function(&fx).await;
+    let mut config = common::client_config();
+    // Only the server's per-call timeout may end the statement, not the database's.
+    config.limits.statement_timeout_ms = 120_000;
+    let gateway = Arc::new(Gateway::new(config));
     let spec = ConnectSpec::from_url(&SecretString::from(fx.url())).expect("url");
     let info = gateway
         .connect_trusted(spec)
@@ -728,10 +795,25 @@ async fn a_timed_out_postgresql_call_leaves_no_transaction_behind() {
         call_timeout: Duration::from_millis(300),
     };
     let client = client_for(gateway.clone(), info, options).await;
-    let r = call(&client, "execute_query", json!({
-        "query": "SELECT count(*) FROM generate_series(1, 3000) a, generate_series(1, 3000) b, generate_series(1, 300) c"
-    })).await;
+    let started = std::time::Instant::now();
+    let r = call(
+        &client,
+        "execute_query",
+        json!({"query": "SELECT slow_answer(30)"}),
+    )
+    .await;
     err("execute_query", &r, "timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    // The abandoned statement is cancelled on the database, not left to sleep on.
+    assert_eq!(
+        wait_for(&fx, 0, Duration::from_secs(5)).await,
+        0,
+        "pg_sleep still active after the call timed out"
+    );
     // The next call works, and nothing is left holding a transaction open.
     let r = call(
         &client,
@@ -740,6 +822,151 @@ async fn a_timed_out_postgresql_call_leaves_no_transaction_behind() {
     )
     .await;
     assert_eq!(ok("execute_query", &r)["rows"], json!([[1]]));
+    let mut leftovers = fx.leftovers().await;
+    for _ in 0..50 {
+        if leftovers == (0, 0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        leftovers = fx.leftovers().await;
+    }
+    assert_eq!(
+        leftovers,
+        (0, 0),
+        "(advisory locks, sessions idle in transaction)"
+    );
+    client.cancel().await.ok();
+    for c in gateway.list_connections() {
+        gateway.close_connection(c.id.as_str()).await.ok();
+    }
+    fx.drop().await;
+}
+
+#[tokio::test]
+async fn output_schemas_reject_a_result_of_the_wrong_shape() {
+    let (_dir, _gw, _info, client) = demo(GatewayConfig::default(), ServerOptions::default()).await;
+    let r = call(
+        &client,
+        "execute_query",
+        json!({"query": "SELECT 1 AS one"}),
+    )
+    .await;
+    let good = ok("execute_query", &r);
+    let schema = output_schemas().lock().expect("schemas")["execute_query"].clone();
+    let validator = jsonschema::validator_for(&schema).expect("valid schema");
+    assert!(validator.is_valid(&good));
+    let mut bad = good.clone();
+    bad["rows"] = json!({"0": [1]});
+    assert!(!validator.is_valid(&bad), "rows must be an array of arrays");
+    let mut bad = good.clone();
+    bad.as_object_mut().expect("object").remove("truncated");
+    assert!(!validator.is_valid(&bad), "truncated is required");
+    assert!(
+        !validator.is_valid(&json!({"error": {"code": "timeout"}})),
+        "an error needs a message"
+    );
+    assert!(validator.is_valid(&json!({"error": {"code": "timeout", "message": "m"}})));
+}
+
+/// dbward sessions on the fixture's database that are inside `pg_sleep` right now (the
+/// statement itself reads `FETCH ... FROM dbward_cursor`; the wait event says it sleeps).
+async fn active_sleeps(fx: &common::PgFixture) -> i64 {
+    let mut admin = common::pg_admin().await;
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND state = 'active' \
+         AND application_name = 'dbward' AND wait_event = 'PgSleep'",
+    )
+    .bind(&fx.db)
+    .fetch_one(&mut admin)
+    .await
+    .expect("pg_stat_activity")
+}
+
+/// A function that sleeps for `seconds`, created by the fixture's owner. The policy
+/// refuses `pg_sleep` itself; a function the database declares STABLE passes its check,
+/// which is what a slow query from a model looks like to dbward.
+async fn create_slow_function(fx: &common::PgFixture) {
+    use sqlx::Connection as _;
+    let mut owner = sqlx::PgConnection::connect(&fx.url())
+        .await
+        .expect("connect as owner");
+    sqlx::raw_sql(
+        "CREATE FUNCTION slow_answer(seconds float8) RETURNS int LANGUAGE plpgsql STABLE \
+         AS $$ BEGIN PERFORM pg_sleep(seconds); RETURN 42; END $$",
+    )
+    .execute(&mut owner)
+    .await
+    .expect("create slow_answer");
+    owner.close().await.ok();
+}
+
+/// Polls [`active_sleeps`] every 50 ms until it returns `want` or `within` passes; returns the last value.
+async fn wait_for(fx: &common::PgFixture, want: i64, within: Duration) -> i64 {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let n = active_sleeps(fx).await;
+        if n == want || std::time::Instant::now() > deadline {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_cancelled_postgresql_call_stops_its_statement_on_the_database() {
+    let fx = common::PgFixture::new().await;
+    create_slow_function(&fx).await;
+    let mut config = common::client_config();
+    // Neither the database's timeout nor the server's may end the statement: only the
+    // cancellation can, within the few seconds the test allows.
+    config.limits.statement_timeout_ms = 120_000;
+    let gateway = Arc::new(Gateway::new(config));
+    let spec = ConnectSpec::from_url(&SecretString::from(fx.url())).expect("url");
+    let info = gateway
+        .connect_trusted(spec)
+        .await
+        .expect("connects to the fixture");
+    let options = ServerOptions {
+        call_timeout: Duration::from_secs(120),
+    };
+    let client = client_for(gateway.clone(), info, options).await;
+    let request = ClientRequest::CallToolRequest(CallToolRequest::new(
+        CallToolRequestParams::new("execute_query").with_arguments(
+            json!({"query": "SELECT slow_answer(30)"})
+                .as_object()
+                .cloned()
+                .expect("object"),
+        ),
+    ));
+    let handle = client
+        .send_cancellable_request(request, PeerRequestOptions::no_options())
+        .await
+        .expect("request sent");
+    assert_eq!(
+        wait_for(&fx, 1, Duration::from_secs(10)).await,
+        1,
+        "the sleep never started on the database"
+    );
+    let started = std::time::Instant::now();
+    handle
+        .cancel(Some("the user changed their mind".into()))
+        .await
+        .expect("notifications/cancelled sent");
+    let left = wait_for(&fx, 0, Duration::from_secs(5)).await;
+    assert_eq!(
+        left,
+        0,
+        "pg_sleep still active {:?} after notifications/cancelled",
+        started.elapsed()
+    );
+    // The server still serves, on the same session, and leaves nothing behind.
+    let r = call(
+        &client,
+        "execute_query",
+        json!({"query": "SELECT 3 AS three"}),
+    )
+    .await;
+    assert_eq!(ok("execute_query", &r)["rows"], json!([[3]]));
     let mut leftovers = fx.leftovers().await;
     for _ in 0..50 {
         if leftovers == (0, 0) {

@@ -34,6 +34,9 @@ use crate::error::{GatewayError, scrub};
 /// Rows per FETCH: small enough that a capped result never fetches far past the cap.
 const FETCH_CHUNK: usize = 200;
 
+/// A pooled connection idle longer than this is pinged before use.
+const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
+
 /// An open PostgreSQL connection pool.
 #[derive(Debug, Clone)]
 pub struct PgBackend {
@@ -95,7 +98,10 @@ impl PgBackend {
             .application_name("dbward")
             .options([("default_transaction_read_only", "on")])
             // No named prepared statements: every client query text would otherwise stay
-            // behind as a server-side prepared statement in each pooled session.
+            // behind as a server-side prepared statement in each pooled session. A cache
+            // capacity of 0 alone is not enough (the driver then names the statement and
+            // never closes it): every query here is also `persistent(false)`, and `end`
+            // deallocates whatever a call prepared.
             .statement_cache_capacity(0);
         if let Some(u) = &spec.username {
             opts = opts.username(u);
@@ -110,11 +116,24 @@ impl PgBackend {
             .max_connections(limits.pool_max_size)
             .acquire_timeout(Duration::from_millis(limits.acquire_timeout_ms))
             .idle_timeout(Duration::from_secs(limits.idle_timeout_s))
-            .test_before_acquire(true)
+            // A connection that sat idle may have been closed by the server: ping it first.
+            // One in steady use has just proved itself, and a ping on every acquire would be
+            // one more round trip per call; if it did break, the call fails and the
+            // connection is closed, never reused.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for > IDLE_BEFORE_PING {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(opts)
             .await
             .map_err(|e| classify(e, &spec.secrets()))?;
         let server_version: String = sqlx::query_scalar("SELECT version()")
+            .persistent(false)
             .fetch_one(&pool)
             .await
             .map_err(|e| classify(e, &spec.secrets()))?;
@@ -240,7 +259,7 @@ impl PgBackend {
             return Ok(r);
         }
         let declare = format!("DECLARE dbward_cursor NO SCROLL CURSOR FOR {sql}");
-        let mut q = sqlx::query(AssertSqlSafe(declare));
+        let mut q = sqlx::query(AssertSqlSafe(declare)).persistent(false);
         for p in params {
             q = bind_json(q, p);
         }
@@ -336,6 +355,7 @@ impl PgBackend {
             let named: Vec<(i64, String)> = sqlx::query_as(
                 "SELECT oid::int8, pg_catalog.format_type(oid, NULL) FROM pg_catalog.pg_type WHERE oid = ANY($1::int8[]::oid[])",
             )
+            .persistent(false)
             .bind(&missing)
             .fetch_all(&mut *conn)
             .await
@@ -371,6 +391,7 @@ impl PgBackend {
                AND has_schema_privilege(n.oid, 'USAGE') \
              ORDER BY 1, 2 LIMIT $2",
         )
+            .persistent(false)
         .bind(schema)
         .bind(max as i64)
         .fetch_all(&self.pool)
@@ -399,6 +420,7 @@ impl PgBackend {
                AND (($1::text IS NULL AND pg_catalog.pg_table_is_visible(c.oid)) OR n.nspname = $1) \
              LIMIT 1",
         )
+            .persistent(false)
         .bind(schema)
         .bind(table)
         .fetch_optional(&self.pool)
@@ -428,6 +450,7 @@ impl PgBackend {
              WHERE a.attrelid = (quote_ident($1) || '.' || quote_ident($2))::regclass \
                AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
         )
+            .persistent(false)
         .bind(&schema)
         .bind(&name)
         .fetch_all(&self.pool)
@@ -449,6 +472,7 @@ impl PgBackend {
              WHERE i.indrelid = (quote_ident($1) || '.' || quote_ident($2))::regclass AND i.indisprimary \
              ORDER BY array_position(i.indkey, a.attnum)",
         )
+            .persistent(false)
         .bind(&schema)
         .bind(&name)
         .fetch_all(&self.pool)
@@ -464,6 +488,7 @@ impl PgBackend {
              WHERE c.contype = 'f' AND c.conrelid = (quote_ident($1) || '.' || quote_ident($2))::regclass \
              ORDER BY 1",
         )
+            .persistent(false)
         .bind(&schema)
         .bind(&name)
         .fetch_all(&self.pool)
@@ -473,6 +498,7 @@ impl PgBackend {
             "SELECT pg_catalog.pg_get_indexdef(indexrelid) FROM pg_catalog.pg_index \
              WHERE indrelid = (quote_ident($1) || '.' || quote_ident($2))::regclass ORDER BY 1",
         )
+        .persistent(false)
         .bind(&schema)
         .bind(&name)
         .fetch_all(&self.pool)
@@ -481,6 +507,7 @@ impl PgBackend {
         let comment: Option<String> = sqlx::query_scalar(
             "SELECT pg_catalog.obj_description((quote_ident($1) || '.' || quote_ident($2))::regclass, 'pg_class')",
         )
+            .persistent(false)
         .bind(&schema)
         .bind(&name)
         .fetch_one(&self.pool)
@@ -517,6 +544,7 @@ impl PgBackend {
                  JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
                  WHERE p.proname = $2 AND ($1::text IS NULL OR n.nspname = $1)",
             )
+            .persistent(false)
             .bind(schema.as_deref())
             .bind(name)
             .fetch_one(&self.pool)
@@ -558,6 +586,7 @@ impl PgBackend {
                WHERE table_schema NOT IN ('pg_catalog', 'information_schema') AND column_name ILIKE $1 ESCAPE '\\' \
              ) m ORDER BY 1, 2, 3 NULLS FIRST LIMIT $2",
         )
+            .persistent(false)
         .bind(pattern)
         .bind(max as i64)
         .fetch_all(&self.pool)
@@ -588,6 +617,7 @@ impl PgBackend {
             "SELECT c.reltuples, pg_catalog.pg_table_size(c.oid), pg_catalog.pg_total_relation_size(c.oid) \
              FROM pg_catalog.pg_class c WHERE c.oid = (quote_ident($1) || '.' || quote_ident($2))::regclass",
         )
+            .persistent(false)
         .bind(schema)
         .bind(table)
         .fetch_one(&self.pool)
@@ -599,6 +629,7 @@ impl PgBackend {
              WHERE a.attrelid = (quote_ident($1) || '.' || quote_ident($2))::regclass AND a.attnum > 0 AND NOT a.attisdropped \
              ORDER BY a.attnum",
         )
+            .persistent(false)
         .bind(schema)
         .bind(table)
         .fetch_all(&self.pool)
@@ -609,6 +640,7 @@ impl PgBackend {
              FROM pg_catalog.pg_index x JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid \
              WHERE x.indrelid = (quote_ident($1) || '.' || quote_ident($2))::regclass ORDER BY 1",
         )
+            .persistent(false)
         .bind(schema)
         .bind(table)
         .fetch_all(&self.pool)
@@ -664,6 +696,7 @@ impl PgBackend {
                        AND pg_has_role(r.rolname, b.oid, 'MEMBER') ORDER BY 1) \
                  FROM pg_catalog.pg_roles r, me WHERE r.rolname = me.name",
             )
+            .persistent(false)
             .bind(self.reader_role.as_deref())
             .fetch_one(&self.pool)
             .await
@@ -703,6 +736,7 @@ impl Drop for InFlight {
             rt.spawn(async move {
                 // Our own statement about our own session, not a client's.
                 let r = sqlx::query("SELECT pg_catalog.pg_cancel_backend($1)")
+                    .persistent(false)
                     .bind(pid)
                     .execute(&pool)
                     .await;
@@ -731,9 +765,14 @@ fn columns_of(row: &sqlx::postgres::PgRow) -> Vec<Column> {
 /// state a read-only statement can leave behind that a rollback does not undo. (Settings
 /// changed with `set_config(..., false)`, LISTEN, cursors and notifications are
 /// transactional and die with the rollback; PREPARE, temp tables and sequence changes
-/// cannot happen inside a read-only cursor.) One round trip.
+/// cannot happen inside a read-only cursor.) Then drop every prepared statement of the
+/// session: the driver names the statements it prepares (the Parse/Describe of an empty
+/// result's shape), and a named statement outlives the transaction — with its text, which
+/// the next caller on this pooled session could read in `pg_prepared_statements`. The
+/// driver's statement cache is off and every other statement is unnamed, so nothing the
+/// driver relies on is dropped. One round trip.
 async fn end(conn: &mut sqlx::PgConnection) -> Result<(), GatewayError> {
-    sqlx::raw_sql("ROLLBACK; SELECT pg_catalog.pg_advisory_unlock_all()")
+    sqlx::raw_sql("ROLLBACK; SELECT pg_catalog.pg_advisory_unlock_all(); DEALLOCATE ALL")
         .execute(&mut *conn)
         .await
         .map_err(|e| classify(e, &[]))?;
@@ -747,7 +786,9 @@ async fn utility_rows(
     caps: Caps,
 ) -> Result<QueryResult, GatewayError> {
     let err = |e| classify(e, &[]);
-    let mut stream = sqlx::query(AssertSqlSafe(sql.to_string())).fetch(&mut *conn);
+    let mut stream = sqlx::query(AssertSqlSafe(sql.to_string()))
+        .persistent(false)
+        .fetch(&mut *conn);
     let mut columns: Vec<Column> = Vec::new();
     let mut rows = Vec::new();
     let (mut bytes, mut truncated) = (0usize, false);

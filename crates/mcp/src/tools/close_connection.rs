@@ -22,11 +22,20 @@ pub struct CloseConnectionArgs {
 
 const DESCRIPTION: &str = "Close a connection you opened with connect, releasing its pool. The default connection cannot be closed. Example: {\"connection_id\": \"3f2a...\"}";
 
+/// `structuredContent` of a successful call.
+fn output_schema() -> std::sync::Arc<rmcp::model::JsonObject> {
+    super::output_schema(
+        serde_json::json!({ "closed": { "type": "string", "description": "The id of the connection closed." } }),
+        &["closed"],
+    )
+}
+
 #[tool_router(router = close_connection_router, vis = "pub(crate)")]
 impl DbwardServer {
     #[tool(
         name = "close_connection",
         description = DESCRIPTION,
+        output_schema = output_schema(),
         annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
     )]
     async fn close_connection(

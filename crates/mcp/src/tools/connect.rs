@@ -162,11 +162,29 @@ fn request(args: ConnectArgs) -> Result<ConnectRequest, GatewayError> {
     }
 }
 
+/// `structuredContent` of a successful call: the new connection.
+fn output_schema() -> std::sync::Arc<rmcp::model::JsonObject> {
+    let info = super::connection_info_schema();
+    super::output_schema(
+        info["properties"].clone(),
+        &[
+            "id",
+            "type",
+            "target",
+            "server_version",
+            "opened_at",
+            "role",
+            "role_can_write",
+        ],
+    )
+}
+
 #[tool_router(router = connect_router, vis = "pub(crate)")]
 impl DbwardServer {
     #[tool(
         name = "connect",
         description = DESCRIPTION,
+        output_schema = output_schema(),
         annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = false, open_world_hint = true)
     )]
     async fn connect(&self, Parameters(args): Parameters<ConnectArgs>) -> CallToolResult {

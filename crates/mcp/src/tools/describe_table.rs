@@ -10,11 +10,59 @@ use crate::server::{DbwardServer, answer};
 
 const DESCRIPTION: &str = "Describe one table or view: columns with types, nullability, defaults and comments; primary key; foreign keys; indexes; table comment. Use it before writing a query. Example: {\"table\": \"servers\"} or {\"schema\": \"public\", \"table\": \"servers\"}";
 
+/// `structuredContent` of a successful call: the gateway's `TableDescription`.
+fn output_schema() -> std::sync::Arc<rmcp::model::JsonObject> {
+    super::output_schema(
+        serde_json::json!({
+            "schema": { "type": "string" },
+            "name": { "type": "string" },
+            "columns": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "name": { "type": "string" },
+                        "type": { "type": "string" },
+                        "nullable": { "type": "boolean" },
+                        "default": { "type": "string" },
+                        "comment": { "type": "string" }
+                    },
+                    "required": ["name", "type", "nullable"]
+                }
+            },
+            "primary_key": { "type": "array", "items": { "type": "string" } },
+            "foreign_keys": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "column": { "type": "string" },
+                        "references_table": { "type": "string" },
+                        "references_column": { "type": "string" }
+                    },
+                    "required": ["column", "references_table", "references_column"]
+                }
+            },
+            "indexes": { "type": "array", "items": { "type": "string" } },
+            "comment": { "type": "string" }
+        }),
+        &[
+            "schema",
+            "name",
+            "columns",
+            "primary_key",
+            "foreign_keys",
+            "indexes",
+        ],
+    )
+}
+
 #[tool_router(router = describe_table_router, vis = "pub(crate)")]
 impl DbwardServer {
     #[tool(
         name = "describe_table",
         description = DESCRIPTION,
+        output_schema = output_schema(),
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn describe_table(&self, Parameters(args): Parameters<TableArgs>) -> CallToolResult {

@@ -39,6 +39,7 @@ impl DbwardServer {
     #[tool(
         name = "execute_query",
         description = DESCRIPTION,
+        output_schema = super::rows_output_schema(),
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn execute_query(

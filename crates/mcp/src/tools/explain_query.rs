@@ -27,11 +27,24 @@ pub struct ExplainQueryArgs {
 
 const DESCRIPTION: &str = "Show how the database would run a SELECT query: PostgreSQL's JSON plan (with analyze: true, actual times and buffers, running the query read-only) or SQLite's query plan steps. The query must itself be allowed by the policy. Use it to check that a query uses an index before running it on a large table. Example: {\"query\": \"SELECT * FROM incidents WHERE server_id = 7\"}";
 
+/// `structuredContent` of a successful call: the plan (PostgreSQL's JSON document, or
+/// the rows of the other databases' plans) and whether the query ran.
+fn output_schema() -> std::sync::Arc<rmcp::model::JsonObject> {
+    super::output_schema(
+        serde_json::json!({
+            "plan": { "description": "The plan as the database reports it (untrusted data)." },
+            "analyzed": { "type": "boolean" }
+        }),
+        &["plan", "analyzed"],
+    )
+}
+
 #[tool_router(router = explain_query_router, vis = "pub(crate)")]
 impl DbwardServer {
     #[tool(
         name = "explain_query",
         description = DESCRIPTION,
+        output_schema = output_schema(),
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn explain_query(

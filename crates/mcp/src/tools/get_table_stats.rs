@@ -10,11 +10,58 @@ use crate::server::{DbwardServer, answer};
 
 const DESCRIPTION: &str = "Statistics of one table without scanning it: estimated row count (exact for SQLite), table and total size in bytes where the database reports them, per-column null fraction and distinct-value estimate, and indexes. Use it to judge how big a query's result will be. Example: {\"table\": \"incidents\"}";
 
+/// `structuredContent` of a successful call: the gateway's `TableStats`.
+fn output_schema() -> std::sync::Arc<rmcp::model::JsonObject> {
+    super::output_schema(
+        serde_json::json!({
+            "schema": { "type": "string" },
+            "table": { "type": "string" },
+            "row_estimate": { "type": "integer" },
+            "exact": { "type": "boolean", "description": "Whether row_estimate is a count rather than the planner's estimate." },
+            "table_bytes": { "type": "integer" },
+            "total_bytes": { "type": "integer" },
+            "columns": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "column": { "type": "string" },
+                        "null_fraction": { "type": "number" },
+                        "distinct_estimate": { "type": "number" }
+                    },
+                    "required": ["column"]
+                }
+            },
+            "indexes": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "name": { "type": "string" },
+                        "size_bytes": { "type": "integer" },
+                        "definition": { "type": "string" }
+                    },
+                    "required": ["name", "definition"]
+                }
+            }
+        }),
+        &[
+            "schema",
+            "table",
+            "row_estimate",
+            "exact",
+            "columns",
+            "indexes",
+        ],
+    )
+}
+
 #[tool_router(router = get_table_stats_router, vis = "pub(crate)")]
 impl DbwardServer {
     #[tool(
         name = "get_table_stats",
         description = DESCRIPTION,
+        output_schema = output_schema(),
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn get_table_stats(&self, Parameters(args): Parameters<TableArgs>) -> CallToolResult {

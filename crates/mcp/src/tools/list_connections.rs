@@ -10,11 +10,23 @@ use crate::server::DbwardServer;
 
 const DESCRIPTION: &str = "List the open database connections: id, name, type (postgresql, mysql, sqlite), target (password masked), server version, and which one is the default. Pass an id as connection_id to any other tool; without one, tools use the default. Takes no arguments.";
 
+/// `structuredContent` of a successful call.
+fn output_schema() -> std::sync::Arc<rmcp::model::JsonObject> {
+    super::output_schema(
+        serde_json::json!({
+            "default_connection_id": { "type": "string" },
+            "connections": { "type": "array", "items": super::connection_info_schema() }
+        }),
+        &["default_connection_id", "connections"],
+    )
+}
+
 #[tool_router(router = list_connections_router, vis = "pub(crate)")]
 impl DbwardServer {
     #[tool(
         name = "list_connections",
         description = DESCRIPTION,
+        output_schema = output_schema(),
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn list_connections(&self) -> CallToolResult {

@@ -26,11 +26,34 @@ pub struct ListTablesArgs {
 
 const DESCRIPTION: &str = "List the tables and views the connection can read (at most 200), as schema.name and kind. Start here, then call describe_table. Example: {} or {\"schema\": \"public\"}";
 
+/// `structuredContent` of a successful call.
+fn output_schema() -> std::sync::Arc<rmcp::model::JsonObject> {
+    super::output_schema(
+        serde_json::json!({
+            "tables": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "schema": { "type": "string" },
+                        "name": { "type": "string" },
+                        "kind": { "type": "string" }
+                    },
+                    "required": ["schema", "name", "kind"]
+                }
+            },
+            "count": { "type": "integer", "minimum": 0 }
+        }),
+        &["tables", "count"],
+    )
+}
+
 #[tool_router(router = list_tables_router, vis = "pub(crate)")]
 impl DbwardServer {
     #[tool(
         name = "list_tables",
         description = DESCRIPTION,
+        output_schema = output_schema(),
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn list_tables(&self, Parameters(args): Parameters<ListTablesArgs>) -> CallToolResult {

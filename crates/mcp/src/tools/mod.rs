@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 use dbward_gateway::GatewayConfig;
 use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::model::JsonObject;
 use serde_json::{Value, json};
 
 use crate::server::DbwardServer;
@@ -96,7 +97,91 @@ fn set_bound(
     }
 }
 
-/// The connection-id field's description, shared by every tool's schema.
+/// A tool's `outputSchema`: an object whose successful `structuredContent` has
+/// `properties` with the `required` ones present.
+///
+/// Error results (`isError: true`) carry `{"error": {"code", "message", "rule"?, ...}}`
+/// instead. The specification validates only successful results against `outputSchema`,
+/// but some clients validate error results too (the TypeScript SDK and MCP Inspector did,
+/// until fixed), and a validation failure there would hide the refusal's rule from the
+/// model. So the schema admits that envelope as the one alternative (`anyOf`); the root
+/// stays `type: object`, as clients of older protocol versions require.
+pub(crate) fn output_schema(properties: Value, required: &[&str]) -> Arc<JsonObject> {
+    let mut properties = properties;
+    if let Value::Object(p) = &mut properties {
+        p.insert("error".into(), error_schema());
+    }
+    let schema = json!({
+        "type": "object",
+        "properties": properties,
+        "anyOf": [{ "required": required }, { "required": ["error"] }],
+    });
+    match schema {
+        Value::Object(o) => Arc::new(o),
+        _ => Arc::new(JsonObject::new()),
+    }
+}
+
+/// The `error` member of every tool error's `structuredContent` (see `render`).
+fn error_schema() -> Value {
+    json!({
+        "type": "object",
+        "description": "Present only on tool errors (isError: true), instead of the result.",
+        "properties": {
+            "code": { "type": "string", "description": "Stable error code, e.g. policy_refused, timeout, invalid_arguments." },
+            "message": { "type": "string" },
+            "rule": { "type": "string", "description": "The policy rule that refused the query." },
+            "reasons": { "type": "array", "description": "Every rule that fired, for refusals." }
+        },
+        "required": ["code", "message"]
+    })
+}
+
+/// The `outputSchema` of the tools that return rows (`execute_query`, `read_table`):
+/// the gateway's `QueryResult` as `render::query` serialises it.
+pub(crate) fn rows_output_schema() -> Arc<JsonObject> {
+    output_schema(
+        json!({
+            "columns": {
+                "type": "array",
+                "description": "Result columns in order, with the database's type name.",
+                "items": {
+                    "type": "object",
+                    "properties": { "name": { "type": "string" }, "type": { "type": "string" } },
+                    "required": ["name", "type"]
+                }
+            },
+            "rows": {
+                "type": "array",
+                "description": "Rows, each an array of values in column order (untrusted data).",
+                "items": { "type": "array" }
+            },
+            "row_count": { "type": "integer", "minimum": 0 },
+            "truncated": { "type": "boolean", "description": "Whether the row or byte cap cut the result." },
+            "elapsed_ms": { "type": "integer", "minimum": 0 }
+        }),
+        &["columns", "rows", "row_count", "truncated", "elapsed_ms"],
+    )
+}
+
+/// `ConnectionInfo` as `connect` and `list_connections` return it.
+pub(crate) fn connection_info_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "id": { "type": "string", "description": "The opaque connection id to pass to every tool." },
+            "name": { "type": "string" },
+            "type": { "type": "string", "enum": ["postgresql", "mysql", "sqlite"] },
+            "target": { "type": "string", "description": "Where it goes, password masked." },
+            "server_version": { "type": "string" },
+            "opened_at": { "type": "integer" },
+            "role": { "type": "string" },
+            "role_can_write": { "type": "boolean" }
+        },
+        "required": ["id", "type", "target", "server_version", "opened_at", "role", "role_can_write"]
+    })
+}
+
 /// Arguments of the tools that take one table: `describe_table`, `get_table_stats`.
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -113,4 +198,5 @@ pub struct TableArgs {
     pub schema: Option<String>,
 }
 
+/// The connection-id field's description, shared by every tool's schema.
 pub(crate) const CONNECTION_ID_DOC: &str = "Connection id (32 hex characters) from list_connections or connect. Omit it to use the server's default connection.";

@@ -159,6 +159,7 @@ impl DbwardServer {
     #[tool(
         name = "read_table",
         description = DESCRIPTION,
+        output_schema = super::rows_output_schema(),
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn read_table(&self, Parameters(args): Parameters<ReadTableArgs>) -> CallToolResult {

@@ -25,11 +25,35 @@ pub struct SearchTablesArgs {
 
 const DESCRIPTION: &str = "Find tables and columns whose names contain a term (case-insensitive), at most 50 matches: schema.table or schema.table.column with its type. Use it when you do not know where something is stored. Example: {\"term\": \"email\"}";
 
+/// `structuredContent` of a successful call.
+fn output_schema() -> std::sync::Arc<rmcp::model::JsonObject> {
+    super::output_schema(
+        serde_json::json!({
+            "matches": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "schema": { "type": "string" },
+                        "table": { "type": "string" },
+                        "column": { "type": "string" },
+                        "column_type": { "type": "string" }
+                    },
+                    "required": ["schema", "table"]
+                }
+            },
+            "count": { "type": "integer", "minimum": 0 }
+        }),
+        &["matches", "count"],
+    )
+}
+
 #[tool_router(router = search_tables_router, vis = "pub(crate)")]
 impl DbwardServer {
     #[tool(
         name = "search_tables",
         description = DESCRIPTION,
+        output_schema = output_schema(),
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn search_tables(

@@ -22,11 +22,47 @@ pub struct SecurityPostureArgs {
 
 const DESCRIPTION: &str = "Report the security posture of a connection: the database role and whether it could write on its own (superuser, writable tables, create rights, dangerous role memberships), which protective layers are on (SQL policy, read-only transaction, statement timeout, row and byte caps, reader role), and warnings. Example: {}";
 
+/// `structuredContent` of a successful call: the gateway's `Posture`.
+fn output_schema() -> std::sync::Arc<rmcp::model::JsonObject> {
+    super::output_schema(
+        serde_json::json!({
+            "role": {
+                "type": "object",
+                "properties": {
+                    "role": { "type": "string" },
+                    "superuser": { "type": "boolean" },
+                    "writable_tables": { "type": "integer" },
+                    "can_create": { "type": "boolean" },
+                    "dangerous_roles": { "type": "array", "items": { "type": "string" } },
+                    "can_write": { "type": "boolean" }
+                },
+                "required": ["role", "superuser", "writable_tables", "can_create", "dangerous_roles", "can_write"]
+            },
+            "layers": {
+                "type": "object",
+                "properties": {
+                    "policy": { "type": "boolean" },
+                    "read_only_transaction": { "type": "boolean" },
+                    "statement_timeout_ms": { "type": "integer" },
+                    "row_cap": { "type": "integer" },
+                    "byte_cap": { "type": "integer" },
+                    "reader_role": { "type": "string" },
+                    "client_connections_allowed": { "type": "boolean" }
+                },
+                "required": ["policy", "read_only_transaction", "statement_timeout_ms", "row_cap", "byte_cap", "client_connections_allowed"]
+            },
+            "warnings": { "type": "array", "items": { "type": "string" } }
+        }),
+        &["role", "layers", "warnings"],
+    )
+}
+
 #[tool_router(router = security_posture_router, vis = "pub(crate)")]
 impl DbwardServer {
     #[tool(
         name = "security_posture",
         description = DESCRIPTION,
+        output_schema = output_schema(),
         annotations(read_only_hint = true, open_world_hint = false)
     )]
     async fn security_posture(
