@@ -178,6 +178,7 @@ impl Assistant {
             )
             .await;
         }
+        trim_history(history);
         if history.is_empty() {
             history.push(ChatMessage {
                 role: "system".into(),
@@ -382,6 +383,46 @@ impl Assistant {
     }
 }
 
+/// Most messages a conversation keeps (besides the system prompt).
+const MAX_HISTORY_MESSAGES: usize = 60;
+/// Most text a conversation keeps, in bytes.
+const MAX_HISTORY_BYTES: usize = 256 * 1024;
+
+/// Drops the oldest turns of a long conversation, whole: what remains after the system
+/// prompt starts at a user message, so no tool result is left without its call.
+fn trim_history(history: &mut Vec<ChatMessage>) {
+    let size = |h: &[ChatMessage]| -> usize {
+        h.iter()
+            .map(|m| {
+                m.content.as_ref().map_or(0, String::len)
+                    + m.tool_calls
+                        .iter()
+                        .map(|c| c.function.arguments.len() + c.function.name.len())
+                        .sum::<usize>()
+            })
+            .sum()
+    };
+    let start = usize::from(history.first().is_some_and(|m| m.role == "system"));
+    while history.len() - start > MAX_HISTORY_MESSAGES
+        || size(&history[start..]) > MAX_HISTORY_BYTES
+    {
+        // Remove the oldest user message and everything up to the next one.
+        let next_user = history[start + 1..]
+            .iter()
+            .position(|m| m.role == "user")
+            .map(|i| i + start + 1);
+        match next_user {
+            Some(end) => {
+                history.drain(start..end);
+            }
+            None => {
+                history.truncate(start);
+                break;
+            }
+        }
+    }
+}
+
 /// A cheap local look for injection-shaped questions: flagged as security events, never
 /// relied on for safety.
 pub fn injection_flags(question: &str) -> Vec<String> {
@@ -446,6 +487,33 @@ pub fn injection_flags(question: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_histories_lose_whole_old_turns() {
+        let msg = |role: &str, text: &str| ChatMessage {
+            role: role.into(),
+            content: Some(text.into()),
+            ..Default::default()
+        };
+        let mut h = vec![msg("system", "rules")];
+        for i in 0..100 {
+            h.push(msg("user", &format!("q{i}")));
+            h.push(msg("tool", &"x".repeat(10_000)));
+            h.push(msg("assistant", &format!("a{i}")));
+        }
+        trim_history(&mut h);
+        assert_eq!(h[0].role, "system");
+        assert_eq!(h[1].role, "user");
+        assert!(h.len() - 1 <= MAX_HISTORY_MESSAGES);
+        assert_eq!(h.last().and_then(|m| m.content.as_deref()), Some("a99"));
+        let mut short = vec![
+            msg("system", "rules"),
+            msg("user", "q"),
+            msg("assistant", "a"),
+        ];
+        trim_history(&mut short);
+        assert_eq!(short.len(), 3, "a short history is kept whole");
+    }
 
     #[test]
     fn injection_flags_catch_the_usual_shapes() {

@@ -24,9 +24,9 @@ pub struct WebArgs {
     /// (DBWARD_WEB_PASSWORD).
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// Database URL for the child server (default: the embedded demo database). Ignored by
-    /// `demo`.
-    #[arg(long, env = "DBWARD_DATABASE_URL", hide_env_values = true)]
+    /// Database URL for the child server (default: DBWARD_DATABASE_URL, read by the child
+    /// itself, else the embedded demo database). Ignored by `demo`.
+    #[arg(long)]
     database_url: Option<String>,
     /// A named connection from the config file. Ignored by `demo`.
     #[arg(long)]
@@ -44,6 +44,13 @@ pub struct WebArgs {
     /// Mark the session cookie Secure: set this when a TLS-terminating proxy serves the UI.
     #[arg(long)]
     secure_cookies: bool,
+    /// A host name the UI is reached by (the Host header), besides the loopback names;
+    /// repeat for several. Requests naming any other host are refused (DNS rebinding).
+    #[arg(long = "allowed-host", value_name = "NAME")]
+    allowed_hosts: Vec<String>,
+    /// A reverse proxy whose X-Forwarded-For is believed; repeat for several.
+    #[arg(long = "trusted-proxy", value_name = "IP")]
+    trusted_proxies: Vec<std::net::IpAddr>,
     /// LLM API base URL (OpenAI-compatible), overriding DBWARD_LLM_BASE_URL.
     #[arg(long)]
     llm_base_url: Option<String>,
@@ -136,8 +143,16 @@ async fn web(args: WebArgs, demo: bool) -> anyhow::Result<()> {
         child_args.extend(["--audit-log".into(), a.display().to_string()]);
     }
     let exe = std::env::current_exe().context("locating the dbward binary")?;
-    // `demo` must not pick up a database URL from the environment.
-    let mut remove = vec!["DBWARD_WEB_PASSWORD".to_string()];
+    // The child has no use for the login password or the LLM key; `demo` must not pick up
+    // a database URL from the environment. (Otherwise the child reads DBWARD_DATABASE_URL
+    // and the config's credential variables itself: this process never parses them.)
+    let mut remove: Vec<String> = [
+        "DBWARD_WEB_PASSWORD",
+        "OPENAI_API_KEY",
+        "DBWARD_LLM_API_KEY",
+    ]
+    .map(String::from)
+    .to_vec();
     if demo {
         remove.push("DBWARD_DATABASE_URL".into());
     }
@@ -159,11 +174,23 @@ async fn web(args: WebArgs, demo: bool) -> anyhow::Result<()> {
         }
         Some(cfg) => Some(Assistant::new(LlmClient::new(cfg), host.clone()).await?),
     };
+    let mut allowed_hosts = args.allowed_hosts.clone();
+    if !args.listen.ip().is_unspecified() {
+        allowed_hosts.push(args.listen.ip().to_string());
+    }
+    if !args.listen.ip().is_loopback() && args.allowed_hosts.is_empty() {
+        eprintln!(
+            "dbward: note: only requests addressed to {} or a loopback name are served; add --allowed-host NAME for the name users type",
+            args.listen.ip()
+        );
+    }
     let options = WebOptions {
         password,
         secure_cookies: args.secure_cookies,
         audit_path,
         policy: dbward_policy::Policy::new(config.policy.clone()),
+        allowed_hosts,
+        trusted_proxies: args.trusted_proxies.clone(),
     };
     let state = WebState::new(host, assistant, options).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)

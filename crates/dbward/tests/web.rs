@@ -126,13 +126,19 @@ fn csrf_of(page: &str) -> String {
     page[at..at + 32].to_string()
 }
 
+/// POSTs JSON as the page's script does: with the session's CSRF token (read from a page
+/// first, which also gives a cookie-less client its session).
 async fn post_json(http: &reqwest::Client, url: &str, body: Value) -> reqwest::Response {
-    http.post(url)
+    let base = &url[..url.find("/api/").expect("an API URL")];
+    let (status, page) = get(http, &format!("{base}/console")).await;
+    let mut req = http
+        .post(url)
         .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("POST")
+        .body(body.to_string());
+    if status == 200 {
+        req = req.header("x-csrf-token", csrf_of(&page));
+    }
+    req.send().await.expect("POST")
 }
 
 #[tokio::test]
@@ -186,6 +192,7 @@ async fn chat_api_answers_with_steps_and_streams_tokens() {
     let r = http
         .post(format!("{base}/api/chat"))
         .header("content-type", "application/json")
+        .header("x-csrf-token", csrf_of(&page))
         .header("accept", "text/event-stream")
         .body(json!({"message": "And then?", "conversation": body["conversation"]}).to_string())
         .send()
@@ -275,7 +282,7 @@ async fn sessions_are_isolated_from_each_other() {
     let (_, pb) = get(&b, &format!("{base}/browse")).await;
     let label = |p: &str| {
         let at = p.find("session stdio/").expect("label") + 14;
-        p[at..at + 8].to_string()
+        p[at..at + 16].to_string()
     };
     assert_ne!(label(&pa), label(&pb));
     let audit = std::fs::read_to_string(data.path().join("audit.jsonl")).expect("audit");
@@ -344,6 +351,23 @@ async fn without_an_llm_browse_console_and_audit_work() {
     .expect("json");
     assert_eq!(check["allowed"], false);
     assert_eq!(check["verdict"]["reasons"][0]["rule"], "statement.kind");
+    // With the session cookie but without the page's token, the API refuses (CSRF); a
+    // foreign Host is refused outright (DNS rebinding).
+    let r = http
+        .post(format!("{base}/api/check"))
+        .header("content-type", "application/json")
+        .body(json!({"query": "SELECT 1"}).to_string())
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 403);
+    let r = http
+        .get(format!("{base}/browse"))
+        .header("host", "rebound.evil.example")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 421);
     let form = |query: &str, action: &str, csrf: &str| {
         vec![
             ("query".to_string(), query.to_string()),

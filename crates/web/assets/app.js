@@ -30,6 +30,7 @@ function resultTable(result, max) {
   result.columns.forEach(c => {
     const th = el('th', c.name);
     th.dataset.type = c.type || '';
+    th.dataset.name = c.name;
     th.appendChild(el('small', c.type || ''));
     head.appendChild(th);
   });
@@ -52,7 +53,7 @@ function resultTable(result, max) {
 // Columns and rows of a rendered result table (header <small> type labels excluded).
 function tableData(table) {
   const columns = Array.from(table.querySelectorAll('thead th')).map(th => ({
-    name: th.firstChild ? th.firstChild.textContent : '',
+    name: th.dataset.name || '',
     type: th.dataset.type || '',
   }));
   const rows = Array.from(table.querySelectorAll('tbody tr')).map(tr =>
@@ -60,9 +61,12 @@ function tableData(table) {
   return { columns, rows };
 }
 
+// A text cell a spreadsheet would read as a formula (=, +, -, @, tab, CR first) gets a
+// leading apostrophe; numbers are left as they are.
 function csvCell(v) {
   if (v === null) return '';
-  const s = String(v);
+  let s = String(v);
+  if (/^[=+\-@\t\r]/.test(s) && !(s.trim() !== '' && isFinite(Number(s)))) s = "'" + s;
   return /[",\r\n]/.test(s) || s === '' ? '"' + s.replace(/"/g, '""') + '"' : s;
 }
 

@@ -81,6 +81,14 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
     })
 }
 
+fn csrf_refused() -> Response {
+    api_error(
+        StatusCode::FORBIDDEN,
+        "csrf",
+        "a request with the session cookie must carry X-CSRF-Token (the page's data-csrf)",
+    )
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ChatRequest {
@@ -97,6 +105,9 @@ pub(crate) async fn chat(
 ) -> Response {
     if let Err(r) = json_only(&headers) {
         return r;
+    }
+    if !visitor.api_csrf_ok(&headers) {
+        return csrf_refused();
     }
     let req: ChatRequest = match parse(&body) {
         Ok(r) => r,
@@ -204,11 +215,15 @@ struct CheckRequest {
 /// `POST /api/check`: the policy's verdict on a query, before running it.
 pub(crate) async fn check(
     State(s): State<Arc<WebState>>,
+    axum::Extension(visitor): axum::Extension<Visitor>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
     if let Err(r) = json_only(&headers) {
         return r;
+    }
+    if !visitor.api_csrf_ok(&headers) {
+        return csrf_refused();
     }
     let req: CheckRequest = match parse(&body) {
         Ok(r) => r,

@@ -56,6 +56,11 @@ pub struct WebOptions {
     pub audit_path: Option<PathBuf>,
     /// The policy, for the console's verdict before running (the child checks again).
     pub policy: Policy,
+    /// Host names (or addresses) the `Host` header may carry, besides the loopback names:
+    /// a page on another name that resolves here (DNS rebinding) is refused.
+    pub allowed_hosts: Vec<String>,
+    /// Proxies whose `X-Forwarded-For` is believed (for the login limit per address).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 /// The web app's state: the child, the optional assistant, the sessions.
@@ -141,8 +146,56 @@ pub fn router(state: Arc<WebState>) -> axum::Router {
             state.clone(),
             session::layer,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            check_host,
+        ))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
+}
+
+/// The host part of a `Host` header value (`[::1]:8080` -> `::1`, `a.b:80` -> `a.b`).
+fn host_name(value: &str) -> String {
+    let v = value.trim().to_ascii_lowercase();
+    if let Some(rest) = v.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or("").to_string();
+    }
+    match v.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h.to_string(),
+        _ => v,
+    }
+}
+
+/// Refuses a request whose `Host` is not a loopback name or an allowed host (DNS
+/// rebinding: a hostile page re-resolving its own name to this address would otherwise be
+/// same-origin with the UI).
+async fn check_host(
+    axum::extract::State(state): axum::extract::State<Arc<WebState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(host_name);
+    let ok = host.as_deref().is_some_and(|h| {
+        matches!(h, "localhost" | "127.0.0.1" | "::1")
+            || state
+                .options
+                .allowed_hosts
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(h))
+    });
+    if ok {
+        return next.run(req).await;
+    }
+    tracing::warn!(host = ?host, "web request refused: Host not allowed");
+    (
+        axum::http::StatusCode::MISDIRECTED_REQUEST,
+        "This Host is not served here. Start dbward web with --allowed-host NAME for the name you use.",
+    )
+        .into_response()
 }
 
 /// Headers on every response: a strict CSP (scripts and styles from this origin only), no

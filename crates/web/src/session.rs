@@ -7,8 +7,9 @@
 //!
 //! Invariants:
 //! - A login rotates the cookie value (no session fixation); a logout forgets the session.
-//! - Failed logins and wrong bearer tokens are rate-limited per client address and reported
-//!   to the child as security events (audited, counted by its detector).
+//! - Failed logins and wrong bearer tokens are limited per client address (only failures
+//!   count) and reported to the child as security events (audited, counted by its detector).
+//! - A flood of cookie-less requests can only displace sessions that have not logged in.
 //! - The password is compared in constant time and never logged or echoed.
 
 use std::collections::{HashMap, VecDeque};
@@ -33,16 +34,30 @@ use subtle::ConstantTimeEq;
 
 use crate::WebState;
 
-/// The session cookie's name.
+/// The session cookie's name; with `Secure`, the `__Host-` form (no Domain, path `/`,
+/// HTTPS only: a sibling subdomain cannot plant it).
 pub(crate) const COOKIE: &str = "dbward_session";
+const SECURE_COOKIE: &str = "__Host-dbward_session";
+
+fn cookie_name(state: &WebState) -> &'static str {
+    if state.options.secure_cookies {
+        SECURE_COOKIE
+    } else {
+        COOKIE
+    }
+}
 /// Most sessions kept; the least recently seen is dropped beyond it.
 const MAX_SESSIONS: usize = 10_000;
+/// Most sessions not (yet) logged in: a flood of cookie-less requests evicts only these,
+/// never a logged-in session.
+const MAX_ANONYMOUS: usize = 1_000;
 /// A session unused this long is forgotten.
 const IDLE: Duration = Duration::from_secs(12 * 3600);
 /// Most conversations per session; the oldest is dropped beyond it.
 const MAX_CONVERSATIONS: usize = 50;
-/// Login attempts (and bearer tokens) per client address per minute.
-const LOGINS_PER_MINUTE: u32 = 10;
+/// Failed logins (and wrong bearer tokens) per client address per minute; past it the
+/// address waits a minute before any password is checked again.
+const FAILURES_PER_MINUTE: u32 = 10;
 
 /// One browser session.
 struct Session {
@@ -61,7 +76,7 @@ struct Session {
 impl Session {
     fn new(authenticated: bool) -> Session {
         Session {
-            label: hex::encode(rand::random::<[u8; 4]>()),
+            label: hex::encode(rand::random::<[u8; 8]>()),
             csrf: hex::encode(rand::random::<[u8; 16]>()),
             authenticated,
             last_seen: Instant::now(),
@@ -71,21 +86,56 @@ impl Session {
     }
 }
 
-/// All sessions, and the login rate limiter.
+/// All sessions, and the login failure limiter.
 pub(crate) struct Sessions {
     /// A std mutex: held for map operations only, never across an await.
     map: Mutex<HashMap<String, Session>>,
-    logins: DefaultKeyedRateLimiter<IpAddr>,
+    /// Failed logins per address (only failures count: a good client is never slowed).
+    failures: DefaultKeyedRateLimiter<IpAddr>,
+    /// Addresses that failed too often, until when.
+    locked: Mutex<HashMap<IpAddr, Instant>>,
 }
 
 impl Default for Sessions {
     fn default() -> Self {
         let quota =
-            Quota::per_minute(NonZeroU32::new(LOGINS_PER_MINUTE).unwrap_or(NonZeroU32::MIN));
+            Quota::per_minute(NonZeroU32::new(FAILURES_PER_MINUTE).unwrap_or(NonZeroU32::MIN));
         Sessions {
             map: Mutex::new(HashMap::new()),
-            logins: RateLimiter::keyed(quota),
+            failures: RateLimiter::keyed(quota),
+            locked: Mutex::new(HashMap::new()),
         }
+    }
+}
+
+impl Sessions {
+    /// Whether `ip` must wait before a password is checked again.
+    fn locked_out(&self, ip: IpAddr) -> bool {
+        let mut locked = self.locked.lock().unwrap_or_else(|p| p.into_inner());
+        match locked.get(&ip) {
+            Some(until) if *until > Instant::now() => true,
+            Some(_) => {
+                locked.remove(&ip);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Counts a failure from `ip`; `true` when it is one too many (the address is then
+    /// locked out for a minute).
+    fn failed(&self, ip: IpAddr) -> bool {
+        if self.failures.check_key(&ip).is_ok() {
+            return false;
+        }
+        let mut locked = self.locked.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if locked.len() > MAX_SESSIONS {
+            locked.retain(|_, until| *until > now);
+            self.failures.retain_recent();
+        }
+        locked.insert(ip, now + Duration::from_secs(60));
+        true
     }
 }
 
@@ -108,6 +158,7 @@ impl Sessions {
             label: s.label.clone(),
             csrf: s.csrf.clone(),
             authenticated: s.authenticated,
+            from_cookie: false,
         })
     }
 
@@ -123,13 +174,24 @@ impl Sessions {
             label: session.label.clone(),
             csrf: session.csrf.clone(),
             authenticated: session.authenticated,
+            from_cookie: false,
         };
         let mut map = self.lock();
-        if map.len() >= MAX_SESSIONS {
+        let anonymous = !session.authenticated;
+        let over = |map: &HashMap<String, Session>| {
+            if anonymous {
+                map.values().filter(|s| !s.authenticated).count() >= MAX_ANONYMOUS
+            } else {
+                map.len() >= MAX_SESSIONS
+            }
+        };
+        if over(&map) {
             map.retain(|_, s| s.last_seen.elapsed() <= IDLE);
-            if map.len() >= MAX_SESSIONS
+            // An anonymous newcomer only ever displaces another anonymous session.
+            if over(&map)
                 && let Some(oldest) = map
                     .iter()
+                    .filter(|(_, s)| !anonymous || !s.authenticated)
                     .min_by_key(|(_, s)| s.last_seen)
                     .map(|(k, _)| k.clone())
             {
@@ -174,9 +236,23 @@ pub(crate) struct Visitor {
     pub csrf: String,
     /// Logged in, or no login needed.
     pub authenticated: bool,
+    /// The request presented this session's cookie (so a browser may have sent it on a
+    /// cross-site request: JSON API calls must then carry the CSRF token in a header).
+    pub from_cookie: bool,
 }
 
 impl Visitor {
+    /// Whether a JSON API request may proceed: a request without the session cookie is
+    /// not a browser's cross-site request; one with it must echo the CSRF token in
+    /// `X-CSRF-Token`.
+    pub fn api_csrf_ok(&self, headers: &HeaderMap) -> bool {
+        !self.from_cookie
+            || headers
+                .get("x-csrf-token")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|t| self.csrf_ok(t))
+    }
+
     /// Whether a form's CSRF token is this session's (constant time).
     pub fn csrf_ok(&self, presented: &str) -> bool {
         bool::from(presented.as_bytes().ct_eq(self.csrf.as_bytes()))
@@ -185,7 +261,7 @@ impl Visitor {
 
 /// The session cookie; `remove` builds one that deletes it.
 fn cookie(state: &WebState, value: String, remove: bool) -> HeaderValue {
-    let mut c = Cookie::build((COOKIE, value))
+    let mut c = Cookie::build((cookie_name(state), value))
         .path("/")
         .http_only(true)
         .same_site(SameSite::Strict)
@@ -197,12 +273,15 @@ fn cookie(state: &WebState, value: String, remove: bool) -> HeaderValue {
     HeaderValue::from_str(&c.to_string()).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
+/// Compares digests in constant time, so neither the content nor the length of the
+/// password shows in the timing.
 fn password_matches(state: &WebState, presented: &str) -> bool {
-    state
-        .options
-        .password
-        .as_ref()
-        .is_some_and(|p| bool::from(presented.as_bytes().ct_eq(p.expose_secret().as_bytes())))
+    use sha2::Digest;
+    state.options.password.as_ref().is_some_and(|p| {
+        let a = sha2::Sha256::digest(presented.as_bytes());
+        let b = sha2::Sha256::digest(p.expose_secret().as_bytes());
+        bool::from(a.as_slice().ct_eq(b.as_slice()))
+    })
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -243,11 +322,15 @@ pub(crate) async fn layer(
     if path.starts_with("/assets/") {
         return next.run(req).await;
     }
+    // Behind a configured proxy, the client is the right-most untrusted X-Forwarded-For
+    // entry; otherwise the peer.
+    let ip =
+        dbward_mcp::http::client_address(peer.ip(), req.headers(), &state.options.trusted_proxies);
     let mut set_cookie = None;
     let visitor = if state.options.password.is_some()
         && let Some(token) = bearer(req.headers())
     {
-        if state.sessions.logins.check_key(&peer.ip()).is_err() {
+        if state.sessions.locked_out(ip) {
             return api_error(
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
@@ -255,9 +338,14 @@ pub(crate) async fn layer(
             );
         }
         if !password_matches(&state, token) {
-            tracing::warn!(peer = %peer.ip(), "web API bearer token refused");
-            report_login_failure(&state, peer.ip()).await;
-            return api_error(StatusCode::UNAUTHORIZED, "unauthorized", "wrong token");
+            tracing::warn!(peer = %ip, "web API bearer token refused");
+            report_login_failure(&state, ip).await;
+            let status = if state.sessions.failed(ip) {
+                StatusCode::TOO_MANY_REQUESTS
+            } else {
+                StatusCode::UNAUTHORIZED
+            };
+            return api_error(status, "unauthorized", "wrong token");
         }
         match state.sessions.find("api") {
             Some(v) => v,
@@ -269,13 +357,16 @@ pub(crate) async fn layer(
         }
     } else {
         let jar = CookieJar::from_headers(req.headers());
-        match jar.get(COOKIE).and_then(|c| {
+        match jar.get(cookie_name(&state)).and_then(|c| {
             state
                 .sessions
                 .find(c.value())
                 .filter(|_| c.value() != "api")
         }) {
-            Some(v) => v,
+            Some(mut v) => {
+                v.from_cookie = true;
+                v
+            }
             None => {
                 let v = state.sessions.create(state.options.password.is_none());
                 set_cookie = Some(cookie(&state, v.key.clone(), false));
@@ -300,7 +391,7 @@ pub(crate) async fn layer(
         return response;
     }
     req.extensions_mut().insert(visitor);
-    req.extensions_mut().insert(Peer(peer.ip()));
+    req.extensions_mut().insert(Peer(ip));
     let mut response = next.run(req).await;
     if let Some(c) = set_cookie
         && !response.headers().contains_key(header::SET_COOKIE)
@@ -370,7 +461,7 @@ pub(crate) async fn login(
     if !visitor.csrf_ok(&form.csrf) {
         return again(StatusCode::FORBIDDEN, "The form expired; please try again.");
     }
-    if state.sessions.logins.check_key(&peer).is_err() {
+    if state.sessions.locked_out(peer) {
         return again(
             StatusCode::TOO_MANY_REQUESTS,
             "Too many attempts from this address; wait a minute.",
@@ -379,6 +470,12 @@ pub(crate) async fn login(
     if !password_matches(&state, &form.password) {
         tracing::warn!(peer = %peer, "web login failed");
         report_login_failure(&state, peer).await;
+        if state.sessions.failed(peer) {
+            return again(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many attempts from this address; wait a minute.",
+            );
+        }
         return again(StatusCode::UNAUTHORIZED, "Wrong password.");
     }
     // A new cookie value for the logged-in session: a value planted before the login is
