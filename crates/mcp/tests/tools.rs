@@ -986,3 +986,91 @@ async fn a_cancelled_postgresql_call_stops_its_statement_on_the_database() {
     }
     fx.drop().await;
 }
+
+/// Over streamable HTTP with the 2026-07-28 protocol there is no session to carry
+/// `notifications/cancelled`: a client cancels by closing its request. That drops the
+/// call, and the statement is cancelled on the database.
+#[tokio::test]
+async fn an_http_client_that_goes_away_stops_its_statement_on_the_database() {
+    use tokio::io::AsyncWriteExt as _;
+    let fx = common::PgFixture::new().await;
+    create_slow_function(&fx).await;
+    let mut config = common::client_config();
+    config.limits.statement_timeout_ms = 120_000;
+    let gateway = Arc::new(Gateway::new(config));
+    let spec = ConnectSpec::from_url(&SecretString::from(fx.url())).expect("url");
+    let info = gateway
+        .connect_trusted(spec)
+        .await
+        .expect("connects to the fixture");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let options = dbward_mcp::HttpOptions {
+        tokens: dbward_mcp::TokenSet::new(),
+        allow_unauthenticated_loopback: true,
+        allowed_hosts: Vec::new(),
+        allowed_origins: Vec::new(),
+        max_body_bytes: 1024 * 1024,
+        accept_writable_role: true,
+        trusted_proxies: Vec::new(),
+        server: ServerOptions {
+            call_timeout: Duration::from_secs(120),
+        },
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(dbward_mcp::serve_http(
+        listener,
+        gateway.clone(),
+        info,
+        options,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let body = json!({
+        "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {
+            "name": "execute_query",
+            "arguments": {"query": "SELECT slow_answer(30)"},
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
+                "io.modelcontextprotocol/clientCapabilities": {}
+            }
+        }
+    })
+    .to_string();
+    let request = format!(
+        "POST /mcp HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\nMcp-Protocol-Version: 2026-07-28\r\n\
+         Mcp-Method: tools/call\r\nMcp-Name: execute_query\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("request sent");
+    assert_eq!(
+        wait_for(&fx, 1, Duration::from_secs(10)).await,
+        1,
+        "the sleep never started on the database"
+    );
+    let started = std::time::Instant::now();
+    drop(stream);
+    let left = wait_for(&fx, 0, Duration::from_secs(5)).await;
+    assert_eq!(
+        left,
+        0,
+        "pg_sleep still active {:?} after the client went away",
+        started.elapsed()
+    );
+    let _ = stop.send(());
+    let _ = server.await;
+    for c in gateway.list_connections() {
+        gateway.close_connection(c.id.as_str()).await.ok();
+    }
+    fx.drop().await;
+}
