@@ -303,6 +303,20 @@ impl Assistant {
                     row_count: structured.as_ref().and_then(|s| s["row_count"].as_u64()),
                     result: structured,
                 };
+                if let Some(rule) = &step.rule {
+                    // The gateway's policy refused what the model proposed: audited there as
+                    // a refused call; also an event of the assistant's (logged, low), since a
+                    // model that proposes it may be following injected instructions.
+                    self.report(
+                        session,
+                        HostEventKind::RefusedToolCall {
+                            tool: name.chars().take(64).collect(),
+                            reason: format!("the policy refused it (rule {rule})"),
+                            serious: false,
+                        },
+                    )
+                    .await;
+                }
                 let mut text = out.text;
                 if text.len() > MAX_RESULT_BYTES {
                     let mut cut = MAX_RESULT_BYTES;

@@ -247,9 +247,19 @@ async fn a_hostile_model_gets_nothing_refused_to_run() {
     };
     assert_eq!(
         by("assistant_refusal"),
-        4,
-        "unknown tool, connect, oversized, bad schema: {audit}"
+        7,
+        "the three policy refusals, unknown tool, connect, oversized, bad schema: {audit}"
     );
+    for rule in [
+        "statement.kind",
+        "statement.data_modifying",
+        "function.extension",
+    ] {
+        assert!(
+            audit.contains(&format!("the policy refused it (rule {rule})")),
+            "{rule}: {audit}"
+        );
+    }
     assert_eq!(by("injection_question"), 1, "{audit}");
 }
 
