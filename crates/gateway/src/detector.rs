@@ -181,6 +181,39 @@ pub struct Detector {
     state: Mutex<HashMap<String, PrincipalState>>,
 }
 
+/// Principals tracked before idle ones are forgotten (a web UI makes one per browser
+/// session, failed logins one per address).
+const PRUNE_ABOVE: usize = 10_000;
+
+impl PrincipalState {
+    /// Whether anything about this principal still matters at `now`: an active block or
+    /// rate limit, or any observation inside the window.
+    fn live(&self, now: Instant, window: Duration) -> bool {
+        let recent =
+            |q: &VecDeque<Instant>| q.back().is_some_and(|t| now.duration_since(*t) <= window);
+        self.blocked_until.is_some_and(|(until, _)| until > now)
+            || self.limited_until.is_some_and(|until| until > now)
+            || [
+                &self.calls,
+                &self.refusals,
+                &self.high,
+                &self.caps,
+                &self.catalog,
+                &self.auth,
+                &self.recent_limited,
+            ]
+            .into_iter()
+            .any(recent)
+    }
+}
+
+/// Forgets idle principals once more than [`PRUNE_ABOVE`] are tracked.
+fn prune(all: &mut HashMap<String, PrincipalState>, now: Instant, window: Duration) {
+    if all.len() > PRUNE_ABOVE {
+        all.retain(|_, st| st.live(now, window));
+    }
+}
+
 fn push(q: &mut VecDeque<Instant>, now: Instant, window: Duration) -> usize {
     q.push_back(now);
     while q.front().is_some_and(|t| now.duration_since(*t) > window) {
@@ -216,6 +249,7 @@ impl Detector {
     pub fn admit(&self, principal: &str) -> Admission {
         let now = Instant::now();
         let mut all = self.lock();
+        prune(&mut all, now, Duration::from_secs(self.config.window_s));
         let st = all.entry(principal.to_string()).or_default();
         if let Some((until, wall)) = st.blocked_until {
             if now < until {
@@ -335,6 +369,7 @@ impl Detector {
         let now = Instant::now();
         let n = {
             let mut all = self.lock();
+            prune(&mut all, now, Duration::from_secs(self.config.window_s));
             let st = all.entry(who.to_string()).or_default();
             push(&mut st.auth, now, Duration::from_secs(self.config.window_s))
         };
@@ -438,6 +473,21 @@ pub fn injection_shape(sql: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn idle_principals_are_forgotten_but_blocked_ones_are_not() {
+        let d = Detector::new(DetectorConfig::default());
+        let blocked = d.report("blocked-one", Level::High, "test", "x".into());
+        assert_eq!(blocked.response, Response::Block);
+        let seen = Observation::default();
+        d.observe("active-one", &seen);
+        for i in 0..PRUNE_ABOVE + 10 {
+            let _ = d.admit(&format!("idle-{i}"));
+        }
+        assert!(d.principals() < 100, "{} tracked", d.principals());
+        assert!(matches!(d.admit("blocked-one"), Admission::Blocked(_)));
+        assert_eq!(d.admit("active-one"), Admission::Allowed);
+    }
 
     #[test]
     fn probing_is_rate_limited_then_blocked_per_principal() {
