@@ -38,6 +38,14 @@ async fn scripted(answers: Vec<Value>) -> (String, Script) {
                     let next = s.answers.lock().expect("script").pop_front();
                     let next = next
                         .unwrap_or_else(|| json!({"choices": [{"message": {"content": "(end)"}}]}));
+                    // `{"delay_ms": N, "then": ANSWER}`: a slow model.
+                    let next = match next["delay_ms"].as_u64() {
+                        Some(ms) => {
+                            tokio::time::sleep(Duration::from_millis(ms)).await;
+                            next["then"].clone()
+                        }
+                        None => next,
+                    };
                     if let Some(chunks) = next["stream"].as_array() {
                         let mut sse = String::new();
                         for c in chunks {
@@ -665,5 +673,58 @@ async fn off_loopback_with_a_password_serves_behind_a_login() {
         .expect("GET");
     assert_eq!(r.status(), 303);
     assert_eq!(r.headers()["location"], "/login");
+    child.kill().await.ok();
+}
+
+#[tokio::test]
+async fn one_question_at_a_time_per_session() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let (llm, _) = scripted(vec![
+        json!({"delay_ms": 1500, "then": {"choices": [{"message": {"content": "Slow answer."}}]}}),
+        json!({"choices": [{"message": {"content": "Other session's answer."}}]}),
+        json!({"choices": [{"message": {"content": "Next answer."}}]}),
+    ])
+    .await;
+    let (mut child, base) = start(
+        &[
+            ("DBWARD_LLM_MODEL", "scripted"),
+            ("DBWARD_LLM_BASE_URL", &llm),
+        ],
+        data.path(),
+    )
+    .await;
+    let (a, b) = (browser(), browser());
+    let url = format!("{base}/api/chat");
+    // Give both clients their sessions first, so the timing below is only the question's.
+    get(&a, &format!("{base}/console")).await;
+    get(&b, &format!("{base}/console")).await;
+    let first = {
+        let (a, url) = (a.clone(), url.clone());
+        tokio::spawn(async move { post_json(&a, &url, json!({"message": "slow one"})).await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let r = post_json(&a, &url, json!({"message": "impatient"})).await;
+    assert_eq!(
+        r.status(),
+        429,
+        "a second question in the same session waits"
+    );
+    let other: Value = post_json(&b, &url, json!({"message": "meanwhile"}))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        other["answer"], "Other session's answer.",
+        "other sessions are not held up"
+    );
+    let first: Value = first.await.expect("joined").json().await.expect("json");
+    assert_eq!(first["answer"], "Slow answer.");
+    let next: Value = post_json(&a, &url, json!({"message": "next"}))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(next["answer"], "Next answer.");
     child.kill().await.ok();
 }

@@ -135,6 +135,15 @@ pub(crate) async fn chat(
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("text/event-stream"));
+    // One question at a time per session: a second one waits for the first to finish
+    // (each costs model calls and database work, and they would share the history).
+    if !s.sessions.start_question(&visitor.key) {
+        return api_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "question_running",
+            "a question is still running in this session; wait for its answer",
+        );
+    }
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Progress>();
     let state = s.clone();
     let question = req.message.clone();
@@ -142,6 +151,14 @@ pub(crate) async fn chat(
     // The question runs in its own task: a client that goes away does not cut a tool call
     // in half, and the history is put back whatever happens.
     let task = tokio::spawn(async move {
+        // Ends the session's question however the task ends (answer, error or panic).
+        struct Done(Arc<WebState>, String);
+        impl Drop for Done {
+            fn drop(&mut self) {
+                self.0.sessions.end_question(&self.1);
+            }
+        }
+        let _done = Done(state.clone(), visitor.key.clone());
         let Some(assistant) = &state.assistant else {
             return Err("no LLM".to_string());
         };

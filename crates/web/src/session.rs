@@ -94,6 +94,8 @@ pub(crate) struct Sessions {
     failures: DefaultKeyedRateLimiter<IpAddr>,
     /// Addresses that failed too often, until when.
     locked: Mutex<HashMap<IpAddr, Instant>>,
+    /// Sessions with a question running (one at a time per session).
+    asking: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Default for Sessions {
@@ -104,6 +106,7 @@ impl Default for Sessions {
             map: Mutex::new(HashMap::new()),
             failures: RateLimiter::keyed(quota),
             locked: Mutex::new(HashMap::new()),
+            asking: Mutex::new(std::collections::HashSet::new()),
         }
     }
 }
@@ -200,6 +203,22 @@ impl Sessions {
         }
         map.insert(key, session);
         visitor
+    }
+
+    /// Marks a question running for the session; `false` if one already is.
+    pub(crate) fn start_question(&self, key: &str) -> bool {
+        self.asking
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.to_string())
+    }
+
+    /// Marks the session's question finished.
+    pub(crate) fn end_question(&self, key: &str) {
+        self.asking
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
     }
 
     /// Takes a conversation's history out of a session (empty if it has none by that id).
