@@ -179,13 +179,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         (None, Some(_)) => GatewayConfig::load(std::path::Path::new("dbward.toml"))?,
         (None, None) => GatewayConfig::default(),
     };
-    let data_dir = match &args.data_dir {
-        Some(dir) => dir.clone(),
-        None => dbward_gateway::demo::default_demo_path()
-            .parent()
-            .map(std::path::Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from(".")),
-    };
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(dbward_gateway::demo::default_data_dir);
     // Fail closed: if the audit log cannot be opened, do not serve.
     let audit = config
         .audit

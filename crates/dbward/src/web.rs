@@ -77,17 +77,6 @@ pub fn run(args: WebArgs, demo: bool) -> ExitCode {
     }
 }
 
-/// The data directory the child uses (its default, when not given).
-fn data_dir(args: &WebArgs) -> PathBuf {
-    match &args.data_dir {
-        Some(dir) => dir.clone(),
-        None => dbward_gateway::demo::default_demo_path()
-            .parent()
-            .map(std::path::Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from(".")),
-    }
-}
-
 async fn web(args: WebArgs, demo: bool) -> anyhow::Result<()> {
     let password = std::env::var("DBWARD_WEB_PASSWORD")
         .ok()
@@ -112,16 +101,12 @@ async fn web(args: WebArgs, demo: bool) -> anyhow::Result<()> {
         }
         None => GatewayConfig::default(),
     };
-    let audit_path = if args.audit_log.is_some() || config.audit.enabled {
-        Some(
-            args.audit_log
-                .clone()
-                .or_else(|| config.audit.path.clone())
-                .unwrap_or_else(|| data_dir(&args).join("audit.jsonl")),
-        )
-    } else {
-        None
-    };
+    // The same file the child opens (it resolves the same flags and config the same way).
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(dbward_gateway::demo::default_data_dir);
+    let audit_path = config.audit.path_for(args.audit_log.clone(), &data_dir);
 
     let mut child_args: Vec<String> = Vec::new();
     let mut env: Vec<(String, String)> = Vec::new();

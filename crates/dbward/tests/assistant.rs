@@ -2,50 +2,29 @@
 //! allowed stand-in) proposes tool calls; a real `dbward serve` child over MCP runs them on
 //! the SQLite demo database. A hostile model cannot get anything refused to run.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::routing::post;
 use dbward_assistant::agent::Assistant;
 use dbward_assistant::llm::{LlmClient, LlmConfig};
 use dbward_mcp::client::ChildServer;
 use serde_json::{Value, json};
 
-/// Each request body the scripted model received.
-type Seen = Arc<Mutex<Vec<Value>>>;
+mod common;
 
-#[derive(Clone, Default)]
-struct Script {
-    answers: Arc<Mutex<VecDeque<Value>>>,
-    seen: Seen,
-}
+use common::scripted as model;
 
-async fn completions(State(s): State<Script>, body: axum::Json<Value>) -> axum::Json<Value> {
-    s.seen.lock().expect("seen").push(body.0);
-    let next = s.answers.lock().expect("script").pop_front();
-    axum::Json(
-        next.unwrap_or_else(|| json!({"choices": [{"message": {"content": "(script ended)"}}]})),
-    )
-}
-
-async fn model(answers: Vec<Value>) -> (String, Script) {
-    let script = Script {
-        answers: Arc::new(Mutex::new(answers.into())),
-        ..Default::default()
-    };
-    let app = axum::Router::new()
-        .route("/v1/chat/completions", post(completions))
-        .with_state(script.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}/v1", listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (url, script)
+/// The child's audit log once `done` holds for it, or after 10 s. Security events reported
+/// by the host are notifications: they are written shortly after the call that sent them.
+async fn audit_when(data: &std::path::Path, done: impl Fn(&str) -> bool) -> String {
+    let path = data.join("audit.jsonl");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let audit = std::fs::read_to_string(&path).unwrap_or_default();
+        if done(&audit) || std::time::Instant::now() > deadline {
+            return audit;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 fn calls(list: &[(&str, Value)]) -> Value {
@@ -209,6 +188,10 @@ async fn a_hostile_model_gets_nothing_refused_to_run() {
             .unwrap_or_default()
             .contains("schema")
     );
+    let audit = audit_when(data.path(), |a| {
+        a.matches("\"assistant_refusal\"").count() >= 7 && a.contains("injection_question")
+    })
+    .await;
     a.close().await;
     assert_eq!(
         std::fs::read(data.path().join("demo.db")).expect("demo db"),
@@ -219,7 +202,6 @@ async fn a_hostile_model_gets_nothing_refused_to_run() {
     // session's own principal: the gateway's refusals as refused calls with their rules
     // (its detector grades bursts of them), the assistant's refusals and the flagged
     // question as security events.
-    let audit = std::fs::read_to_string(data.path().join("audit.jsonl")).expect("audit log");
     let entries: Vec<Value> = audit
         .lines()
         .map(|l| serde_json::from_str(l).expect("audit line is JSON"))
@@ -361,8 +343,8 @@ async fn a_refused_llm_key_is_an_audited_auth_failure() {
             .expect_err("the API refuses the key");
         assert!(e.to_string().contains("refused the credentials"), "{e}");
     }
+    let audit = audit_when(data.path(), |a| a.contains("\"auth_failure\"")).await;
     a.close().await;
-    let audit = std::fs::read_to_string(data.path().join("audit.jsonl")).expect("audit log");
     assert!(
         audit.contains("\"detector\":\"auth_failure\"") && audit.contains("llm-api"),
         "{audit}"

@@ -6,75 +6,19 @@
 //!
 //! Under `CI=true` a missing browser is a failure; elsewhere the test says it skipped.
 
-use std::collections::VecDeque;
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::routing::post;
 use fantoccini::{Client, ClientBuilder, Locator};
-use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use serde_json::json;
 use tokio::process::{Child, Command};
-
-const BIN: &str = env!("CARGO_BIN_EXE_dbward");
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
 /// The XSS probe: if any of it ran, `window.__xss` would be set.
 const HOSTILE: &str = "<script>window.__xss=1</script><img src=x onerror=\"window.__xss=2\">";
-
-async fn scripted(answers: Vec<Value>) -> String {
-    let answers = Arc::new(Mutex::new(VecDeque::from(answers)));
-    let app = axum::Router::new()
-        .route(
-            "/v1/chat/completions",
-            post(|State(a): State<Arc<Mutex<VecDeque<Value>>>>| async move {
-                let next = a.lock().expect("script").pop_front();
-                axum::Json(
-                    next.unwrap_or_else(|| json!({"choices": [{"message": {"content": "(end)"}}]})),
-                )
-            }),
-        )
-        .with_state(answers);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}/v1", listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    url
-}
-
-async fn start_demo(llm: &str, data: &Path) -> (Child, String) {
-    let mut child = Command::new(BIN)
-        .args(["demo", "--listen", "127.0.0.1:0"])
-        .env_remove("DBWARD_WEB_PASSWORD")
-        .env("DBWARD_DATA_DIR", data)
-        .env("DBWARD_LLM_MODEL", "scripted")
-        .env("DBWARD_LLM_BASE_URL", llm)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("dbward demo starts");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let url = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(u) = line.strip_prefix("dbward: web UI at ") {
-                return u.trim_end_matches('/').to_string();
-            }
-        }
-        panic!("dbward demo did not report its address");
-    })
-    .await
-    .expect("starts in time");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, url)
-}
 
 /// Starts chromedriver on a free port and waits until it answers.
 async fn chromedriver() -> (Child, String) {
@@ -176,14 +120,23 @@ async fn the_ui_in_headless_chromium() {
         return;
     }
     let data = tempfile::tempdir().expect("tempdir");
-    let llm = scripted(vec![
+    let (llm, _) = common::scripted(vec![
         json!({"choices": [{"message": {"tool_calls": [{"id": "c1", "type": "function", "function": {
             "name": "execute_query",
             "arguments": "{\"query\": \"SELECT d.name AS department, count(*) AS servers FROM servers s JOIN departments d ON d.id = s.department_id GROUP BY d.name ORDER BY servers DESC, d.name LIMIT 5\"}"}}]}}]}),
         json!({"choices": [{"message": {"content": format!("Five departments run 100 servers each. {HOSTILE}")}}]}),
     ])
     .await;
-    let (_app, base) = start_demo(&llm, data.path()).await;
+    let app = common::start_web(
+        &["demo", "--listen", "127.0.0.1:0"],
+        &[
+            ("DBWARD_LLM_MODEL", "scripted"),
+            ("DBWARD_LLM_BASE_URL", &llm),
+        ],
+        data.path(),
+    )
+    .await;
+    let base = app.url.clone();
     let (_driver, driver_url) = chromedriver().await;
     let c = browser(&driver_url).await;
 

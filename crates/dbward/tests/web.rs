@@ -3,107 +3,24 @@
 //! their isolation, the login, CSRF, escaping of hostile values, and the refusal to bind
 //! off loopback without a login. A real `dbward serve` child serves the SQLite demo.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::response::IntoResponse;
-use axum::routing::post;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-const BIN: &str = env!("CARGO_BIN_EXE_dbward");
+mod common;
 
-/// The scripted model: answers in order; `{"stream": [text...]}` answers as server-sent
-/// events, one chunk per text. Records every request.
-#[derive(Clone, Default)]
-struct Script {
-    answers: Arc<Mutex<VecDeque<Value>>>,
-    seen: Arc<Mutex<Vec<Value>>>,
-}
+use common::{BIN, scripted, start_web};
 
-async fn scripted(answers: Vec<Value>) -> (String, Script) {
-    let script = Script {
-        answers: Arc::new(Mutex::new(VecDeque::from(answers))),
-        seen: Arc::default(),
-    };
-    let app = axum::Router::new()
-        .route(
-            "/v1/chat/completions",
-            post(
-                |State(s): State<Script>, axum::Json(body): axum::Json<Value>| async move {
-                    s.seen.lock().expect("seen").push(body);
-                    let next = s.answers.lock().expect("script").pop_front();
-                    let next = next
-                        .unwrap_or_else(|| json!({"choices": [{"message": {"content": "(end)"}}]}));
-                    // `{"delay_ms": N, "then": ANSWER}`: a slow model.
-                    let next = match next["delay_ms"].as_u64() {
-                        Some(ms) => {
-                            tokio::time::sleep(Duration::from_millis(ms)).await;
-                            next["then"].clone()
-                        }
-                        None => next,
-                    };
-                    if let Some(chunks) = next["stream"].as_array() {
-                        let mut sse = String::new();
-                        for c in chunks {
-                            let chunk = json!({"choices": [{"delta": {"content": c}}]});
-                            sse.push_str(&format!("data: {chunk}\n\n"));
-                        }
-                        sse.push_str("data: [DONE]\n\n");
-                        return ([("content-type", "text/event-stream")], sse).into_response();
-                    }
-                    axum::Json(next).into_response()
-                },
-            ),
-        )
-        .with_state(script.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}/v1", listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (url, script)
-}
-
-/// Starts `dbward ARGS` (web or demo) on a free port; returns the child and the base URL.
 async fn start_with(
     args: &[&str],
     env: &[(&str, &str)],
     data: &std::path::Path,
 ) -> (Child, String) {
-    let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .args(["--listen", "127.0.0.1:0"])
-        .env_remove("DBWARD_LLM_MODEL")
-        .env_remove("DBWARD_DATABASE_URL")
-        .env_remove("DBWARD_WEB_PASSWORD")
-        .env("DBWARD_DATA_DIR", data)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("dbward web starts");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let url = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(u) = line.strip_prefix("dbward: web UI at ") {
-                return u.trim_end_matches('/').to_string();
-            }
-        }
-        panic!("dbward web did not report its address");
-    })
-    .await
-    .expect("starts in time");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, url)
+    let mut all = args.to_vec();
+    all.extend(["--listen", "127.0.0.1:0"]);
+    let w = start_web(&all, env, data).await;
+    (w.child, w.url)
 }
 
 async fn start(env: &[(&str, &str)], data: &std::path::Path) -> (Child, String) {
@@ -638,33 +555,23 @@ async fn off_loopback_needs_a_password() {
 #[tokio::test]
 async fn off_loopback_with_a_password_serves_behind_a_login() {
     let data = tempfile::tempdir().expect("tempdir");
-    let mut child = Command::new(BIN)
-        .args(["demo", "--listen", "0.0.0.0:0"])
-        .env_remove("DBWARD_LLM_MODEL")
-        .env("DBWARD_WEB_PASSWORD", "a long enough password 93b1")
-        .env("DBWARD_DATA_DIR", data.path())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("starts");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let mut warned = false;
-    let port = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            warned |= line.contains("without --secure-cookies");
-            if let Some(u) = line.strip_prefix("dbward: web UI at http://0.0.0.0:") {
-                return u.trim_end_matches('/').to_string();
-            }
-        }
-        panic!("no address reported");
-    })
-    .await
-    .expect("starts in time");
+    let mut w = start_web(
+        &["demo", "--listen", "0.0.0.0:0"],
+        &[("DBWARD_WEB_PASSWORD", "a long enough password 93b1")],
+        data.path(),
+    )
+    .await;
+    let port = w
+        .url
+        .strip_prefix("http://0.0.0.0:")
+        .expect("bound to every address")
+        .to_string();
     assert!(
-        warned,
-        "it warns that cookies are not Secure without --secure-cookies"
+        w.early
+            .iter()
+            .any(|l| l.contains("without --secure-cookies")),
+        "it warns that cookies are not Secure without --secure-cookies: {:?}",
+        w.early
     );
     let r = browser()
         .get(format!("http://127.0.0.1:{port}/console"))
@@ -673,7 +580,7 @@ async fn off_loopback_with_a_password_serves_behind_a_login() {
         .expect("GET");
     assert_eq!(r.status(), 303);
     assert_eq!(r.headers()["location"], "/login");
-    child.kill().await.ok();
+    w.child.kill().await.ok();
 }
 
 #[tokio::test]

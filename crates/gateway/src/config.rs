@@ -83,6 +83,19 @@ impl Default for AuditSettings {
 }
 
 impl AuditSettings {
+    /// Where the audit log goes: `path` (the command line's `--audit-log`), else the
+    /// configured path, else `audit.jsonl` in `data_dir`; `None` when auditing is off and
+    /// no path was given.
+    pub fn path_for(&self, path: Option<PathBuf>, data_dir: &Path) -> Option<PathBuf> {
+        if !self.enabled && path.is_none() {
+            return None;
+        }
+        Some(
+            path.or_else(|| self.path.clone())
+                .unwrap_or_else(|| data_dir.join("audit.jsonl")),
+        )
+    }
+
     /// Opens the audit log these settings describe (`None` when disabled). `path` overrides
     /// the configured path (the command line's `--audit-log`); `data_dir` is where the
     /// default file goes.
@@ -91,12 +104,9 @@ impl AuditSettings {
         path: Option<PathBuf>,
         data_dir: &Path,
     ) -> Result<Option<crate::audit::AuditLog>, GatewayError> {
-        if !self.enabled && path.is_none() {
+        let Some(path) = self.path_for(path, data_dir) else {
             return Ok(None);
-        }
-        let path = path
-            .or_else(|| self.path.clone())
-            .unwrap_or_else(|| data_dir.join("audit.jsonl"));
+        };
         let mut cfg = crate::audit::AuditConfig::new(path);
         cfg.fsync = match self.fsync {
             FsyncSetting::EveryMs(ms) => crate::audit::FsyncPolicy::EveryMs(ms),

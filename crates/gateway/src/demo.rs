@@ -139,11 +139,10 @@ const INCIDENT_TITLES: [&str; 8] = [
     "Network packet loss",
 ];
 
-/// The default location of the demo database: `$DBWARD_DATA_DIR`, else
-/// `$XDG_DATA_HOME/dbward`, else `~/.local/share/dbward`, else the current directory;
-/// file `demo.db` inside it.
-pub fn default_demo_path() -> PathBuf {
-    let dir = std::env::var_os("DBWARD_DATA_DIR")
+/// The default data directory (demo database, audit log): `$DBWARD_DATA_DIR`, else
+/// `$XDG_DATA_HOME/dbward`, else `~/.local/share/dbward`, else the current directory.
+pub fn default_data_dir() -> PathBuf {
+    std::env::var_os("DBWARD_DATA_DIR")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .or_else(|| {
@@ -156,8 +155,12 @@ pub fn default_demo_path() -> PathBuf {
                 .filter(|v| !v.is_empty())
                 .map(|h| PathBuf::from(h).join(".local/share/dbward"))
         })
-        .unwrap_or_else(|| PathBuf::from("."));
-    dir.join("demo.db")
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// The default location of the demo database: `demo.db` in [`default_data_dir`].
+pub fn default_demo_path() -> PathBuf {
+    default_data_dir().join("demo.db")
 }
 
 /// Makes sure the demo database exists at `path`, creating its directory and the file if

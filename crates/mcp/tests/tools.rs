@@ -780,17 +780,8 @@ async fn advertised_bounds_follow_the_configuration() {
 
 #[tokio::test]
 async fn a_timed_out_postgresql_call_leaves_no_transaction_behind() {
-    let fx = common::PgFixture::new().await;
-    create_slow_function(&fx).await;
-    let mut config = common::client_config();
     // Only the server's per-call timeout may end the statement, not the database's.
-    config.limits.statement_timeout_ms = 120_000;
-    let gateway = Arc::new(Gateway::new(config));
-    let spec = ConnectSpec::from_url(&SecretString::from(fx.url())).expect("url");
-    let info = gateway
-        .connect_trusted(spec)
-        .await
-        .expect("connects to the fixture");
+    let (fx, gateway, info) = slow_postgres().await;
     let options = ServerOptions {
         call_timeout: Duration::from_millis(300),
     };
@@ -822,16 +813,8 @@ async fn a_timed_out_postgresql_call_leaves_no_transaction_behind() {
     )
     .await;
     assert_eq!(ok("execute_query", &r)["rows"], json!([[1]]));
-    let mut leftovers = fx.leftovers().await;
-    for _ in 0..50 {
-        if leftovers == (0, 0) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        leftovers = fx.leftovers().await;
-    }
     assert_eq!(
-        leftovers,
+        settled_leftovers(&fx).await,
         (0, 0),
         "(advisory locks, sessions idle in transaction)"
     );
@@ -900,6 +883,37 @@ async fn create_slow_function(fx: &common::PgFixture) {
     owner.close().await.ok();
 }
 
+/// A fixture with [`create_slow_function`], and a gateway connected to it whose database
+/// statement timeout (120 s) is far beyond any test's wait, so only what the test does can
+/// end a slow statement.
+async fn slow_postgres() -> (common::PgFixture, Arc<Gateway>, ConnectionInfo) {
+    let fx = common::PgFixture::new().await;
+    create_slow_function(&fx).await;
+    let mut config = common::client_config();
+    config.limits.statement_timeout_ms = 120_000;
+    let gateway = Arc::new(Gateway::new(config));
+    let spec = ConnectSpec::from_url(&SecretString::from(fx.url())).expect("url");
+    let info = gateway
+        .connect_trusted(spec)
+        .await
+        .expect("connects to the fixture");
+    (fx, gateway, info)
+}
+
+/// The fixture's leftovers (advisory locks, sessions idle in transaction) once they settle
+/// (up to 5 s: a cancelled session takes a moment to end).
+async fn settled_leftovers(fx: &common::PgFixture) -> (i64, i64) {
+    let mut leftovers = fx.leftovers().await;
+    for _ in 0..50 {
+        if leftovers == (0, 0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        leftovers = fx.leftovers().await;
+    }
+    leftovers
+}
+
 /// Polls [`active_sleeps`] every 50 ms until it returns `want` or `within` passes; returns the last value.
 async fn wait_for(fx: &common::PgFixture, want: i64, within: Duration) -> i64 {
     let deadline = std::time::Instant::now() + within;
@@ -914,18 +928,9 @@ async fn wait_for(fx: &common::PgFixture, want: i64, within: Duration) -> i64 {
 
 #[tokio::test]
 async fn a_cancelled_postgresql_call_stops_its_statement_on_the_database() {
-    let fx = common::PgFixture::new().await;
-    create_slow_function(&fx).await;
-    let mut config = common::client_config();
     // Neither the database's timeout nor the server's may end the statement: only the
     // cancellation can, within the few seconds the test allows.
-    config.limits.statement_timeout_ms = 120_000;
-    let gateway = Arc::new(Gateway::new(config));
-    let spec = ConnectSpec::from_url(&SecretString::from(fx.url())).expect("url");
-    let info = gateway
-        .connect_trusted(spec)
-        .await
-        .expect("connects to the fixture");
+    let (fx, gateway, info) = slow_postgres().await;
     let options = ServerOptions {
         call_timeout: Duration::from_secs(120),
     };
@@ -967,16 +972,8 @@ async fn a_cancelled_postgresql_call_stops_its_statement_on_the_database() {
     )
     .await;
     assert_eq!(ok("execute_query", &r)["rows"], json!([[3]]));
-    let mut leftovers = fx.leftovers().await;
-    for _ in 0..50 {
-        if leftovers == (0, 0) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        leftovers = fx.leftovers().await;
-    }
     assert_eq!(
-        leftovers,
+        settled_leftovers(&fx).await,
         (0, 0),
         "(advisory locks, sessions idle in transaction)"
     );
@@ -993,16 +990,8 @@ async fn a_cancelled_postgresql_call_stops_its_statement_on_the_database() {
 #[tokio::test]
 async fn an_http_client_that_goes_away_stops_its_statement_on_the_database() {
     use tokio::io::AsyncWriteExt as _;
-    let fx = common::PgFixture::new().await;
-    create_slow_function(&fx).await;
-    let mut config = common::client_config();
-    config.limits.statement_timeout_ms = 120_000;
-    let gateway = Arc::new(Gateway::new(config));
-    let spec = ConnectSpec::from_url(&SecretString::from(fx.url())).expect("url");
-    let info = gateway
-        .connect_trusted(spec)
-        .await
-        .expect("connects to the fixture");
+    // Only the client going away may end the statement.
+    let (fx, gateway, info) = slow_postgres().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

@@ -1,8 +1,9 @@
 //! The JSON API: `GET /api/status`, `POST /api/chat` (JSON, or server-sent events with
 //! `Accept: text/event-stream`), `POST /api/check` (the policy's verdict, nothing runs).
 //!
-//! Invariant: a POST body is JSON only and a request with a foreign `Origin` is refused, so a
-//! cross-site page cannot drive the API with the visitor's cookie.
+//! Invariant: every POST passes [`api_gate`] (in the session layer): JSON only, no foreign
+//! `Origin`, and the CSRF token when the session cookie came along, so a cross-site page
+//! cannot drive the API with the visitor's cookie.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -34,6 +35,25 @@ pub(crate) async fn status(State(s): State<Arc<WebState>>) -> Response {
         None => (false, NO_LLM),
     };
     axum::Json(json!({"llm": llm, "message": message})).into_response()
+}
+
+/// The gate every state-changing API request passes (called by the session layer for
+/// each `POST /api/...`, so a new endpoint cannot forget it): no foreign `Origin`, a JSON
+/// body, and for a request carrying the session cookie the CSRF token in `X-CSRF-Token`.
+#[allow(
+    clippy::result_large_err,
+    reason = "the error is the handler's response, returned at once"
+)]
+pub(crate) fn api_gate(headers: &HeaderMap, visitor: &Visitor) -> Result<(), Response> {
+    json_only(headers)?;
+    if !visitor.api_csrf_ok(headers) {
+        return Err(api_error(
+            StatusCode::FORBIDDEN,
+            "csrf",
+            "a request with the session cookie must carry X-CSRF-Token (the page's data-csrf)",
+        ));
+    }
+    Ok(())
 }
 
 /// Refuses cross-origin requests and non-JSON bodies.
@@ -81,14 +101,6 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
     })
 }
 
-fn csrf_refused() -> Response {
-    api_error(
-        StatusCode::FORBIDDEN,
-        "csrf",
-        "a request with the session cookie must carry X-CSRF-Token (the page's data-csrf)",
-    )
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ChatRequest {
@@ -103,12 +115,6 @@ pub(crate) async fn chat(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(r) = json_only(&headers) {
-        return r;
-    }
-    if !visitor.api_csrf_ok(&headers) {
-        return csrf_refused();
-    }
     let req: ChatRequest = match parse(&body) {
         Ok(r) => r,
         Err(r) => return r,
@@ -230,18 +236,7 @@ struct CheckRequest {
 }
 
 /// `POST /api/check`: the policy's verdict on a query, before running it.
-pub(crate) async fn check(
-    State(s): State<Arc<WebState>>,
-    axum::Extension(visitor): axum::Extension<Visitor>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
-    if let Err(r) = json_only(&headers) {
-        return r;
-    }
-    if !visitor.api_csrf_ok(&headers) {
-        return csrf_refused();
-    }
+pub(crate) async fn check(State(s): State<Arc<WebState>>, body: axum::body::Bytes) -> Response {
     let req: CheckRequest = match parse(&body) {
         Ok(r) => r,
         Err(r) => return r,

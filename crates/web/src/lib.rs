@@ -31,6 +31,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use dbward_assistant::agent::Assistant;
+use dbward_gateway::DbKind;
 use dbward_mcp::client::ChildServer;
 use dbward_policy::{Dialect, Policy};
 use secrecy::SecretString;
@@ -90,10 +91,10 @@ impl WebState {
         let kind = structured["connections"]
             .as_array()
             .and_then(|cs| cs.iter().find(|c| c["id"].as_str() == Some(default)))
-            .and_then(|c| c["type"].as_str())
-            .unwrap_or("sqlite")
-            .to_string();
-        let dialect = dialect_of(&kind);
+            .map(|c| c["type"].clone())
+            .and_then(|t| serde_json::from_value::<DbKind>(t).ok())
+            .ok_or_else(|| WebError::Child("no default connection of a known type".into()))?;
+        let dialect = kind.dialect();
         Ok(WebState {
             host,
             assistant,
@@ -101,15 +102,6 @@ impl WebState {
             dialect,
             sessions: session::Sessions::default(),
         })
-    }
-}
-
-/// The policy dialect of a connection `type` as `list_connections` reports it.
-fn dialect_of(kind: &str) -> Dialect {
-    match kind {
-        "postgresql" | "postgres" => Dialect::Postgres,
-        "mysql" | "mariadb" => Dialect::Mysql,
-        _ => Dialect::Sqlite,
     }
 }
 

@@ -526,10 +526,7 @@ fn verdict_view(v: &Verdict) -> VerdictView {
             .reasons
             .iter()
             .map(|r| ReasonView {
-                rule: serde_json::to_value(r.rule)
-                    .ok()
-                    .and_then(|v| v.as_str().map(String::from))
-                    .unwrap_or_default(),
+                rule: r.rule.id().to_string(),
                 message: r.message.clone(),
                 position: r.position.map(|p| p.to_string()).unwrap_or_default(),
             })

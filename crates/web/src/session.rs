@@ -156,13 +156,7 @@ impl Sessions {
             return None;
         }
         s.last_seen = Instant::now();
-        Some(Visitor {
-            key: key.to_string(),
-            label: s.label.clone(),
-            csrf: s.csrf.clone(),
-            authenticated: s.authenticated,
-            from_cookie: false,
-        })
+        Some(Visitor::of(key, s))
     }
 
     /// A new session under a fresh cookie value.
@@ -172,18 +166,14 @@ impl Sessions {
     }
 
     fn insert(&self, key: String, session: Session) -> Visitor {
-        let visitor = Visitor {
-            key: key.clone(),
-            label: session.label.clone(),
-            csrf: session.csrf.clone(),
-            authenticated: session.authenticated,
-            from_cookie: false,
-        };
+        let visitor = Visitor::of(&key, &session);
         let mut map = self.lock();
         let anonymous = !session.authenticated;
         let over = |map: &HashMap<String, Session>| {
             if anonymous {
-                map.values().filter(|s| !s.authenticated).count() >= MAX_ANONYMOUS
+                // (The count is only taken once the map could hold that many.)
+                map.len() >= MAX_ANONYMOUS
+                    && map.values().filter(|s| !s.authenticated).count() >= MAX_ANONYMOUS
             } else {
                 map.len() >= MAX_SESSIONS
             }
@@ -261,6 +251,17 @@ pub(crate) struct Visitor {
 }
 
 impl Visitor {
+    /// The visitor of session `s`, stored under cookie value `key`.
+    fn of(key: &str, s: &Session) -> Visitor {
+        Visitor {
+            key: key.to_string(),
+            label: s.label.clone(),
+            csrf: s.csrf.clone(),
+            authenticated: s.authenticated,
+            from_cookie: false,
+        }
+    }
+
     /// Whether a JSON API request may proceed: a request without the session cookie is
     /// not a browser's cross-site request; one with it must echo the CSRF token in
     /// `X-CSRF-Token`.
@@ -408,6 +409,12 @@ pub(crate) async fn layer(
             response.headers_mut().append(header::SET_COOKIE, c);
         }
         return response;
+    }
+    if req.method() == axum::http::Method::POST
+        && is_api(&path)
+        && let Err(refused) = crate::api::api_gate(req.headers(), &visitor)
+    {
+        return refused;
     }
     req.extensions_mut().insert(visitor);
     req.extensions_mut().insert(Peer(ip));

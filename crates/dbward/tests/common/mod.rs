@@ -1,0 +1,117 @@
+//! Shared by the end-to-end tests of the binary: the scripted OpenAI-compatible model (the
+//! one allowed stand-in) and starting `dbward web` / `dbward demo` as a child process.
+
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::response::IntoResponse;
+use axum::routing::post;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_dbward");
+
+/// The scripted model's answers, in order, and every request body it received.
+#[derive(Clone, Default)]
+pub struct Script {
+    pub answers: Arc<Mutex<VecDeque<Value>>>,
+    pub seen: Arc<Mutex<Vec<Value>>>,
+}
+
+/// Serves a scripted Chat Completions API; returns its base URL (`.../v1`) and the script.
+/// An answer `{"stream": [text...]}` is sent as server-sent events, one chunk per text;
+/// `{"delay_ms": N, "then": ANSWER}` is a slow model. After the script: `(script ended)`.
+pub async fn scripted(answers: Vec<Value>) -> (String, Script) {
+    let script = Script {
+        answers: Arc::new(Mutex::new(VecDeque::from(answers))),
+        seen: Arc::default(),
+    };
+    let app = axum::Router::new()
+        .route("/v1/chat/completions", post(completions))
+        .with_state(script.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/v1", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, script)
+}
+
+async fn completions(
+    State(s): State<Script>,
+    axum::Json(body): axum::Json<Value>,
+) -> axum::response::Response {
+    s.seen.lock().expect("seen").push(body);
+    let next = s.answers.lock().expect("script").pop_front();
+    let next =
+        next.unwrap_or_else(|| json!({"choices": [{"message": {"content": "(script ended)"}}]}));
+    let next = match next["delay_ms"].as_u64() {
+        Some(ms) => {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            next["then"].clone()
+        }
+        None => next,
+    };
+    if let Some(chunks) = next["stream"].as_array() {
+        let mut sse = String::new();
+        for c in chunks {
+            let chunk = json!({"choices": [{"delta": {"content": c}}]});
+            sse.push_str(&format!("data: {chunk}\n\n"));
+        }
+        sse.push_str("data: [DONE]\n\n");
+        return ([("content-type", "text/event-stream")], sse).into_response();
+    }
+    axum::Json(next).into_response()
+}
+
+/// A started `dbward web` or `dbward demo`.
+pub struct WebChild {
+    pub child: Child,
+    /// The base URL it reported (`http://ADDR:PORT`, no trailing slash).
+    pub url: String,
+    /// What it wrote to stderr before reporting it.
+    pub early: Vec<String>,
+}
+
+/// Runs `dbward ARGS` (which must include `--listen`) with the model, database URL and
+/// login settings of this environment removed, `env` added, and `data` as its data
+/// directory; waits until it reports its address.
+pub async fn start_web(args: &[&str], env: &[(&str, &str)], data: &Path) -> WebChild {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env_remove("DBWARD_LLM_MODEL")
+        .env_remove("DBWARD_DATABASE_URL")
+        .env_remove("DBWARD_WEB_PASSWORD")
+        .env("DBWARD_DATA_DIR", data)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("dbward web starts");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let mut early = Vec::new();
+    let url = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(u) = line.strip_prefix("dbward: web UI at ") {
+                return u.trim_end_matches('/').to_string();
+            }
+            early.push(line);
+        }
+        panic!("dbward web did not report its address");
+    })
+    .await
+    .expect("starts in time");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    WebChild { child, url, early }
+}
