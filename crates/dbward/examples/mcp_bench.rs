@@ -100,7 +100,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "[detector]\nmax_calls = 1000000000\n[limits]\npool_max_size = 32\n",
     )?;
     let bench_cfg = bench_cfg.to_string_lossy().into_owned();
+    // MCP_BENCH_ONLY=http32 (say) runs the baseline and that one measurement, for profiling.
+    let only = std::env::var("MCP_BENCH_ONLY").ok();
+    let want = |phase: &str| only.as_deref().is_none_or(|o| o == phase);
     for clients in [8usize, 32] {
+        if only
+            .as_deref()
+            .is_some_and(|o| !o.ends_with(&clients.to_string()))
+        {
+            continue;
+        }
         // Baseline: the same point query straight through sqlx, same concurrency.
         let pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(clients as u32)
@@ -122,37 +131,41 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         report(&format!("direct sqlx x{clients}"), &direct, &direct);
 
         // stdio: one `dbward serve` child, `clients` calls in flight on its session.
-        let (transport, _) =
-            TokioChildProcess::builder(tokio::process::Command::new(bin).configure(|c| {
-                c.args(["serve", "--database-url", url, "--config", &bench_cfg])
-                    .env("DBWARD_DATA_DIR", data.path())
-                    .env("DBWARD_LOG", "error");
-            }))
-            .stderr(std::process::Stdio::null())
-            .spawn()?;
-        let client = Arc::new(().serve(transport).await?);
-        let c = client.clone();
-        let stdio = drive(clients, secs, move |_, i| {
-            let c = c.clone();
-            async move {
-                let r = c
-                    .call_tool(
-                        CallToolRequestParams::new("execute_query").with_arguments(
-                            json!({"query": SQL, "params": [1 + i % 100]})
-                                .as_object()
-                                .cloned()
-                                .unwrap_or_default(),
-                        ),
-                    )
-                    .await
-                    .expect("tool call");
-                assert_eq!(r.is_error, Some(false), "{:?}", r.content);
-            }
-        })
-        .await;
-        drop(client);
-        report(&format!("mcp stdio x{clients}"), &stdio, &direct);
-
+        if want(&format!("stdio{clients}")) {
+            let (transport, _) =
+                TokioChildProcess::builder(tokio::process::Command::new(bin).configure(|c| {
+                    c.args(["serve", "--database-url", url, "--config", &bench_cfg])
+                        .env("DBWARD_DATA_DIR", data.path())
+                        .env("DBWARD_LOG", "error");
+                }))
+                .stderr(std::process::Stdio::null())
+                .spawn()?;
+            let client = Arc::new(().serve(transport).await?);
+            let c = client.clone();
+            let stdio = drive(clients, secs, move |_, i| {
+                let c = c.clone();
+                async move {
+                    let r = c
+                        .call_tool(
+                            CallToolRequestParams::new("execute_query").with_arguments(
+                                json!({"query": SQL, "params": [1 + i % 100]})
+                                    .as_object()
+                                    .cloned()
+                                    .unwrap_or_default(),
+                            ),
+                        )
+                        .await
+                        .expect("tool call");
+                    assert_eq!(r.is_error, Some(false), "{:?}", r.content);
+                }
+            })
+            .await;
+            drop(client);
+            report(&format!("mcp stdio x{clients}"), &stdio, &direct);
+        }
+        if !want(&format!("http{clients}")) {
+            continue;
+        }
         let http = http_run(
             bin,
             url,
@@ -164,7 +177,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .await?;
         report(&format!("mcp http x{clients}"), &http, &direct);
-        if clients == 32 {
+        if clients == 32 && only.is_none() {
             let sessions = http_run(
                 bin,
                 url,
@@ -177,7 +190,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .await?;
             report("mcp http x32 rmcp-sse", &sessions, &direct);
         }
-        if clients == 8 {
+        if clients == 8 && only.is_none() {
             // The audit log's cost: the same loop with auditing off, in the same run.
             let cfg = data.path().join("no-audit.toml");
             std::fs::write(
@@ -283,6 +296,9 @@ async fn http_run(
         .local_addr()?
         .port();
     let token = TOKEN;
+    // MCP_BENCH_GATEWAY_URL points the server elsewhere (e.g. a SQLite file), to see what
+    // the MCP and gateway layers cost with an almost free database.
+    let url = std::env::var("MCP_BENCH_GATEWAY_URL").unwrap_or_else(|_| url.to_string());
     let mut server = tokio::process::Command::new(bin)
         .args([
             "serve",
@@ -291,7 +307,7 @@ async fn http_run(
             "--listen",
             &format!("127.0.0.1:{port}"),
             "--database-url",
-            url,
+            &url,
         ])
         .args(extra)
         .env("DBWARD_DATA_DIR", data)

@@ -825,3 +825,78 @@ async fn no_prepared_statement_outlives_a_call() {
     gw.close_connection(&id).await.ok();
     fx.drop().await;
 }
+
+/// A result cut at the byte cap stops reading mid-FETCH: that pooled session is closed, not
+/// drained and reused, and nothing of it lingers on the server. A result cut at the row cap
+/// reads to its end (one row past the cap) and keeps its session.
+#[tokio::test]
+async fn a_byte_capped_result_closes_its_session_and_a_row_capped_one_keeps_it() {
+    let fx = PgFixture::new().await;
+    let mut cfg = client_config();
+    cfg.limits.pool_max_size = 1;
+    cfg.limits.max_bytes = 10_000;
+    let gw = Gateway::new(cfg);
+    let id = connect(&gw, &fx).await;
+    let first = backend_pid(&gw, &id).await;
+
+    let r = gw
+        .execute_query(
+            &id,
+            "SELECT g FROM generate_series(1, 100000) g",
+            &[],
+            Some(10),
+        )
+        .await
+        .expect("row-capped");
+    assert_eq!((r.row_count, r.truncated), (10, true));
+    assert_eq!(
+        backend_pid(&gw, &id).await,
+        first,
+        "a row-capped call keeps its session"
+    );
+
+    let r = gw
+        .execute_query(
+            &id,
+            "SELECT g, repeat('x', 1000) FROM generate_series(1, 100000) g",
+            &[],
+            None,
+        )
+        .await
+        .expect("byte-capped");
+    assert!(r.truncated);
+    assert!(
+        (1..=10).contains(&r.row_count),
+        "{} rows of ~1 kB under a 10 kB cap",
+        r.row_count
+    );
+    let second = backend_pid(&gw, &id).await;
+    assert_ne!(second, first, "the byte-capped session was reused");
+    let mut gone = false;
+    for _ in 0..50 {
+        let mut admin = common::pg_admin().await;
+        let alive: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE pid = $1")
+            .bind(first as i32)
+            .fetch_one(&mut admin)
+            .await
+            .expect("activity");
+        if alive == 0 {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(gone, "the cut session {first} is still on the server");
+    assert_eq!(fx.leftovers().await, (0, 0));
+    gw.close_connection(&id).await.ok();
+    fx.drop().await;
+}
+
+/// The server process of the (one) pooled session a call runs on.
+async fn backend_pid(gw: &Gateway, id: &str) -> i64 {
+    let r = gw
+        .execute_query(id, "SELECT pg_backend_pid()", &[], None)
+        .await
+        .expect("pid");
+    r.rows[0][0].as_i64().expect("an integer pid")
+}

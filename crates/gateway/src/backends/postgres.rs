@@ -4,9 +4,10 @@
 //! Each query runs in `BEGIN READ ONLY` with `statement_timeout`, `lock_timeout` and
 //! `idle_in_transaction_session_timeout` set locally (and `SET LOCAL ROLE` when a reader role
 //! is configured), as `DECLARE ... NO SCROLL CURSOR` over the extended protocol (one
-//! statement per message: a second statement cannot ride along), then `FETCH`ed in chunks
-//! until the row or byte cap, and always rolled back, with session-level advisory locks
-//! released (everything else a read-only statement can change is undone by the rollback).
+//! statement per message: a second statement cannot ride along), then one `FETCH` of at most
+//! the row cap plus one, read as it streams until the byte cap, and always rolled back (in
+//! the same round trip as the FETCH), with session-level advisory locks released (everything
+//! else a read-only statement can change is undone by the rollback). Four round trips in all.
 //!
 //! The `FETCH` is our own constant text; it goes over the simple protocol so that every
 //! value of every type comes back in its text form (and is then converted to JSON by type
@@ -30,9 +31,6 @@ use super::{Caps, Column, ColumnInfo, ForeignKey, QueryResult, TableDescription,
 use crate::config::{Limits, SslMode};
 use crate::connection::ConnectSpec;
 use crate::error::{GatewayError, scrub};
-
-/// Rows per FETCH: small enough that a capped result never fetches far past the cap.
-const FETCH_CHUNK: usize = 200;
 
 /// A pooled connection idle longer than this is pinged before use.
 const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
@@ -183,7 +181,7 @@ impl PgBackend {
         let mut flight = InFlight {
             conn: Some(conn),
             pool: self.pool.clone(),
-            pid: None,
+            session: Session::default(),
             armed: true,
         };
         // The server cancels at statement_timeout; the client deadline is a backstop a
@@ -191,15 +189,20 @@ impl PgBackend {
         // connection closed. If this future is dropped (the client cancelled the call),
         // `InFlight` does the same.
         let deadline = Duration::from_millis(caps.timeout_ms + 2_000);
-        let InFlight { conn, pid, .. } = &mut flight;
+        let InFlight { conn, session, .. } = &mut flight;
         let Some(conn) = conn.as_mut() else {
             return Err(GatewayError::Internal("no pooled connection".into()));
         };
-        let run = self.run(conn, sql, params, caps, utility, pid);
+        let run = self.run(conn, sql, params, caps, utility, session);
         let outcome = tokio::time::timeout(deadline, run).await;
         match outcome {
             Ok(Ok(mut r)) => {
                 flight.armed = false;
+                if flight.session.discard
+                    && let Some(c) = flight.conn.as_mut()
+                {
+                    c.close_on_drop();
+                }
                 r.elapsed_ms = started.elapsed().as_millis() as u64;
                 Ok(r)
             }
@@ -226,7 +229,7 @@ impl PgBackend {
         params: &[Value],
         caps: Caps,
         utility: bool,
-        pid: &mut Option<i32>,
+        session: &mut Session,
     ) -> Result<QueryResult, GatewayError> {
         let err = |e| classify(e, &[]);
         // One round trip of our own constant-shaped text (the numbers are ours, the role
@@ -244,12 +247,12 @@ impl PgBackend {
              pg_catalog.pg_backend_pid()",
             caps.timeout_ms, caps.lock_timeout_ms, caps.idle_in_transaction_timeout_ms
         );
-        let started = sqlx::raw_sql(AssertSqlSafe(begin))
+        let started = sqlx::raw_sql(AssertSqlSafe(begin.clone()))
             .fetch_all(&mut *conn)
             .await
             .map_err(err)?;
         // The backend's pid, so a cancelled call can cancel its statement on the server.
-        *pid = started
+        session.pid = started
             .first()
             .and_then(|r| r.try_get_raw(3).ok())
             .and_then(|v| v.as_str().ok().and_then(|t| t.parse().ok()));
@@ -265,18 +268,34 @@ impl PgBackend {
         }
         q.execute(&mut *conn).await.map_err(err)?;
 
+        // One FETCH of up to max_rows + 1 rows (the extra row tells a cut result from a
+        // complete one) and the end of the transaction, in one round trip. A row past the
+        // byte cap stops the reading there: the connection is then closed rather than
+        // drained, so the server's remaining output is never read (closing it ends the
+        // transaction on the server).
+        let fetch = format!(
+            "FETCH FORWARD {} FROM dbward_cursor; {END}",
+            caps.max_rows + 1
+        );
         let mut columns: Vec<Column> = Vec::new();
         let mut unknown_oids: Vec<(usize, u32)> = Vec::new();
         let mut rows = Vec::new();
         let mut bytes = 0usize;
         let mut truncated = false;
-        'fetch: loop {
-            let want = (caps.max_rows + 1 - rows.len()).min(FETCH_CHUNK);
-            let fetch = format!("FETCH FORWARD {want} FROM dbward_cursor");
-            let mut stream = sqlx::raw_sql(AssertSqlSafe(fetch)).fetch(&mut *conn);
-            let mut got = 0;
-            while let Some(row) = stream.try_next().await.map_err(err)? {
-                got += 1;
+        {
+            let mut stream = sqlx::raw_sql(AssertSqlSafe(fetch)).fetch_many(&mut *conn);
+            // Rows before the first CommandComplete are the FETCH's; after it come the
+            // end's own (pg_advisory_unlock_all's row).
+            let mut fetched = false;
+            'read: while let Some(item) = stream.try_next().await.map_err(err)? {
+                let row = match item {
+                    sqlx::Either::Left(_) => {
+                        fetched = true;
+                        continue;
+                    }
+                    sqlx::Either::Right(_) if fetched => continue,
+                    sqlx::Either::Right(row) => row,
+                };
                 if columns.is_empty() {
                     columns = columns_of(&row);
                     unknown_oids = row
@@ -288,8 +307,9 @@ impl PgBackend {
                         .collect();
                 }
                 if rows.len() == caps.max_rows {
+                    // The extra row: the result was cut. The FETCH ends here anyway.
                     truncated = true;
-                    break 'fetch;
+                    continue;
                 }
                 let mut out = Vec::with_capacity(columns.len());
                 for (i, col) in columns.iter().enumerate() {
@@ -307,26 +327,39 @@ impl PgBackend {
                 }
                 if bytes > caps.max_bytes {
                     truncated = true;
-                    break 'fetch;
+                    session.discard = true;
+                    break 'read;
                 }
                 rows.push(out);
             }
-            if got < want {
-                break;
-            }
         }
-        if rows.is_empty() && !truncated {
-            // No row to read the shape from: a Parse/Describe of the query (nothing runs).
+        if session.discard {
+            // Cut at the byte cap: the connection is closed, not reused.
+            return Ok(QueryResult {
+                row_count: rows.len(),
+                columns,
+                rows,
+                truncated,
+                elapsed_ms: 0,
+            });
+        }
+        if rows.is_empty() {
+            // No row to read the shape from: a Parse/Describe of the query (nothing runs),
+            // in a read-only transaction of its own, since the first one has ended.
+            sqlx::raw_sql(AssertSqlSafe(begin))
+                .execute(&mut *conn)
+                .await
+                .map_err(err)?;
             let prepared = conn
                 .prepare(AssertSqlSafe(sql.to_string()).into_sql_str())
                 .await
                 .map_err(err)?;
             columns = prepared.columns().iter().map(column_of).collect();
+            end(conn).await?;
         }
         if !unknown_oids.is_empty() {
             self.name_types(conn, &mut columns, &unknown_oids).await?;
         }
-        end(conn).await?;
         Ok(QueryResult {
             row_count: rows.len(),
             columns,
@@ -719,8 +752,17 @@ impl PgBackend {
 struct InFlight {
     conn: Option<sqlx::pool::PoolConnection<sqlx::Postgres>>,
     pool: PgPool,
-    pid: Option<i32>,
+    session: Session,
     armed: bool,
+}
+
+/// What a call learns about its pooled session as it runs.
+#[derive(Default)]
+struct Session {
+    /// The server process, for a cancel request from another connection.
+    pid: Option<i32>,
+    /// The session must not be reused (reading stopped mid-result at the byte cap).
+    discard: bool,
 }
 
 impl Drop for InFlight {
@@ -731,7 +773,7 @@ impl Drop for InFlight {
         if let Some(c) = self.conn.as_mut() {
             c.close_on_drop();
         }
-        if let (Some(pid), Ok(rt)) = (self.pid, tokio::runtime::Handle::try_current()) {
+        if let (Some(pid), Ok(rt)) = (self.session.pid, tokio::runtime::Handle::try_current()) {
             let pool = self.pool.clone();
             rt.spawn(async move {
                 // Our own statement about our own session, not a client's.
@@ -761,6 +803,9 @@ fn columns_of(row: &sqlx::postgres::PgRow) -> Vec<Column> {
     row.columns().iter().map(column_of).collect()
 }
 
+/// The end of every call's transaction (see [`end`]).
+const END: &str = "ROLLBACK; SELECT pg_catalog.pg_advisory_unlock_all(); DEALLOCATE ALL";
+
 /// Always roll back, then release session-level advisory locks: the one kind of session
 /// state a read-only statement can leave behind that a rollback does not undo. (Settings
 /// changed with `set_config(..., false)`, LISTEN, cursors and notifications are
@@ -772,7 +817,7 @@ fn columns_of(row: &sqlx::postgres::PgRow) -> Vec<Column> {
 /// driver's statement cache is off and every other statement is unnamed, so nothing the
 /// driver relies on is dropped. One round trip.
 async fn end(conn: &mut sqlx::PgConnection) -> Result<(), GatewayError> {
-    sqlx::raw_sql("ROLLBACK; SELECT pg_catalog.pg_advisory_unlock_all(); DEALLOCATE ALL")
+    sqlx::raw_sql(END)
         .execute(&mut *conn)
         .await
         .map_err(|e| classify(e, &[]))?;
