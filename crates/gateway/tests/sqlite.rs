@@ -184,7 +184,11 @@ async fn writes_fail_and_the_file_is_unchanged() {
 async fn the_database_layer_holds_without_the_policy() {
     let (_dir, path) = fixture();
     let before = digest(&path);
-    let b = SqliteBackend::connect(&path).await.expect("opens");
+    // One pooled connection: every statement below runs on the same one, so nothing an
+    // earlier one did (or tried) may carry over to the next.
+    let mut limits = client_config().limits;
+    limits.pool_max_size = 1;
+    let b = SqliteBackend::connect(&path, &limits).await.expect("opens");
     let caps = Caps {
         max_rows: 10,
         max_bytes: 1 << 20,
@@ -227,6 +231,21 @@ async fn the_database_layer_holds_without_the_policy() {
         .await
         .expect("runs");
     assert_eq!((r.row_count, r.truncated), (10, true));
+    // The connection the refused and timed-out statements ran on serves our own catalog
+    // reads (which the authorizer would refuse: it is off for them) and the next query
+    // (the timed-out one's deadline is gone), and still cannot write.
+    let d = b.describe_table("servers").await.expect("catalog read");
+    assert_eq!(d.primary_key, vec!["id".to_string()]);
+    let r = b
+        .execute("SELECT count(*) FROM servers", &[], caps)
+        .await
+        .expect("next query");
+    assert_eq!(r.rows[0][0], json!(500));
+    let e = b
+        .execute("DELETE FROM servers", &[], caps)
+        .await
+        .expect_err("still read-only");
+    assert_eq!(e.code(), "permission_denied", "{e:?}");
     assert_eq!(digest(&path), before);
 }
 
@@ -259,7 +278,9 @@ fn cpu_time() -> std::time::Duration {
 #[tokio::test]
 async fn an_abandoned_query_stops_at_once() {
     let (_dir, path) = fixture();
-    let b = SqliteBackend::connect(&path).await.expect("opens");
+    let mut limits = client_config().limits;
+    limits.pool_max_size = 1;
+    let b = SqliteBackend::connect(&path, &limits).await.expect("opens");
     let caps = Caps {
         max_rows: 10,
         max_bytes: 1 << 20,

@@ -3,34 +3,59 @@
 //! authorizer that permits only reads, SELECT, recursive CTEs and functions outside a deny
 //! list, and a progress handler that ends queries past their deadline.
 //!
-//! Each call opens its own connection on a blocking thread: opening a SQLite file costs
-//! microseconds, and a fresh connection guarantees nothing carries over between callers.
+//! Connections are pooled (r2d2): opening one re-reads the schema, which cost more than the
+//! query itself in a point-query benchmark. Nothing a caller can do carries over to the
+//! next: the file is opened read-only with `query_only` on, the authorizer refuses every
+//! action but reads (no PRAGMA, ATTACH, temporary objects or settings), and each checkout
+//! installs the hooks it needs and removes the others (see [`Checkout`]).
 //!
 //! Invariant: user queries run only on connections with the authorizer installed.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::OpenFlags;
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::types::ValueRef;
-use rusqlite::{Connection, OpenFlags};
 use serde_json::Value;
 
 use super::{Caps, Column, ColumnInfo, ForeignKey, QueryResult, TableDescription, TableInfo};
+use crate::config::Limits;
 use crate::error::GatewayError;
 
 /// Functions the authorizer refuses whatever the policy said.
 const DENIED_FUNCTIONS: &[&str] = &["load_extension", "readfile", "writefile", "edit", "fsdir"];
 
-/// An SQLite database file, opened read-only per call.
-#[derive(Debug, Clone)]
+/// An SQLite database file and a pool of read-only connections to it.
+#[derive(Clone)]
 pub struct SqliteBackend {
-    path: PathBuf,
+    pool: r2d2::Pool<SqliteConnectionManager>,
     /// The SQLite library version.
     pub server_version: String,
+}
+
+impl std::fmt::Debug for SqliteBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteBackend")
+            .field("server_version", &self.server_version)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a pooled connection is checked out for; each sets the hooks it needs.
+enum Checkout {
+    /// Our own catalog queries: no authorizer (they read `pragma_*` functions), no deadline.
+    Catalog,
+    /// A client's query: the authorizer, and a progress handler that ends it at its
+    /// deadline or when the call is abandoned.
+    Query {
+        deadline: Instant,
+        abandoned: Arc<AtomicBool>,
+    },
 }
 
 fn classify(e: rusqlite::Error) -> GatewayError {
@@ -54,16 +79,51 @@ fn classify(e: rusqlite::Error) -> GatewayError {
     }
 }
 
-fn open(path: &Path) -> Result<Connection, GatewayError> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|e| {
-        GatewayError::ConnectionUnavailable(format!("cannot open the database file: {e}"))
+/// The pool: read-only opens with `query_only` set before first use.
+fn pool(path: &Path, limits: &Limits) -> Result<r2d2::Pool<SqliteConnectionManager>, GatewayError> {
+    let manager = SqliteConnectionManager::file(path)
+        .with_flags(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .with_init(|c| c.pragma_update(None, "query_only", true));
+    r2d2::Pool::builder()
+        .max_size(limits.pool_max_size.max(1))
+        .min_idle(Some(0))
+        .idle_timeout(Some(Duration::from_secs(limits.idle_timeout_s)))
+        .connection_timeout(Duration::from_millis(limits.acquire_timeout_ms))
+        // A read-only local file does not go stale the way a network session does.
+        .test_on_check_out(false)
+        .build(manager)
+        .map_err(|e| {
+            GatewayError::ConnectionUnavailable(format!("cannot open the database file: {e}"))
+        })
+}
+
+/// A pooled connection with the hooks `purpose` needs installed, and no others.
+fn checkout(
+    pool: &r2d2::Pool<SqliteConnectionManager>,
+    purpose: Checkout,
+) -> Result<r2d2::PooledConnection<SqliteConnectionManager>, GatewayError> {
+    let conn = pool.get().map_err(|e| {
+        GatewayError::ConnectionUnavailable(format!("no SQLite connection became free: {e}"))
     })?;
-    conn.pragma_update(None, "query_only", true)
-        .map_err(classify)?;
+    match purpose {
+        Checkout::Catalog => {
+            conn.authorizer(None::<fn(AuthContext<'_>) -> Authorization>)
+                .map_err(classify)?;
+            conn.progress_handler(0, None::<fn() -> bool>)
+                .map_err(classify)?;
+        }
+        Checkout::Query {
+            deadline,
+            abandoned,
+        } => {
+            conn.authorizer(Some(authorize)).map_err(classify)?;
+            conn.progress_handler(
+                1_000,
+                Some(move || abandoned.load(Ordering::Relaxed) || Instant::now() > deadline),
+            )
+            .map_err(classify)?;
+        }
+    }
     Ok(conn)
 }
 
@@ -96,21 +156,26 @@ async fn blocking<T: Send + 'static>(
 
 impl SqliteBackend {
     /// Checks that the file exists and opens read-only.
-    pub async fn connect(path: &Path) -> Result<SqliteBackend, GatewayError> {
+    pub async fn connect(path: &Path, limits: &Limits) -> Result<SqliteBackend, GatewayError> {
         if !path.is_file() {
             return Err(GatewayError::ConnectionUnavailable(
                 "the SQLite database file does not exist".into(),
             ));
         }
-        let p = path.to_path_buf();
-        let version = blocking(move || {
-            let conn = open(&p)?;
-            conn.query_row("SELECT sqlite_version()", [], |r| r.get::<_, String>(0))
-                .map_err(classify)
+        let path = path.to_path_buf();
+        let limits = limits.clone();
+        let (pool, version) = blocking(move || {
+            let pool = pool(&path, &limits)?;
+            let conn = checkout(&pool, Checkout::Catalog)?;
+            let version = conn
+                .query_row("SELECT sqlite_version()", [], |r| r.get::<_, String>(0))
+                .map_err(classify)?;
+            drop(conn);
+            Ok((pool, version))
         })
         .await?;
         Ok(SqliteBackend {
-            path: path.to_path_buf(),
+            pool,
             server_version: format!("SQLite {version}"),
         })
     }
@@ -122,7 +187,7 @@ impl SqliteBackend {
         params: &[Value],
         caps: Caps,
     ) -> Result<QueryResult, GatewayError> {
-        let path = self.path.clone();
+        let pool = self.pool.clone();
         let sql = sql.to_string();
         let params = params.to_vec();
         // If this call is dropped (the client cancelled it), the flag ends the statement at
@@ -132,16 +197,16 @@ impl SqliteBackend {
             armed: true,
         };
         let flag = abandon.flag.clone();
-        let r = blocking(move || run(&path, &sql, &params, caps, &flag)).await;
+        let r = blocking(move || run(&pool, &sql, &params, caps, flag)).await;
         abandon.armed = false;
         r
     }
 
     /// Tables and views.
     pub async fn list_tables(&self, max: usize) -> Result<Vec<TableInfo>, GatewayError> {
-        let path = self.path.clone();
+        let pool = self.pool.clone();
         blocking(move || {
-            let conn = open(&path)?;
+            let conn = checkout(&pool, Checkout::Catalog)?;
             let mut stmt = conn
                 .prepare(
                     "SELECT name, type FROM sqlite_schema WHERE type IN ('table','view') \
@@ -164,10 +229,10 @@ impl SqliteBackend {
 
     /// Columns, keys and indexes of one table (names checked against the catalog).
     pub async fn describe_table(&self, table: &str) -> Result<TableDescription, GatewayError> {
-        let path = self.path.clone();
+        let pool = self.pool.clone();
         let table = table.to_string();
         blocking(move || {
-            let conn = open(&path)?;
+            let conn = checkout(&pool, Checkout::Catalog)?;
             let exists: Option<String> = conn
                 .query_row(
                     "SELECT name FROM sqlite_schema WHERE type IN ('table','view') AND name = ?1",
@@ -251,10 +316,10 @@ impl SqliteBackend {
         pattern: &str,
         max: usize,
     ) -> Result<Vec<crate::tools::search_tables::SearchMatch>, GatewayError> {
-        let path = self.path.clone();
+        let pool = self.pool.clone();
         let pattern = pattern.to_string();
         blocking(move || {
-            let conn = open(&path)?;
+            let conn = checkout(&pool, Checkout::Catalog)?;
             let mut stmt = conn
                 .prepare(
                     "SELECT * FROM ( \
@@ -288,10 +353,10 @@ impl SqliteBackend {
         timeout_ms: u64,
     ) -> Result<crate::tools::table_stats::TableStats, GatewayError> {
         use crate::tools::table_stats::{IndexStats, TableStats};
-        let path = self.path.clone();
+        let pool = self.pool.clone();
         let table = table.to_string();
         blocking(move || {
-            let conn = open(&path)?;
+            let conn = checkout(&pool, Checkout::Catalog)?;
             let deadline = Instant::now() + Duration::from_millis(timeout_ms);
             conn.progress_handler(1_000, Some(move || Instant::now() > deadline))
                 .map_err(classify)?;
@@ -347,22 +412,21 @@ impl Drop for AbandonOnDrop {
 }
 
 fn run(
-    path: &Path,
+    pool: &r2d2::Pool<SqliteConnectionManager>,
     sql: &str,
     params: &[Value],
     caps: Caps,
-    abandoned: &Arc<AtomicBool>,
+    abandoned: Arc<AtomicBool>,
 ) -> Result<QueryResult, GatewayError> {
     let started = Instant::now();
-    let conn = open(path)?;
-    conn.authorizer(Some(authorize)).map_err(classify)?;
     let deadline = started + Duration::from_millis(caps.timeout_ms);
-    let abandoned = abandoned.clone();
-    conn.progress_handler(
-        1_000,
-        Some(move || abandoned.load(Ordering::Relaxed) || Instant::now() > deadline),
-    )
-    .map_err(classify)?;
+    let conn = checkout(
+        pool,
+        Checkout::Query {
+            deadline,
+            abandoned,
+        },
+    )?;
     let mut stmt = conn.prepare(sql).map_err(classify)?;
     if !stmt.readonly() {
         return Err(GatewayError::ReadOnlyViolation(
