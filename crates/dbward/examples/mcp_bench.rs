@@ -2,7 +2,11 @@
 //! with 8 and 32 concurrent clients, beside the same point query run directly with sqlx
 //! (the baseline), in one run: `mcp_bench DBWARD_BINARY POSTGRES_URL [SECONDS]`.
 //! Used by `bench/mcp.sh`, which prepares the database. Every figure is also printed as a
-//! ratio to the direct-driver figure at the same concurrency.
+//! ratio to the direct-driver figure at the same concurrency. Two more lines split the cost:
+//! the direct driver running the query inside the gateway's read-only transaction (the
+//! database side of a call, without dbward), and MCP over HTTP against the embedded SQLite
+//! demo (dbward's side, with an almost free database). `MCP_BENCH_ONLY=http32` (or
+//! `stdio8`, ...) runs the baseline and that one measurement, for profiling.
 //!
 //! The HTTP clients speak the 2026-07-28 protocol the way a lean client does: each
 //! `tools/call` is one POST carrying its own protocol metadata (no session, no handshake),
@@ -77,7 +81,7 @@ const SQL: &str = "SELECT id, hostname FROM servers WHERE id = $1";
 
 fn report(label: &str, f: &Figures, base: &Figures) {
     println!(
-        "{label:<22} {:>9.0} calls/s  p50 {:>7.2} ms  p99 {:>7.2} ms  throughput ratio to direct {:.3}",
+        "{label:<38} {:>7.0} calls/s  p50 {:>7.2} ms  p99 {:>7.2} ms  throughput ratio to direct {:.3}",
         f.qps,
         f.p50_ms,
         f.p99_ms,
@@ -127,8 +131,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         })
         .await;
-        pool.close().await;
         report(&format!("direct sqlx x{clients}"), &direct, &direct);
+        // The database side of a gateway call, without the gateway: the same query in the
+        // read-only transaction the PostgreSQL backend wraps it in, round trip for round
+        // trip (begin and timeouts; DECLARE over the extended protocol; FETCH and rollback).
+        let p = pool.clone();
+        let envelope = drive(clients, secs, move |_, i| {
+            let p = p.clone();
+            async move { envelope_call(&p, (1 + i % 100) as i32).await }
+        })
+        .await;
+        pool.close().await;
+        report(
+            &format!("direct sqlx x{clients}, gateway's transaction"),
+            &envelope,
+            &direct,
+        );
 
         // stdio: one `dbward serve` child, `clients` calls in flight on its session.
         if want(&format!("stdio{clients}")) {
@@ -168,7 +186,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         let http = http_run(
             bin,
-            url,
+            Some(url),
             data.path(),
             clients,
             secs,
@@ -178,9 +196,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
         report(&format!("mcp http x{clients}"), &http, &direct);
         if clients == 32 && only.is_none() {
+            // The MCP and gateway layers over an almost free database: the embedded SQLite
+            // demo (its `servers` table has the same two columns).
+            let sqlite = http_run(
+                bin,
+                None,
+                data.path(),
+                clients,
+                secs,
+                &["--config", &bench_cfg],
+                HttpClient::Stateless,
+            )
+            .await?;
+            report("mcp http x32 sqlite demo", &sqlite, &direct);
             let sessions = http_run(
                 bin,
-                url,
+                Some(url),
                 data.path(),
                 clients,
                 secs,
@@ -200,7 +231,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let cfg = cfg.to_string_lossy().into_owned();
             let off = http_run(
                 bin,
-                url,
+                Some(url),
                 data.path(),
                 clients,
                 secs,
@@ -217,6 +248,37 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     Ok(())
+}
+
+/// The point query the way the PostgreSQL backend runs it, in four round trips.
+async fn envelope_call(pool: &sqlx::PgPool, id: i32) {
+    use sqlx::{AssertSqlSafe, Row};
+    let mut conn = pool.acquire().await.expect("connection");
+    sqlx::raw_sql(
+        "BEGIN READ ONLY; SELECT pg_catalog.set_config('statement_timeout', '30000', true), \
+         pg_catalog.set_config('lock_timeout', '5000', true), \
+         pg_catalog.set_config('idle_in_transaction_session_timeout', '60000', true), \
+         pg_catalog.pg_backend_pid()",
+    )
+    .execute(&mut *conn)
+    .await
+    .expect("begin");
+    sqlx::query(AssertSqlSafe(format!(
+        "DECLARE dbward_cursor NO SCROLL CURSOR FOR {SQL}"
+    )))
+    .persistent(false)
+    .bind(id)
+    .execute(&mut *conn)
+    .await
+    .expect("declare");
+    let rows = sqlx::raw_sql(
+        "FETCH FORWARD 1001 FROM dbward_cursor; ROLLBACK; \
+         SELECT pg_catalog.pg_advisory_unlock_all(); DEALLOCATE ALL",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .expect("fetch");
+    assert!(rows.first().and_then(|r| r.try_get_raw(0).ok()).is_some());
 }
 
 /// How the HTTP clients talk.
@@ -284,7 +346,7 @@ async fn stateless_call(http: &reqwest::Client, endpoint: &str, id: u64, param: 
 /// One `dbward serve --transport http` with `clients` concurrent clients.
 async fn http_run(
     bin: &str,
-    url: &str,
+    url: Option<&str>,
     data: &std::path::Path,
     clients: usize,
     secs: u64,
@@ -296,9 +358,6 @@ async fn http_run(
         .local_addr()?
         .port();
     let token = TOKEN;
-    // MCP_BENCH_GATEWAY_URL points the server elsewhere (e.g. a SQLite file), to see what
-    // the MCP and gateway layers cost with an almost free database.
-    let url = std::env::var("MCP_BENCH_GATEWAY_URL").unwrap_or_else(|_| url.to_string());
     let mut server = tokio::process::Command::new(bin)
         .args([
             "serve",
@@ -306,9 +365,9 @@ async fn http_run(
             "http",
             "--listen",
             &format!("127.0.0.1:{port}"),
-            "--database-url",
-            &url,
         ])
+        // Without a URL: the embedded SQLite demo database (created in `data`).
+        .args(url.iter().flat_map(|u| ["--database-url", u]))
         .args(extra)
         .env("DBWARD_DATA_DIR", data)
         .env("DBWARD_HTTP_TOKEN", token)
