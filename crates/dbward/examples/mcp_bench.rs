@@ -132,21 +132,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .await;
         report(&format!("direct sqlx x{clients}"), &direct, &direct);
-        // The database side of a gateway call, without the gateway: the same query in the
-        // read-only transaction the PostgreSQL backend wraps it in, round trip for round
-        // trip (begin and timeouts; DECLARE over the extended protocol; FETCH and rollback).
-        let p = pool.clone();
-        let envelope = drive(clients, secs, move |_, i| {
-            let p = p.clone();
-            async move { envelope_call(&p, (1 + i % 100) as i32).await }
-        })
-        .await;
+        if want(&format!("envelope{clients}")) {
+            // The database side of a gateway call, without the gateway: the same query in the
+            // read-only transaction the PostgreSQL backend wraps it in, round trip for round
+            // trip (begin and timeouts; DECLARE over the extended protocol; FETCH and rollback).
+            let p = pool.clone();
+            let envelope = drive(clients, secs, move |_, i| {
+                let p = p.clone();
+                async move { envelope_call(&p, (1 + i % 100) as i32).await }
+            })
+            .await;
+            report(
+                &format!("direct sqlx x{clients}, gateway's transaction"),
+                &envelope,
+                &direct,
+            );
+        }
         pool.close().await;
-        report(
-            &format!("direct sqlx x{clients}, gateway's transaction"),
-            &envelope,
-            &direct,
-        );
 
         // stdio: one `dbward serve` child, `clients` calls in flight on its session.
         if want(&format!("stdio{clients}")) {
@@ -181,6 +183,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             drop(client);
             report(&format!("mcp stdio x{clients}"), &stdio, &direct);
         }
+        if clients == 32 && want("sqlite32") {
+            // The MCP and gateway layers over an almost free database: the embedded SQLite
+            // demo (its `servers` table has the same two columns).
+            let sqlite = http_run(
+                bin,
+                None,
+                data.path(),
+                clients,
+                secs,
+                &["--config", &bench_cfg],
+                HttpClient::Stateless,
+            )
+            .await?;
+            report("mcp http x32 sqlite demo", &sqlite, &direct);
+        }
         if !want(&format!("http{clients}")) {
             continue;
         }
@@ -196,19 +213,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
         report(&format!("mcp http x{clients}"), &http, &direct);
         if clients == 32 && only.is_none() {
-            // The MCP and gateway layers over an almost free database: the embedded SQLite
-            // demo (its `servers` table has the same two columns).
-            let sqlite = http_run(
-                bin,
-                None,
-                data.path(),
-                clients,
-                secs,
-                &["--config", &bench_cfg],
-                HttpClient::Stateless,
-            )
-            .await?;
-            report("mcp http x32 sqlite demo", &sqlite, &direct);
             let sessions = http_run(
                 bin,
                 Some(url),
