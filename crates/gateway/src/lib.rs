@@ -137,7 +137,7 @@ impl Gateway {
             let (size, idle_now) = match &o.backend {
                 Backend::Postgres(b) => b.pool_stats(),
                 Backend::Mysql(b) => b.pool_stats(),
-                Backend::Sqlite(_) => (0, 0),
+                Backend::Sqlite(b) => b.pool_stats(),
             };
             in_use += i64::from(size) - idle_now as i64;
             idle += idle_now as i64;

@@ -900,3 +900,27 @@ async fn backend_pid(gw: &Gateway, id: &str) -> i64 {
         .expect("pid");
     r.rows[0][0].as_i64().expect("an integer pid")
 }
+
+/// A row cap beyond what FETCH can count (an int4) still runs: the count is clamped.
+#[tokio::test]
+async fn a_huge_row_cap_is_clamped_for_fetch() {
+    let fx = PgFixture::new().await;
+    let spec = ConnectSpec::from_url(&SecretString::from(fx.url())).expect("spec");
+    let backend = PgBackend::connect(&spec, &GatewayConfig::default().limits)
+        .await
+        .expect("connect");
+    let caps = Caps {
+        max_rows: usize::MAX,
+        max_bytes: 1 << 20,
+        timeout_ms: 5_000,
+        lock_timeout_ms: 500,
+        idle_in_transaction_timeout_ms: 5_000,
+    };
+    let r = backend
+        .execute("SELECT g FROM generate_series(1, 3) g", &[], caps)
+        .await
+        .expect("runs");
+    assert_eq!((r.row_count, r.truncated), (3, false));
+    backend.close().await;
+    fx.drop().await;
+}

@@ -311,3 +311,27 @@ async fn an_abandoned_query_stops_at_once() {
         .expect("next call");
     assert_eq!(r.rows[0][0], json!(500));
 }
+
+/// Limits of zero (which the pool library would refuse) still open a working connection,
+/// and a pool's connections show in the metrics.
+#[tokio::test]
+async fn zero_timeouts_still_open_and_the_pool_shows_in_metrics() {
+    let (_dir, path) = fixture();
+    let mut cfg = client_config();
+    cfg.limits.acquire_timeout_ms = 0;
+    cfg.limits.idle_timeout_s = 0;
+    let gw = Gateway::new(cfg);
+    let id = connect(&gw, &path).await;
+    let r = gw
+        .execute_query(&id, "SELECT count(*) FROM servers", &[], None)
+        .await
+        .expect("runs");
+    assert_eq!(r.rows[0][0], json!(500));
+    let metrics = gw.metrics_text();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("dbward_pool_connections_idle ") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+}

@@ -273,9 +273,10 @@ impl PgBackend {
         // byte cap stops the reading there: the connection is then closed rather than
         // drained, so the server's remaining output is never read (closing it ends the
         // transaction on the server).
+        // (FETCH takes an int4 count.)
         let fetch = format!(
             "FETCH FORWARD {} FROM dbward_cursor; {END}",
-            caps.max_rows + 1
+            caps.max_rows.saturating_add(1).min(i32::MAX as usize)
         );
         let mut columns: Vec<Column> = Vec::new();
         let mut unknown_oids: Vec<(usize, u32)> = Vec::new();
@@ -334,7 +335,14 @@ impl PgBackend {
             }
         }
         if session.discard {
-            // Cut at the byte cap: the connection is closed, not reused.
+            // Cut at the byte cap: this connection is closed, not reused (so a client can
+            // make a call cost a new session, at most one per call); type names, if any are
+            // needed, come over another.
+            if !unknown_oids.is_empty() {
+                let mut other = self.pool.acquire().await.map_err(err)?;
+                self.name_types(&mut other, &mut columns, &unknown_oids)
+                    .await?;
+            }
             return Ok(QueryResult {
                 row_count: rows.len(),
                 columns,
@@ -357,6 +365,8 @@ impl PgBackend {
             columns = prepared.columns().iter().map(column_of).collect();
             end(conn).await?;
         }
+        // Our own catalog lookup (cached per type): after the rollback, in an implicit
+        // transaction that the session's default makes read-only.
         if !unknown_oids.is_empty() {
             self.name_types(conn, &mut columns, &unknown_oids).await?;
         }

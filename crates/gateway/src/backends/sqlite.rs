@@ -79,22 +79,42 @@ fn classify(e: rusqlite::Error) -> GatewayError {
     }
 }
 
-/// The pool: read-only opens with `query_only` set before first use.
+/// The pool: read-only opens with `query_only` set before first use. One file is opened
+/// directly first, so a missing or unreadable file fails at once with a clear error.
 fn pool(path: &Path, limits: &Limits) -> Result<r2d2::Pool<SqliteConnectionManager>, GatewayError> {
     let manager = SqliteConnectionManager::file(path)
         .with_flags(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
         .with_init(|c| c.pragma_update(None, "query_only", true));
+    let cannot_open = |e: &dyn std::fmt::Display| {
+        GatewayError::ConnectionUnavailable(format!("cannot open the database file: {e}"))
+    };
+    let first = r2d2::ManageConnection::connect(&manager).map_err(|e| cannot_open(&e))?;
+    drop(first);
+    // r2d2 refuses zero durations; the pools' housekeeping shares one thread.
+    static HOUSEKEEPING: std::sync::OnceLock<Arc<scheduled_thread_pool::ScheduledThreadPool>> =
+        std::sync::OnceLock::new();
+    let housekeeping = HOUSEKEEPING
+        .get_or_init(|| {
+            Arc::new(
+                scheduled_thread_pool::ScheduledThreadPool::builder()
+                    .num_threads(1)
+                    .thread_name_pattern("dbward-sqlite-pool")
+                    .build(),
+            )
+        })
+        .clone();
     r2d2::Pool::builder()
         .max_size(limits.pool_max_size.max(1))
         .min_idle(Some(0))
-        .idle_timeout(Some(Duration::from_secs(limits.idle_timeout_s)))
-        .connection_timeout(Duration::from_millis(limits.acquire_timeout_ms))
+        .idle_timeout(
+            (limits.idle_timeout_s > 0).then(|| Duration::from_secs(limits.idle_timeout_s)),
+        )
+        .connection_timeout(Duration::from_millis(limits.acquire_timeout_ms.max(1)))
         // A read-only local file does not go stale the way a network session does.
         .test_on_check_out(false)
+        .thread_pool(housekeeping)
         .build(manager)
-        .map_err(|e| {
-            GatewayError::ConnectionUnavailable(format!("cannot open the database file: {e}"))
-        })
+        .map_err(|e| cannot_open(&e))
 }
 
 /// A pooled connection with the hooks `purpose` needs installed, and no others.
@@ -178,6 +198,12 @@ impl SqliteBackend {
             pool,
             server_version: format!("SQLite {version}"),
         })
+    }
+
+    /// Pooled connections and idle ones, for metrics.
+    pub fn pool_stats(&self) -> (u32, usize) {
+        let state = self.pool.state();
+        (state.connections, state.idle_connections as usize)
     }
 
     /// Runs a policy-approved query under the caps.
