@@ -3,9 +3,9 @@
 //! (the baseline), in one run: `mcp_bench DBWARD_BINARY POSTGRES_URL [SECONDS]`.
 //! Used by `bench/mcp.sh`, which prepares the database. Every figure is also printed as a
 //! ratio to the direct-driver figure at the same concurrency. Two more lines split the cost:
-//! the direct driver running the query inside the gateway's read-only transaction (the
-//! database side of a call, without dbward), and MCP over HTTP against the embedded SQLite
-//! demo (dbward's side, with an almost free database). `MCP_BENCH_ONLY=http32` (or
+//! the gateway's PostgreSQL backend called directly (the database side of a call: its
+//! read-only transaction, cursor, caps and rollback, without MCP or the policy), and MCP over
+//! HTTP against the embedded SQLite demo (dbward's side, with an almost free database). `MCP_BENCH_ONLY=http32` (or
 //! `stdio8`, ...) runs the baseline and that one measurement, for profiling.
 //!
 //! The HTTP clients speak the 2026-07-28 protocol the way a lean client does: each
@@ -21,12 +21,16 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rmcp::ServiceExt;
+use dbward_gateway::backends::Caps;
+use dbward_gateway::backends::postgres::PgBackend;
+use dbward_gateway::{ConnectSpec, GatewayConfig};
 use rmcp::model::CallToolRequestParams;
 use rmcp::transport::{
     ConfigureCommandExt, StreamableHttpClientTransport, TokioChildProcess,
     streamable_http_client::StreamableHttpClientTransportConfig,
 };
+use rmcp::{Peer, RoleClient, ServiceExt};
+use secrecy::SecretString;
 use serde_json::json;
 
 struct Figures {
@@ -132,23 +136,34 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .await;
         report(&format!("direct sqlx x{clients}"), &direct, &direct);
+        pool.close().await;
+        let http_run = async |url: Option<&str>, config: &str, how: HttpClient| {
+            http_run(bin, url, data.path(), clients, secs, config, how).await
+        };
         if want(&format!("envelope{clients}")) {
-            // The database side of a gateway call, without the gateway: the same query in the
-            // read-only transaction the PostgreSQL backend wraps it in, round trip for round
-            // trip (begin and timeouts; DECLARE over the extended protocol; FETCH and rollback).
-            let p = pool.clone();
+            // The database side of a call, without MCP or the policy: the gateway's
+            // PostgreSQL backend itself (its read-only transaction, cursor, caps, rollback).
+            let (backend, caps) = pg_backend(url, clients).await?;
+            let backend = Arc::new(backend);
+            let b = backend.clone();
             let envelope = drive(clients, secs, move |_, i| {
-                let p = p.clone();
-                async move { envelope_call(&p, (1 + i % 100) as i32).await }
+                let b = b.clone();
+                async move {
+                    let r = b
+                        .execute(SQL, &[json!(1 + i % 100)], caps)
+                        .await
+                        .expect("backend query");
+                    assert_eq!(r.row_count, 1);
+                }
             })
             .await;
+            backend.close().await;
             report(
-                &format!("direct sqlx x{clients}, gateway's transaction"),
+                &format!("pg backend x{clients} (no MCP, no policy)"),
                 &envelope,
                 &direct,
             );
         }
-        pool.close().await;
 
         // stdio: one `dbward serve` child, `clients` calls in flight on its session.
         if want(&format!("stdio{clients}")) {
@@ -164,20 +179,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let c = client.clone();
             let stdio = drive(clients, secs, move |_, i| {
                 let c = c.clone();
-                async move {
-                    let r = c
-                        .call_tool(
-                            CallToolRequestParams::new("execute_query").with_arguments(
-                                json!({"query": SQL, "params": [1 + i % 100]})
-                                    .as_object()
-                                    .cloned()
-                                    .unwrap_or_default(),
-                            ),
-                        )
-                        .await
-                        .expect("tool call");
-                    assert_eq!(r.is_error, Some(false), "{:?}", r.content);
-                }
+                async move { rmcp_call(&c, i).await }
             })
             .await;
             drop(client);
@@ -186,43 +188,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         if clients == 32 && want("sqlite32") {
             // The MCP and gateway layers over an almost free database: the embedded SQLite
             // demo (its `servers` table has the same two columns).
-            let sqlite = http_run(
-                bin,
-                None,
-                data.path(),
-                clients,
-                secs,
-                &["--config", &bench_cfg],
-                HttpClient::Stateless,
-            )
-            .await?;
+            let sqlite = http_run(None, &bench_cfg, HttpClient::Stateless).await?;
             report("mcp http x32 sqlite demo", &sqlite, &direct);
         }
         if !want(&format!("http{clients}")) {
             continue;
         }
-        let http = http_run(
-            bin,
-            Some(url),
-            data.path(),
-            clients,
-            secs,
-            &["--config", &bench_cfg],
-            HttpClient::Stateless,
-        )
-        .await?;
+        let http = http_run(Some(url), &bench_cfg, HttpClient::Stateless).await?;
         report(&format!("mcp http x{clients}"), &http, &direct);
         if clients == 32 && only.is_none() {
-            let sessions = http_run(
-                bin,
-                Some(url),
-                data.path(),
-                clients,
-                secs,
-                &["--config", &bench_cfg],
-                HttpClient::RmcpSessions,
-            )
-            .await?;
+            let sessions = http_run(Some(url), &bench_cfg, HttpClient::RmcpSessions).await?;
             report("mcp http x32 rmcp-sse", &sessions, &direct);
         }
         if clients == 8 && only.is_none() {
@@ -233,16 +208,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "[audit]\nenabled = false\n[detector]\nmax_calls = 1000000000\n[limits]\npool_max_size = 32\n",
             )?;
             let cfg = cfg.to_string_lossy().into_owned();
-            let off = http_run(
-                bin,
-                Some(url),
-                data.path(),
-                clients,
-                secs,
-                &["--config", &cfg],
-                HttpClient::Stateless,
-            )
-            .await?;
+            let off = http_run(Some(url), &cfg, HttpClient::Stateless).await?;
             report("mcp http x8 no audit", &off, &direct);
             println!(
                 "audit on/off throughput ratio (http x8): {:.3} ({:.1}% slower with auditing)",
@@ -254,35 +220,33 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// The point query the way the PostgreSQL backend runs it, in four round trips.
-async fn envelope_call(pool: &sqlx::PgPool, id: i32) {
-    use sqlx::{AssertSqlSafe, Row};
-    let mut conn = pool.acquire().await.expect("connection");
-    sqlx::raw_sql(
-        "BEGIN READ ONLY; SELECT pg_catalog.set_config('statement_timeout', '30000', true), \
-         pg_catalog.set_config('lock_timeout', '5000', true), \
-         pg_catalog.set_config('idle_in_transaction_session_timeout', '60000', true), \
-         pg_catalog.pg_backend_pid()",
-    )
-    .execute(&mut *conn)
-    .await
-    .expect("begin");
-    sqlx::query(AssertSqlSafe(format!(
-        "DECLARE dbward_cursor NO SCROLL CURSOR FOR {SQL}"
-    )))
-    .persistent(false)
-    .bind(id)
-    .execute(&mut *conn)
-    .await
-    .expect("declare");
-    let rows = sqlx::raw_sql(
-        "FETCH FORWARD 1001 FROM dbward_cursor; ROLLBACK; \
-         SELECT pg_catalog.pg_advisory_unlock_all(); DEALLOCATE ALL",
-    )
-    .fetch_all(&mut *conn)
-    .await
-    .expect("fetch");
-    assert!(rows.first().and_then(|r| r.try_get_raw(0).ok()).is_some());
+/// The gateway's PostgreSQL backend on `url` with a pool of `clients` connections, and
+/// the caps of a default `execute_query` call.
+async fn pg_backend(
+    url: &str,
+    clients: usize,
+) -> Result<(PgBackend, Caps), Box<dyn std::error::Error>> {
+    let spec = ConnectSpec::from_url(&SecretString::from(url.to_string()))?;
+    let mut limits = GatewayConfig::default().limits;
+    limits.pool_max_size = clients as u32;
+    let caps = Caps::new(&limits, limits.max_rows);
+    Ok((PgBackend::connect(&spec, &limits).await?, caps))
+}
+
+/// One `execute_query` of the point query through an rmcp client, checked.
+async fn rmcp_call(client: &Peer<RoleClient>, i: u64) {
+    let r = client
+        .call_tool(
+            CallToolRequestParams::new("execute_query").with_arguments(
+                json!({"query": SQL, "params": [1 + i % 100]})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+            ),
+        )
+        .await
+        .expect("tool call");
+    assert_eq!(r.is_error, Some(false), "{:?}", r.content);
 }
 
 /// How the HTTP clients talk.
@@ -354,7 +318,7 @@ async fn http_run(
     data: &std::path::Path,
     clients: usize,
     secs: u64,
-    extra: &[&str],
+    config: &str,
     how: HttpClient,
 ) -> Result<Figures, Box<dyn std::error::Error>> {
     // HTTP: one `dbward serve --transport http`, `clients` separate sessions.
@@ -372,7 +336,7 @@ async fn http_run(
         ])
         // Without a URL: the embedded SQLite demo database (created in `data`).
         .args(url.iter().flat_map(|u| ["--database-url", u]))
-        .args(extra)
+        .args(["--config", config])
         .env("DBWARD_DATA_DIR", data)
         .env("DBWARD_HTTP_TOKEN", token)
         .env("DBWARD_LOG", "error")
@@ -431,20 +395,7 @@ async fn http_run(
     let s = sessions.clone();
     let http = drive(clients, secs, move |c, i| {
         let session = s[c].clone();
-        async move {
-            let r = session
-                .call_tool(
-                    CallToolRequestParams::new("execute_query").with_arguments(
-                        json!({"query": SQL, "params": [1 + i % 100]})
-                            .as_object()
-                            .cloned()
-                            .unwrap_or_default(),
-                    ),
-                )
-                .await
-                .expect("tool call");
-            assert_eq!(r.is_error, Some(false));
-        }
+        async move { rmcp_call(&session, i).await }
     })
     .await;
     drop(sessions);

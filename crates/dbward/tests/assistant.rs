@@ -327,13 +327,7 @@ async fn a_refused_llm_key_is_an_audited_auth_failure() {
         "/v1/chat/completions",
         axum::routing::post(|| async { (axum::http::StatusCode::UNAUTHORIZED, "bad key") }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}/v1", listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let url = common::model_api(app).await;
     let a = assistant(&url, data.path()).await;
     for _ in 0..5 {
         let mut history = Vec::new();

@@ -10,7 +10,7 @@ use tokio::process::{Child, Command};
 
 mod common;
 
-use common::{BIN, scripted, start_web};
+use common::{BIN, Script, scripted, start_web};
 
 async fn start_with(
     args: &[&str],
@@ -25,6 +25,20 @@ async fn start_with(
 
 async fn start(env: &[(&str, &str)], data: &std::path::Path) -> (Child, String) {
     start_with(&["web"], env, data).await
+}
+
+/// `dbward web` with the scripted model giving `answers`.
+async fn start_with_model(answers: Vec<Value>, data: &std::path::Path) -> (Child, String, Script) {
+    let (llm, script) = scripted(answers).await;
+    let (child, base) = start(
+        &[
+            ("DBWARD_LLM_MODEL", "scripted"),
+            ("DBWARD_LLM_BASE_URL", &llm),
+        ],
+        data,
+    )
+    .await;
+    (child, base, script)
 }
 
 /// A browser-like client: keeps cookies, does not follow redirects (so tests see them).
@@ -69,19 +83,14 @@ async fn post_json(http: &reqwest::Client, url: &str, body: Value) -> reqwest::R
 #[tokio::test]
 async fn chat_api_answers_with_steps_and_streams_tokens() {
     let data = tempfile::tempdir().expect("tempdir");
-    let (llm, script) = scripted(vec![
+    let (mut child, base, script) = start_with_model(
+        vec![
         json!({"choices": [{"message": {"tool_calls": [{"function": {"name": "execute_query",
             "arguments": "{\"query\": \"SELECT name FROM departments ORDER BY id LIMIT 2\"}"}}]}}]}),
         json!({"choices": [{"message": {"content": "Engineering and Finance come first."}}]}),
         json!({"choices": [{"message": {"tool_calls": [{"function": {"name": "execute_query",
             "arguments": "{\"query\": \"DELETE FROM departments\"}"}}]}}]}),
         json!({"stream": ["Str", "eamed ", "answer."]}),
-    ])
-    .await;
-    let (mut child, base) = start(
-        &[
-            ("DBWARD_LLM_MODEL", "scripted"),
-            ("DBWARD_LLM_BASE_URL", &llm),
         ],
         data.path(),
     )
@@ -164,15 +173,10 @@ async fn chat_api_answers_with_steps_and_streams_tokens() {
 #[tokio::test]
 async fn sessions_are_isolated_from_each_other() {
     let data = tempfile::tempdir().expect("tempdir");
-    let (llm, script) = scripted(vec![
-        json!({"choices": [{"message": {"content": "Answer for A."}}]}),
-        json!({"choices": [{"message": {"content": "Answer for B."}}]}),
-    ])
-    .await;
-    let (mut child, base) = start(
-        &[
-            ("DBWARD_LLM_MODEL", "scripted"),
-            ("DBWARD_LLM_BASE_URL", &llm),
+    let (mut child, base, script) = start_with_model(
+        vec![
+            json!({"choices": [{"message": {"content": "Answer for A."}}]}),
+            json!({"choices": [{"message": {"content": "Answer for B."}}]}),
         ],
         data.path(),
     )
@@ -586,16 +590,11 @@ async fn off_loopback_with_a_password_serves_behind_a_login() {
 #[tokio::test]
 async fn one_question_at_a_time_per_session() {
     let data = tempfile::tempdir().expect("tempdir");
-    let (llm, _) = scripted(vec![
+    let (mut child, base, _) = start_with_model(
+        vec![
         json!({"delay_ms": 1500, "then": {"choices": [{"message": {"content": "Slow answer."}}]}}),
         json!({"choices": [{"message": {"content": "Other session's answer."}}]}),
         json!({"choices": [{"message": {"content": "Next answer."}}]}),
-    ])
-    .await;
-    let (mut child, base) = start(
-        &[
-            ("DBWARD_LLM_MODEL", "scripted"),
-            ("DBWARD_LLM_BASE_URL", &llm),
         ],
         data.path(),
     )

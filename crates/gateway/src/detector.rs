@@ -179,6 +179,8 @@ pub enum Admission {
 pub struct Detector {
     config: DetectorConfig,
     state: Mutex<HashMap<String, PrincipalState>>,
+    /// Tracked principals above which the next sweep runs (changed under `state`'s lock).
+    prune_at: std::sync::atomic::AtomicUsize,
 }
 
 /// Principals tracked before idle ones are forgotten (a web UI makes one per browser
@@ -207,13 +209,6 @@ impl PrincipalState {
     }
 }
 
-/// Forgets idle principals once more than [`PRUNE_ABOVE`] are tracked.
-fn prune(all: &mut HashMap<String, PrincipalState>, now: Instant, window: Duration) {
-    if all.len() > PRUNE_ABOVE {
-        all.retain(|_, st| st.live(now, window));
-    }
-}
-
 fn push(q: &mut VecDeque<Instant>, now: Instant, window: Duration) -> usize {
     q.push_back(now);
     while q.front().is_some_and(|t| now.duration_since(*t) > window) {
@@ -228,7 +223,22 @@ impl Detector {
         Detector {
             config,
             state: Mutex::new(HashMap::new()),
+            prune_at: std::sync::atomic::AtomicUsize::new(PRUNE_ABOVE),
         }
+    }
+
+    /// Forgets idle principals once more than [`PRUNE_ABOVE`] are tracked. The next sweep
+    /// waits until the map has doubled past what survived, so a crowd of live principals
+    /// does not make every call scan them all.
+    fn prune(&self, all: &mut HashMap<String, PrincipalState>, now: Instant) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if all.len() <= self.prune_at.load(Relaxed) {
+            return;
+        }
+        let window = Duration::from_secs(self.config.window_s);
+        all.retain(|_, st| st.live(now, window));
+        self.prune_at
+            .store(PRUNE_ABOVE.max(all.len().saturating_mul(2)), Relaxed);
     }
 
     /// The configuration.
@@ -249,7 +259,7 @@ impl Detector {
     pub fn admit(&self, principal: &str) -> Admission {
         let now = Instant::now();
         let mut all = self.lock();
-        prune(&mut all, now, Duration::from_secs(self.config.window_s));
+        self.prune(&mut all, now);
         let st = all.entry(principal.to_string()).or_default();
         if let Some((until, wall)) = st.blocked_until {
             if now < until {
@@ -369,7 +379,7 @@ impl Detector {
         let now = Instant::now();
         let n = {
             let mut all = self.lock();
-            prune(&mut all, now, Duration::from_secs(self.config.window_s));
+            self.prune(&mut all, now);
             let st = all.entry(who.to_string()).or_default();
             push(&mut st.auth, now, Duration::from_secs(self.config.window_s))
         };
@@ -487,6 +497,22 @@ mod tests {
         assert!(d.principals() < 100, "{} tracked", d.principals());
         assert!(matches!(d.admit("blocked-one"), Admission::Blocked(_)));
         assert_eq!(d.admit("active-one"), Admission::Allowed);
+    }
+
+    #[test]
+    fn live_principals_are_kept_and_the_next_sweep_waits() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let d = Detector::new(DetectorConfig::default());
+        let seen = Observation::default();
+        for i in 0..PRUNE_ABOVE + 10 {
+            let who = format!("live-{i}");
+            let _ = d.admit(&who);
+            d.observe(&who, &seen);
+        }
+        let _ = d.admit("one-more");
+        assert!(d.principals() > PRUNE_ABOVE, "{} tracked", d.principals());
+        // The sweep found them all live: the next waits until the map has doubled.
+        assert!(d.prune_at.load(Relaxed) >= 2 * PRUNE_ABOVE);
     }
 
     #[test]

@@ -443,13 +443,7 @@ impl Gateway {
             return Err(GatewayError::refused(verdict));
         }
         self.check_unknown_functions(open, &verdict).await?;
-        let caps = Caps {
-            max_rows,
-            max_bytes: limits.max_bytes,
-            timeout_ms: limits.statement_timeout_ms,
-            lock_timeout_ms: limits.lock_timeout_ms,
-            idle_in_transaction_timeout_ms: limits.idle_in_transaction_timeout_ms,
-        };
+        let caps = Caps::new(limits, max_rows);
         let utility = !matches!(
             verdict.kind,
             Some(dbward_policy::StatementKind::Select | dbward_policy::StatementKind::Values)

@@ -35,6 +35,12 @@ pub async fn scripted(answers: Vec<Value>) -> (String, Script) {
     let app = axum::Router::new()
         .route("/v1/chat/completions", post(completions))
         .with_state(script.clone());
+    (model_api(app).await, script)
+}
+
+/// Serves `app` (a stand-in Chat Completions API) on a free loopback port; returns its
+/// base URL (`http://ADDR/v1`).
+pub async fn model_api(app: axum::Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -42,7 +48,7 @@ pub async fn scripted(answers: Vec<Value>) -> (String, Script) {
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    (url, script)
+    url
 }
 
 async fn completions(

@@ -51,6 +51,19 @@ pub struct Caps {
     pub idle_in_transaction_timeout_ms: u64,
 }
 
+impl Caps {
+    /// The caps `limits` set, with `max_rows` rows at most.
+    pub fn new(limits: &crate::config::Limits, max_rows: usize) -> Caps {
+        Caps {
+            max_rows,
+            max_bytes: limits.max_bytes,
+            timeout_ms: limits.statement_timeout_ms,
+            lock_timeout_ms: limits.lock_timeout_ms,
+            idle_in_transaction_timeout_ms: limits.idle_in_transaction_timeout_ms,
+        }
+    }
+}
+
 /// One table as `list_tables` reports it.
 #[derive(Debug, Clone, Serialize)]
 pub struct TableInfo {

@@ -334,24 +334,7 @@ impl PgBackend {
                 rows.push(out);
             }
         }
-        if session.discard {
-            // Cut at the byte cap: this connection is closed, not reused (so a client can
-            // make a call cost a new session, at most one per call); type names, if any are
-            // needed, come over another.
-            if !unknown_oids.is_empty() {
-                let mut other = self.pool.acquire().await.map_err(err)?;
-                self.name_types(&mut other, &mut columns, &unknown_oids)
-                    .await?;
-            }
-            return Ok(QueryResult {
-                row_count: rows.len(),
-                columns,
-                rows,
-                truncated,
-                elapsed_ms: 0,
-            });
-        }
-        if rows.is_empty() {
+        if rows.is_empty() && !session.discard {
             // No row to read the shape from: a Parse/Describe of the query (nothing runs),
             // in a read-only transaction of its own, since the first one has ended.
             sqlx::raw_sql(AssertSqlSafe(begin))
@@ -365,10 +348,18 @@ impl PgBackend {
             columns = prepared.columns().iter().map(column_of).collect();
             end(conn).await?;
         }
-        // Our own catalog lookup (cached per type): after the rollback, in an implicit
-        // transaction that the session's default makes read-only.
+        // Our own catalog lookup (cached per type), after the rollback, in an implicit
+        // transaction that the session's default makes read-only. A session cut at the byte
+        // cap is closed, not reused (so a client can make a call cost a new session, at most
+        // one per call): the lookup then goes over another.
         if !unknown_oids.is_empty() {
-            self.name_types(conn, &mut columns, &unknown_oids).await?;
+            if session.discard {
+                let mut other = self.pool.acquire().await.map_err(err)?;
+                self.name_types(&mut other, &mut columns, &unknown_oids)
+                    .await?;
+            } else {
+                self.name_types(conn, &mut columns, &unknown_oids).await?;
+            }
         }
         Ok(QueryResult {
             row_count: rows.len(),

@@ -48,8 +48,9 @@ impl std::fmt::Debug for SqliteBackend {
 
 /// What a pooled connection is checked out for; each sets the hooks it needs.
 enum Checkout {
-    /// Our own catalog queries: no authorizer (they read `pragma_*` functions), no deadline.
-    Catalog,
+    /// Our own catalog queries: no authorizer (they read `pragma_*` functions), and a
+    /// deadline only when given (a row count can take long on a big table).
+    Catalog { deadline: Option<Instant> },
     /// A client's query: the authorizer, and a progress handler that ends it at its
     /// deadline or when the call is abandoned.
     Query {
@@ -79,18 +80,19 @@ fn classify(e: rusqlite::Error) -> GatewayError {
     }
 }
 
-/// The pool: read-only opens with `query_only` set before first use. One file is opened
-/// directly first, so a missing or unreadable file fails at once with a clear error.
-fn pool(path: &Path, limits: &Limits) -> Result<r2d2::Pool<SqliteConnectionManager>, GatewayError> {
-    let manager = SqliteConnectionManager::file(path)
+/// Read-only opens of `path`, with `query_only` set before first use.
+fn manager(path: &Path) -> SqliteConnectionManager {
+    SqliteConnectionManager::file(path)
         .with_flags(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-        .with_init(|c| c.pragma_update(None, "query_only", true));
-    let cannot_open = |e: &dyn std::fmt::Display| {
-        GatewayError::ConnectionUnavailable(format!("cannot open the database file: {e}"))
-    };
-    let first = r2d2::ManageConnection::connect(&manager).map_err(|e| cannot_open(&e))?;
-    drop(first);
-    // r2d2 refuses zero durations; the pools' housekeeping shares one thread.
+        .with_init(|c| c.pragma_update(None, "query_only", true))
+}
+
+/// The pool over `manager`; connections are opened as calls need them.
+fn pool(
+    manager: SqliteConnectionManager,
+    limits: &Limits,
+) -> Result<r2d2::Pool<SqliteConnectionManager>, GatewayError> {
+    // The pools' housekeeping (idle expiry) shares one thread.
     static HOUSEKEEPING: std::sync::OnceLock<Arc<scheduled_thread_pool::ScheduledThreadPool>> =
         std::sync::OnceLock::new();
     let housekeeping = HOUSEKEEPING
@@ -103,6 +105,7 @@ fn pool(path: &Path, limits: &Limits) -> Result<r2d2::Pool<SqliteConnectionManag
             )
         })
         .clone();
+    // r2d2 refuses zero durations.
     r2d2::Pool::builder()
         .max_size(limits.pool_max_size.max(1))
         .min_idle(Some(0))
@@ -114,7 +117,7 @@ fn pool(path: &Path, limits: &Limits) -> Result<r2d2::Pool<SqliteConnectionManag
         .test_on_check_out(false)
         .thread_pool(housekeeping)
         .build(manager)
-        .map_err(|e| cannot_open(&e))
+        .map_err(|e| GatewayError::Internal(format!("cannot build the SQLite pool: {e}")))
 }
 
 /// A pooled connection with the hooks `purpose` needs installed, and no others.
@@ -126,11 +129,16 @@ fn checkout(
         GatewayError::ConnectionUnavailable(format!("no SQLite connection became free: {e}"))
     })?;
     match purpose {
-        Checkout::Catalog => {
+        Checkout::Catalog { deadline } => {
             conn.authorizer(None::<fn(AuthContext<'_>) -> Authorization>)
                 .map_err(classify)?;
-            conn.progress_handler(0, None::<fn() -> bool>)
-                .map_err(classify)?;
+            match deadline {
+                Some(deadline) => {
+                    conn.progress_handler(1_000, Some(move || Instant::now() > deadline))
+                }
+                None => conn.progress_handler(0, None::<fn() -> bool>),
+            }
+            .map_err(classify)?;
         }
         Checkout::Query {
             deadline,
@@ -182,18 +190,20 @@ impl SqliteBackend {
                 "the SQLite database file does not exist".into(),
             ));
         }
-        let path = path.to_path_buf();
-        let limits = limits.clone();
-        let (pool, version) = blocking(move || {
-            let pool = pool(&path, &limits)?;
-            let conn = checkout(&pool, Checkout::Catalog)?;
+        let manager = manager(path);
+        // One open now, so an unreadable file fails at once with a clear error (a pool
+        // would retry until its acquire timeout).
+        let (manager, version) = blocking(move || {
+            let conn = r2d2::ManageConnection::connect(&manager).map_err(|e| {
+                GatewayError::ConnectionUnavailable(format!("cannot open the database file: {e}"))
+            })?;
             let version = conn
                 .query_row("SELECT sqlite_version()", [], |r| r.get::<_, String>(0))
                 .map_err(classify)?;
-            drop(conn);
-            Ok((pool, version))
+            Ok((manager, version))
         })
         .await?;
+        let pool = pool(manager, limits)?;
         Ok(SqliteBackend {
             pool,
             server_version: format!("SQLite {version}"),
@@ -232,7 +242,7 @@ impl SqliteBackend {
     pub async fn list_tables(&self, max: usize) -> Result<Vec<TableInfo>, GatewayError> {
         let pool = self.pool.clone();
         blocking(move || {
-            let conn = checkout(&pool, Checkout::Catalog)?;
+            let conn = checkout(&pool, Checkout::Catalog { deadline: None })?;
             let mut stmt = conn
                 .prepare(
                     "SELECT name, type FROM sqlite_schema WHERE type IN ('table','view') \
@@ -258,7 +268,7 @@ impl SqliteBackend {
         let pool = self.pool.clone();
         let table = table.to_string();
         blocking(move || {
-            let conn = checkout(&pool, Checkout::Catalog)?;
+            let conn = checkout(&pool, Checkout::Catalog { deadline: None })?;
             let exists: Option<String> = conn
                 .query_row(
                     "SELECT name FROM sqlite_schema WHERE type IN ('table','view') AND name = ?1",
@@ -345,7 +355,7 @@ impl SqliteBackend {
         let pool = self.pool.clone();
         let pattern = pattern.to_string();
         blocking(move || {
-            let conn = checkout(&pool, Checkout::Catalog)?;
+            let conn = checkout(&pool, Checkout::Catalog { deadline: None })?;
             let mut stmt = conn
                 .prepare(
                     "SELECT * FROM ( \
@@ -382,10 +392,13 @@ impl SqliteBackend {
         let pool = self.pool.clone();
         let table = table.to_string();
         blocking(move || {
-            let conn = checkout(&pool, Checkout::Catalog)?;
             let deadline = Instant::now() + Duration::from_millis(timeout_ms);
-            conn.progress_handler(1_000, Some(move || Instant::now() > deadline))
-                .map_err(classify)?;
+            let conn = checkout(
+                &pool,
+                Checkout::Catalog {
+                    deadline: Some(deadline),
+                },
+            )?;
             // `table` was resolved in the catalog by the caller; quoted all the same.
             let count: i64 = conn
                 .query_row(
