@@ -1,6 +1,9 @@
 //! The policy's settings. Every field has a safe default; the gateway fills this from the
 //! `[policy]` section of `dbward.toml`.
 //!
+//! Invariant: built-in denials ([`BUILTIN_DENIED_TABLES`], [`BUILTIN_DENIED_COLUMNS`])
+//! always apply; operator lists only add to them.
+//!
 //! Invariant: a setting can only make the policy stricter than its rules table, except
 //! `allowed_functions`, which an operator uses to vouch for a function the engine or the
 //! database would otherwise refuse (and which never overrides a built-in deny rule).
@@ -25,17 +28,15 @@ pub struct PolicyConfig {
     /// Functions the operator vouches for: not refused for being unknown or volatile. They
     /// cannot lift a built-in deny rule. Default empty.
     pub allowed_functions: Vec<String>,
-    /// Tables no query may read, by name or `schema.name`. Default: the credential-holding
-    /// catalogs (`pg_authid`, `pg_shadow`, `pg_user_mapping(s)`, `pg_largeobject`,
-    /// `pg_statistic`, `pg_hba_file_rules`, `pg_ident_file_mappings`, `pg_file_settings`,
-    /// `pg_settings` and `pg_config` (server paths; use SHOW for a single setting),
-    /// `mysql.user`, `mysql.global_priv`). Patterns in `pg_catalog` apply to PostgreSQL
-    /// only, and patterns in `mysql` to MySQL only.
+    /// Tables no query may read, by name or `schema.name`, *in addition to*
+    /// [`BUILTIN_DENIED_TABLES`], which always apply. Default empty. Patterns in
+    /// `pg_catalog` apply to PostgreSQL only, and patterns in `mysql` to MySQL only.
     pub denied_tables: Vec<String>,
     /// Schemas no query may read. Default empty.
     pub denied_schemas: Vec<String>,
-    /// Columns no query may read, as `table.column`; `SELECT *` and whole-row references
-    /// on their tables are refused too. Default empty.
+    /// Columns no query may read, as `table.column` or `schema.table.column`, in addition
+    /// to [`BUILTIN_DENIED_COLUMNS`]; `SELECT *` and whole-row references on their tables
+    /// are refused too. Default empty.
     pub denied_columns: Vec<String>,
     /// Largest string a constant expression may build (`repeat`, `lpad`, `rpad`, ...), in
     /// bytes. Default 1,000,000.
@@ -53,24 +54,7 @@ impl Default for PolicyConfig {
             allow_explain_analyze: true,
             denied_functions: Vec::new(),
             allowed_functions: Vec::new(),
-            denied_tables: [
-                "pg_catalog.pg_authid",
-                "pg_catalog.pg_shadow",
-                "pg_catalog.pg_user_mapping",
-                "pg_catalog.pg_user_mappings",
-                "pg_catalog.pg_largeobject",
-                "pg_catalog.pg_statistic",
-                "pg_catalog.pg_hba_file_rules",
-                "pg_catalog.pg_ident_file_mappings",
-                "pg_catalog.pg_file_settings",
-                "pg_catalog.pg_settings",
-                "pg_catalog.pg_config",
-                "mysql.user",
-                "mysql.global_priv",
-            ]
-            .into_iter()
-            .map(String::from)
-            .collect(),
+            denied_tables: Vec::new(),
             denied_schemas: Vec::new(),
             denied_columns: Vec::new(),
             max_constant_string_bytes: 1_000_000,
@@ -78,6 +62,43 @@ impl Default for PolicyConfig {
         }
     }
 }
+
+/// Tables no query may read whatever the configuration says: credentials, server paths and
+/// settings, statistics that sample column values, and other sessions' SQL.
+pub const BUILTIN_DENIED_TABLES: &[&str] = &[
+    "pg_catalog.pg_authid",
+    "pg_catalog.pg_shadow",
+    "pg_catalog.pg_user_mapping",
+    "pg_catalog.pg_user_mappings",
+    "pg_catalog.pg_largeobject",
+    "pg_catalog.pg_statistic",
+    "pg_catalog.pg_statistic_ext_data",
+    "pg_catalog.pg_hba_file_rules",
+    "pg_catalog.pg_ident_file_mappings",
+    "pg_catalog.pg_file_settings",
+    // Server paths; use SHOW for a single setting.
+    "pg_catalog.pg_settings",
+    "pg_catalog.pg_config",
+    // Other sessions' SQL text (an extension, in whatever schema it was installed).
+    "pg_stat_statements",
+    "pg_stat_statements_info",
+    "mysql.user",
+    "mysql.global_priv",
+];
+
+/// Columns no query may read whatever the configuration says: other sessions' SQL text, and
+/// the statistics views' samples of column values (`most_common_vals`, `histogram_bounds`:
+/// a denied column's values, read without naming it; the fractions and counts stay readable).
+pub const BUILTIN_DENIED_COLUMNS: &[&str] = &[
+    "pg_catalog.pg_stat_activity.query",
+    "pg_catalog.pg_stats.most_common_vals",
+    "pg_catalog.pg_stats.histogram_bounds",
+    "pg_catalog.pg_stats.most_common_elems",
+    "pg_catalog.pg_stats_ext.most_common_vals",
+    "pg_catalog.pg_stats_ext_exprs.most_common_vals",
+    "pg_catalog.pg_stats_ext_exprs.histogram_bounds",
+    "pg_catalog.pg_stats_ext_exprs.most_common_elems",
+];
 
 /// A `schema.name` or `name` pattern from config, with an optional trailing `*`.
 #[derive(Debug, Clone)]

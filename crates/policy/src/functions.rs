@@ -553,6 +553,49 @@ static DENY: &[DenyRule] = &[
         FunctionFileAccess,
         "reveals server installation paths",
     ),
+    // Other sessions' SQL text and the server's settings, paths and secrets.
+    deny(
+        "pg_stat_get_activity",
+        PG,
+        FunctionOtherSessions,
+        "returns other sessions' SQL text",
+    ),
+    deny(
+        "pg_stat_get_backend_activity",
+        PG,
+        FunctionOtherSessions,
+        "returns another session's SQL text",
+    ),
+    deny(
+        "pg_stat_statements",
+        PG,
+        FunctionOtherSessions,
+        "returns other sessions' SQL text",
+    ),
+    deny(
+        "pg_show_all_settings",
+        PG,
+        ShowSensitive,
+        "lists every server setting, paths and key files included",
+    ),
+    deny(
+        "pg_show_all_file_settings",
+        PG,
+        ShowSensitive,
+        "reads the server's configuration files",
+    ),
+    deny(
+        "pg_hba_file_rules",
+        PG,
+        ShowSensitive,
+        "reads the server's authentication configuration",
+    ),
+    deny(
+        "pg_ident_file_mappings",
+        PG,
+        ShowSensitive,
+        "reads the server's authentication configuration",
+    ),
     deny(
         "fts3_tokenizer",
         LITE,
@@ -1053,6 +1096,46 @@ static SAFE_COMMON: &[&str] = &[
     "sign",
 ];
 
+/// PostgreSQL diagnostics a DBA expects that the catalog marks volatile (they read the
+/// server's state and change nothing), vouched for here so the volatility check does not
+/// refuse them. Each still runs only if the database resolves the name to its builtin.
+static SAFE_PG: &[&str] = &[
+    "pg_blocking_pids",
+    "pg_safe_snapshot_blocking_pids",
+    "pg_current_wal_lsn",
+    "pg_current_wal_insert_lsn",
+    "pg_current_wal_flush_lsn",
+    "pg_last_wal_receive_lsn",
+    "pg_last_wal_replay_lsn",
+    "pg_last_xact_replay_timestamp",
+    "pg_wal_lsn_diff",
+    "pg_walfile_name",
+    "pg_conf_load_time",
+    "pg_current_snapshot",
+    "pg_snapshot_xmin",
+    "pg_snapshot_xmax",
+    "txid_current_snapshot",
+    "pg_xact_status",
+    "pg_stat_get_numscans",
+    "pg_relation_filenode",
+    "pg_relation_is_publishable",
+    "pg_get_wal_replay_pause_state",
+    "pg_is_wal_replay_paused",
+    "pg_jit_available",
+    "pg_database_collation_actual_version",
+    "pg_collation_actual_version",
+    "pg_tablespace_size",
+    "pg_get_backend_memory_contexts",
+    "pg_stat_get_xact_numscans",
+    "statement_timestamp",
+    "transaction_timestamp",
+    "timeofday",
+    "clock_timestamp",
+    "pg_notification_queue_usage",
+    "pg_trigger_depth",
+    "pg_listening_channels",
+];
+
 /// Whether the dialect compares function names case-insensitively.
 pub(crate) fn folds_case(dialect: Dialect) -> bool {
     !matches!(dialect, Dialect::Postgres)
@@ -1122,7 +1205,7 @@ impl FunctionTable {
         FunctionTable {
             exact,
             wildcard,
-            safe: SAFE_COMMON.iter().copied().collect(),
+            safe: SAFE_COMMON.iter().chain(SAFE_PG).copied().collect(),
         }
     }
 

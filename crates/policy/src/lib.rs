@@ -29,7 +29,7 @@ mod postgres;
 mod sqlparser_dialects;
 mod verdict;
 
-pub use config::PolicyConfig;
+pub use config::{BUILTIN_DENIED_COLUMNS, BUILTIN_DENIED_TABLES, PolicyConfig};
 pub use verdict::{
     Decision, Dialect, FunctionRef, Reason, Rule, Severity, StatementKind, TableRef, Verdict,
 };
@@ -63,8 +63,17 @@ impl Policy {
     /// Compiles a configuration.
     pub fn new(config: PolicyConfig) -> Policy {
         let pats = |v: &[String]| v.iter().map(|s| NamePattern::parse(s)).collect::<Vec<_>>();
-        let denied_columns = config
-            .denied_columns
+        // Built-in denials always apply; the operator's lists add to them.
+        let denied_tables: Vec<String> = config::BUILTIN_DENIED_TABLES
+            .iter()
+            .map(|s| s.to_string())
+            .chain(config.denied_tables.iter().cloned())
+            .collect();
+        let denied_columns = config::BUILTIN_DENIED_COLUMNS
+            .iter()
+            .map(|s| s.to_string())
+            .chain(config.denied_columns.iter().cloned())
+            .collect::<Vec<_>>()
             .iter()
             .filter_map(|c| {
                 let (table, column) = c.trim().rsplit_once('.')?;
@@ -75,7 +84,7 @@ impl Policy {
             functions: functions::FunctionTable::build(),
             denied_functions: pats(&config.denied_functions),
             allowed_functions: pats(&config.allowed_functions),
-            denied_tables: pats(&config.denied_tables),
+            denied_tables: pats(&denied_tables),
             denied_schemas: config.denied_schemas.clone(),
             denied_columns,
             config,
@@ -217,6 +226,9 @@ pub(crate) struct Findings {
     pub(crate) tables: Vec<TableRef>,
     pub(crate) functions: Vec<FunctionRef>,
     pub(crate) unknown_functions: Vec<FunctionRef>,
+    pub(crate) operators: Vec<FunctionRef>,
+    pub(crate) types: Vec<FunctionRef>,
+    pub(crate) relation_names: Vec<TableRef>,
 }
 
 impl Findings {

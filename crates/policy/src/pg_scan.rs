@@ -33,10 +33,31 @@ const NODES: &[&str] = &[
     "UpdateStmt",
     "DeleteStmt",
     "MergeStmt",
+    "JoinExpr",
+    // SQL/JSON syntax that a server older than the parser reads as a plain function call.
+    "JsonScalarExpr",
+    "JsonSerializeExpr",
+    "JsonParseExpr",
+    "JsonFuncExpr",
+    "JsonTable",
+    "JsonObjectConstructor",
+    "JsonArrayConstructor",
+    "JsonArrayQueryConstructor",
+    "JsonObjectAgg",
+    "JsonArrayAgg",
 ];
 /// Struct fields copied out for [`Visit::visit`].
-/// (`ctename` is the name a `CommonTableExpr` defines: copied alone, not the CTE's query.)
-const FIELDS: &[&str] = &["into_clause", "locking_clause", "ctename"];
+/// (`ctename` is the name a `CommonTableExpr` defines: copied alone, not the CTE's query;
+/// `name` is an operator's name in an `A_Expr`, `oper_name` a sublink's operator, `names`
+/// a type's name in a `TypeName`.)
+const FIELDS: &[&str] = &[
+    "into_clause",
+    "locking_clause",
+    "ctename",
+    "name",
+    "oper_name",
+    "names",
+];
 
 pub(crate) struct Scan<'v, V: Visit> {
     pub(crate) visitor: &'v mut V,

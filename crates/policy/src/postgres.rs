@@ -186,6 +186,8 @@ pub(crate) fn analyze(policy: &Policy, sql: &str) -> Verdict {
         ctes: Vec::new(),
         relations: Vec::new(),
         columns: Vec::new(),
+        joins: Joins::default(),
+        exists_stars: exists_star_locations(&parsed),
     };
     let mut scan = Scan {
         visitor: &mut walker,
@@ -254,10 +256,60 @@ struct Walker<'a> {
     out: Findings,
     /// Names defined by WITH: not tables.
     ctes: Vec<String>,
-    /// Relations read: the table and its alias, with the position.
-    relations: Vec<(TableRef, Option<String>, Option<usize>)>,
-    /// Column references: each field (`None` for `*`), with the position.
-    columns: Vec<(Vec<Option<String>>, Option<usize>)>,
+    /// Relations read: the table, its alias, whether the alias renames its columns
+    /// (`AS c(a, b)`), and the position.
+    relations: Vec<(TableRef, Option<String>, bool, Option<usize>)>,
+    /// Column references: each field (`None` for `*`), the byte offset, and the position.
+    columns: Vec<(Vec<Option<String>>, Option<i64>, Option<usize>)>,
+    /// What the joins say about columns.
+    joins: Joins,
+    /// Byte offsets of `*` in the select list of an `EXISTS` subquery: they read no column.
+    exists_stars: std::collections::HashSet<i64>,
+}
+
+/// Join forms that compare or expose columns without naming them in a column reference.
+#[derive(Default)]
+struct Joins {
+    /// A `NATURAL JOIN` compares every same-named column.
+    natural: bool,
+    /// Columns named in `USING (...)`.
+    using: Vec<String>,
+    /// Aliases of joins (`(a JOIN b USING (id)) AS j`): a whole-row `j` holds both sides.
+    aliases: Vec<String>,
+}
+
+/// Stars in the select list of an `EXISTS (SELECT * ...)`: the subquery's columns are never
+/// read. pg_query's `nodes()` may skip some positions; a star it misses is only judged
+/// more strictly.
+fn exists_star_locations(parsed: &pg_query::ParseResult) -> std::collections::HashSet<i64> {
+    use pg_query::protobuf::SubLinkType;
+    let mut out = std::collections::HashSet::new();
+    for (node, _, _, _) in parsed.protobuf.nodes() {
+        let pg_query::NodeRef::SubLink(link) = node else {
+            continue;
+        };
+        if link.sub_link_type != SubLinkType::ExistsSublink as i32 {
+            continue;
+        }
+        let Some(NodeEnum::SelectStmt(sel)) =
+            link.subselect.as_deref().and_then(|n| n.node.as_ref())
+        else {
+            continue;
+        };
+        for target in &sel.target_list {
+            if let Some(NodeEnum::ResTarget(rt)) = target.node.as_ref()
+                && let Some(NodeEnum::ColumnRef(cr)) =
+                    rt.val.as_deref().and_then(|v| v.node.as_ref())
+                && cr
+                    .fields
+                    .last()
+                    .is_some_and(|f| matches!(f.node, Some(NodeEnum::AStar(_))))
+            {
+                out.insert(i64::from(cr.location));
+            }
+        }
+    }
+    out
 }
 
 impl Walker<'_> {
@@ -294,12 +346,17 @@ impl Visit for Walker<'_> {
                     .get("alias")
                     .and_then(|a| str_field(a, "aliasname"))
                     .map(String::from);
+                let renamed = node
+                    .get("alias")
+                    .and_then(|a| a.get("colnames"))
+                    .and_then(Value::as_array)
+                    .is_some_and(|c| !c.is_empty());
                 let table = TableRef {
                     schema: schema.map(String::from),
                     name: name.to_string(),
                 };
                 let pos = self.pos(node);
-                self.relations.push((table, alias, pos));
+                self.relations.push((table, alias, renamed, pos));
             }
             "ColumnRef" => {
                 let fields = node
@@ -311,8 +368,48 @@ impl Visit for Walker<'_> {
                             .collect::<Vec<_>>()
                     })
                     .unwrap_or_default();
+                let offset = node.get("location").and_then(Value::as_i64);
                 let pos = self.pos(node);
-                self.columns.push((fields, pos));
+                self.columns.push((fields, offset, pos));
+            }
+            "JoinExpr" => {
+                if node.get("is_natural").and_then(Value::as_bool) == Some(true) {
+                    self.joins.natural = true;
+                }
+                if let Some(cols) = node.get("using_clause").and_then(Value::as_array) {
+                    self.joins
+                        .using
+                        .extend(cols.iter().filter_map(string_node).map(String::from));
+                }
+                for key in ["alias", "join_using_alias"] {
+                    if let Some(a) = node.get(key).and_then(|a| str_field(a, "aliasname")) {
+                        self.joins.aliases.push(a.to_string());
+                    }
+                }
+            }
+            // An operator, by name (`=`, `~~`, `OPERATOR(s.=)`): resolved by the database.
+            "name" | "oper_name" => {
+                if let Some(op) = qualified(node) {
+                    self.out.operators.push(op);
+                }
+            }
+            // A type named in a cast (its input function, domain checks and casts run).
+            "names" => {
+                if let Some(t) = qualified(node) {
+                    self.out.types.push(t);
+                }
+            }
+            "JsonScalarExpr"
+            | "JsonSerializeExpr"
+            | "JsonParseExpr"
+            | "JsonFuncExpr"
+            | "JsonTable"
+            | "JsonObjectConstructor"
+            | "JsonArrayConstructor"
+            | "JsonArrayQueryConstructor"
+            | "JsonObjectAgg"
+            | "JsonArrayAgg" => {
+                self.sql_json(key, node);
             }
             "ctename" => {
                 if let Some(name) = node.as_str() {
@@ -349,6 +446,34 @@ impl Visit for Walker<'_> {
 }
 
 impl Walker<'_> {
+    /// SQL/JSON syntax (`json_scalar(x)`, `json_value(...)`) is a plain function call to a
+    /// server older than PostgreSQL 16/17, where it may resolve to a user's function of that
+    /// name: record it as the call it may be, so the database check resolves the name.
+    fn sql_json(&mut self, key: &str, node: &Value) {
+        let name = match key {
+            "JsonScalarExpr" => "json_scalar",
+            "JsonSerializeExpr" => "json_serialize",
+            "JsonParseExpr" => "json",
+            "JsonTable" => "json_table",
+            "JsonObjectConstructor" => "json_object",
+            "JsonArrayConstructor" | "JsonArrayQueryConstructor" => "json_array",
+            "JsonObjectAgg" => "json_objectagg",
+            "JsonArrayAgg" => "json_arrayagg",
+            _ => match node.get("op").and_then(Value::as_i64) {
+                Some(1) => "json_exists",
+                Some(2) => "json_query",
+                _ => "json_value",
+            },
+        };
+        let f = FunctionRef {
+            schema: None,
+            name: name.to_string(),
+        };
+        let position = self.pos(node);
+        self.policy
+            .judge_function(Dialect::Postgres, f, position, &mut self.out);
+    }
+
     fn func_call(&mut self, node: &Value) {
         let names: Vec<&str> = node
             .get("funcname")
@@ -380,6 +505,28 @@ impl Walker<'_> {
     fn check_bombs(&mut self, name: &str, args: &[&Value], position: Option<usize>) {
         let cfg = self.policy.config();
         let max = u128::from(cfg.max_constant_string_bytes);
+        if (bombs::is_repeat(name) || bombs::is_pad(name) || name == "array_fill")
+            && args.len() >= 2
+            && size_arg(name, args[1]).is_none()
+        {
+            self.out.refuse(
+                Rule::ResourceBomb,
+                format!(
+                    "the size argument of `{name}` must be a constant (a computed size can build a value of any size)"
+                ),
+                position,
+            );
+        }
+        if name == "array_fill"
+            && size_arg(name, args[1..].first().copied().unwrap_or(&Value::Null))
+                .is_some_and(|n| n > max as i128)
+        {
+            self.out.refuse(
+                Rule::ResourceBomb,
+                format!("`array_fill` would build an array of over {max} elements"),
+                position,
+            );
+        }
         if bombs::is_repeat(name) || bombs::is_pad(name) {
             let count = args.get(1).and_then(|a| int_const(a));
             let size = call_size(name, args);
@@ -393,14 +540,24 @@ impl Walker<'_> {
                 );
             }
         }
+        if bombs::is_format(name) && args.first().and_then(|a| str_const(a)).is_none() {
+            self.out.refuse(
+                Rule::ResourceBomb,
+                format!(
+                    "the format string of `{name}` must be a constant (its widths size the result)"
+                ),
+                position,
+            );
+        }
         if bombs::is_format(name)
             && let Some(fmt) = args.first().and_then(|a| str_const(a))
         {
             let (width, star) = bombs::format_widths(fmt);
+            // `%*s` takes its width from an argument: it must be a constant within bounds.
             let star_arg = star
                 && args[1..]
                     .iter()
-                    .any(|a| int_const(a).is_some_and(|n| n.unsigned_abs() > max));
+                    .any(|a| int_const(a).is_none_or(|n| n.unsigned_abs() > max));
             if width > max || star_arg {
                 self.out.refuse(
                     Rule::ResourceBomb,
@@ -408,6 +565,13 @@ impl Walker<'_> {
                     position,
                 );
             }
+        }
+        if name == "current_setting" && args.first().and_then(|a| str_const(a)).is_none() {
+            self.out.refuse(
+                Rule::ShowSensitive,
+                "`current_setting` takes a constant setting name here (a computed name could be a sensitive one)".into(),
+                position,
+            );
         }
         if name == "current_setting"
             && let Some(setting) = args.first().and_then(|a| str_const(a))
@@ -464,48 +628,128 @@ impl Walker<'_> {
         }
     }
 
-    /// After the walk: judge tables (CTE names are not tables) and denied columns.
+    /// After the walk: judge tables and denied columns.
+    ///
+    /// A name a CTE also defines is judged as the table it may be: CTE scopes nest, and a
+    /// CTE in one subquery must not hide the real table read under the same name elsewhere.
     fn finish(&mut self) {
+        const D: Dialect = Dialect::Postgres;
         let relations = std::mem::take(&mut self.relations);
-        let mut read: Vec<(TableRef, Option<String>)> = Vec::new();
-        for (table, alias, pos) in relations {
+        let mut read: Vec<(TableRef, Option<String>, bool, Option<usize>)> = Vec::new();
+        for (table, alias, renamed, pos) in relations {
             let cte = table.schema.is_none() && self.ctes.contains(&table.name);
             self.policy
-                .judge_table(Dialect::Postgres, table.clone(), cte, pos, &mut self.out);
-            if !cte {
-                read.push((table, alias));
-            }
+                .judge_table(D, table.clone(), cte, pos, &mut self.out);
+            self.out.relation_names.push(table.clone());
+            read.push((table, alias, renamed, pos));
         }
-        for (table, alias) in &read {
-            let denied = self.policy.denied_columns_of(Dialect::Postgres, table);
+        for (table, alias, renamed, table_pos) in &read {
+            let denied = self.policy.denied_columns_of(D, table);
             if denied.is_empty() {
                 continue;
             }
-            for (fields, pos) in &self.columns {
+            let t = &table.name;
+            if *renamed {
+                self.out.refuse(
+                    Rule::ColumnDenied,
+                    format!(
+                        "`{t}` has denied columns: its columns cannot be renamed in an alias list"
+                    ),
+                    *table_pos,
+                );
+            }
+            if self.joins.natural {
+                self.out.refuse(
+                    Rule::ColumnDenied,
+                    format!("`{t}` has denied columns: NATURAL JOIN compares them; join with ON and named columns"),
+                    *table_pos,
+                );
+            }
+            for col in self
+                .joins
+                .using
+                .iter()
+                .filter(|c| denied.contains(&c.as_str()))
+            {
+                self.out.refuse(
+                    Rule::ColumnDenied,
+                    format!("column `{t}.{col}` is denied by configuration (in USING)"),
+                    *table_pos,
+                );
+            }
+            // Functional notation: `ssn(c)` reads `c.ssn`.
+            let notation: Vec<String> = self
+                .out
+                .functions
+                .iter()
+                .filter(|f| f.schema.is_none() && denied.contains(&f.name.as_str()))
+                .map(|f| f.name.clone())
+                .collect();
+            for col in notation {
+                self.out.refuse(
+                    Rule::ColumnDenied,
+                    format!("column `{t}.{col}` is denied by configuration"),
+                    *table_pos,
+                );
+            }
+            let names_row = |q: &str| {
+                q == t || alias.as_deref() == Some(q) || self.joins.aliases.iter().any(|a| a == q)
+            };
+            let mut reasons = Vec::new();
+            for (fields, offset, pos) in &self.columns {
                 let last = fields.last().cloned().flatten();
                 let star = fields.last().is_some_and(Option::is_none);
-                let whole_row = fields.len() == 1
-                    && fields[0]
-                        .as_deref()
-                        .is_some_and(|f| f == table.name || alias.as_deref() == Some(f));
                 if let Some(col) = last.as_deref().filter(|c| denied.contains(c)) {
-                    self.out.refuse(
-                        Rule::ColumnDenied,
-                        format!("column `{}.{col}` is denied by configuration", table.name),
+                    reasons.push((
+                        format!("column `{t}.{col}` is denied by configuration"),
                         *pos,
-                    );
-                } else if star || whole_row {
-                    self.out.refuse(
-                        Rule::ColumnDenied,
+                    ));
+                    continue;
+                }
+                let whole = if star {
+                    // `*` reads every relation in scope; `q.*` only `q`.
+                    let exists = offset.is_some_and(|o| self.exists_stars.contains(&o));
+                    !exists
+                        && match fields
+                            .len()
+                            .checked_sub(2)
+                            .and_then(|i| fields[i].as_deref())
+                        {
+                            None => true,
+                            Some(q) => names_row(q),
+                        }
+                } else {
+                    fields.len() == 1 && fields[0].as_deref().is_some_and(names_row)
+                };
+                if whole {
+                    reasons.push((
                         format!(
-                            "`{}` has denied columns: name the columns you need instead of `*` or a whole-row reference",
-                            table.name
+                            "`{t}` has denied columns: name the columns you need instead of `*` or a whole-row reference"
                         ),
                         *pos,
-                    );
+                    ));
                 }
             }
+            for (message, pos) in reasons {
+                self.out.refuse(Rule::ColumnDenied, message, pos);
+            }
         }
+    }
+}
+
+/// A possibly qualified name from a list of `String` nodes: `["public", "="]`.
+fn qualified(v: &Value) -> Option<FunctionRef> {
+    let parts: Vec<&str> = v.as_array()?.iter().filter_map(string_node).collect();
+    match parts.as_slice() {
+        [name] => Some(FunctionRef {
+            schema: None,
+            name: name.to_string(),
+        }),
+        [.., schema, name] => Some(FunctionRef {
+            schema: Some(schema.to_string()),
+            name: name.to_string(),
+        }),
+        [] => None,
     }
 }
 
@@ -543,6 +787,27 @@ fn int_const(v: &Value) -> Option<i128> {
             f.is_finite().then_some(f as i128)
         }
         "TypeCast" => int_const(body.get("arg")?),
+        "FuncCall" => {
+            let names: Vec<&str> = body
+                .get("funcname")?
+                .as_array()?
+                .iter()
+                .filter_map(string_node)
+                .collect();
+            let args: Vec<&Value> = body.get("args")?.as_array()?.iter().collect();
+            let [arg] = args.as_slice() else {
+                return None;
+            };
+            match names.as_slice() {
+                [.., "abs"] => int_const(arg).map(i128::abs),
+                [
+                    ..,
+                    "int2" | "int4" | "int8" | "numeric" | "round" | "trunc" | "floor" | "ceil"
+                    | "ceiling",
+                ] => int_const(arg),
+                _ => None,
+            }
+        }
         "AExpr" => {
             let op = body.get("name")?.as_array()?.iter().find_map(string_node)?;
             let r = int_const(body.get("rexpr")?)?;
@@ -625,10 +890,42 @@ fn str_size(v: &Value) -> Option<u128> {
                 .collect();
             let name = *names.last()?;
             let args: Vec<&Value> = body.get("args")?.as_array()?.iter().collect();
-            call_size(name, &args)
+            match name {
+                "chr" => Some(4),
+                "lower" | "upper" | "btrim" | "ltrim" | "rtrim" | "reverse" | "initcap"
+                | "text" => str_size(args.first()?),
+                "md5" => Some(32),
+                "concat" => args
+                    .iter()
+                    .try_fold(0u128, |acc, a| Some(acc + str_size(a)?)),
+                _ => call_size(name, &args),
+            }
+        }
+        "AExpr" => {
+            let op = body.get("name")?.as_array()?.iter().find_map(string_node)?;
+            (op == "||").then_some(())?;
+            Some(str_size(body.get("lexpr")?)?.saturating_add(str_size(body.get("rexpr")?)?))
         }
         _ => None,
     }
+}
+
+/// The constant size a builder's size argument asks for: a count for `repeat`/`lpad`, the
+/// product of the dimensions for `array_fill` (`ARRAY[1000, 1000]`). `None` if not constant.
+fn size_arg(name: &str, v: &Value) -> Option<i128> {
+    if name != "array_fill" {
+        return int_const(v);
+    }
+    let (kind, body) = inner(v)?;
+    let body = match kind {
+        "TypeCast" => return size_arg(name, body.get("arg")?),
+        "AArrayExpr" => body,
+        _ => return None,
+    };
+    body.get("elements")?
+        .as_array()?
+        .iter()
+        .try_fold(1i128, |acc, e| acc.checked_mul(int_const(e)?.max(0)))
 }
 
 fn call_size(name: &str, args: &[&Value]) -> Option<u128> {

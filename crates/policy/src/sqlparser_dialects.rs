@@ -10,9 +10,9 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    BinaryOperator, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, ObjectName, Query,
-    Select, SelectItem, SetExpr, ShowStatementFilter, Spanned, Statement, TableFactor,
-    UnaryOperator, Value, Visit, Visitor,
+    BinaryOperator, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Join, JoinConstraint,
+    JoinOperator, ObjectName, Query, Select, SelectItem, SelectItemQualifiedWildcardKind, SetExpr,
+    ShowStatementFilter, Spanned, Statement, TableFactor, UnaryOperator, Value, Visit, Visitor,
 };
 use sqlparser::dialect::{MySqlDialect, SQLiteDialect};
 use sqlparser::parser::{Parser, ParserError};
@@ -91,6 +91,9 @@ pub(crate) fn analyze(policy: &Policy, dialect: Dialect, sql: &str) -> Verdict {
         ctes: Vec::new(),
         relations: Vec::new(),
         columns: Vec::new(),
+        natural: false,
+        using: Vec::new(),
+        exists_stars: std::collections::HashSet::new(),
     };
     let _ = root.visit(&mut walker);
     walker.finish();
@@ -271,6 +274,12 @@ struct Walker<'a> {
     relations: Vec<(TableRef, Option<String>, Option<usize>)>,
     /// Column references (folded; `None` is `*`), with the position.
     columns: Vec<(Vec<Option<String>>, Option<usize>)>,
+    /// A `NATURAL` join compares every same-named column.
+    natural: bool,
+    /// Columns named in `USING (...)` (folded).
+    using: Vec<String>,
+    /// Positions of `*` in the select list of an `EXISTS` subquery: they read no column.
+    exists_stars: std::collections::HashSet<usize>,
 }
 
 impl Walker<'_> {
@@ -325,6 +334,46 @@ impl Walker<'_> {
         }
     }
 
+    /// Notes the join forms that compare columns without naming them in an expression.
+    fn joins(&mut self, joins: &[Join]) {
+        use JoinOperator as J;
+        for j in joins {
+            let c = match &j.join_operator {
+                J::Join(c)
+                | J::Inner(c)
+                | J::Left(c)
+                | J::LeftOuter(c)
+                | J::Right(c)
+                | J::RightOuter(c)
+                | J::FullOuter(c)
+                | J::CrossJoin(c)
+                | J::Semi(c)
+                | J::LeftSemi(c)
+                | J::RightSemi(c)
+                | J::Anti(c)
+                | J::LeftAnti(c)
+                | J::RightAnti(c)
+                | J::StraightJoin(c)
+                | J::AsOf { constraint: c, .. } => c,
+                _ => continue,
+            };
+            match c {
+                JoinConstraint::Natural => self.natural = true,
+                JoinConstraint::Using(cols) | JoinConstraint::UsingAlias(cols, _) => {
+                    for col in cols {
+                        if let Some((_, name)) = split_name(col) {
+                            self.using.push(name);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// After the walk: judge tables and denied columns. A name a CTE also defines is judged
+    /// as the table it may be: CTE scopes nest, and a CTE in one subquery must not hide the
+    /// real table read under the same name elsewhere.
     fn finish(&mut self) {
         let relations = std::mem::take(&mut self.relations);
         let mut read = Vec::new();
@@ -332,11 +381,10 @@ impl Walker<'_> {
             let cte = table.schema.is_none() && self.ctes.contains(&table.name);
             self.policy
                 .judge_table(self.dialect, table.clone(), cte, pos, &mut self.out);
-            if !cte {
-                read.push((table, alias));
-            }
+            self.out.relation_names.push(table.clone());
+            read.push((table, alias, pos));
         }
-        for (table, alias) in &read {
+        for (table, alias, table_pos) in &read {
             let denied: Vec<String> = self
                 .policy
                 .denied_columns_of(self.dialect, table)
@@ -346,25 +394,49 @@ impl Walker<'_> {
             if denied.is_empty() {
                 continue;
             }
+            let t = &table.name;
+            if self.natural {
+                self.out.refuse(
+                    Rule::ColumnDenied,
+                    format!("`{t}` has denied columns: NATURAL JOIN compares them; join with ON and named columns"),
+                    *table_pos,
+                );
+            }
+            for col in self.using.iter().filter(|c| denied.contains(c)) {
+                self.out.refuse(
+                    Rule::ColumnDenied,
+                    format!("column `{t}.{col}` is denied by configuration (in USING)"),
+                    *table_pos,
+                );
+            }
             for (fields, pos) in &self.columns {
                 let last = fields.last().cloned().flatten();
                 let star = fields.last().is_some_and(Option::is_none);
                 let whole_row = fields.len() == 1
                     && fields[0]
                         .as_deref()
-                        .is_some_and(|f| f == table.name || alias.as_deref() == Some(f));
+                        .is_some_and(|f| f == t.as_str() || alias.as_deref() == Some(f));
+                // `*` reads every relation in scope; `q.*` only `q`.
+                let star_here = star
+                    && match fields
+                        .len()
+                        .checked_sub(2)
+                        .and_then(|i| fields[i].as_deref())
+                    {
+                        None => true,
+                        Some(q) => q == t.as_str() || alias.as_deref() == Some(q),
+                    };
                 if let Some(col) = last.filter(|c| denied.contains(c)) {
                     self.out.refuse(
                         Rule::ColumnDenied,
-                        format!("column `{}.{col}` is denied by configuration", table.name),
+                        format!("column `{t}.{col}` is denied by configuration"),
                         *pos,
                     );
-                } else if star || (whole_row && self.dialect == Dialect::Postgres) {
+                } else if star_here || (whole_row && self.dialect == Dialect::Postgres) {
                     self.out.refuse(
                         Rule::ColumnDenied,
                         format!(
-                            "`{}` has denied columns: name the columns you need instead of `*`",
-                            table.name
+                            "`{t}` has denied columns: name the columns you need instead of `*`"
                         ),
                         *pos,
                     );
@@ -416,9 +488,32 @@ impl Visitor for Walker<'_> {
             );
         }
         for item in &s.projection {
-            if let SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..) = item {
-                self.columns.push((vec![None], self.pos(item.span())));
+            let pos = self.pos(item.span());
+            // `EXISTS (SELECT * ...)` reads no column.
+            if pos.is_some_and(|p| self.exists_stars.contains(&p)) {
+                continue;
             }
+            match item {
+                SelectItem::Wildcard(_) => self.columns.push((vec![None], pos)),
+                // `o.*` reads `o` only.
+                SelectItem::QualifiedWildcard(
+                    SelectItemQualifiedWildcardKind::ObjectName(q),
+                    _,
+                ) => {
+                    let mut fields: Vec<Option<String>> =
+                        q.0.iter()
+                            .filter_map(|p| p.as_ident())
+                            .map(|i| Some(i.value.to_lowercase()))
+                            .collect();
+                    fields.push(None);
+                    self.columns.push((fields, pos));
+                }
+                SelectItem::QualifiedWildcard(..) => self.columns.push((vec![None], pos)),
+                _ => {}
+            }
+        }
+        for twj in &s.from {
+            self.joins(&twj.joins);
         }
         ControlFlow::Continue(())
     }
@@ -451,12 +546,26 @@ impl Visitor for Walker<'_> {
                 let a: Vec<&FunctionArg> = args.iter().collect();
                 self.function(name, &a, tf.span());
             }
+            TableFactor::NestedJoin {
+                table_with_joins, ..
+            } => self.joins(&table_with_joins.joins),
             _ => {}
         }
         ControlFlow::Continue(())
     }
 
     fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+        if let Expr::Exists { subquery, .. } = e
+            && let SetExpr::Select(sel) = &*subquery.body
+        {
+            for item in &sel.projection {
+                if let SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..) = item
+                    && let Some(p) = self.pos(item.span())
+                {
+                    self.exists_stars.insert(p);
+                }
+            }
+        }
         match e {
             Expr::Function(f) => {
                 let args: Vec<&FunctionArg> = match &f.args {

@@ -143,6 +143,7 @@ pub enum Rule {
     FunctionSqlText,
     FunctionExtension,
     FunctionDenied,
+    FunctionOtherSessions,
     ResourceBomb,
     TableDenied,
     ColumnDenied,
@@ -179,6 +180,7 @@ impl Rule {
             Rule::FunctionRemote => "function.remote",
             Rule::FunctionReplication => "function.replication",
             Rule::FunctionStatsReset => "function.stats_reset",
+            Rule::FunctionOtherSessions => "function.other_sessions",
             Rule::FunctionWrites => "function.writes",
             Rule::FunctionScheduler => "function.scheduler",
             Rule::FunctionSqlText => "function.sql_text",
@@ -203,9 +205,20 @@ impl Rule {
             | TooDeep
             | ExplainAnalyzeDisabled
             | ShowDisabled => Severity::Low,
-            StatementKind | LockingClause | ExplainTarget | ShowSensitive | FunctionSleep
-            | FunctionSequence | FunctionAdvisoryLock | FunctionNotify | FunctionStatsReset
-            | FunctionDenied | ResourceBomb | TableDenied | ColumnDenied => Severity::Medium,
+            StatementKind
+            | LockingClause
+            | ExplainTarget
+            | ShowSensitive
+            | FunctionSleep
+            | FunctionSequence
+            | FunctionAdvisoryLock
+            | FunctionNotify
+            | FunctionStatsReset
+            | FunctionDenied
+            | FunctionOtherSessions
+            | ResourceBomb
+            | TableDenied
+            | ColumnDenied => Severity::Medium,
             InputNulByte
             | MultipleStatements
             | SelectInto
@@ -256,6 +269,7 @@ impl Rule {
         Rule::FunctionSqlText,
         Rule::FunctionExtension,
         Rule::FunctionDenied,
+        Rule::FunctionOtherSessions,
         Rule::ResourceBomb,
         Rule::TableDenied,
         Rule::ColumnDenied,
@@ -351,6 +365,16 @@ pub struct Verdict {
     /// Functions the engine has no rule for. The gateway must ask the database whether they
     /// are safe (PostgreSQL: `pg_proc.provolatile`) before it runs the query.
     pub unknown_functions: Vec<FunctionRef>,
+    /// Operators the query names, as written (PostgreSQL): the database resolves them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub operators: Vec<FunctionRef>,
+    /// Types the query casts to, as written (PostgreSQL): the database resolves them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub types: Vec<FunctionRef>,
+    /// Every relation name in the query, CTE names included (a CTE name may also be a
+    /// table's in another scope): what the database must resolve.
+    #[serde(skip)]
+    pub relation_names: Vec<TableRef>,
 }
 
 impl Verdict {
@@ -379,6 +403,9 @@ impl Verdict {
             tables: Vec::new(),
             functions: Vec::new(),
             unknown_functions: Vec::new(),
+            operators: Vec::new(),
+            types: Vec::new(),
+            relation_names: Vec::new(),
         }
     }
 
@@ -394,6 +421,12 @@ impl Verdict {
         findings.functions.dedup();
         findings.unknown_functions.sort();
         findings.unknown_functions.dedup();
+        for v in [&mut findings.operators, &mut findings.types] {
+            v.sort();
+            v.dedup();
+        }
+        findings.relation_names.sort();
+        findings.relation_names.dedup();
         // One reason per (rule, message): the same call twice is one problem.
         let mut seen = std::collections::HashSet::new();
         findings
@@ -412,6 +445,9 @@ impl Verdict {
             tables: findings.tables,
             functions: findings.functions,
             unknown_functions: findings.unknown_functions,
+            operators: findings.operators,
+            types: findings.types,
+            relation_names: findings.relation_names,
         }
     }
 }
