@@ -25,6 +25,15 @@ pub enum GatewayError {
     /// A function the policy did not know was judged unsafe by the database.
     #[error("refused by policy rule function.volatile: {0}")]
     VolatileFunction(String),
+    /// What the database resolved the query's names to is refused (user-defined code, a
+    /// denied table behind a view or partition...).
+    #[error("refused by policy rule {rule}: {message}")]
+    ResolvedRefusal {
+        /// The rule id (`function.user_defined`, `table.denied`, `column.denied`).
+        rule: &'static str,
+        /// What was refused, naming the resolved object.
+        message: String,
+    },
     /// No open connection has this id.
     #[error("unknown connection id")]
     UnknownConnection,
@@ -106,7 +115,9 @@ impl GatewayError {
     pub fn code(&self) -> &'static str {
         match self {
             GatewayError::InvalidInput(_) => "invalid_input",
-            GatewayError::Refused { .. } | GatewayError::VolatileFunction(_) => "policy_refused",
+            GatewayError::Refused { .. }
+            | GatewayError::VolatileFunction(_)
+            | GatewayError::ResolvedRefusal { .. } => "policy_refused",
             GatewayError::UnknownConnection => "unknown_connection",
             GatewayError::UnknownConnectionName(_) => "unknown_connection_name",
             GatewayError::ClientConnectionsDisabled => "client_connections_disabled",
@@ -131,6 +142,7 @@ impl GatewayError {
         match self {
             GatewayError::Refused { rule, .. } => Some(rule),
             GatewayError::VolatileFunction(_) => Some("function.volatile"),
+            GatewayError::ResolvedRefusal { rule, .. } => Some(rule),
             _ => None,
         }
     }

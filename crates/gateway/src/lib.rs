@@ -23,6 +23,7 @@ pub mod demo;
 pub mod detector;
 pub mod error;
 pub mod metrics;
+mod resolution;
 pub mod tools;
 
 use std::collections::HashMap;
@@ -449,8 +450,18 @@ impl Gateway {
             Some(dbward_policy::StatementKind::Select | dbward_policy::StatementKind::Values)
         );
         let result = match &open.backend {
-            Backend::Postgres(b) if utility => b.execute_utility(sql, caps).await,
-            Backend::Postgres(b) => b.execute(sql, params, caps).await,
+            Backend::Postgres(b) => {
+                let judge = |r: &backends::pg_resolve::Resolution| {
+                    resolution::judge_pg(&self.policy, &verdict, r)
+                };
+                let resolver = backends::pg_resolve::Resolver {
+                    names: resolution::names_of(&verdict),
+                    judge: &judge,
+                };
+                let params = if utility { &[][..] } else { params };
+                b.execute_resolved(sql, params, caps, utility, &resolver)
+                    .await
+            }
             Backend::Mysql(b) => b.execute(sql, params, caps).await,
             Backend::Sqlite(b) => b.execute(sql, params, caps).await,
         };
@@ -469,9 +480,10 @@ impl Gateway {
         open: &Open,
         verdict: &Verdict,
     ) -> Result<(), GatewayError> {
-        if matches!(open.backend, Backend::Sqlite(_)) {
+        if matches!(open.backend, Backend::Sqlite(_) | Backend::Postgres(_)) {
             // SQLite: no user functions exist on dbward's connections; the authorizer
-            // refuses the dangerous built-ins by name.
+            // refuses the dangerous built-ins by name. PostgreSQL: every name is resolved
+            // in the catalog inside the call's transaction (`resolution`).
             return Ok(());
         }
         let unknown: Vec<(Option<String>, String)> = verdict

@@ -390,17 +390,30 @@ async fn catalog_tools_and_volatility_check() {
         .await
         .expect_err("no such table");
     assert_eq!(e.code(), "unknown_table");
-    // An immutable user function is allowed by the database check; a volatile one is not.
+    // User-defined functions run only when allowlisted, whatever volatility they declare.
+    for sql in ["SELECT shout('hi')", "SELECT bump()"] {
+        let e = gw
+            .execute_query(&id, sql, &[], None)
+            .await
+            .expect_err("user-defined");
+        assert_eq!(e.rule(), Some("function.user_defined"), "{sql}");
+    }
+    gw.close_connection(&id).await.expect("close");
+    let mut config = client_config();
+    config.policy.allowed_functions = vec!["public.shout".into()];
+    let gw = Gateway::new(config);
+    let id = connect(&gw, &fx).await;
     let r = gw
         .execute_query(&id, "SELECT shout('hi')", &[], None)
         .await
-        .expect("immutable");
+        .expect("allowlisted");
     assert_eq!(r.rows[0][0], json!("HI"));
+    // A volatile builtin the policy has no rule for is still refused.
     let e = gw
-        .execute_query(&id, "SELECT bump()", &[], None)
+        .execute_query(&id, "SELECT pg_stat_clear_snapshot()", &[], None)
         .await
-        .expect_err("volatile");
-    assert_eq!(e.rule(), Some("function.volatile"));
+        .expect_err("volatile builtin");
+    assert_eq!(e.rule(), Some("function.volatile"), "{e}");
     gw.close_connection(&id).await.expect("close");
     fx.drop().await;
 }

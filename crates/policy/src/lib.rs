@@ -203,13 +203,20 @@ impl Policy {
         }
     }
 
+    /// Whether configuration (or a built-in rule) denies this table or its schema.
+    pub fn denies_table(&self, dialect: Dialect, t: &TableRef) -> bool {
+        let mut out = Findings::default();
+        self.judge_table(dialect, t.clone(), true, None, &mut out);
+        !out.reasons.is_empty()
+    }
+
     /// Whether any column is denied (column references need checking at all).
     pub(crate) fn has_denied_columns(&self) -> bool {
         !self.denied_columns.is_empty()
     }
 
     /// The denied columns of a table, if any.
-    pub(crate) fn denied_columns_of(&self, dialect: Dialect, t: &TableRef) -> Vec<&str> {
+    pub fn denied_columns_of(&self, dialect: Dialect, t: &TableRef) -> Vec<&str> {
         let fold = functions::folds_case(dialect);
         self.denied_columns
             .iter()

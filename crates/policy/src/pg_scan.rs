@@ -34,6 +34,7 @@ const NODES: &[&str] = &[
     "DeleteStmt",
     "MergeStmt",
     "JoinExpr",
+    "CaseExpr",
     // SQL/JSON syntax that a server older than the parser reads as a plain function call.
     "JsonScalarExpr",
     "JsonSerializeExpr",
@@ -48,14 +49,15 @@ const NODES: &[&str] = &[
 ];
 /// Struct fields copied out for [`Visit::visit`].
 /// (`ctename` is the name a `CommonTableExpr` defines: copied alone, not the CTE's query;
-/// `name` is an operator's name in an `A_Expr`, `oper_name` a sublink's operator, `names`
-/// a type's name in a `TypeName`.)
+/// `name` is an operator's name in an `A_Expr`, `oper_name` a sublink's operator, `use_op`
+/// an `ORDER BY ... USING` operator, `names` a type's name in a `TypeName`.)
 const FIELDS: &[&str] = &[
     "into_clause",
     "locking_clause",
     "ctename",
     "name",
     "oper_name",
+    "use_op",
     "names",
 ];
 

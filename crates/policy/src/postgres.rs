@@ -260,12 +260,15 @@ struct Walker<'a> {
     /// (`AS c(a, b)`), and the position.
     relations: Vec<(TableRef, Option<String>, bool, Option<usize>)>,
     /// Column references: each field (`None` for `*`), the byte offset, and the position.
-    columns: Vec<(Vec<Option<String>>, Option<i64>, Option<usize>)>,
+    columns: Vec<ColumnUse>,
     /// What the joins say about columns.
     joins: Joins,
     /// Byte offsets of `*` in the select list of an `EXISTS` subquery: they read no column.
     exists_stars: std::collections::HashSet<i64>,
 }
+
+/// A column reference: its fields (`None` for `*`), byte offset and character position.
+type ColumnUse = (Vec<Option<String>>, Option<i64>, Option<usize>);
 
 /// Join forms that compare or expose columns without naming them in a column reference.
 #[derive(Default)]
@@ -373,10 +376,17 @@ impl Visit for Walker<'_> {
                 self.columns.push((fields, offset, pos));
             }
             "JoinExpr" => {
-                if node.get("is_natural").and_then(Value::as_bool) == Some(true) {
-                    self.joins.natural = true;
+                let natural = node.get("is_natural").and_then(Value::as_bool) == Some(true);
+                let using = node
+                    .get("using_clause")
+                    .and_then(Value::as_array)
+                    .filter(|c| !c.is_empty());
+                if natural || using.is_some() {
+                    // The join compares the columns with `=`, looked up by name.
+                    self.out.operators.push(implied_op("="));
                 }
-                if let Some(cols) = node.get("using_clause").and_then(Value::as_array) {
+                self.joins.natural |= natural;
+                if let Some(cols) = using {
                     self.joins
                         .using
                         .extend(cols.iter().filter_map(string_node).map(String::from));
@@ -388,10 +398,20 @@ impl Visit for Walker<'_> {
                 }
             }
             // An operator, by name (`=`, `~~`, `OPERATOR(s.=)`): resolved by the database.
-            "name" | "oper_name" => {
+            // `BETWEEN` compares with `>=` and `<=`, looked up by name.
+            "name" | "oper_name" | "use_op" => {
                 if let Some(op) = qualified(node) {
-                    self.out.operators.push(op);
+                    if op.schema.is_none() && op.name.contains("BETWEEN") {
+                        self.out.operators.push(implied_op(">="));
+                        self.out.operators.push(implied_op("<="));
+                    } else {
+                        self.out.operators.push(op);
+                    }
                 }
+            }
+            // `CASE x WHEN v` compares with `=`, looked up by name.
+            "CaseExpr" if node.get("arg").is_some_and(|a| !a.is_null()) => {
+                self.out.operators.push(implied_op("="));
             }
             // A type named in a cast (its input function, domain checks and casts run).
             "names" => {
@@ -734,6 +754,14 @@ impl Walker<'_> {
                 self.out.refuse(Rule::ColumnDenied, message, pos);
             }
         }
+    }
+}
+
+/// An operator the grammar implies, by the name PostgreSQL looks up.
+fn implied_op(name: &str) -> FunctionRef {
+    FunctionRef {
+        schema: None,
+        name: name.to_string(),
     }
 }
 

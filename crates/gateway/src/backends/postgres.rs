@@ -27,6 +27,7 @@ use sqlx::{
     AssertSqlSafe, Column as _, Executor, Row, SqlSafeStr, Statement as _, TypeInfo, ValueRef,
 };
 
+use super::pg_resolve::{self, Resolver};
 use super::{Caps, Column, ColumnInfo, ForeignKey, QueryResult, TableDescription, TableInfo};
 use crate::config::{Limits, SslMode};
 use crate::connection::ConnectSpec;
@@ -155,7 +156,22 @@ impl PgBackend {
         params: &[Value],
         caps: Caps,
     ) -> Result<QueryResult, GatewayError> {
-        self.execute_with(sql, params, caps, false).await
+        self.execute_with(sql, params, caps, false, None).await
+    }
+
+    /// Runs a policy-approved query (or, with `utility`, an EXPLAIN or SHOW) under the
+    /// caps, after the resolver has judged, inside the same transaction, what the database
+    /// resolves its names to.
+    pub async fn execute_resolved(
+        &self,
+        sql: &str,
+        params: &[Value],
+        caps: Caps,
+        utility: bool,
+        resolver: &Resolver<'_>,
+    ) -> Result<QueryResult, GatewayError> {
+        self.execute_with(sql, params, caps, utility, Some(resolver))
+            .await
     }
 
     /// Runs a policy-approved EXPLAIN or SHOW, which cannot be declared as a cursor: the
@@ -166,7 +182,7 @@ impl PgBackend {
         sql: &str,
         caps: Caps,
     ) -> Result<QueryResult, GatewayError> {
-        self.execute_with(sql, &[], caps, true).await
+        self.execute_with(sql, &[], caps, true, None).await
     }
 
     async fn execute_with(
@@ -175,6 +191,7 @@ impl PgBackend {
         params: &[Value],
         caps: Caps,
         utility: bool,
+        resolver: Option<&Resolver<'_>>,
     ) -> Result<QueryResult, GatewayError> {
         let started = Instant::now();
         let conn = self.pool.acquire().await.map_err(|e| classify(e, &[]))?;
@@ -193,7 +210,7 @@ impl PgBackend {
         let Some(conn) = conn.as_mut() else {
             return Err(GatewayError::Internal("no pooled connection".into()));
         };
-        let run = self.run(conn, sql, params, caps, utility, session);
+        let run = self.run(conn, sql, params, caps, utility, resolver, session);
         let outcome = tokio::time::timeout(deadline, run).await;
         match outcome {
             Ok(Ok(mut r)) => {
@@ -222,6 +239,8 @@ impl PgBackend {
         }
     }
 
+    // The pieces of one call, each used once; bundling them would only rename them.
+    #[allow(clippy::too_many_arguments)]
     async fn run(
         &self,
         conn: &mut sqlx::PgConnection,
@@ -229,6 +248,7 @@ impl PgBackend {
         params: &[Value],
         caps: Caps,
         utility: bool,
+        resolver: Option<&Resolver<'_>>,
         session: &mut Session,
     ) -> Result<QueryResult, GatewayError> {
         let err = |e| classify(e, &[]);
@@ -256,6 +276,12 @@ impl PgBackend {
             .first()
             .and_then(|r| r.try_get_raw(3).ok())
             .and_then(|v| v.as_str().ok().and_then(|t| t.parse().ok()));
+        // What the names resolve to, judged before anything of the client's runs (an
+        // EXPLAIN plans, and planning folds immutable functions: it runs them too).
+        if let Some(r) = resolver {
+            let resolution = pg_resolve::resolve(conn, &r.names).await?;
+            (r.judge)(&resolution)?;
+        }
         if utility {
             let r = utility_rows(conn, sql, caps).await?;
             end(conn).await?;

@@ -1,0 +1,302 @@
+//! PostgreSQL: dbward decides on what the database resolved, not on names in the query text.
+//!
+//! Connected as the database owner (so only dbward stands in the way), with owner-defined
+//! functions that terminate another session: same-named functions in two schemas, a
+//! "harmless" name that is the owner's function, an owner-defined `=` operator, SQL/JSON
+//! syntax that PostgreSQL 15 reads as a function call, a view, a domain check and a quoted
+//! name with a dot. A victim session must survive every attempt. Then denied data reached
+//! through partitions, inheritance children and views.
+
+mod common;
+
+use common::{PgFixture, client_config};
+use dbward_gateway::{ConnectRequest, Gateway, GatewayConfig};
+use secrecy::SecretString;
+use sqlx::{Connection, Executor, PgConnection};
+
+/// Owner code that terminates every session named `dbward_victim`: the side effect a
+/// read-only transaction does not stop.
+const ATTACK_FIXTURE: &str = r#"
+CREATE SCHEMA util;
+CREATE FUNCTION kill_victims() RETURNS int LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+  PERFORM pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'dbward_victim';
+  RETURN 1;
+END $$;
+CREATE FUNCTION public.kick(text) RETURNS int LANGUAGE sql IMMUTABLE AS $$ SELECT 1 $$;
+CREATE FUNCTION util.kick(text) RETURNS int LANGUAGE sql VOLATILE AS $$ SELECT kill_victims() $$;
+CREATE FUNCTION public.iif(bool, text, text) RETURNS text LANGUAGE sql VOLATILE
+  AS $$ SELECT CASE WHEN kill_victims() = 1 THEN $2 ELSE $3 END $$;
+CREATE FUNCTION public.json_scalar(text) RETURNS text LANGUAGE sql VOLATILE
+  AS $$ SELECT kill_victims()::text $$;
+CREATE FUNCTION "util.kick"() RETURNS int LANGUAGE sql VOLATILE AS $$ SELECT kill_victims() $$;
+CREATE VIEW public.kicking_view AS SELECT util.kick('v') AS k;
+CREATE FUNCTION public.check_kill(text) RETURNS bool LANGUAGE sql IMMUTABLE
+  AS $$ SELECT kill_victims() = 1 $$;
+CREATE DOMAIN public.checked AS text CHECK (public.check_kill(VALUE));
+CREATE TABLE customers (id int PRIMARY KEY, name text, ssn text);
+INSERT INTO customers VALUES (1, 'Ada', '111-11-1111'), (2, 'Bob', '222-22-2222');
+CREATE VIEW public.customer_directory AS SELECT id, name, ssn FROM customers;
+CREATE VIEW public.customer_names AS SELECT id, name FROM customers;
+CREATE TABLE vip_customers (tier int) INHERITS (customers);
+CREATE TABLE payroll (id int, amount int, year int) PARTITION BY LIST (year);
+CREATE TABLE payroll_2024 PARTITION OF payroll FOR VALUES IN (2024);
+INSERT INTO payroll VALUES (1, 5000, 2024);
+CREATE VIEW public.pay_summary AS SELECT sum(amount) AS total FROM payroll;
+CREATE VIEW public.nested_pay AS SELECT total FROM pay_summary;
+"#;
+
+struct Setup {
+    fx: PgFixture,
+    gw: Gateway,
+    id: String,
+    victim: PgConnection,
+}
+
+async fn setup(config: GatewayConfig) -> Setup {
+    let fx = PgFixture::new().await;
+    let mut owner = PgConnection::connect(&fx.url()).await.expect("owner");
+    sqlx::raw_sql(ATTACK_FIXTURE)
+        .execute(&mut owner)
+        .await
+        .expect("attack fixture");
+    owner.close().await.ok();
+    let victim = PgConnection::connect(&format!("{}?application_name=dbward_victim", fx.url()))
+        .await
+        .expect("victim");
+    let gw = Gateway::new(config);
+    let id = gw
+        .connect(ConnectRequest::Url(SecretString::from(fx.url())))
+        .await
+        .expect("connects")
+        .id
+        .to_string();
+    Setup { fx, gw, id, victim }
+}
+
+fn denying_config() -> GatewayConfig {
+    let mut c = client_config();
+    c.policy.denied_tables = vec!["payroll".into()];
+    c.policy.denied_columns = vec!["customers.ssn".into()];
+    c
+}
+
+impl Setup {
+    /// Refused with this rule, and the victim session is still alive.
+    async fn refused(&mut self, sql: &str, rule: &str) {
+        let e = self
+            .gw
+            .execute_query(&self.id, sql, &[], None)
+            .await
+            .expect_err(sql);
+        assert_eq!(e.rule(), Some(rule), "{sql}: {e}");
+        self.victim_alive(sql).await;
+    }
+
+    async fn victim_alive(&mut self, after: &str) {
+        let one: i32 = sqlx::query_scalar("SELECT 1")
+            .fetch_one(&mut self.victim)
+            .await
+            .unwrap_or_else(|e| panic!("the victim session died after `{after}`: {e}"));
+        assert_eq!(one, 1);
+    }
+
+    async fn runs(&self, sql: &str) -> dbward_gateway::backends::QueryResult {
+        self.gw
+            .execute_query(&self.id, sql, &[], None)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    async fn done(self) {
+        self.gw.close_connection(&self.id).await.expect("close");
+        self.fx.drop().await;
+    }
+}
+
+#[tokio::test]
+async fn owner_code_runs_only_when_it_resolves_to_a_builtin_or_is_allowlisted() {
+    let mut s = setup(client_config()).await;
+    for (sql, rule) in [
+        // Same name in two schemas: each call is judged on what it resolves to.
+        (
+            "SELECT public.kick('x'), util.kick('y')",
+            "function.user_defined",
+        ),
+        ("SELECT util.kick('y')", "function.user_defined"),
+        ("SELECT public.kick('x')", "function.user_defined"),
+        // A name on the shared harmless list that is the owner's function here.
+        ("SELECT iif(true, 'a', 'b')", "function.user_defined"),
+        (
+            "SELECT name FROM departments WHERE iif(true, 'a', 'b') = 'a'",
+            "function.user_defined",
+        ),
+        // SQL/JSON syntax to the parser, a plain call to PostgreSQL 15.
+        ("SELECT json_scalar('x')", "function.user_defined"),
+        // A quoted name with a dot is its own function.
+        (r#"SELECT "util.kick"()"#, "function.user_defined"),
+        // Code that runs without a call in the text: a view, a domain check.
+        ("SELECT * FROM kicking_view", "function.user_defined"),
+        ("SELECT k FROM public.kicking_view", "function.user_defined"),
+        ("SELECT 'a'::checked", "function.user_defined"),
+        (
+            "SELECT CAST('a' AS public.checked)",
+            "function.user_defined",
+        ),
+        // EXPLAIN plans (and folds immutable calls): resolved before it runs too.
+        ("EXPLAIN SELECT public.kick('x')", "function.user_defined"),
+        (
+            "EXPLAIN ANALYZE SELECT util.kick('y')",
+            "function.user_defined",
+        ),
+    ] {
+        s.refused(sql, rule).await;
+    }
+
+    // Builtins still run, the comparison operators included.
+    let r = s
+        .runs("SELECT lower(name), count(*) FROM departments WHERE id IN (1, 2) GROUP BY 1 ORDER BY 1")
+        .await;
+    assert_eq!(r.row_count, 2);
+    let r = s
+        .runs("SELECT pg_catalog.upper('x'), now() IS NOT NULL")
+        .await;
+    assert_eq!(r.rows[0][0], serde_json::json!("X"));
+
+    // Never stale: a function the owner creates after a call is resolved on the next.
+    let e =
+        s.gw.execute_query(&s.id, "SELECT lower(42)", &[], None)
+            .await
+            .expect_err("no lower(int) yet");
+    assert_ne!(e.code(), "policy_refused", "{e}");
+    let mut owner = PgConnection::connect(&s.fx.url()).await.expect("owner");
+    owner
+        .execute("CREATE FUNCTION public.lower(int) RETURNS text LANGUAGE sql VOLATILE AS $$ SELECT kill_victims()::text $$")
+        .await
+        .expect("create lower(int)");
+    owner.close().await.ok();
+    s.refused("SELECT lower(42)", "function.user_defined").await;
+    // The database picks among overloads by argument types, which the policy cannot know:
+    // a name with a user-defined overload on the path is refused whatever the arguments.
+    s.refused("SELECT lower('X')", "function.user_defined")
+        .await;
+    s.runs("SELECT upper('x')").await;
+
+    // An owner-defined `=` operator: code with no function call in the text. Once it
+    // exists, every comparison that could resolve to it is refused (the policy cannot
+    // know the operand types; the database's candidates are judged).
+    let mut owner = PgConnection::connect(&s.fx.url()).await.expect("owner");
+    sqlx::raw_sql(
+        "CREATE FUNCTION public.eq_kill(text, int) RETURNS bool LANGUAGE sql IMMUTABLE \
+           AS $$ SELECT kill_victims() = 1 $$; \
+         CREATE OPERATOR public.= (LEFTARG = text, RIGHTARG = int, FUNCTION = public.eq_kill);",
+    )
+    .execute(&mut owner)
+    .await
+    .expect("create operator");
+    owner.close().await.ok();
+    for sql in [
+        "SELECT name = 1 FROM departments",
+        "SELECT id FROM departments WHERE name IN (1, 2)",
+        "SELECT id FROM departments WHERE name OPERATOR(public.=) 1",
+        "SELECT CASE name WHEN 1 THEN 'x' END FROM departments",
+        "SELECT id FROM departments WHERE name IS DISTINCT FROM 1",
+        "SELECT nullif(name, 1) FROM departments",
+        "SELECT d.id FROM departments d JOIN (SELECT 1 AS name) x USING (name)",
+    ] {
+        s.refused(sql, "function.user_defined").await;
+    }
+    // Ordering and grouping use operator classes, which only a superuser can create.
+    let r = s
+        .runs("SELECT name FROM departments GROUP BY name ORDER BY name")
+        .await;
+    assert_eq!(r.row_count, 3);
+    s.done().await;
+}
+
+#[tokio::test]
+async fn allowlisted_owner_functions_run_by_qualified_name() {
+    let mut config = client_config();
+    config.policy.allowed_functions = vec!["public.kick".into()];
+    let mut s = setup(config).await;
+    let r = s.runs("SELECT public.kick('x')").await;
+    assert_eq!(r.rows[0][0], serde_json::json!(1));
+    // The allowlist names `public.kick`, not `util.kick`.
+    s.refused(
+        "SELECT public.kick('x'), util.kick('y')",
+        "function.user_defined",
+    )
+    .await;
+    s.done().await;
+}
+
+#[tokio::test]
+async fn denied_data_stays_unreadable_through_partitions_children_and_views() {
+    let mut s = setup(denying_config()).await;
+    for (sql, rule) in [
+        // A partition of a denied table, by its own name.
+        ("SELECT * FROM payroll_2024", "table.denied"),
+        ("SELECT amount FROM public.payroll_2024", "table.denied"),
+        // A view over the denied table, and a view over that view.
+        ("SELECT * FROM pay_summary", "table.denied"),
+        ("SELECT total FROM nested_pay", "table.denied"),
+        // A view that reads the denied column, whichever of its columns is asked for.
+        ("SELECT id, name FROM customer_directory", "column.denied"),
+        ("SELECT ssn FROM customer_directory", "column.denied"),
+        // An inheritance child carries the parent's columns.
+        ("SELECT ssn FROM vip_customers", "column.denied"),
+        ("SELECT name FROM vip_customers", "column.denied"),
+        // CTE shadowing in one scope, the real table in another.
+        (
+            "SELECT x.* FROM (WITH customers AS (SELECT 1 AS id) SELECT * FROM customers) x, customers",
+            "column.denied",
+        ),
+        // Renamed by an alias column list.
+        ("SELECT x FROM customers AS c(i, n, x)", "column.denied"),
+        // Join oracles.
+        (
+            "SELECT c.name FROM customers c JOIN (SELECT '111-11-1111'::text AS ssn) g USING (ssn)",
+            "column.denied",
+        ),
+        (
+            "SELECT c.name FROM customers c NATURAL JOIN (SELECT '111-11-1111'::text AS ssn) g",
+            "column.denied",
+        ),
+        // Statistics that sample the values.
+        (
+            "SELECT most_common_vals FROM pg_stats WHERE tablename = 'customers'",
+            "column.denied",
+        ),
+        // Other sessions' SQL and the server's settings.
+        ("SELECT query FROM pg_stat_activity", "column.denied"),
+        (
+            "SELECT * FROM pg_stat_get_activity(NULL)",
+            "function.other_sessions",
+        ),
+        (
+            "SELECT current_setting(lower('SSL_KEY_FILE'))",
+            "show.sensitive",
+        ),
+        ("SELECT * FROM pg_settings", "table.denied"),
+    ] {
+        s.refused(sql, rule).await;
+    }
+    // What stays readable.
+    let r = s
+        .runs("SELECT id, name FROM customer_names ORDER BY id")
+        .await;
+    assert_eq!(r.row_count, 2);
+    let r = s
+        .runs("SELECT o.id, o.name FROM customers o WHERE EXISTS (SELECT * FROM customers c WHERE c.id = o.id)")
+        .await;
+    assert_eq!(r.row_count, 2);
+    let r = s
+        .runs("SELECT d.* FROM departments d JOIN customers c ON c.id = d.id")
+        .await;
+    assert_eq!(r.columns.len(), 3);
+    let r = s
+        .runs("SELECT pid, state, pg_blocking_pids(pid) FROM pg_stat_activity WHERE pid = pg_backend_pid()")
+        .await;
+    assert_eq!(r.row_count, 1);
+    s.done().await;
+}
