@@ -925,3 +925,60 @@ async fn backend_pid(gw: &Gateway, id: &str) -> i64 {
         .expect("pid");
     r.rows[0][0].as_i64().expect("an integer pid")
 }
+
+/// `strpos` scans in one C loop that never checks for interrupts: neither the server's
+/// statement timeout nor a cancel stops it. The largest one the policy lets through is
+/// still gone from the server within a few seconds of the call's answer.
+#[tokio::test]
+async fn a_statement_that_ignores_cancel_is_gone_soon_after_its_call() {
+    let fx = PgFixture::new().await;
+    let mut config = client_config();
+    config.limits.statement_timeout_ms = 300;
+    let gw = Gateway::new(config);
+    let id = connect(&gw, &fx).await;
+    let sql = "SELECT strpos(repeat('a', 100000), 'X' || repeat('a', 50000)) AS uninterruptible";
+    let started = std::time::Instant::now();
+    let outcome = gw.execute_query(&id, sql, &[], None).await;
+    let answered = started.elapsed();
+    assert!(
+        matches!(&outcome, Err(e) if e.code() == "timeout") || outcome.is_ok(),
+        "{outcome:?}"
+    );
+    let mut admin = common::pg_admin().await;
+    let gone_after = loop {
+        let running: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 \
+             AND query LIKE '%uninterruptible%' AND pid <> pg_backend_pid()",
+        )
+        .bind(&fx.db)
+        .fetch_one(&mut admin)
+        .await
+        .expect("activity");
+        if running == 0 {
+            break started.elapsed();
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "still running 20 s after the call started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    eprintln!("answered after {answered:?}, gone from the server after {gone_after:?}");
+    assert!(
+        gone_after < answered + std::time::Duration::from_secs(10),
+        "answered after {answered:?}, still running until {gone_after:?}"
+    );
+    // The refusal of the policy is what bounds it: a larger scan never reaches the server.
+    let e = gw
+        .execute_query(
+            &id,
+            "SELECT strpos(repeat('a', 700000), 'X' || repeat('a', 150000))",
+            &[],
+            None,
+        )
+        .await
+        .expect_err("bomb");
+    assert_eq!(e.rule(), Some("resource.bomb"));
+    gw.close_connection(&id).await.expect("close");
+    fx.drop().await;
+}

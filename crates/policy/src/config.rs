@@ -39,7 +39,10 @@ pub struct PolicyConfig {
     /// are refused too. Default empty.
     pub denied_columns: Vec<String>,
     /// Largest string a constant expression may build (`repeat`, `lpad`, `rpad`, ...), in
-    /// bytes. Default 1,000,000.
+    /// bytes. Default 100,000: big enough for any padding or bar chart, small enough that a
+    /// builtin which never checks for interrupts (`strpos`, `position`, `replace` scan
+    /// their inputs in one C loop that neither a cancel nor a terminate stops) finishes
+    /// within a few seconds on the largest inputs it can build.
     pub max_constant_string_bytes: u64,
     /// Most rows a `generate_series` with constant bounds may produce. Default 10,000,000.
     pub max_generate_series_rows: u64,
@@ -57,7 +60,7 @@ impl Default for PolicyConfig {
             denied_tables: Vec::new(),
             denied_schemas: Vec::new(),
             denied_columns: Vec::new(),
-            max_constant_string_bytes: 1_000_000,
+            max_constant_string_bytes: 100_000,
             max_generate_series_rows: 10_000_000,
         }
     }

@@ -802,19 +802,76 @@ impl Drop for InFlight {
         }
         if let (Some(pid), Ok(rt)) = (self.session.pid, tokio::runtime::Handle::try_current()) {
             let pool = self.pool.clone();
-            rt.spawn(async move {
-                // Our own statement about our own session, not a client's.
-                let r = sqlx::query("SELECT pg_catalog.pg_cancel_backend($1)")
-                    .persistent(false)
-                    .bind(pid)
-                    .execute(&pool)
-                    .await;
-                if let Err(e) = r {
-                    tracing::warn!(error = %e, pid, "could not cancel an abandoned query");
-                }
-            });
+            rt.spawn(end_abandoned(pool, pid));
         }
     }
+}
+
+/// How long an abandoned statement has to end after its cancel request before its session
+/// is terminated: a cancel is handled at the next interrupt check, which a well-behaved
+/// statement reaches within milliseconds.
+const CANCEL_GRACE: Duration = Duration::from_secs(2);
+/// How long after the terminate request the session is watched (and, if still there,
+/// reported) before giving up.
+const TERMINATE_WATCH: Duration = Duration::from_secs(10);
+
+/// Ends the statement of an abandoned call on the server: cancel, then, if the session is
+/// still there after [`CANCEL_GRACE`], terminate it. (Its client connection is already
+/// closed, so it would otherwise run until it next reads or writes.) A C function that
+/// never checks for interrupts ignores both: PostgreSQL offers no way to stop it short of
+/// a server restart, which is why the policy bounds the inputs such loops can get.
+async fn end_abandoned(pool: PgPool, pid: i32) {
+    // Our own statements about our own session, never a client's; `application_name`
+    // guards against a recycled pid.
+    let still_there = |pool: PgPool| async move {
+        sqlx::query_scalar::<_, bool>(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity \
+             WHERE pid = $1 AND application_name = 'dbward')",
+        )
+        .persistent(false)
+        .bind(pid)
+        .fetch_one(&pool)
+        .await
+        .unwrap_or(false)
+    };
+    let r = sqlx::query("SELECT pg_catalog.pg_cancel_backend($1)")
+        .persistent(false)
+        .bind(pid)
+        .execute(&pool)
+        .await;
+    if let Err(e) = r {
+        tracing::warn!(error = %e, pid, "could not cancel an abandoned query");
+    }
+    let started = Instant::now();
+    while started.elapsed() < CANCEL_GRACE {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if !still_there(pool.clone()).await {
+            return;
+        }
+    }
+    let r = sqlx::query(
+        "SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity \
+         WHERE pid = $1 AND application_name = 'dbward'",
+    )
+    .persistent(false)
+    .bind(pid)
+    .execute(&pool)
+    .await;
+    match r {
+        Ok(_) => tracing::warn!(pid, "an abandoned query ignored its cancel: its session was terminated"),
+        Err(e) => tracing::warn!(error = %e, pid, "could not terminate an abandoned query's session"),
+    }
+    let started = Instant::now();
+    while started.elapsed() < TERMINATE_WATCH {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if !still_there(pool.clone()).await {
+            return;
+        }
+    }
+    tracing::error!(
+        pid,
+        "an abandoned query ignores cancel and terminate (a function that never checks for interrupts); it ends only when its work does"
+    );
 }
 
 /// One result column: its label and the driver's name for its type, lower-cased.
