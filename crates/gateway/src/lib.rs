@@ -23,6 +23,7 @@ pub mod demo;
 pub mod detector;
 pub mod error;
 pub mod metrics;
+mod mysql_functions;
 pub mod tools;
 
 use std::collections::HashMap;
@@ -469,6 +470,10 @@ impl Gateway {
         open: &Open,
         verdict: &Verdict,
     ) -> Result<(), GatewayError> {
+        if let Backend::Mysql(b) = &open.backend {
+            // MySQL: every called name, known or not, is resolved by the server per call.
+            return mysql_functions::check(b, &self.policy, verdict).await;
+        }
         if matches!(open.backend, Backend::Sqlite(_)) {
             // SQLite: no user functions exist on dbward's connections; the authorizer
             // refuses the dangerous built-ins by name.
@@ -483,7 +488,7 @@ impl Gateway {
         if !unknown.is_empty() {
             let found = match &open.backend {
                 Backend::Postgres(b) => b.function_volatility(&unknown).await?,
-                Backend::Mysql(b) => b.stored_functions(&unknown).await?,
+                Backend::Mysql(_) => Vec::new(),
                 Backend::Sqlite(_) => Vec::new(),
             };
             let mut cache = lock(&open.volatility);

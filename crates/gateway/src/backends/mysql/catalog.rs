@@ -336,31 +336,6 @@ impl MyBackend {
             .collect())
     }
 
-    /// Of the given functions, those that are stored functions (user-defined, in
-    /// information_schema.ROUTINES), each reported as unsafe: `(name, true)`.
-    pub async fn stored_functions(
-        &self,
-        functions: &[(Option<String>, String)],
-    ) -> Result<Vec<(String, bool)>, GatewayError> {
-        let mut out = Vec::new();
-        for (schema, name) in functions {
-            let row = sqlx::query(
-                "SELECT CAST(COUNT(*) AS CHAR) FROM information_schema.ROUTINES \
-                 WHERE ROUTINE_TYPE = 'FUNCTION' AND ROUTINE_NAME = ? \
-                   AND ROUTINE_SCHEMA = COALESCE(?, DATABASE())",
-            )
-            .bind(name)
-            .bind(schema.as_deref())
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| classify(e, &[]))?;
-            if text_at(&row, 0).is_some_and(|n| n != "0") {
-                out.push((name.clone(), true));
-            }
-        }
-        Ok(out)
-    }
-
     /// Row estimate and sizes from information_schema, and the indexes.
     pub async fn table_stats(
         &self,

@@ -4,10 +4,11 @@
 use std::time::Duration;
 
 use secrecy::ExposeSecret;
+use sqlx::Executor;
 use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError, MySqlPoolOptions, MySqlSslMode};
 
 use super::types::text_at;
-use super::{MyBackend, classify};
+use super::{MyBackend, PIN_SQL_MODE, classify};
 use crate::config::{Limits, SslMode};
 use crate::connection::ConnectSpec;
 use crate::error::GatewayError;
@@ -51,9 +52,10 @@ impl MyBackend {
             .host(&spec.host)
             .port(spec.port)
             .ssl_mode(ssl(spec.sslmode))
-            // Keep the server's own meaning of `||`: the policy parsed the query as the
-            // server's sql_mode reads it, not with sqlx's PIPES_AS_CONCAT.
-            .pipes_as_concat(false);
+            // sqlx would append PIPES_AS_CONCAT to the server's mode; the mode is pinned
+            // whole below instead.
+            .pipes_as_concat(false)
+            .no_engine_substitution(false);
         if let Some(u) = &spec.username {
             opts = opts.username(u);
         }
@@ -69,6 +71,16 @@ impl MyBackend {
             .acquire_timeout(Duration::from_millis(limits.acquire_timeout_ms))
             .idle_timeout(Duration::from_secs(limits.idle_timeout_s))
             .test_before_acquire(true)
+            // Every session reads SQL the way the policy's parser did, whatever the
+            // server's global sql_mode (ANSI_QUOTES would make "ssn" a column,
+            // NO_BACKSLASH_ESCAPES would end 'x\' early). Catalog reads run with it too.
+            // `execute` sets it again before each query.
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute(PIN_SQL_MODE).await?;
+                    Ok(())
+                })
+            })
             .connect_with(opts)
             .await
             .map_err(|e| classify_connect(e, &secrets))?;

@@ -6,12 +6,13 @@ use std::time::{Duration, Instant};
 
 use futures_util::TryStreamExt;
 use serde_json::Value;
-use sqlx::mysql::{MySql, MySqlArguments, MySqlConnection};
+use sqlx::mysql::{MySql, MySqlArguments, MySqlConnection, MySqlPool};
+use sqlx::pool::PoolConnection;
 use sqlx::{AssertSqlSafe, Either, Executor, Row, SqlSafeStr, Statement as _};
 
 use super::catalog::mariadb_json_columns;
 use super::types::{describe_columns, text_at, value_to_json};
-use super::{MyBackend, classify};
+use super::{MyBackend, SQL_MODE, classify};
 use crate::backends::{Caps, QueryResult};
 use crate::error::GatewayError;
 
@@ -20,8 +21,79 @@ use crate::error::GatewayError;
 struct Session {
     /// The server thread id, to kill it if the client deadline passes.
     thread_id: Option<u64>,
-    /// True only once the transaction is rolled back and nothing is left unread.
+    /// True only once the transaction is rolled back, nothing is left unread and the
+    /// session holds no state a later call could read.
     clean: bool,
+}
+
+/// How long a statement may keep running after `KILL QUERY` before its connection is
+/// killed too.
+const KILL_QUERY_GRACE: Duration = Duration::from_millis(1_000);
+
+/// Stops the call's statement on the server when the call ends without an answer from it
+/// (client deadline passed, or the caller dropped the call): armed until the statement is
+/// known to have ended.
+struct StopOnDrop {
+    pool: MySqlPool,
+    /// The call's connection: back to the pool on drop only when the session is clean.
+    conn: PoolConnection<MySql>,
+    session: Session,
+    armed: bool,
+}
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if !self.session.clean {
+            self.conn.close_on_drop();
+        }
+        if let (true, Some(id)) = (self.armed, self.session.thread_id)
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn(stop_thread(self.pool.clone(), id));
+        }
+    }
+}
+
+/// `KILL QUERY`, then, if the statement still runs after [`KILL_QUERY_GRACE`],
+/// `KILL CONNECTION`. Both only set a flag the server thread checks between steps: a single
+/// function call that never checks it (MariaDB's `LOCATE` over built strings) runs to its
+/// end whatever is sent, which is why the policy bounds such inputs. Run from another
+/// pooled connection: closing our socket does not stop a statement that is not writing to
+/// it (e.g. a sleep).
+pub(crate) async fn stop_thread(pool: MySqlPool, thread_id: u64) {
+    let Ok(mut c) = pool.acquire().await else {
+        return;
+    };
+    // The id is a number we read from the server, not client text.
+    if c.execute(AssertSqlSafe(format!("KILL QUERY {thread_id}")))
+        .await
+        .is_err()
+    {
+        c.close_on_drop();
+        return;
+    }
+    let until = Instant::now() + KILL_QUERY_GRACE;
+    loop {
+        let running = sqlx::query(
+            "SELECT 1 FROM information_schema.PROCESSLIST WHERE ID = ? AND COMMAND <> 'Sleep'",
+        )
+        .bind(thread_id)
+        .fetch_optional(&mut *c)
+        .await;
+        match running {
+            Ok(None) => return,
+            Ok(Some(_)) if Instant::now() < until => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            _ => break,
+        }
+    }
+    if c.execute(AssertSqlSafe(format!("KILL CONNECTION {thread_id}")))
+        .await
+        .is_err()
+    {
+        c.close_on_drop();
+    }
 }
 
 /// The session statement-timeout assignment, in each server's own variable and unit.
@@ -46,20 +118,27 @@ impl MyBackend {
         caps: Caps,
     ) -> Result<QueryResult, GatewayError> {
         let started = Instant::now();
-        let mut conn = self.pool.acquire().await.map_err(|e| classify(e, &[]))?;
-        let mut session = Session::default();
+        let conn = self.pool.acquire().await.map_err(|e| classify(e, &[]))?;
+        // Whatever happens below, even the caller dropping this future, the connection goes
+        // back to the pool only when clean, and a statement left running is stopped.
+        let mut stop = StopOnDrop {
+            pool: self.pool.clone(),
+            conn,
+            session: Session::default(),
+            armed: true,
+        };
         // The server cancels at its statement timeout; the client deadline is a backstop a
         // little later (a query can override the server timeout for itself, e.g. MariaDB's
         // `SET STATEMENT max_statement_time=... FOR SELECT ...`).
         let deadline = Duration::from_millis(caps.timeout_ms + 2_000);
         let outcome = tokio::time::timeout(
             deadline,
-            self.run(&mut conn, sql, params, caps, &mut session),
+            self.run(&mut stop.conn, sql, params, caps, &mut stop.session),
         )
         .await;
-        if !session.clean {
-            conn.close_on_drop();
-        }
+        // An answer from the server (rows or an error) means its statement ended; only a
+        // passed deadline leaves `stop` armed, and dropping it kills the statement.
+        stop.armed = outcome.is_err();
         match outcome {
             Ok(Ok(mut r)) => {
                 r.elapsed_ms = started.elapsed().as_millis() as u64;
@@ -69,28 +148,8 @@ impl MyBackend {
                 GatewayError::Timeout(_) => GatewayError::Timeout(caps.timeout_ms),
                 other => other,
             }),
-            Err(_) => {
-                if let Some(id) = session.thread_id {
-                    self.kill(id);
-                }
-                Err(GatewayError::Timeout(caps.timeout_ms))
-            }
+            Err(_) => Err(GatewayError::Timeout(caps.timeout_ms)),
         }
-    }
-
-    /// Kills a server thread from another pooled connection, in the background: closing our
-    /// socket does not stop a statement that is not writing to it (e.g. a sleep).
-    fn kill(&self, thread_id: u64) {
-        let pool = self.pool.clone();
-        tokio::spawn(async move {
-            if let Ok(mut c) = pool.acquire().await {
-                // The id is a number we read from the server, not client text.
-                let kill = format!("KILL {thread_id}");
-                if c.execute(AssertSqlSafe(kill)).await.is_err() {
-                    c.close_on_drop();
-                }
-            }
-        });
     }
 
     async fn run(
@@ -107,7 +166,7 @@ impl MyBackend {
         let lock_s = caps.lock_timeout_ms.div_ceil(1000).max(1);
         let setup = format!(
             "SET SESSION TRANSACTION READ ONLY; \
-             SET SESSION {}, lock_wait_timeout = {lock_s}, innodb_lock_wait_timeout = {lock_s}; \
+             SET SESSION sql_mode = '{SQL_MODE}', {}, lock_wait_timeout = {lock_s}, innodb_lock_wait_timeout = {lock_s}; \
              START TRANSACTION READ ONLY; \
              SELECT CAST(CONNECTION_ID() AS CHAR)",
             timeout_assignment(self.mariadb, caps.timeout_ms)
@@ -188,10 +247,25 @@ impl MyBackend {
         if !truncated {
             // The result is complete; release what the query may have taken and roll back.
             // If this fails the connection is closed instead (and the server rolls back).
-            let done = sqlx::raw_sql("ROLLBACK; DO RELEASE_ALL_LOCKS()")
-                .execute(&mut *conn)
-                .await;
-            session.clean = done.is_ok();
+            // The same round trip asks whether the session kept state a SELECT can leave
+            // (user variables, LAST_INSERT_ID(n)): if so, or if the server cannot say, the
+            // connection is discarded, so no later call on it reads what this one left.
+            let leftover = if self.mariadb {
+                "SELECT CAST((SELECT COUNT(*) FROM information_schema.USER_VARIABLES) \
+                 + (LAST_INSERT_ID() <> 0) AS CHAR)"
+            } else {
+                "SELECT CAST((SELECT COUNT(*) FROM performance_schema.user_variables_by_thread \
+                 WHERE THREAD_ID = PS_CURRENT_THREAD_ID()) + (LAST_INSERT_ID() <> 0) AS CHAR)"
+            };
+            let done = sqlx::raw_sql(AssertSqlSafe(format!(
+                "ROLLBACK; DO RELEASE_ALL_LOCKS(); {leftover}"
+            )))
+            .fetch_all(&mut *conn)
+            .await;
+            session.clean = done
+                .ok()
+                .and_then(|rows| rows.first().and_then(|r| text_at(r, 0)))
+                .is_some_and(|n| n == "0");
         }
         // When truncated, rows are left unread: session.clean stays false, so the connection
         // is closed rather than drained.

@@ -23,6 +23,17 @@
 //!   stream alone does not stop the server). A connection goes back to the pool only after
 //!   `ROLLBACK` and `RELEASE_ALL_LOCKS()` succeeded.
 //!
+//! - Every session runs with the pinned [`SQL_MODE`] (set when the pool opens it and again
+//!   before each query), so the server reads SQL as the policy's parser did, whatever the
+//!   server's global mode.
+//! - Session state never crosses calls: after the rollback, the same round trip asks whether
+//!   the session keeps user variables or a `LAST_INSERT_ID(n)`; if it does, or cannot say,
+//!   the connection is discarded (sqlx offers no COM_RESET_CONNECTION).
+//! - When a call ends without the server's answer (deadline passed, caller gone), its
+//!   statement is stopped: `KILL QUERY`, then `KILL CONNECTION` if it still runs a second
+//!   later. A single function call that never checks the kill flag still runs to its end;
+//!   the policy bounds those inputs.
+//!
 //! Values are read in the binary protocol's raw form and converted to JSON by the column's
 //! type, without float rounding of DECIMAL. Sessions run with `time_zone = '+00:00'` (the
 //! sqlx default), so TIMESTAMP values are UTC.
@@ -30,11 +41,22 @@
 mod catalog;
 mod connect;
 mod execute;
+mod routines;
 mod types;
 
+pub use routines::Resolution;
 use sqlx::mysql::{MySqlDatabaseError, MySqlPool};
 
 use crate::error::{GatewayError, scrub};
+
+/// The sql_mode every session runs with: the lexical and grammar rules `sqlparser`'s MySQL
+/// dialect assumes (no ANSI_QUOTES, NO_BACKSLASH_ESCAPES, PIPES_AS_CONCAT, IGNORE_SPACE,
+/// HIGH_NOT_PRECEDENCE, ORACLE/MSSQL modes), with MariaDB's and MySQL's strict defaults,
+/// all of which exist on both servers.
+pub const SQL_MODE: &str = "STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION";
+
+/// The statement that pins [`SQL_MODE`] on a session.
+const PIN_SQL_MODE: &str = "SET SESSION sql_mode = 'STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION'";
 
 /// An open MySQL or MariaDB connection pool.
 #[derive(Debug, Clone)]
