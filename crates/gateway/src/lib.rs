@@ -23,6 +23,7 @@ pub mod demo;
 pub mod detector;
 pub mod error;
 pub mod metrics;
+mod mysql_functions;
 mod resolution;
 pub mod tools;
 
@@ -65,8 +66,6 @@ pub(crate) struct Open {
     /// The principal that opened it (closed with it when that principal is blocked hard).
     pub(crate) owner: String,
     pub(crate) backend: Backend,
-    /// Volatility of functions the policy did not know, as the database reported it.
-    volatility: Mutex<HashMap<String, bool>>,
     last_used: Mutex<Instant>,
     /// Opened by the operator (`connect_trusted`): the server's own connection, which
     /// adapters use as their default, so idle expiry never closes it.
@@ -288,7 +287,6 @@ impl Gateway {
             owner: calls::current_context().principal,
             info: info.clone(),
             backend,
-            volatility: Mutex::new(HashMap::new()),
             last_used: Mutex::new(Instant::now()),
             pinned,
         });
@@ -472,59 +470,20 @@ impl Gateway {
         result
     }
 
-    /// Asks the database about functions the policy does not know, and refuses the unsafe
-    /// ones unless allowlisted: PostgreSQL volatile functions (`pg_proc.provolatile`);
-    /// MySQL stored functions (any of them may write). Cached per connection.
+    /// Asks the database what the query's function names resolve to, where that is not
+    /// done inside the call's transaction: MySQL/MariaDB resolves every called name, known
+    /// or not, per call. (PostgreSQL resolves names in the call's own transaction, see
+    /// `resolution`; SQLite: no user functions exist on dbward's connections, and the
+    /// authorizer refuses the dangerous built-ins by name.)
     async fn check_unknown_functions(
         &self,
         open: &Open,
         verdict: &Verdict,
     ) -> Result<(), GatewayError> {
-        if matches!(open.backend, Backend::Sqlite(_) | Backend::Postgres(_)) {
-            // SQLite: no user functions exist on dbward's connections; the authorizer
-            // refuses the dangerous built-ins by name. PostgreSQL: every name is resolved
-            // in the catalog inside the call's transaction (`resolution`).
-            return Ok(());
+        match &open.backend {
+            Backend::Mysql(b) => mysql_functions::check(b, &self.policy, verdict).await,
+            Backend::Postgres(_) | Backend::Sqlite(_) => Ok(()),
         }
-        let unknown: Vec<(Option<String>, String)> = verdict
-            .unknown_functions
-            .iter()
-            .filter(|f| !lock(&open.volatility).contains_key(&f.to_string()))
-            .map(|f| (f.schema.clone(), f.name.clone()))
-            .collect();
-        if !unknown.is_empty() {
-            let found = match &open.backend {
-                Backend::Postgres(b) => b.function_volatility(&unknown).await?,
-                Backend::Mysql(b) => b.stored_functions(&unknown).await?,
-                Backend::Sqlite(_) => Vec::new(),
-            };
-            let mut cache = lock(&open.volatility);
-            for (schema, name) in &unknown {
-                let key = match schema {
-                    Some(s) => format!("{s}.{name}"),
-                    None => name.clone(),
-                };
-                let volatile = found.iter().find(|(n, _)| n == name).map(|(_, v)| *v);
-                if let Some(v) = volatile {
-                    cache.insert(key, v);
-                }
-            }
-        }
-        let cache = lock(&open.volatility);
-        for f in &verdict.unknown_functions {
-            if cache.get(&f.to_string()) == Some(&true) {
-                let why = match open.backend {
-                    Backend::Mysql(_) => {
-                        "is a stored function (MySQL does not enforce a function's declared characteristics, so any stored function may write)"
-                    }
-                    _ => "is volatile (it may have side effects)",
-                };
-                return Err(GatewayError::VolatileFunction(format!(
-                    "function `{f}` {why} and is not allowlisted"
-                )));
-            }
-        }
-        Ok(())
     }
 
     /// `list_tables`: tables and views, optionally in one schema, at most 200.

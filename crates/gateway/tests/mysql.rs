@@ -670,3 +670,8 @@ async fn repeated_login_failures_block_the_principal() {
     assert_eq!(e.code(), "blocked", "{e}");
     fx.drop().await;
 }
+
+#[path = "mysql/analyst.rs"]
+mod analyst;
+#[path = "mysql/hardening.rs"]
+mod hardening;

@@ -1234,7 +1234,12 @@ impl FunctionTable {
             (Some(s), Dialect::Postgres) => s == "pg_catalog",
             (Some(_), _) => false,
         };
-        if catalog_or_none && self.safe.contains(name) {
+        // MySQL has its own list: a name harmless elsewhere may be a stored function there.
+        let safe = match dialect {
+            Dialect::Mysql => crate::mysql_builtins::is_native(name),
+            _ => self.safe.contains(name),
+        };
+        if catalog_or_none && safe {
             return Classification::Harmless;
         }
         Classification::Unknown

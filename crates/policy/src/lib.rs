@@ -23,7 +23,10 @@
 mod config;
 mod functions;
 mod input;
+mod mysql_builtins;
+mod mysql_checks;
 mod mysql_lexical;
+mod mysql_syntax;
 mod pg_scan;
 mod postgres;
 mod sqlparser_dialects;

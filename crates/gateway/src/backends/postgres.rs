@@ -590,32 +590,6 @@ impl PgBackend {
             comment,
         })
     }
-
-    /// For functions the policy does not know: `(name, volatile)` for each that exists.
-    /// A function missing from the result does not exist (the query will fail anyway).
-    pub async fn function_volatility(
-        &self,
-        functions: &[(Option<String>, String)],
-    ) -> Result<Vec<(String, bool)>, GatewayError> {
-        let mut out = Vec::new();
-        for (schema, name) in functions {
-            let volatile: Option<bool> = sqlx::query_scalar(
-                "SELECT bool_or(p.provolatile = 'v') FROM pg_catalog.pg_proc p \
-                 JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
-                 WHERE p.proname = $2 AND ($1::text IS NULL OR n.nspname = $1)",
-            )
-            .persistent(false)
-            .bind(schema.as_deref())
-            .bind(name)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| classify(e, &[]))?;
-            if let Some(v) = volatile {
-                out.push((name.clone(), v));
-            }
-        }
-        Ok(out)
-    }
 }
 
 impl PgBackend {
@@ -858,8 +832,13 @@ async fn end_abandoned(pool: PgPool, pid: i32) {
     .execute(&pool)
     .await;
     match r {
-        Ok(_) => tracing::warn!(pid, "an abandoned query ignored its cancel: its session was terminated"),
-        Err(e) => tracing::warn!(error = %e, pid, "could not terminate an abandoned query's session"),
+        Ok(_) => tracing::warn!(
+            pid,
+            "an abandoned query ignored its cancel: its session was terminated"
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, pid, "could not terminate an abandoned query's session")
+        }
     }
     let started = Instant::now();
     while started.elapsed() < TERMINATE_WATCH {
