@@ -593,6 +593,15 @@ impl PgBackend {
 }
 
 impl PgBackend {
+    /// What the serving role (the reader role if configured) can read of the denied data,
+    /// and how much owner code it can run.
+    pub async fn exposure(
+        &self,
+        denied: &[super::pg_grants::DenyLookup],
+    ) -> Result<super::pg_grants::Exposure, GatewayError> {
+        super::pg_grants::exposure(&self.pool, self.reader_role.as_deref(), denied).await
+    }
+
     /// Pool size and idle connections, for metrics.
     pub fn pool_stats(&self) -> (u32, usize) {
         (self.pool.size(), self.pool.num_idle())
@@ -743,6 +752,7 @@ impl PgBackend {
             can_create,
             can_write: superuser || writable > 0 || can_create || !dangerous.is_empty(),
             dangerous_roles: dangerous,
+            ..Default::default()
         })
     }
 }

@@ -24,6 +24,14 @@ pub struct RolePosture {
     pub dangerous_roles: Vec<String>,
     /// Whether the role could change data if the other layers failed.
     pub can_write: bool,
+    /// Tables and columns the configuration denies that the role can still read
+    /// (PostgreSQL): only the policy keeps them from clients.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub denied_readable: Vec<String>,
+    /// User-defined functions (outside extensions) the role may execute (PostgreSQL):
+    /// owner code only the policy's resolution keeps from clients.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub executable_user_functions: Option<i64>,
 }
 
 /// The layers in force for a connection.
@@ -64,7 +72,17 @@ impl Gateway {
         let result = async {
         let open = self.get(id)?;
         let (role, reader_role) = match &open.backend {
-            Backend::Postgres(b) => (b.posture().await?, b.reader_role().map(String::from)),
+            Backend::Postgres(b) => {
+                let mut role = b.posture().await?;
+                let denied = crate::backends::pg_grants::lookups(
+                    &self.config.policy.denied_tables,
+                    &self.config.policy.denied_columns,
+                );
+                let exposure = b.exposure(&denied).await?;
+                role.denied_readable = exposure.denied_readable;
+                role.executable_user_functions = Some(exposure.executable_user_functions);
+                (role, b.reader_role().map(String::from))
+            }
             Backend::Mysql(b) => (b.posture().await?, None),
             Backend::Sqlite(_) => (
                 RolePosture {
@@ -84,6 +102,17 @@ impl Gateway {
                 role.writable_tables,
                 if role.can_create { ", can create objects" } else { "" },
                 if role.dangerous_roles.is_empty() { String::new() } else { format!(", member of {}", role.dangerous_roles.join(", ")) }
+            ));
+        }
+        if !role.denied_readable.is_empty() {
+            warnings.push(format!(
+                "the role can read what the configuration denies ({}): only the policy keeps it from clients; `dbward setup-role --config` prints the GRANTs that close this",
+                role.denied_readable.join(", ")
+            ));
+        }
+        if let Some(n) = role.executable_user_functions.filter(|n| *n > 0) {
+            warnings.push(format!(
+                "the role can execute {n} user-defined functions: only the policy's resolution keeps clients from running them; a reader role without EXECUTE closes this (see `dbward setup-role`)"
             ));
         }
         Ok(Posture {
@@ -123,6 +152,11 @@ pub fn setup_role_sql(kind: DbKind, role: &str, database: &str) -> String {
                  GRANT SELECT ON ALL TABLES IN SCHEMA public TO {r};\n\
                  ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO {r};\n\
                  REVOKE CREATE ON SCHEMA public FROM {r};\n\
+                 -- Functions are executable by PUBLIC by default, so owner code that writes or signals\n\
+                 -- other sessions is the role's too. Take EXECUTE from PUBLIC (then grant it back to the\n\
+                 -- application roles that need it):\n\
+                 --   REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA public FROM PUBLIC;\n\
+                 --   ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;\n\
                  -- Keep credential tables out of reach, e.g.: REVOKE SELECT ON public.secrets FROM {r};\n\
                  -- Then: [connections.<name>] reader_role = \"{role}\" (SET LOCAL ROLE per query), or log in as it.\n"
             )

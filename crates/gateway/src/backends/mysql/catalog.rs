@@ -474,6 +474,7 @@ impl MyBackend {
             can_create,
             can_write: superuser || writes > 0 || !dangerous.is_empty(),
             dangerous_roles: dangerous,
+            ..Default::default()
         })
     }
 }
