@@ -55,7 +55,9 @@ async fn a_400_mb_value_is_never_built_or_buffered() {
     ] {
         let r = b.execute(&sql, &[], caps).await;
         assert!(
-            r.as_ref().map_or(true, |r| r.truncated),
+            // Refused, cut at the cap, or (SQLite's printf) NULL instead of the value.
+            r.as_ref()
+                .map_or(true, |r| r.truncated || r.rows[0][0].is_null()),
             "{sql}: neither refused nor truncated"
         );
     }
