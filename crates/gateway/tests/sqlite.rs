@@ -69,6 +69,7 @@ async fn connect(gw: &Gateway, path: &Path) -> String {
 
 #[tokio::test]
 async fn queries_tools_and_types() {
+    let _serial = SERIAL.lock().await;
     let (_dir, path) = fixture();
     let gw = Gateway::new(client_config());
     let info = gw
@@ -152,6 +153,7 @@ async fn queries_tools_and_types() {
 
 #[tokio::test]
 async fn writes_fail_and_the_file_is_unchanged() {
+    let _serial = SERIAL.lock().await;
     let (_dir, path) = fixture();
     let before = digest(&path);
     let gw = Gateway::new(client_config());
@@ -183,6 +185,7 @@ async fn writes_fail_and_the_file_is_unchanged() {
 
 #[tokio::test]
 async fn the_database_layer_holds_without_the_policy() {
+    let _serial = SERIAL.lock().await;
     let (_dir, path) = fixture();
     let before = digest(&path);
     // One pooled connection: every statement below runs on the same one, so nothing an
@@ -254,6 +257,7 @@ async fn the_database_layer_holds_without_the_policy() {
 
 #[tokio::test]
 async fn missing_file_is_a_clear_error() {
+    let _serial = SERIAL.lock().await;
     let gw = Gateway::new(client_config());
     let e = gw
         .connect(ConnectRequest::Url(SecretString::from(
@@ -263,6 +267,10 @@ async fn missing_file_is_a_clear_error() {
         .expect_err("no file");
     assert_eq!(e.code(), "connection_unavailable");
 }
+
+/// Held by every test here: several measure time or this process's CPU (and one needs a
+/// connection to open within 1 ms), which the others' load would distort.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// CPU time this process has used (user + system), from /proc.
 fn cpu_time() -> std::time::Duration {
@@ -280,6 +288,7 @@ fn cpu_time() -> std::time::Duration {
 
 #[tokio::test]
 async fn an_abandoned_query_stops_at_once() {
+    let _serial = SERIAL.lock().await;
     let (_dir, path) = fixture();
     let mut limits = client_config().limits;
     limits.pool_max_size = 1;
@@ -321,6 +330,7 @@ async fn an_abandoned_query_stops_at_once() {
 /// and a pool's connections show in the metrics.
 #[tokio::test]
 async fn zero_timeouts_still_open_and_the_pool_shows_in_metrics() {
+    let _serial = SERIAL.lock().await;
     let (_dir, path) = fixture();
     let mut cfg = client_config();
     cfg.limits.acquire_timeout_ms = 0;
@@ -428,6 +438,7 @@ const ALLOWED_READS: &[&str] = &[
 /// with `permission_denied`, whatever name it goes by, and the rest runs.
 #[tokio::test]
 async fn denied_data_is_refused_by_the_authorizer_alone() {
+    let _serial = SERIAL.lock().await;
     let (_dir, path) = denied_fixture();
     let mut limits = client_config().limits;
     limits.pool_max_size = 1;
@@ -470,6 +481,7 @@ async fn denied_data_is_refused_by_the_authorizer_alone() {
 /// the policy is fooled, by the authorizer), and the introspection pragmas run.
 #[tokio::test]
 async fn denied_data_is_refused_through_the_gateway() {
+    let _serial = SERIAL.lock().await;
     let (_dir, path) = denied_fixture();
     let mut cfg = client_config();
     cfg.policy = deny_config();
@@ -503,6 +515,7 @@ async fn denied_data_is_refused_through_the_gateway() {
 /// refuses fail in SQLite too, with a clear error, and quickly.
 #[tokio::test]
 async fn the_length_limit_bounds_every_value_without_the_policy() {
+    let _serial = SERIAL.lock().await;
     let (_dir, path) = fixture();
     let limits = client_config().limits;
     let b = SqliteBackend::connect(&path, &limits, &Policy::default())
@@ -540,6 +553,7 @@ async fn the_length_limit_bounds_every_value_without_the_policy() {
 /// step, so this is how long a worker can outlive its call.
 #[tokio::test]
 async fn the_worst_single_step_is_short() {
+    let _serial = SERIAL.lock().await;
     let (_dir, path) = fixture();
     let limits = client_config().limits;
     let b = SqliteBackend::connect(&path, &limits, &Policy::default())
@@ -597,6 +611,7 @@ async fn the_worst_single_step_is_short() {
 /// idle within one step (measured as CPU this process burns after the answer).
 #[tokio::test]
 async fn a_timed_out_query_leaves_no_worker_running() {
+    let _serial = SERIAL.lock().await;
     let (_dir, path) = fixture();
     let mut limits = client_config().limits;
     limits.pool_max_size = 1;
@@ -691,6 +706,7 @@ fn analyst_fixture() -> (tempdir::Dir, PathBuf) {
 /// real file, through the gateway (policy, authorizer, limits and linear builtins).
 #[tokio::test]
 async fn the_analyst_corpus_is_allowed_and_runs() {
+    let _serial = SERIAL.lock().await;
     let (_dir, path) = analyst_fixture();
     let gw = Gateway::new(client_config());
     let id = connect(&gw, &path).await;
