@@ -243,7 +243,7 @@ impl Gateway {
                 let path = spec.path.clone().ok_or_else(|| {
                     GatewayError::InvalidInput("a sqlite connection needs a file path".into())
                 })?;
-                let b = SqliteBackend::connect(&path, &self.config.limits).await?;
+                let b = SqliteBackend::connect(&path, &self.config.limits, &self.policy).await?;
                 let v = b.server_version.clone();
                 (Backend::Sqlite(b), v)
             }

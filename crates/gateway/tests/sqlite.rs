@@ -10,6 +10,7 @@ use dbward_gateway::backends::Caps;
 use dbward_gateway::backends::sqlite::SqliteBackend;
 use dbward_gateway::tools::read_table::{Filter, FilterOp, ReadTableRequest};
 use dbward_gateway::{ConnectRequest, Gateway};
+use dbward_policy::{Policy, PolicyConfig};
 use secrecy::SecretString;
 use serde_json::json;
 
@@ -68,6 +69,7 @@ async fn connect(gw: &Gateway, path: &Path) -> String {
 
 #[tokio::test]
 async fn queries_tools_and_types() {
+    let _serial = SERIAL.lock().await;
     let (_dir, path) = fixture();
     let gw = Gateway::new(client_config());
     let info = gw
@@ -151,6 +153,7 @@ async fn queries_tools_and_types() {
 
 #[tokio::test]
 async fn writes_fail_and_the_file_is_unchanged() {
+    let _serial = SERIAL.lock().await;
     let (_dir, path) = fixture();
     let before = digest(&path);
     let gw = Gateway::new(client_config());
@@ -182,13 +185,16 @@ async fn writes_fail_and_the_file_is_unchanged() {
 
 #[tokio::test]
 async fn the_database_layer_holds_without_the_policy() {
+    let _serial = SERIAL.lock().await;
     let (_dir, path) = fixture();
     let before = digest(&path);
     // One pooled connection: every statement below runs on the same one, so nothing an
     // earlier one did (or tried) may carry over to the next.
     let mut limits = client_config().limits;
     limits.pool_max_size = 1;
-    let b = SqliteBackend::connect(&path, &limits).await.expect("opens");
+    let b = SqliteBackend::connect(&path, &limits, &Policy::default())
+        .await
+        .expect("opens");
     let caps = Caps {
         max_rows: 10,
         max_bytes: 1 << 20,
@@ -251,6 +257,7 @@ async fn the_database_layer_holds_without_the_policy() {
 
 #[tokio::test]
 async fn missing_file_is_a_clear_error() {
+    let _serial = SERIAL.lock().await;
     let gw = Gateway::new(client_config());
     let e = gw
         .connect(ConnectRequest::Url(SecretString::from(
@@ -260,6 +267,10 @@ async fn missing_file_is_a_clear_error() {
         .expect_err("no file");
     assert_eq!(e.code(), "connection_unavailable");
 }
+
+/// Held by every test here: several measure time or this process's CPU (and one needs a
+/// connection to open within 1 ms), which the others' load would distort.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// CPU time this process has used (user + system), from /proc.
 fn cpu_time() -> std::time::Duration {
@@ -277,10 +288,13 @@ fn cpu_time() -> std::time::Duration {
 
 #[tokio::test]
 async fn an_abandoned_query_stops_at_once() {
+    let _serial = SERIAL.lock().await;
     let (_dir, path) = fixture();
     let mut limits = client_config().limits;
     limits.pool_max_size = 1;
-    let b = SqliteBackend::connect(&path, &limits).await.expect("opens");
+    let b = SqliteBackend::connect(&path, &limits, &Policy::default())
+        .await
+        .expect("opens");
     let caps = Caps {
         max_rows: 10,
         max_bytes: 1 << 20,
@@ -316,6 +330,7 @@ async fn an_abandoned_query_stops_at_once() {
 /// and a pool's connections show in the metrics.
 #[tokio::test]
 async fn zero_timeouts_still_open_and_the_pool_shows_in_metrics() {
+    let _serial = SERIAL.lock().await;
     let (_dir, path) = fixture();
     let mut cfg = client_config();
     cfg.limits.acquire_timeout_ms = 0;
@@ -333,5 +348,391 @@ async fn zero_timeouts_still_open_and_the_pool_shows_in_metrics() {
             .lines()
             .any(|l| l.starts_with("dbward_pool_connections_idle ") && !l.ends_with(" 0")),
         "{metrics}"
+    );
+}
+
+/// A file with data the configuration denies, reachable in every way SQLite allows: a
+/// view, FTS tables over it (external content) and their shadow tables, statistics.
+fn denied_fixture() -> (tempdir::Dir, PathBuf) {
+    let (dir, path) = fixture();
+    let conn = rusqlite::Connection::open(&path).expect("open");
+    conn.execute_batch(
+        "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT, ssn TEXT, country TEXT);
+         INSERT INTO customers (name, ssn, country) VALUES ('Ada', '111-22-3333', 'DE'), ('Bob', '444-55-6666', 'FR');
+         CREATE INDEX customers_ssn ON customers(ssn);
+         CREATE VIEW customer_view AS SELECT name, ssn FROM customers;
+         CREATE VIEW customer_names AS SELECT name, country FROM customers;
+         CREATE VIEW secret_view AS SELECT id FROM secrets;
+         CREATE VIRTUAL TABLE cust_fts USING fts5(ssn, content='customers', content_rowid='id');
+         INSERT INTO cust_fts(cust_fts) VALUES ('rebuild');
+         CREATE VIRTUAL TABLE secrets_fts USING fts4(api_key, content='secrets');
+         INSERT INTO secrets_fts(secrets_fts) VALUES ('rebuild');
+         CREATE VIRTUAL TABLE cust_vocab USING fts5vocab(cust_fts, 'row');
+         CREATE VIRTUAL TABLE docs USING fts5(body);
+         INSERT INTO docs VALUES ('hello world'), ('goodbye world');
+         ANALYZE;",
+    )
+    .expect("denied fixture");
+    (dir, path)
+}
+
+fn deny_config() -> PolicyConfig {
+    PolicyConfig {
+        denied_tables: vec!["secrets".into()],
+        denied_columns: vec!["customers.ssn".into()],
+        ..PolicyConfig::default()
+    }
+}
+
+/// Reads of denied data the policy can be fooled into allowing (CTE shadowing, aliases,
+/// join oracles) or cannot see (views, FTS indexes and shadow tables, statistics samples).
+const DENIED_READS: &[&str] = &[
+    "SELECT ssn FROM customers",
+    "SELECT max(ssn) FROM customers",
+    "SELECT name FROM customers WHERE ssn LIKE '1%'",
+    "SELECT name FROM customers ORDER BY ssn",
+    "SELECT z.s FROM (SELECT ssn AS s FROM customers) AS z",
+    "SELECT (WITH customers AS (SELECT 'x' AS ssn) SELECT ssn FROM customers), c.ssn FROM customers c",
+    "SELECT * FROM (WITH secrets AS (SELECT 1 AS api_key) SELECT api_key FROM secrets) JOIN main.secrets",
+    "SELECT v.column1 FROM (VALUES ('111-22-3333')) AS v JOIN customers c ON c.ssn = v.column1",
+    "SELECT * FROM customer_view",
+    "SELECT count(*) FROM customer_view WHERE ssn > ''",
+    "SELECT count(*) FROM secrets",
+    "SELECT 1 FROM secrets LIMIT 1",
+    "SELECT rowid FROM secrets",
+    "SELECT * FROM secret_view",
+    "SELECT * FROM sqlite_stat4",
+    "SELECT rowid FROM cust_fts WHERE cust_fts MATCH '111'",
+    "SELECT count(*) FROM cust_fts",
+    "SELECT * FROM cust_fts_data",
+    "SELECT * FROM cust_fts_idx",
+    "SELECT * FROM secrets_fts_segdir",
+    "SELECT docid FROM secrets_fts WHERE secrets_fts MATCH 'sk_live*'",
+    "SELECT term FROM cust_vocab",
+    "PRAGMA database_list",
+    "SELECT file FROM pragma_database_list",
+    "PRAGMA query_only = 0",
+];
+
+/// Reads that stay allowed next to the denied ones.
+const ALLOWED_READS: &[&str] = &[
+    "SELECT name, country FROM customers",
+    "SELECT count(*) FROM customers",
+    "SELECT * FROM customer_names",
+    "SELECT rowid, body FROM docs WHERE docs MATCH 'hello'",
+    "SELECT * FROM sqlite_stat1",
+    "PRAGMA table_info(customers)",
+    "PRAGMA table_xinfo(customers)",
+    "PRAGMA index_list(customers)",
+    "PRAGMA index_info(customers_ssn)",
+    "PRAGMA index_xinfo(customers_ssn)",
+    "PRAGMA foreign_key_list(servers)",
+    "PRAGMA collation_list",
+    "PRAGMA function_list",
+    "PRAGMA table_list",
+    "SELECT name FROM pragma_table_info('secrets')",
+    "SELECT name, \"unique\" FROM pragma_index_list('customers')",
+];
+
+/// The authorizer alone (the policy never sees these queries): every denied read fails
+/// with `permission_denied`, whatever name it goes by, and the rest runs.
+#[tokio::test]
+async fn denied_data_is_refused_by_the_authorizer_alone() {
+    let _serial = SERIAL.lock().await;
+    let (_dir, path) = denied_fixture();
+    let mut limits = client_config().limits;
+    limits.pool_max_size = 1;
+    let b = SqliteBackend::connect(&path, &limits, &Policy::new(deny_config()))
+        .await
+        .expect("opens");
+    let caps = Caps::new(&limits, 100);
+    for sql in DENIED_READS {
+        let e = b.execute(sql, &[], caps).await.expect_err(sql);
+        assert_eq!(e.code(), "permission_denied", "{sql}: {e:?}");
+    }
+    for sql in ALLOWED_READS {
+        let r = b
+            .execute(sql, &[], caps)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+        assert!(
+            r.row_count > 0 || sql.contains("foreign_key"),
+            "{sql}: no rows"
+        );
+    }
+    // A denied column's table is readable column by column, and a schema change is seen:
+    // an FTS table created over the denied column after connecting is denied too.
+    let conn = rusqlite::Connection::open(&path).expect("open");
+    conn.execute_batch(
+        "CREATE VIRTUAL TABLE late_fts USING fts5(ssn, content='customers', content_rowid='id');
+         INSERT INTO late_fts(late_fts) VALUES ('rebuild');",
+    )
+    .expect("late fts");
+    for sql in [
+        "SELECT rowid FROM late_fts WHERE late_fts MATCH '444'",
+        "SELECT * FROM late_fts_idx",
+    ] {
+        let e = b.execute(sql, &[], caps).await.expect_err(sql);
+        assert_eq!(e.code(), "permission_denied", "{sql}: {e:?}");
+    }
+}
+
+/// Through the gateway, both layers: every denied read is refused (by the policy or, where
+/// the policy is fooled, by the authorizer), and the introspection pragmas run.
+#[tokio::test]
+async fn denied_data_is_refused_through_the_gateway() {
+    let _serial = SERIAL.lock().await;
+    let (_dir, path) = denied_fixture();
+    let mut cfg = client_config();
+    cfg.policy = deny_config();
+    let gw = Gateway::new(cfg);
+    let id = connect(&gw, &path).await;
+    for sql in DENIED_READS {
+        let e = gw.execute_query(&id, sql, &[], None).await.expect_err(sql);
+        assert!(
+            matches!(e.code(), "policy_refused" | "permission_denied"),
+            "{sql}: {e:?}"
+        );
+    }
+    for sql in ALLOWED_READS {
+        let r = gw
+            .execute_query(&id, sql, &[], None)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+        assert!(
+            r.row_count > 0 || sql.contains("foreign_key"),
+            "{sql}: no rows"
+        );
+    }
+    let r = gw
+        .execute_query(&id, "PRAGMA table_info(servers)", &[], None)
+        .await
+        .expect("pragma");
+    assert_eq!(r.rows[1][1], json!("hostname"));
+}
+
+/// The database bounds every value whatever the policy says: the builders the policy
+/// refuses fail in SQLite too, with a clear error, and quickly.
+#[tokio::test]
+async fn the_length_limit_bounds_every_value_without_the_policy() {
+    let _serial = SERIAL.lock().await;
+    let (_dir, path) = fixture();
+    let limits = client_config().limits;
+    let b = SqliteBackend::connect(&path, &limits, &Policy::default())
+        .await
+        .expect("opens");
+    let caps = Caps::new(&limits, 10);
+    for sql in [
+        "SELECT hex(randomblob(200000000))",
+        "SELECT zeroblob(n) FROM (SELECT 400000000 AS n)",
+        "SELECT length(randomblob(n)) FROM (SELECT 2000000 AS n)",
+        "SELECT printf('%.*c', n, 'x') FROM (SELECT 400000000 AS n)",
+        "SELECT length(replace(hex(zeroblob(400000)), '0', 'xxxx'))",
+        "SELECT length(substr(hex(zeroblob(n)), 1, 10)) FROM (SELECT 300000000 AS n)",
+        "WITH RECURSIVE r(s) AS (SELECT 'x' UNION ALL SELECT s || s FROM r) SELECT max(length(s)) FROM r",
+        "SELECT length(group_concat(hex(randomblob(100000)))) FROM servers",
+    ] {
+        let started = std::time::Instant::now();
+        // SQLite's printf answers NULL instead of building an over-long value.
+        match b.execute(sql, &[], caps).await {
+            Ok(r) => assert_eq!(r.rows[0][0], json!(null), "{sql}"),
+            Err(e) => {
+                assert_eq!(e.code(), "database_error", "{sql}: {e:?}");
+                assert!(e.to_string().contains("too big"), "{sql}: {e}");
+            }
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "{sql}"
+        );
+    }
+}
+
+/// The longest single VDBE step the limits allow (one builtin call on the largest values
+/// SQLite will build), measured: neither the progress handler nor an interrupt can stop a
+/// step, so this is how long a worker can outlive its call.
+#[tokio::test]
+async fn the_worst_single_step_is_short() {
+    let _serial = SERIAL.lock().await;
+    let (_dir, path) = fixture();
+    let limits = client_config().limits;
+    let b = SqliteBackend::connect(&path, &limits, &Policy::default())
+        .await
+        .expect("opens");
+    let mut caps = Caps::new(&limits, 10);
+    caps.timeout_ms = 60_000;
+    let n = dbward_gateway::backends::sqlite::length_limit(limits.max_bytes) / 2 - 1;
+    let a = |n: i32| format!("replace(hex(zeroblob({n})), '0', 'a')");
+    let pattern = format!("'%{}b'", "a".repeat(98));
+    let glob = format!("'*{}b'", "a".repeat(98));
+    let cases = [
+        format!("SELECT {} LIKE {pattern}", a(n)),
+        format!("SELECT {} GLOB {glob}", a(n)),
+        format!("SELECT instr({}, {} || 'b')", a(n), a(n / 2)),
+        format!("SELECT length(replace({}, {} || 'b', 'x'))", a(n), a(n / 2)),
+        format!(
+            "SELECT length(trim({}, replace(hex(zeroblob({})), '0', 'b') || 'a'))",
+            a(n / 2),
+            n / 2
+        ),
+        format!(
+            "SELECT length(rtrim({}, x'80' || replace(hex(zeroblob({})), '0', 'b')))",
+            a(n / 2),
+            n / 2
+        ),
+    ];
+    let mut worst = std::time::Duration::ZERO;
+    for sql in &cases {
+        let started = std::time::Instant::now();
+        let r = b.execute(sql, &[], caps).await;
+        let took = started.elapsed();
+        eprintln!(
+            "{took:?}\t{}\t{:?}",
+            &sql[..60.min(sql.len())],
+            r.as_ref().map(|r| r.rows[0][0].clone())
+        );
+        worst = worst.max(took);
+    }
+    eprintln!("worst single step: {worst:?}");
+    assert!(
+        worst < std::time::Duration::from_secs(3),
+        "worst step {worst:?}"
+    );
+    // A pattern over the limit is refused by SQLite before it runs.
+    let long = format!("SELECT 'a' LIKE '{}'", "a".repeat(101));
+    let e = b
+        .execute(&long, &[], caps)
+        .await
+        .expect_err("pattern too long");
+    assert!(e.to_string().contains("too complex"), "{e}");
+}
+
+/// A call that times out answers at its deadline, and its statement stops: the worker is
+/// idle within one step (measured as CPU this process burns after the answer).
+#[tokio::test]
+async fn a_timed_out_query_leaves_no_worker_running() {
+    let _serial = SERIAL.lock().await;
+    let (_dir, path) = fixture();
+    let mut limits = client_config().limits;
+    limits.pool_max_size = 1;
+    let b = SqliteBackend::connect(&path, &limits, &Policy::default())
+        .await
+        .expect("opens");
+    let mut caps = Caps::new(&limits, 10);
+    caps.timeout_ms = 300;
+    // Each row costs one long LIKE step (about a tenth of a second): the progress handler
+    // ends it between rows, never inside one.
+    let sql = format!(
+        "SELECT count(*) FROM servers a, servers b WHERE replace(hex(zeroblob(500000 + a.id)), '0', 'a') LIKE '%{}b'",
+        "a".repeat(98)
+    );
+    let started = std::time::Instant::now();
+    let e = b.execute(&sql, &[], caps).await.expect_err("times out");
+    let answered = started.elapsed();
+    assert_eq!(e.code(), "timeout", "{e:?}");
+    // Idle = a 100 ms window in which this process burns under 30 ms of CPU.
+    let idle_after = loop {
+        let before = cpu_time();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if cpu_time() - before < std::time::Duration::from_millis(30) {
+            break started.elapsed() - answered;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "never idle"
+        );
+    };
+    eprintln!("answered after {answered:?}; worker idle {idle_after:?} after the answer");
+    assert!(
+        answered < std::time::Duration::from_millis(1_500),
+        "{answered:?}"
+    );
+    assert!(
+        idle_after < std::time::Duration::from_secs(3),
+        "{idle_after:?}"
+    );
+    caps.timeout_ms = 10_000;
+    let r = b
+        .execute("SELECT count(*) FROM servers", &[], caps)
+        .await
+        .expect("next call on the same connection");
+    assert_eq!(r.rows[0][0], json!(500));
+}
+
+/// The analyst corpus's database: a small shop with customers, orders, items, products,
+/// an employee hierarchy and JSON events.
+fn analyst_fixture() -> (tempdir::Dir, PathBuf) {
+    let dir = tempdir::Dir::new();
+    let path = dir.0.join("shop.db");
+    let conn = rusqlite::Connection::open(&path).expect("create");
+    conn.execute_batch(
+        "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT, email TEXT, country TEXT);
+         CREATE TABLE products (id INTEGER PRIMARY KEY, name TEXT, category TEXT, price REAL);
+         CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER REFERENCES customers(id),
+            status TEXT, total REAL, discount REAL, created_at TEXT, shipped_at TEXT);
+         CREATE INDEX orders_customer ON orders(customer_id);
+         CREATE TABLE order_items (order_id INTEGER REFERENCES orders(id), product_id INTEGER
+            REFERENCES products(id), quantity INTEGER, unit_price REAL);
+         CREATE TABLE employees (id INTEGER PRIMARY KEY, name TEXT, manager_id INTEGER);
+         CREATE TABLE events (id INTEGER PRIMARY KEY, user_id INTEGER, kind TEXT, ts TEXT, payload TEXT);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 40)
+           INSERT INTO customers SELECT i, char(65 + i % 26) || 'name' || i || CASE i % 3 WHEN 0 THEN 'son' WHEN 1 THEN 'ez' ELSE '' END,
+             'user' || i || CASE i % 2 WHEN 0 THEN '@example.com' ELSE '@mail.org' END,
+             CASE i % 4 WHEN 0 THEN 'DE' WHEN 1 THEN 'FR' WHEN 2 THEN 'US' ELSE 'JP' END FROM n;
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20)
+           INSERT INTO products SELECT i, 'product ' || i, CASE i % 3 WHEN 0 THEN 'books' WHEN 1 THEN 'games' ELSE 'tools' END, 5 + i * 7.5 FROM n;
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300)
+           INSERT INTO orders SELECT i, 1 + (i * 7) % 35,
+             CASE i % 5 WHEN 0 THEN 'cancelled' WHEN 1 THEN 'shipped' WHEN 2 THEN 'delivered' ELSE 'pending' END,
+             round(10 + (i * 37) % 600 + 0.99, 2), CASE WHEN i % 4 = 0 THEN 5 ELSE NULL END,
+             datetime('2024-01-01', '+' || (i * 1.3) || ' days', '+' || (i % 24) || ' hours'),
+             CASE WHEN i % 5 IN (1, 2) THEN datetime('2024-01-03', '+' || (i * 1.3) || ' days') END FROM n;
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 700)
+           INSERT INTO order_items SELECT 1 + i % 300, 1 + (i * 13) % 20, 1 + i % 4, 5 + (i % 20) * 7.5 FROM n;
+         INSERT INTO employees VALUES (1, 'Grace', NULL), (2, 'Alan', 1), (3, 'Edsger', 1), (4, 'Barbara', 2),
+            (5, 'Donald', 2), (6, 'Frances', 3), (7, 'Ken', 4);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200)
+           INSERT INTO events SELECT i, 1 + i % 30, CASE i % 3 WHEN 0 THEN 'login' WHEN 1 THEN 'view' ELSE 'buy' END,
+             datetime('2024-01-01', '+' || i || ' hours'),
+             json_object('device', CASE i % 2 WHEN 0 THEN 'mobile' ELSE 'desktop' END, 'ms', i * 13,
+               'tags', json_array('t' || (i % 5), 't' || (i % 7))) FROM n;
+         ANALYZE;",
+    )
+    .expect("analyst fixture");
+    (dir, path)
+}
+
+/// Every query of `tests/corpus/sqlite_analyst.sql` is allowed by the policy and runs on a
+/// real file, through the gateway (policy, authorizer, limits and linear builtins).
+#[tokio::test]
+async fn the_analyst_corpus_is_allowed_and_runs() {
+    let _serial = SERIAL.lock().await;
+    let (_dir, path) = analyst_fixture();
+    let gw = Gateway::new(client_config());
+    let id = connect(&gw, &path).await;
+    let text = include_str!("corpus/sqlite_analyst.sql");
+    let queries: Vec<String> = text
+        .split(";\n")
+        .map(|q| {
+            q.lines()
+                .filter(|l| !l.starts_with("--"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .filter(|q| !q.trim().is_empty())
+        .collect();
+    assert!(queries.len() >= 100, "{} queries", queries.len());
+    let mut failures = Vec::new();
+    for q in &queries {
+        if let Err(e) = gw.execute_query(&id, q, &[], None).await {
+            failures.push(format!("{q}\n    -> {}: {e}", e.code()));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} failed:\n{}",
+        failures.len(),
+        queries.len(),
+        failures.join("\n")
     );
 }

@@ -29,6 +29,7 @@ mod mysql_lexical;
 mod mysql_syntax;
 mod pg_scan;
 mod postgres;
+pub mod sqlite;
 mod sqlparser_dialects;
 mod verdict;
 
@@ -116,7 +117,13 @@ impl Policy {
                 }
                 sqlparser_dialects::analyze(self, dialect, sql)
             }
-            Dialect::Sqlite => sqlparser_dialects::analyze(self, dialect, sql),
+            Dialect::Sqlite => {
+                // sqlparser refuses most PRAGMA forms SQLite accepts: read them lexically.
+                if let Some(verdict) = sqlite::check_pragma(sql) {
+                    return verdict;
+                }
+                sqlparser_dialects::analyze(self, dialect, sql)
+            }
         }
     }
 
@@ -175,6 +182,9 @@ impl Policy {
         out: &mut Findings,
     ) {
         let fold = functions::folds_case(dialect);
+        if dialect == Dialect::Sqlite {
+            sqlite::judge_table(self, &t, position, out);
+        }
         if let Some(schema) = &t.schema
             && self.denied_schemas.iter().any(|s| {
                 if fold {

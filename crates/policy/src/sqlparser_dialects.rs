@@ -288,7 +288,12 @@ impl Walker<'_> {
             return;
         };
         let position = self.pos(span);
-        self.check_bombs(&fname, args, position);
+        if self.dialect == Dialect::Sqlite {
+            let exprs: Vec<Option<&Expr>> = args.iter().map(|a| arg_expr(a)).collect();
+            crate::sqlite::judge_call(self.policy, &fname, &exprs, position, &mut self.out);
+        } else {
+            self.check_bombs(&fname, args, position);
+        }
         let f = FunctionRef {
             schema,
             name: fname,

@@ -76,7 +76,7 @@ pub enum StatementKind {
     ExplainAnalyze,
     /// SHOW of a setting or of catalog information.
     Show,
-    /// DESCRIBE / DESC of a table (MySQL).
+    /// DESCRIBE / DESC of a table (MySQL), or an introspection PRAGMA (SQLite).
     Describe,
     /// Anything else, named as the parser names it (always refused).
     Other(String),
