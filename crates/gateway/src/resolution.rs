@@ -6,8 +6,8 @@
 //!   not part of an extension) is refused unless the operator allowlisted it by name
 //!   (`policy.allowed_functions`, `schema.name` recommended): owner code can write,
 //!   signal backends or sleep, whatever volatility it declares.
-//! - An extension's routine, and a builtin the policy has no rule for, is refused when
-//!   volatile, unless allowlisted.
+//! - An extension's or builtin routine the policy has no rule for (or that runs with no
+//!   call in the text) is refused when volatile, unless allowlisted.
 //! - A denied table reached through a user view, or as the parent of a partition or
 //!   inheritance child, is refused; so is a denied column a user view reads, and any
 //!   partition or child of a table with denied columns (its columns are the parent's).
@@ -70,8 +70,9 @@ pub(crate) fn judge_pg(
                 ),
             ));
         }
+        // A called name the policy vouches for (`random`, `gen_random_uuid`) is not asked
+        // about again when an extension also defines it (pgcrypto's `gen_random_uuid`).
         let asked = routine.kind != RoutineKind::Function
-            || routine.extension
             || verdict
                 .unknown_functions
                 .iter()

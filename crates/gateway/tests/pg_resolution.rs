@@ -300,3 +300,101 @@ async fn denied_data_stays_unreadable_through_partitions_children_and_views() {
     assert_eq!(r.row_count, 1);
     s.done().await;
 }
+
+/// The database layer under the policy: the posture check says what the serving role can
+/// read of the denied data, and the SQL of `dbward setup-role --config` takes it away; the
+/// backend alone (no policy) then gets a permission error for a denied column.
+#[tokio::test]
+async fn setup_role_grants_close_what_the_policy_denies_and_the_posture_says_so() {
+    use dbward_gateway::backends::pg_grants::{lookups, revoke_sql};
+    use dbward_gateway::backends::postgres::PgBackend;
+    use dbward_gateway::tools::security_posture::setup_role_sql;
+    let config = denying_config();
+    let s = setup(config.clone()).await;
+    // As the owner: everything denied is readable, and the owner's functions executable.
+    let p = s.gw.security_posture(&s.id).await.expect("posture");
+    assert!(
+        p.role
+            .denied_readable
+            .iter()
+            .any(|d| d == "public.customers.ssn")
+            && p.role.denied_readable.iter().any(|d| d == "public.payroll"),
+        "{:?}",
+        p.role.denied_readable
+    );
+    assert!(p.role.executable_user_functions.unwrap_or(0) > 0);
+    assert!(
+        p.warnings
+            .iter()
+            .any(|w| w.contains("only the policy keeps it")),
+        "{:?}",
+        p.warnings
+    );
+
+    // The operator runs what setup-role prints.
+    let reader = common::unique("dbward_reader");
+    let denied = lookups(&config.policy.denied_tables, &config.policy.denied_columns);
+    let sql = format!(
+        "{}{}",
+        setup_role_sql(dbward_gateway::DbKind::Postgresql, &reader, &s.fx.db),
+        revoke_sql(&reader, &denied)
+    );
+    let admin_url = format!("postgresql://postgres@127.0.0.1:5432/{}", s.fx.db);
+    let mut admin = PgConnection::connect(&admin_url).await.expect("admin");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(&mut admin)
+        .await
+        .expect("setup-role SQL runs");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "GRANT {reader} TO {}",
+        s.fx.role
+    )))
+    .execute(&mut admin)
+    .await
+    .expect("grant");
+
+    // Served as the reader role: nothing denied is readable any more.
+    let mut spec =
+        dbward_gateway::ConnectSpec::from_url(&SecretString::from(s.fx.url())).expect("spec");
+    spec.reader_role = Some(reader.clone());
+    let gw = Gateway::new(config.clone());
+    let id = gw
+        .connect(ConnectRequest::Params(Box::new(spec())))
+        .await
+        .expect("connect with reader role")
+        .id
+        .to_string();
+    let p = gw.security_posture(&id).await.expect("posture");
+    assert!(
+        p.role.denied_readable.is_empty(),
+        "{:?}",
+        p.role.denied_readable
+    );
+    gw.close_connection(&id).await.expect("close");
+
+    // The database layer alone (no policy): the column is refused by a GRANT.
+    let backend = PgBackend::connect(&spec(), &GatewayConfig::default().limits)
+        .await
+        .expect("backend");
+    let caps = dbward_gateway::backends::Caps::new(&GatewayConfig::default().limits, 10);
+    let e = backend
+        .execute("SELECT ssn FROM customers", &[], caps)
+        .await
+        .expect_err("column privilege");
+    assert_eq!(e.code(), "permission_denied", "{e}");
+    let e = backend
+        .execute("SELECT amount FROM payroll_2024", &[], caps)
+        .await
+        .expect_err("table privilege");
+    assert_eq!(e.code(), "permission_denied", "{e}");
+    let r = backend
+        .execute("SELECT name FROM customers ORDER BY id", &[], caps)
+        .await
+        .expect("allowed columns");
+    assert_eq!(r.row_count, 2);
+    backend.close().await;
+    s.done().await;
+    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP ROLE IF EXISTS {reader}")))
+        .execute(&mut common::pg_admin().await)
+        .await;
+}

@@ -24,7 +24,11 @@ pub fn lookups(tables: &[String], columns: &[String]) -> Vec<DenyLookup> {
             .replace('\\', "\\\\")
             .replace('%', "\\%")
             .replace('_', "\\_");
-        if prefix { format!("{escaped}%") } else { escaped }
+        if prefix {
+            format!("{escaped}%")
+        } else {
+            escaped
+        }
     }
     let split = |s: &str| -> (Option<String>, String) {
         match s.trim().rsplit_once('.') {
