@@ -6,6 +6,7 @@
 //! a read-only transaction that is always rolled back.
 
 pub mod mysql;
+mod pg_params;
 pub mod pg_resolve;
 pub mod postgres;
 pub mod sqlite;

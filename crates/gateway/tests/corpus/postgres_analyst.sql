@@ -1,0 +1,3 @@
+-- header
+-- name: smoke
+SELECT 1;
