@@ -167,11 +167,22 @@ fn parameter_cases() -> Vec<(&'static str, Vec<Value>, Vec<Value>)> {
             vec![json!("x")],
             ids(&[0]),
         ),
-        // a user-defined type stays text (its input function is not run for us)
+        // an enum takes its type (its label is its binary form)
+        (
+            "SELECT id FROM readings WHERE feeling = $1 ORDER BY id",
+            vec![json!("happy")],
+            ids(&[2, 5, 8]),
+        ),
         (
             "SELECT $1::mood::text",
-            vec![json!("happy")],
-            vec![json!("happy")],
+            vec![json!("ok")],
+            vec![json!("ok")],
+        ),
+        // an explicit cast to text keeps text
+        (
+            "SELECT count(*) FROM readings WHERE label = $1::text",
+            vec![json!("label-1")],
+            ids(&[1]),
         ),
         // an empty result still names its columns (another Parse/Describe)
         (

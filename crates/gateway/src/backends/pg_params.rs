@@ -17,9 +17,11 @@
 //!    (`SELECT $1::text::pg_catalog.format_type-name, ...`), and its binary form bound with
 //!    that type's OID; a null is bound as a null of the inferred type.
 //!
-//! A string whose inferred type is user-defined (an enum, a domain) stays `text`, as
-//! before: converting it would run the type's input function or a domain's check, which
-//! is owner code. If the server cannot infer a type (`SELECT $1`, `$1 IS NULL`), the
+//! A string whose inferred type is an enum is bound as that enum (its binary form is the
+//! label, checked by the builtin `enum_recv`). One whose inferred type is another
+//! user-defined type (a domain, a composite, a base type) stays `text`, as before:
+//! converting it would run the type's input function or a domain's check, which may be
+//! owner code. If the server cannot infer a type (`SELECT $1`, `$1 IS NULL`), the
 //! transaction returns to the savepoint [`SAVEPOINT`] that the call's `BEGIN` message set
 //! (see [`describes`]) and every parameter is bound as before, so no query that ran
 //! without this step fails because of it.
@@ -34,7 +36,7 @@ use serde_json::Value;
 use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
 use sqlx::postgres::types::Oid;
-use sqlx::postgres::{PgArgumentBuffer, PgArguments, PgTypeInfo, Postgres};
+use sqlx::postgres::{PgArgumentBuffer, PgArguments, PgTypeInfo, PgTypeKind, Postgres};
 use sqlx::{AssertSqlSafe, Executor, Row, SqlSafeStr, Statement as _, ValueRef};
 
 use super::postgres::classify;
@@ -155,9 +157,16 @@ pub(super) async fn infer<'a>(
     let described = conn
         .prepare_with(AssertSqlSafe(statement.to_string()).into_sql_str(), &types)
         .await;
-    let inferred: Vec<u32> = match described {
+    // (OID, an enum) of each parameter.
+    let inferred: Vec<(u32, bool)> = match described {
         Ok(s) => match s.parameters() {
-            Some(sqlx::Either::Left(p)) => p.iter().map(|t| t.oid().map_or(0, |o| o.0)).collect(),
+            Some(sqlx::Either::Left(p)) => p
+                .iter()
+                .map(|t| {
+                    let oid = t.oid().map_or(0, |o| o.0);
+                    (oid, matches!(t.kind(), PgTypeKind::Enum(_)))
+                })
+                .collect(),
             _ => Vec::new(),
         },
         // The server could not infer a type, or the query is wrong in a way the DECLARE
@@ -173,10 +182,17 @@ pub(super) async fn infer<'a>(
     };
     // (parameter index, inferred OID) of the strings the server converts.
     let mut convert: Vec<(usize, u32)> = Vec::new();
-    for (i, (p, &oid)) in params.iter().zip(&inferred).enumerate() {
+    for (i, (p, &(oid, is_enum))) in params.iter().zip(&inferred).enumerate() {
         let builtin = oid != 0 && oid < FIRST_NORMAL_OBJECT_ID && !TEXT_LIKE.contains(&oid);
         match p {
             Value::String(_) if builtin => convert.push((i, oid)),
+            // An enum's binary form is its label: the server's builtin enum_recv checks it.
+            Value::String(s) if is_enum => {
+                bound[i] = Bound::Typed(Typed {
+                    oid,
+                    bytes: Some(s.as_bytes().to_vec()),
+                })
+            }
             // A null runs no input function: any inferred type will do.
             Value::Null if oid != 0 && oid != 705 => {
                 bound[i] = Bound::Typed(Typed { oid, bytes: None })

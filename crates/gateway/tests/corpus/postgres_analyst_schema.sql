@@ -2,6 +2,13 @@
 -- loaded by the database owner next to the CMDB fixture of tests/common. Deterministic:
 -- every value derives from generate_series, so results never vary between runs.
 SET TIME ZONE 'UTC';
+-- Trusted contrib extensions an analyst meets (the owner may create them).
+CREATE EXTENSION pg_trgm;
+CREATE EXTENSION fuzzystrmatch;
+CREATE EXTENSION pgcrypto;
+CREATE EXTENSION citext;
+CREATE EXTENSION hstore;
+CREATE EXTENSION unaccent;
 
 CREATE TABLE customers (
   id int PRIMARY KEY,
@@ -78,7 +85,8 @@ CREATE TABLE readings (
   addr inet NOT NULL,
   span interval NOT NULL,
   label varchar(20) NOT NULL,
-  code char(3) NOT NULL
+  code char(3) NOT NULL,
+  feeling mood NOT NULL
 );
 CREATE VIEW customer_revenue AS
   SELECT c.id AS customer_id, c.name, c.country, sum(o.total) AS revenue, count(o.id) AS orders
@@ -163,7 +171,7 @@ SELECT g,
        date '2015-01-01' + (g * 53) % 3000
 FROM generate_series(1, 80) g;
 
-INSERT INTO readings (id, taken_on, created_at, amount, ref, active, doc, addr, span, label, code)
+INSERT INTO readings (id, taken_on, created_at, amount, ref, active, doc, addr, span, label, code, feeling)
 SELECT g,
        date '2024-01-01' + g * 10,
        timestamptz '2024-01-01 12:00:00+00' + g * interval '10 days',
@@ -174,7 +182,8 @@ SELECT g,
        ('10.1.0.' || g)::inet,
        g * interval '1 hour',
        'label-' || g,
-       'C' || lpad(g::text, 2, '0')
+       'C' || lpad(g::text, 2, '0'),
+       (ARRAY['sad','ok','happy'])[1 + g % 3]::mood
 FROM generate_series(1, 10) g;
 
 ANALYZE;
