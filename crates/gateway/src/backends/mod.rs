@@ -7,6 +7,7 @@
 
 pub mod mysql;
 pub mod pg_grants;
+mod pg_params;
 pub mod pg_resolve;
 pub mod postgres;
 pub mod sqlite;

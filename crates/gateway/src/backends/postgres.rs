@@ -27,6 +27,7 @@ use sqlx::{
     AssertSqlSafe, Column as _, Executor, Row, SqlSafeStr, Statement as _, TypeInfo, ValueRef,
 };
 
+use super::pg_params;
 use super::pg_resolve::{self, Resolver};
 use super::{Caps, Column, ColumnInfo, ForeignKey, QueryResult, TableDescription, TableInfo};
 use crate::config::{Limits, SslMode};
@@ -260,11 +261,17 @@ impl PgBackend {
             .as_ref()
             .map(|r| format!("; SET LOCAL ROLE {}", quote_ident(r)))
             .unwrap_or_default();
+        // (A savepoint when parameters need their types inferred: see pg_params.)
+        let savepoint = if pg_params::describes(params) && !utility {
+            pg_params::SAVEPOINT
+        } else {
+            ""
+        };
         let begin = format!(
             "BEGIN READ ONLY{role}; SELECT pg_catalog.set_config('statement_timeout', '{}', true), \
              pg_catalog.set_config('lock_timeout', '{}', true), \
              pg_catalog.set_config('idle_in_transaction_session_timeout', '{}', true), \
-             pg_catalog.pg_backend_pid()",
+             pg_catalog.pg_backend_pid(){savepoint}",
             caps.timeout_ms, caps.lock_timeout_ms, caps.idle_in_transaction_timeout_ms
         );
         let started = sqlx::raw_sql(AssertSqlSafe(begin.clone()))
@@ -288,9 +295,10 @@ impl PgBackend {
             return Ok(r);
         }
         let declare = format!("DECLARE dbward_cursor NO SCROLL CURSOR FOR {sql}");
+        let bound = pg_params::infer(conn, &declare, params).await?;
         let mut q = sqlx::query(AssertSqlSafe(declare)).persistent(false);
-        for p in params {
-            q = bind_json(q, p);
+        for p in &bound {
+            q = p.bind(q);
         }
         q.execute(&mut *conn).await.map_err(err)?;
 
@@ -952,22 +960,6 @@ async fn utility_rows(
         truncated,
         elapsed_ms: 0,
     })
-}
-
-fn bind_json<'q>(
-    q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
-    v: &'q Value,
-) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
-    match v {
-        Value::Null => q.bind(None::<String>),
-        Value::Bool(b) => q.bind(*b),
-        Value::Number(n) => match n.as_i64() {
-            Some(i) => q.bind(i),
-            None => q.bind(n.as_f64()),
-        },
-        Value::String(s) => q.bind(s.as_str()),
-        other => q.bind(sqlx::types::Json(other)),
-    }
 }
 
 /// Quotes an identifier the way PostgreSQL's `quote_ident` does.
