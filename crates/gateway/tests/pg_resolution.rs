@@ -354,9 +354,12 @@ async fn setup_role_grants_close_what_the_policy_denies_and_the_posture_says_so(
     .expect("grant");
 
     // Served as the reader role: nothing denied is readable any more.
-    let mut spec =
-        dbward_gateway::ConnectSpec::from_url(&SecretString::from(s.fx.url())).expect("spec");
-    spec.reader_role = Some(reader.clone());
+    let spec = || {
+        let mut spec =
+            dbward_gateway::ConnectSpec::from_url(&SecretString::from(s.fx.url())).expect("spec");
+        spec.reader_role = Some(reader.clone());
+        spec
+    };
     let gw = Gateway::new(config.clone());
     let id = gw
         .connect(ConnectRequest::Params(Box::new(spec())))

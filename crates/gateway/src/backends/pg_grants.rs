@@ -71,16 +71,20 @@ pub(crate) async fn exposure(
     let names: Vec<String> = denied.iter().map(|d| d.1.clone()).collect();
     let columns: Vec<Option<String>> = denied.iter().map(|d| d.2.clone()).collect();
     let rows = sqlx::query(
-        "WITH me AS (SELECT coalesce($1::text, current_user::text) AS name), \
-         d AS (SELECT * FROM unnest($2::text[], $3::text[], $4::text[]) AS d(s, n, col)) \
+        "WITH RECURSIVE me AS (SELECT coalesce($1::text, current_user::text) AS name), \
+         d AS (SELECT * FROM unnest($2::text[], $3::text[], $4::text[]) AS d(s, n, col)), \
+         m(oid, s, n, col) AS ( \
+           SELECT c.oid, d.s, d.n, d.col FROM d JOIN pg_catalog.pg_class c ON c.relname LIKE d.n \
+           JOIN pg_catalog.pg_namespace ns ON ns.oid = c.relnamespace \
+           WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND (d.s IS NULL OR ns.nspname = d.s) \
+           UNION SELECT i.inhrelid, m.s, m.n, m.col FROM pg_catalog.pg_inherits i JOIN m ON i.inhparent = m.oid) \
          SELECT DISTINCT ns.nspname::text || '.' || c.relname::text \
                 || coalesce('.' || a.attname::text, '') \
-         FROM d JOIN pg_catalog.pg_class c ON c.relname LIKE d.n \
+         FROM m d JOIN pg_catalog.pg_class c ON c.oid = d.oid \
          JOIN pg_catalog.pg_namespace ns ON ns.oid = c.relnamespace \
          LEFT JOIN pg_catalog.pg_attribute a \
            ON d.col IS NOT NULL AND a.attrelid = c.oid AND a.attname = d.col AND NOT a.attisdropped, me \
-         WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND (d.s IS NULL OR ns.nspname = d.s) \
-           AND (d.col IS NULL OR a.attnum IS NOT NULL) \
+         WHERE (d.col IS NULL OR a.attnum IS NOT NULL) \
            AND CASE WHEN d.col IS NULL \
                     THEN pg_catalog.has_table_privilege(me.name, c.oid, 'SELECT') \
                     ELSE pg_catalog.has_column_privilege(me.name, c.oid, a.attnum, 'SELECT') END \
@@ -131,8 +135,10 @@ pub fn revoke_sql(role: &str, denied: &[DenyLookup]) -> String {
             Some(s) => format!("n.nspname = {}", lit(s)),
             None => "n.nspname NOT IN ('pg_catalog', 'information_schema')".into(),
         };
+        // The matching tables and their partitions and inheritance children, which are
+        // read (and privileged) on their own.
         format!(
-            "  FOR t IN SELECT c.oid, format('%I.%I', n.nspname, c.relname) AS q,\n      (SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) FROM pg_attribute\n       WHERE attrelid = c.oid AND attnum > 0 AND NOT attisdropped) AS cols\n    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace\n    WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND c.relname LIKE {} AND {schema_cond} LOOP\n",
+            "  FOR t IN WITH RECURSIVE m AS (\n      SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace\n      WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND c.relname LIKE {} AND {schema_cond}\n      UNION SELECT i.inhrelid FROM pg_inherits i JOIN m ON i.inhparent = m.oid)\n    SELECT c.oid, format('%I.%I', n.nspname, c.relname) AS q,\n      (SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) FROM pg_attribute\n       WHERE attrelid = c.oid AND attnum > 0 AND NOT attisdropped) AS cols\n    FROM m JOIN pg_class c ON c.oid = m.oid JOIN pg_namespace n ON n.oid = c.relnamespace LOOP\n",
             lit(name)
         )
     };
