@@ -611,6 +611,28 @@ async fn setup_role_sql_creates_a_role_that_cannot_write() {
         .await
         .expect("posture");
     assert!(!p.role.can_write, "{p:?}");
+    // Functions are executable by PUBLIC until the operator takes that away, as the
+    // printed SQL explains: the posture says the role can run the owner's code.
+    assert_eq!(p.role.executable_user_functions, Some(2), "{p:?}");
+    assert!(
+        p.warnings.len() == 1 && p.warnings[0].contains("2 user-defined functions"),
+        "{:?}",
+        p.warnings
+    );
+    let mut admin_here =
+        sqlx::PgConnection::connect(&format!("postgresql://postgres@127.0.0.1:5432/{}", fx.db))
+            .await
+            .expect("admin");
+    sqlx::raw_sql("REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA public FROM PUBLIC")
+        .execute(&mut admin_here)
+        .await
+        .expect("revoke execute");
+    admin_here.close().await.ok();
+    let p = gw
+        .security_posture(info.id.as_str())
+        .await
+        .expect("posture");
+    assert_eq!(p.role.executable_user_functions, Some(0), "{p:?}");
     assert!(p.warnings.is_empty(), "{:?}", p.warnings);
     let r = gw
         .execute_query(info.id.as_str(), "SELECT count(*) FROM servers", &[], None)
