@@ -623,7 +623,10 @@ async fn a_slow_call_ends_in_a_timeout_tool_error() {
 #[tokio::test]
 async fn every_tool_works_on_postgresql() {
     let fx = common::PgFixture::new().await;
-    let gateway = Arc::new(Gateway::new(common::client_config()));
+    // The operator vouches for one of the owner's functions (`shout`), not the other.
+    let mut config = common::client_config();
+    config.policy.allowed_functions = vec!["public.shout".into()];
+    let gateway = Arc::new(Gateway::new(config));
     let spec = ConnectSpec::from_url(&SecretString::from(fx.url())).expect("url");
     let info = gateway
         .connect_trusted(spec)
@@ -710,7 +713,7 @@ async fn every_tool_works_on_postgresql() {
     let r = call(&client, "execute_query", json!({"query": "SELECT bump()"})).await;
     assert_eq!(
         err("execute_query", &r, "policy_refused")["rule"],
-        "function.volatile"
+        "function.user_defined"
     );
     let r = call(
         &client,
@@ -866,8 +869,9 @@ async fn active_sleeps(fx: &common::PgFixture) -> i64 {
 }
 
 /// A function that sleeps for `seconds`, created by the fixture's owner. The policy
-/// refuses `pg_sleep` itself; a function the database declares STABLE passes its check,
-/// which is what a slow query from a model looks like to dbward.
+/// refuses `pg_sleep` itself; a user-defined function runs only when the operator
+/// allowlists it (as [`slow_postgres`] does), which is what a slow query from a model
+/// looks like to dbward.
 async fn create_slow_function(fx: &common::PgFixture) {
     use sqlx::Connection as _;
     let mut owner = sqlx::PgConnection::connect(&fx.url())
@@ -891,6 +895,7 @@ async fn slow_postgres() -> (common::PgFixture, Arc<Gateway>, ConnectionInfo) {
     create_slow_function(&fx).await;
     let mut config = common::client_config();
     config.limits.statement_timeout_ms = 120_000;
+    config.policy.allowed_functions = vec!["public.slow_answer".into()];
     let gateway = Arc::new(Gateway::new(config));
     let spec = ConnectSpec::from_url(&SecretString::from(fx.url())).expect("url");
     let info = gateway
