@@ -62,9 +62,9 @@ pub enum Decision {
     Refused,
 }
 
-/// What kind of statement the query is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+/// What kind of statement the query is. Serialised as one lower-case string whatever the
+/// kind (`"select"`, `"explain_analyze"`, `"delete"`), so clients read one shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StatementKind {
     /// SELECT, including `TABLE t` and set operations.
     Select,
@@ -80,6 +80,20 @@ pub enum StatementKind {
     Describe,
     /// Anything else, named as the parser names it (always refused).
     Other(String),
+}
+
+impl Serialize for StatementKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            StatementKind::Select => s.serialize_str("select"),
+            StatementKind::Values => s.serialize_str("values"),
+            StatementKind::Explain => s.serialize_str("explain"),
+            StatementKind::ExplainAnalyze => s.serialize_str("explain_analyze"),
+            StatementKind::Show => s.serialize_str("show"),
+            StatementKind::Describe => s.serialize_str("describe"),
+            StatementKind::Other(name) => s.serialize_str(&name.to_lowercase()),
+        }
+    }
 }
 
 impl fmt::Display for StatementKind {
@@ -449,5 +463,25 @@ impl Verdict {
             types: findings.types,
             relation_names: findings.relation_names,
         }
+    }
+}
+
+#[cfg(test)]
+mod kind_tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_serialises_as_one_string() {
+        for (kind, want) in [
+            (StatementKind::Select, "\"select\""),
+            (StatementKind::ExplainAnalyze, "\"explain_analyze\""),
+            (StatementKind::Other("DELETE".into()), "\"delete\""),
+            (StatementKind::Other("CREATE TABLE".into()), "\"create table\""),
+        ] {
+            assert_eq!(serde_json::to_string(&kind).expect("json"), want);
+        }
+        let v = crate::check(Dialect::Postgres, "DELETE FROM servers");
+        let json = serde_json::to_value(&v).expect("json");
+        assert_eq!(json["kind"], "delete");
     }
 }
