@@ -24,8 +24,10 @@ pub(crate) fn names_of(verdict: &Verdict) -> Names {
             .map(|f| (f.schema.clone(), f.name.clone()))
             .collect()
     };
+    let mut functions: Vec<(Option<String>, String)> = f(&verdict.functions);
+    functions.extend(verdict.field_names.iter().map(|n| (None, n.clone())));
     Names {
-        functions: f(&verdict.functions),
+        functions,
         operators: f(&verdict.operators),
         types: f(&verdict.types),
         relations: verdict

@@ -34,6 +34,7 @@ CREATE VIEW public.kicking_view AS SELECT util.kick('v') AS k;
 CREATE FUNCTION public.check_kill(text) RETURNS bool LANGUAGE sql IMMUTABLE
   AS $$ SELECT kill_victims() = 1 $$;
 CREATE DOMAIN public.checked AS text CHECK (public.check_kill(VALUE));
+CREATE FUNCTION public.kick(departments) RETURNS int LANGUAGE sql VOLATILE AS $$ SELECT kill_victims() $$;
 CREATE TABLE customers (id int PRIMARY KEY, name text, ssn text);
 INSERT INTO customers VALUES (1, 'Ada', '111-11-1111'), (2, 'Bob', '222-22-2222');
 CREATE VIEW public.customer_directory AS SELECT id, name, ssn FROM customers;
@@ -139,6 +140,12 @@ async fn owner_code_runs_only_when_it_resolves_to_a_builtin_or_is_allowlisted() 
         ("SELECT * FROM kicking_view", "function.user_defined"),
         ("SELECT k FROM public.kicking_view", "function.user_defined"),
         ("SELECT 'a'::checked", "function.user_defined"),
+        // Field notation: `d.kick` is the call `kick(d)` when `d` has no column `kick`.
+        ("SELECT d.kick FROM departments d", "function.user_defined"),
+        (
+            "SELECT (d).kick FROM departments d",
+            "function.user_defined",
+        ),
         (
             "SELECT CAST('a' AS public.checked)",
             "function.user_defined",

@@ -223,11 +223,6 @@ impl Policy {
         !out.reasons.is_empty()
     }
 
-    /// Whether any column is denied (column references need checking at all).
-    pub(crate) fn has_denied_columns(&self) -> bool {
-        !self.denied_columns.is_empty()
-    }
-
     /// The denied columns of a table, if any.
     pub fn denied_columns_of(&self, dialect: Dialect, t: &TableRef) -> Vec<&str> {
         let fold = functions::folds_case(dialect);
@@ -249,6 +244,7 @@ pub(crate) struct Findings {
     pub(crate) operators: Vec<FunctionRef>,
     pub(crate) types: Vec<FunctionRef>,
     pub(crate) relation_names: Vec<TableRef>,
+    pub(crate) field_names: Vec<String>,
 }
 
 impl Findings {

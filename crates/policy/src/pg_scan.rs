@@ -50,7 +50,8 @@ const NODES: &[&str] = &[
 /// Struct fields copied out for [`Visit::visit`].
 /// (`ctename` is the name a `CommonTableExpr` defines: copied alone, not the CTE's query;
 /// `name` is an operator's name in an `A_Expr`, `oper_name` a sublink's operator, `use_op`
-/// an `ORDER BY ... USING` operator, `names` a type's name in a `TypeName`.)
+/// an `ORDER BY ... USING` operator, `names` a type's name in a `TypeName`,
+/// `indirection` the field selections of `(x).f`.)
 const FIELDS: &[&str] = &[
     "into_clause",
     "locking_clause",
@@ -59,6 +60,7 @@ const FIELDS: &[&str] = &[
     "oper_name",
     "use_op",
     "names",
+    "indirection",
 ];
 
 pub(crate) struct Scan<'v, V: Visit> {

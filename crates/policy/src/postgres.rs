@@ -323,9 +323,10 @@ impl Walker<'_> {
 }
 
 impl Visit for Walker<'_> {
-    fn wants(&self, key: &str) -> bool {
-        // Column references matter only when some columns are denied.
-        key != "ColumnRef" || self.policy.has_denied_columns()
+    fn wants(&self, _key: &str) -> bool {
+        // Column references matter for denied columns and for `t.f`, which PostgreSQL
+        // may read as the call `f(t)`.
+        true
     }
 
     fn too_deep(&mut self) {
@@ -371,6 +372,9 @@ impl Visit for Walker<'_> {
                             .collect::<Vec<_>>()
                     })
                     .unwrap_or_default();
+                if let [_, .., Some(field)] = fields.as_slice() {
+                    self.out.field_names.push(field.clone());
+                }
                 let offset = node.get("location").and_then(Value::as_i64);
                 let pos = self.pos(node);
                 self.columns.push((fields, offset, pos));
@@ -412,6 +416,17 @@ impl Visit for Walker<'_> {
             // `CASE x WHEN v` compares with `=`, looked up by name.
             "CaseExpr" if node.get("arg").is_some_and(|a| !a.is_null()) => {
                 self.out.operators.push(implied_op("="));
+            }
+            // `(x).f` selects a field, or calls `f(x)`: the database resolves `f`.
+            "indirection" => {
+                for f in node
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(string_node)
+                {
+                    self.out.field_names.push(f.to_string());
+                }
             }
             // A type named in a cast (its input function, domain checks and casts run).
             "names" => {

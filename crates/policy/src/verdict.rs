@@ -389,6 +389,10 @@ pub struct Verdict {
     /// table's in another scope): what the database must resolve.
     #[serde(skip)]
     pub relation_names: Vec<TableRef>,
+    /// Last fields of qualified column references (`t.f`): PostgreSQL reads `t.f` as the
+    /// call `f(t)` when `t` has no column `f`, so the database resolves these names too.
+    #[serde(skip)]
+    pub field_names: Vec<String>,
 }
 
 impl Verdict {
@@ -420,6 +424,7 @@ impl Verdict {
             operators: Vec::new(),
             types: Vec::new(),
             relation_names: Vec::new(),
+            field_names: Vec::new(),
         }
     }
 
@@ -441,6 +446,8 @@ impl Verdict {
         }
         findings.relation_names.sort();
         findings.relation_names.dedup();
+        findings.field_names.sort();
+        findings.field_names.dedup();
         // One reason per (rule, message): the same call twice is one problem.
         let mut seen = std::collections::HashSet::new();
         findings
@@ -462,6 +469,7 @@ impl Verdict {
             operators: findings.operators,
             types: findings.types,
             relation_names: findings.relation_names,
+            field_names: findings.field_names,
         }
     }
 }
@@ -476,7 +484,10 @@ mod kind_tests {
             (StatementKind::Select, "\"select\""),
             (StatementKind::ExplainAnalyze, "\"explain_analyze\""),
             (StatementKind::Other("DELETE".into()), "\"delete\""),
-            (StatementKind::Other("CREATE TABLE".into()), "\"create table\""),
+            (
+                StatementKind::Other("CREATE TABLE".into()),
+                "\"create table\"",
+            ),
         ] {
             assert_eq!(serde_json::to_string(&kind).expect("json"), want);
         }
