@@ -15,6 +15,10 @@ pub struct CheckArgs {
     /// Print the verdict as JSON.
     #[arg(long)]
     json: bool,
+    /// Config file whose `[policy]` section the query is checked against (default: the
+    /// default policy).
+    #[arg(long)]
+    config: Option<std::path::PathBuf>,
     /// The query, or `-` to read it from standard input.
     sql: String,
 }
@@ -47,7 +51,17 @@ pub fn run(args: &CheckArgs) -> ExitCode {
     } else {
         args.sql.clone()
     };
-    let verdict = Policy::default().check(dialect, &sql);
+    let policy = match &args.config {
+        None => Policy::default(),
+        Some(path) => match dbward_gateway::GatewayConfig::load(path) {
+            Ok(c) => Policy::new(c.policy),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let verdict = policy.check(dialect, &sql);
     let text = if args.json {
         match serde_json::to_string_pretty(&verdict) {
             Ok(j) => j + "\n",

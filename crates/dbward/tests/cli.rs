@@ -105,6 +105,59 @@ fn hostile_input_is_refused_cleanly() {
 }
 
 #[test]
+fn check_and_setup_role_read_the_operators_policy() {
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("dbward.toml");
+    std::fs::write(
+        &config,
+        "[policy]\ndenied_tables = [\"payroll\"]\ndenied_columns = [\"customers.ssn\"]\n",
+    )
+    .expect("config");
+    let config = config.to_str().expect("path");
+    // The operator's rules, and the built-in ones they add to.
+    for (sql, rule) in [
+        ("SELECT ssn FROM customers", "column.denied"),
+        ("SELECT * FROM payroll", "table.denied"),
+        ("SELECT * FROM pg_settings", "table.denied"),
+    ] {
+        let o = dbward(&["check", "--json", "--config", config, sql], None);
+        assert_eq!(o.status.code(), Some(1), "{sql}");
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+        assert_eq!(v["reasons"][0]["rule"], rule, "{sql}");
+    }
+    let o = dbward(
+        &["check", "--config", config, "SELECT name FROM customers"],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(0));
+    let o = dbward(&["check", "SELECT ssn FROM customers"], None);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "without --config, the default policy"
+    );
+    let o = dbward(&["check", "--json", "DELETE FROM t"], None);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(v["kind"], "delete", "one shape for the kind");
+    let o = dbward(
+        &["setup-role", "--type", "postgresql", "--config", config],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(0));
+    let out = stdout(&o);
+    assert!(
+        out.contains("REVOKE SELECT (%I) ON %s FROM %I', 'ssn'"),
+        "{out}"
+    );
+    assert!(out.contains("c.relname LIKE 'payroll'"), "{out}");
+    let o = dbward(
+        &["check", "--config", "/nonexistent/dbward.toml", "SELECT 1"],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
 fn setup_role_prints_sql_for_each_database() {
     let o = dbward(&["setup-role", "--database", "cmdb"], None);
     assert_eq!(o.status.code(), Some(0));

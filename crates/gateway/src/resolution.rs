@@ -8,6 +8,8 @@
 //!   signal backends or sleep, whatever volatility it declares.
 //! - An extension's or builtin routine the policy has no rule for (or that runs with no
 //!   call in the text) is refused when volatile, unless allowlisted.
+//! - With an allowlist (`allowed_schemas`, `allowed_tables`), every relation the query
+//!   names must resolve to an allowed one; what a user view reads is the view's business.
 //! - A denied table reached through a user view, or as the parent of a partition or
 //!   inheritance child, is refused; so is a denied column a user view reads, and any
 //!   partition or child of a table with denied columns (its columns are the parent's).
@@ -95,6 +97,11 @@ pub(crate) fn judge_pg(
             Reach::View => " (read through a view)",
             Reach::Ancestor => " (the parent of a partition or child table the query reads)",
         };
+        if *how != Reach::View
+            && let Some(why) = policy.allowlist_refusal(D, &t, false)
+        {
+            return Err(refuse("table.denied", format!("{why}{through}")));
+        }
         if policy.denies_table(D, &t) {
             return Err(refuse(
                 "table.denied",

@@ -408,3 +408,25 @@ async fn setup_role_grants_close_what_the_policy_denies_and_the_posture_says_so(
         .execute(&mut common::pg_admin().await)
         .await;
 }
+
+/// Scope by allowlist: unqualified names are judged on the schema the database resolves
+/// them to.
+#[tokio::test]
+async fn an_allowlist_is_judged_on_resolved_schemas() {
+    let mut config = client_config();
+    config.policy.allowed_schemas = vec!["util".into()];
+    let mut s = setup(config).await;
+    let mut owner = PgConnection::connect(&s.fx.url()).await.expect("owner");
+    owner
+        .execute("CREATE TABLE util.things (id int); INSERT INTO util.things VALUES (1), (2)")
+        .await
+        .expect("util.things");
+    owner.close().await.ok();
+    let r = s.runs("SELECT count(*) FROM util.things").await;
+    assert_eq!(r.rows[0][0], serde_json::json!(2));
+    // `departments` resolves to public.departments: outside the allowlist.
+    s.refused("SELECT * FROM departments", "table.denied").await;
+    s.refused("SELECT * FROM public.departments", "table.denied")
+        .await;
+    s.done().await;
+}

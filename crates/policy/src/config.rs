@@ -34,6 +34,14 @@ pub struct PolicyConfig {
     pub denied_tables: Vec<String>,
     /// Schemas no query may read. Default empty.
     pub denied_schemas: Vec<String>,
+    /// If not empty, the only schemas queries may read (scope by allowlist, safer than
+    /// deny-lists): a table must be in one of these schemas or in `allowed_tables`.
+    /// Include `pg_catalog` / `information_schema` to allow catalog reads. Default empty
+    /// (no allowlist).
+    pub allowed_schemas: Vec<String>,
+    /// If not empty (or `allowed_schemas` is not), the only tables queries may read, by
+    /// name or `schema.name`, `prefix*` allowed. Default empty (no allowlist).
+    pub allowed_tables: Vec<String>,
     /// Columns no query may read, as `table.column` or `schema.table.column`, in addition
     /// to [`BUILTIN_DENIED_COLUMNS`]; `SELECT *` and whole-row references on their tables
     /// are refused too. Default empty.
@@ -59,6 +67,8 @@ impl Default for PolicyConfig {
             allowed_functions: Vec::new(),
             denied_tables: Vec::new(),
             denied_schemas: Vec::new(),
+            allowed_schemas: Vec::new(),
+            allowed_tables: Vec::new(),
             denied_columns: Vec::new(),
             max_constant_string_bytes: 100_000,
             max_generate_series_rows: 10_000_000,

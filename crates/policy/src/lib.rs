@@ -53,6 +53,7 @@ pub struct Policy {
     allowed_functions: Vec<NamePattern>,
     denied_tables: Vec<NamePattern>,
     denied_schemas: Vec<String>,
+    allowed_tables: Vec<NamePattern>,
     /// `(table, column)` pairs.
     denied_columns: Vec<(NamePattern, String)>,
 }
@@ -89,6 +90,7 @@ impl Policy {
             denied_functions: pats(&config.denied_functions),
             allowed_functions: pats(&config.allowed_functions),
             denied_tables: pats(&denied_tables),
+            allowed_tables: pats(&config.allowed_tables),
             denied_schemas: config.denied_schemas.clone(),
             denied_columns,
             config,
@@ -211,9 +213,59 @@ impl Policy {
                 position,
             );
         }
+        // The allowlist: a CTE's own name is no table; an unqualified name outside
+        // `allowed_tables` may be in an allowed schema, which only the database knows
+        // (PostgreSQL resolves it; see `allowlist_refusal`).
+        if !shadowed_by_cte
+            && let Some(why) = self.allowlist_refusal(dialect, &t, t.schema.is_none())
+        {
+            out.refuse(Rule::TableDenied, why, position);
+        }
         if !shadowed_by_cte {
             out.tables.push(t);
         }
+    }
+
+    /// Whether an allowlist is configured (`allowed_schemas` or `allowed_tables`).
+    pub fn has_allowlist(&self) -> bool {
+        !self.config.allowed_schemas.is_empty() || !self.allowed_tables.is_empty()
+    }
+
+    /// Why a table is outside the configured allowlist, if it is. With `schema_unknown`
+    /// (an unqualified name the database will resolve), only `allowed_tables` can refuse,
+    /// and only when no schema is allowed.
+    pub fn allowlist_refusal(
+        &self,
+        dialect: Dialect,
+        t: &TableRef,
+        schema_unknown: bool,
+    ) -> Option<String> {
+        if !self.has_allowlist() {
+            return None;
+        }
+        let fold = functions::folds_case(dialect);
+        if self
+            .allowed_tables
+            .iter()
+            .any(|p| p.matches(t.schema.as_deref(), &t.name, fold))
+        {
+            return None;
+        }
+        let schema_ok = t.schema.as_deref().is_some_and(|schema| {
+            self.config.allowed_schemas.iter().any(|s| {
+                if fold {
+                    s.eq_ignore_ascii_case(schema)
+                } else {
+                    s == schema
+                }
+            })
+        });
+        if schema_ok || (schema_unknown && !self.config.allowed_schemas.is_empty()) {
+            return None;
+        }
+        Some(format!(
+            "table `{t}` is outside the tables and schemas this connection may read (allowed_tables, allowed_schemas)"
+        ))
     }
 
     /// Whether configuration (or a built-in rule) denies this table or its schema.

@@ -97,6 +97,15 @@ fn check(dialect: Dialect, file: &str) -> (usize, usize) {
     (ran, allowed)
 }
 
+/// Scope by allowlist, in every dialect.
+#[test]
+fn allowlist_corpus() {
+    for d in [Dialect::Postgres, Dialect::Mysql, Dialect::Sqlite] {
+        let (n, _) = check(d, "allowlist.toml");
+        assert!(n >= 7, "allowlist corpus has {n} cases for {d:?}");
+    }
+}
+
 /// Denied data reached through scopes, aliases, joins and catalog views: one file, run in
 /// every dialect a case names, under a configuration with denied tables and columns.
 #[test]
