@@ -164,6 +164,7 @@ fn init_logging() {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let server = ServerOptions {
         call_timeout: Duration::from_secs(args.call_timeout_secs),
+        ..ServerOptions::default()
     };
     // Check the exposure before touching the database: a refusal should be immediate.
     let http = match args.transport {

@@ -43,10 +43,7 @@ async fn each_call_is_one_entry_with_its_facts() {
     let log_path = dir.join("audit.jsonl");
     let log = AuditLog::open(AuditConfig::new(log_path.clone())).expect("audit");
     let gw = Gateway::new(client_config()).with_audit(log);
-    let ctx = CallContext {
-        principal: "alice".into(),
-        client: Some("claude-desktop".into()),
-    };
+    let ctx = CallContext::new("alice", Some("claude-desktop".into()));
     with_context(ctx, async {
         let id = gw
             .connect(ConnectRequest::Url(SecretString::from(format!(

