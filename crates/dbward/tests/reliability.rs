@@ -325,3 +325,81 @@ async fn every_ending_over_stdio_is_audited_and_cancelled_on_the_database() {
     verify(&audit);
     db.drop().await;
 }
+
+#[tokio::test]
+async fn catalog_reads_on_a_locked_table_are_cancelled_and_do_not_exhaust_the_pool() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = PgDb::new().await;
+    let config = long_locks(dir.path());
+    let mut s = Stdio_::start(
+        dir.path(),
+        &[
+            "--config",
+            config.to_str().expect("utf-8"),
+            "--call-timeout-secs",
+            "1",
+        ],
+        &[("DBWARD_DATABASE_URL", &db.url())],
+    )
+    .await;
+    let lock = db.lock_t().await;
+    // More calls than the pool has connections (5 by default), each abandoned at the
+    // call timeout while its catalog read waits on the lock.
+    let tools = [
+        ("describe_table", json!({"table": "t"})),
+        ("get_table_stats", json!({"table": "t"})),
+        ("read_table", json!({"table": "t"})),
+    ];
+    let mut id = 10;
+    for round in 0..3 {
+        for (tool, args) in &tools {
+            id += 1;
+            s.call(id, tool, args.clone()).await;
+            let a = s.answer(id).await;
+            assert_eq!(code_of(&a), "timeout", "{tool} round {round}: {a}");
+        }
+    }
+    // Nothing of dbward's is left waiting on the database...
+    assert_eq!(wait_no_statements(&db).await, 0, "statements left waiting");
+    // ...and other tables are still served while the lock is held.
+    id += 1;
+    s.call(id, "execute_query", json!({"query": "SELECT count(*) FROM other"}))
+        .await;
+    let a = s.answer(id).await;
+    assert_eq!(code_of(&a), "ok", "{a}");
+    id += 1;
+    s.call(id, "describe_table", json!({"table": "other"})).await;
+    let a = s.answer(id).await;
+    assert_eq!(code_of(&a), "ok", "{a}");
+    drop(lock);
+    let audit = dir.path().join("audit.jsonl");
+    let calls = wait_for_calls(&audit, 11).await;
+    assert_eq!(
+        calls.iter().filter(|(_, o)| o == "timeout").count(),
+        9,
+        "{calls:?}"
+    );
+    s.child.kill().await.ok();
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn catalog_reads_on_a_locked_table_fail_at_the_lock_timeout() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = PgDb::new().await;
+    // Default limits: lock_timeout 1 s, well inside the 60 s call timeout.
+    let mut s = Stdio_::start(dir.path(), &[], &[("DBWARD_DATABASE_URL", &db.url())]).await;
+    let lock = db.lock_t().await;
+    let started = std::time::Instant::now();
+    s.call(1, "get_table_stats", json!({"table": "t"})).await;
+    let a = s.answer(1).await;
+    assert_ne!(code_of(&a), "ok", "{a}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "bounded by the lock timeout: {:?}",
+        started.elapsed()
+    );
+    drop(lock);
+    s.child.kill().await.ok();
+    db.drop().await;
+}

@@ -6,6 +6,7 @@
 //! a read-only transaction that is always rolled back.
 
 pub mod mysql;
+mod pg_catalog_conn;
 pub mod postgres;
 pub mod sqlite;
 
