@@ -403,3 +403,31 @@ async fn catalog_reads_on_a_locked_table_fail_at_the_lock_timeout() {
     s.child.kill().await.ok();
     db.drop().await;
 }
+
+#[tokio::test]
+async fn a_second_process_on_the_same_audit_log_refuses_to_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = Stdio_::start(dir.path(), &[], &[]).await;
+    let pid = first.child.id().expect("pid");
+    let out = dbward(dir.path())
+        .arg("serve")
+        .arg("--audit-log")
+        .arg(dir.path().join("audit.jsonl"))
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("in use by another dbward process") && stderr.contains(&pid.to_string()),
+        "names the other process: {stderr}"
+    );
+    // Once the first is gone (even by SIGKILL), the log can be opened again.
+    let mut first = first;
+    first.child.kill().await.ok();
+    let _ = first.child.wait().await;
+    let again = Stdio_::start(dir.path(), &[], &[]).await;
+    drop(again);
+    verify(&dir.path().join("audit.jsonl"));
+}

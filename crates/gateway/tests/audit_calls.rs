@@ -122,16 +122,17 @@ async fn a_full_audit_disk_withholds_results_then_recovers() {
     let mnt = dir.join("mnt");
     std::fs::create_dir_all(&mnt).expect("dir");
     let status = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=12k", "tmpfs"])
+        .args(["-t", "tmpfs", "-o", "size=16k", "tmpfs"])
         .arg(&mnt)
         .status()
         .expect("mount runs");
     assert!(
         status.success(),
-        "this test mounts a 12 KiB tmpfs (needs root, as CI has)"
+        "this test mounts a 16 KiB tmpfs (needs root, as CI has)"
     );
     let db = sqlite_fixture(&dir);
     // Another file on the same disk, deleted later to give the space back.
+    // (16 KiB: a page each for the lock and head files, the filler, and the log.)
     let filler = mnt.join("filler");
     std::fs::write(&filler, vec![b'x'; 4096]).expect("filler");
     let log_path = mnt.join("audit.jsonl");

@@ -75,6 +75,16 @@ pub enum AuditError {
     /// The writer has stopped.
     #[error("the audit writer has stopped; calls are refused")]
     Closed,
+    /// Another process writes this log (two writers would fork its chain).
+    #[error(
+        "the audit log {path} is in use by another dbward process ({holder}); stop it, or give this one its own log (--audit-log or DBWARD_DATA_DIR)"
+    )]
+    InUse {
+        /// The log file.
+        path: String,
+        /// Who holds it, as its lock file says (`pid N`), or that it could not be read.
+        holder: String,
+    },
 }
 
 /// After a failed write, the soonest the writer tries the disk again. One second: a full
@@ -131,6 +141,8 @@ impl std::fmt::Debug for AuditLog {
 struct State {
     file: File,
     head: File,
+    /// Holds the advisory lock on the log while the writer lives.
+    _lock: File,
     path: PathBuf,
     key: Option<SecretBox<Vec<u8>>>,
     next_seq: u64,
@@ -151,6 +163,48 @@ fn io(e: std::io::Error) -> AuditError {
 
 fn now_rfc3339() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+fn lock_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".lock");
+    PathBuf::from(p)
+}
+
+/// Takes the log's advisory lock (`<path>.lock`, `flock`), held for the life of the
+/// writer, and writes this process's id in it for the message a second process shows.
+/// The lock goes with the process however it ends (even `kill -9`), so a stale lock file
+/// never keeps a restart out.
+fn lock_log(path: &Path) -> Result<File, AuditError> {
+    let lock_file = lock_path(path);
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_file)
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut who = String::new();
+            let _ = file.read_to_string(&mut who);
+            let who = who.trim();
+            return Err(AuditError::InUse {
+                path: path.display().to_string(),
+                holder: if who.is_empty() {
+                    "its pid is not recorded".into()
+                } else {
+                    format!("pid {who}, see {}", lock_file.display())
+                },
+            });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+    }
+    file.set_len(0).map_err(io)?;
+    file.write_all_at(format!("{}\n", std::process::id()).as_bytes(), 0)
+        .map_err(io)?;
+    Ok(file)
 }
 
 fn head_path(path: &Path) -> PathBuf {
@@ -174,6 +228,7 @@ impl AuditLog {
         if let Some(dir) = cfg.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
+        let lock = lock_log(&cfg.path)?;
         let mut file = OpenOptions::new()
             .read(true)
             .append(true)
@@ -216,6 +271,7 @@ impl AuditLog {
             }
         };
         let mut state = State {
+            _lock: lock,
             size: text.len() as u64,
             file,
             head,
@@ -280,13 +336,16 @@ impl AuditLog {
             })
             .map_err(io)?;
         if let FsyncPolicy::EveryMs(ms) = cfg.fsync {
-            let ticker = tx.clone();
+            // A weak sender: when the last handle goes, the writer drains the queue, syncs,
+            // releases the log's lock and ends, and so does this thread.
+            let ticker = tx.downgrade();
             std::thread::Builder::new()
                 .name("dbward-audit-fsync".into())
                 .spawn(move || {
                     loop {
                         std::thread::sleep(Duration::from_millis(ms.max(1)));
-                        match ticker.try_send(Job::Tick) {
+                        let Some(tx) = ticker.upgrade() else { break };
+                        match tx.try_send(Job::Tick) {
                             Err(mpsc::error::TrySendError::Closed(_)) => break,
                             _ => continue, // full: the writer is busy and will sync anyway
                         }
