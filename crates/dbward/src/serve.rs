@@ -120,6 +120,10 @@ pub struct ServeArgs {
     /// Longest a tool call may take, in seconds, before it is abandoned.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
     call_timeout_secs: u64,
+    /// On SIGTERM or Ctrl-C, how long running calls may finish, in seconds, before they
+    /// are cancelled on the database (and answered and audited as `shutdown`).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=600))]
+    drain_secs: u64,
 }
 
 /// Runs the server; exit 1 on any failure, with the reason on stderr.
@@ -164,6 +168,7 @@ fn init_logging() {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let server = ServerOptions {
         call_timeout: Duration::from_secs(args.call_timeout_secs),
+        drain_deadline: Duration::from_secs(args.drain_secs),
         ..ServerOptions::default()
     };
     // Check the exposure before touching the database: a refusal should be immediate.
@@ -206,14 +211,28 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "default connection open"
     );
     match http {
-        None => dbward_mcp::serve_stdio(gateway, default, server, shutdown_signal()).await?,
+        None => {
+            dbward_mcp::serve_stdio(gateway.clone(), default, server, shutdown_signal()).await?
+        }
         Some(options) => {
             let listener = tokio::net::TcpListener::bind(args.listen)
                 .await
                 .with_context(|| format!("cannot listen on {}", args.listen))?;
-            dbward_mcp::serve_http(listener, gateway, default, options, shutdown_signal()).await?
+            dbward_mcp::serve_http(
+                listener,
+                gateway.clone(),
+                default,
+                options,
+                shutdown_signal(),
+            )
+            .await?
         }
     }
+    // Every entry queued so far (abandoned calls' included) is on disk before exit.
+    if let Some(log) = gateway.audit_log() {
+        log.flush().await.context("flushing the audit log")?;
+    }
+    tracing::info!("stopped");
     Ok(())
 }
 

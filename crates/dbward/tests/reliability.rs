@@ -363,12 +363,17 @@ async fn catalog_reads_on_a_locked_table_are_cancelled_and_do_not_exhaust_the_po
     assert_eq!(wait_no_statements(&db).await, 0, "statements left waiting");
     // ...and other tables are still served while the lock is held.
     id += 1;
-    s.call(id, "execute_query", json!({"query": "SELECT count(*) FROM other"}))
-        .await;
+    s.call(
+        id,
+        "execute_query",
+        json!({"query": "SELECT count(*) FROM other"}),
+    )
+    .await;
     let a = s.answer(id).await;
     assert_eq!(code_of(&a), "ok", "{a}");
     id += 1;
-    s.call(id, "describe_table", json!({"table": "other"})).await;
+    s.call(id, "describe_table", json!({"table": "other"}))
+        .await;
     let a = s.answer(id).await;
     assert_eq!(code_of(&a), "ok", "{a}");
     drop(lock);
@@ -430,4 +435,229 @@ async fn a_second_process_on_the_same_audit_log_refuses_to_start() {
     let again = Stdio_::start(dir.path(), &[], &[]).await;
     drop(again);
     verify(&dir.path().join("audit.jsonl"));
+}
+
+const TOKEN: &str = "ci-token-0123456789abcdef";
+
+/// Starts `dbward serve --transport http` on 127.0.0.1:0 and returns it and its address.
+async fn start_http(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (Child, String) {
+    let mut cmd = dbward(dir);
+    cmd.args(["serve", "--transport", "http", "--listen", "127.0.0.1:0"])
+        .arg("--audit-log")
+        .arg(dir.join("audit.jsonl"))
+        .args(args)
+        .env("DBWARD_HTTP_TOKEN", TOKEN)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawns dbward serve --transport http");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let addr = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            eprintln!("{line}");
+            if let Some(a) = line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("addr="))
+                .filter(|_| line.contains("serving MCP over HTTP"))
+            {
+                return a.to_string();
+            }
+        }
+        panic!("dbward exited before serving");
+    })
+    .await
+    .expect("starts within 30 s");
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            eprintln!("{line}");
+        }
+    });
+    (child, addr)
+}
+
+/// A tools/call as one raw HTTP/1.1 request (MCP 2026-07-28, no session).
+fn tool_request(token: &str, id: u64, tool: &str, args: Value) -> Vec<u8> {
+    let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {
+        "name": tool, "arguments": args, "_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {}}}})
+    .to_string();
+    format!(
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n\
+         MCP-Protocol-Version: 2026-07-28\r\nMcp-Method: tools/call\r\nMcp-Name: {tool}\r\n\
+         Connection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// Sends a raw request and returns the open socket.
+async fn send_request(addr: &str, request: &[u8]) -> tokio::net::TcpStream {
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(request).await.expect("write");
+    s
+}
+
+/// Reads a `Connection: close` response: (status, body).
+async fn read_response(mut s: tokio::net::TcpStream) -> (u16, String) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut buf))
+        .await
+        .expect("an answer within 30 s")
+        .expect("read");
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[tokio::test]
+async fn http_client_gone_is_audited_and_its_statement_cancelled() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = PgDb::new().await;
+    let config = long_locks(dir.path());
+    let (mut child, addr) = start_http(
+        dir.path(),
+        &["--config", config.to_str().expect("utf-8")],
+        &[("DBWARD_DATABASE_URL", &db.url())],
+    )
+    .await;
+    let lock = db.lock_t().await;
+    let s = send_request(
+        &addr,
+        &tool_request(
+            TOKEN,
+            1,
+            "execute_query",
+            json!({"query": "SELECT * FROM t"}),
+        ),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(db.dbward_statements().await, 1, "the statement waits");
+    drop(s);
+    let audit = dir.path().join("audit.jsonl");
+    let calls = wait_for_calls(&audit, 1).await;
+    assert_eq!(
+        calls,
+        [("execute_query".to_string(), "client_gone".to_string())]
+    );
+    assert_eq!(
+        wait_no_statements(&db).await,
+        0,
+        "cancelled on the database"
+    );
+    drop(lock);
+    child.kill().await.ok();
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn sigterm_drains_running_calls_then_cancels_the_rest_and_exits_zero() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = PgDb::new().await;
+    let config = long_locks(dir.path());
+    let (mut child, addr) = start_http(
+        dir.path(),
+        &[
+            "--config",
+            config.to_str().expect("utf-8"),
+            "--drain-secs",
+            "2",
+        ],
+        &[("DBWARD_DATABASE_URL", &db.url())],
+    )
+    .await;
+    let lock_t = db.lock_t().await;
+    let mut lock_other = PgDb::connect_to(&db.name).await;
+    lock_other
+        .execute("BEGIN; LOCK TABLE other IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("lock other");
+    let finishes = send_request(
+        &addr,
+        &tool_request(
+            TOKEN,
+            1,
+            "execute_query",
+            json!({"query": "SELECT count(*) FROM t"}),
+        ),
+    )
+    .await;
+    let outlives = send_request(
+        &addr,
+        &tool_request(
+            TOKEN,
+            2,
+            "execute_query",
+            json!({"query": "SELECT count(*) FROM other"}),
+        ),
+    )
+    .await;
+    // A half-sent request must not hold the process.
+    let mut half = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    half.write_all(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Le")
+        .await
+        .expect("write");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pid = child.id().expect("pid");
+    let started = std::time::Instant::now();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    // The first call's lock goes away during the drain: it finishes and is answered.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(lock_t);
+    let (status, body) = read_response(finishes).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"isError\":false"), "{body}");
+    // The second outlives the 2 s drain: cancelled, answered `shutdown`.
+    let (status, body) = read_response(outlives).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"code\":\"shutdown\""), "{body}");
+    let exit = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("exits despite the half-sent request")
+        .expect("wait");
+    assert_eq!(exit.code(), Some(0));
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        wait_no_statements(&db).await,
+        0,
+        "cancelled on the database"
+    );
+    drop(lock_other);
+    let audit = dir.path().join("audit.jsonl");
+    let mut calls = call_outcomes(&audit);
+    calls.sort();
+    assert_eq!(
+        calls,
+        [
+            ("execute_query".to_string(), "ok".to_string()),
+            ("execute_query".to_string(), "shutdown".to_string())
+        ]
+    );
+    verify(&audit);
+    drop(half);
+    db.drop().await;
 }

@@ -13,7 +13,7 @@
 //!   operator accepts the risk, because then only dbward's layers stand between a remote
 //!   caller and a write.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -303,17 +303,35 @@ pub async fn serve_http(
         unauthenticated = options.tokens.is_empty(),
         "serving MCP over HTTP at /mcp"
     );
-    let stop = ct.clone();
-    axum::serve(
+    // Shutdown: stop accepting at once; let running calls finish until the drain deadline
+    // (then they are cancelled and answer `shutdown`); a second later, connections still
+    // open (a half-sent request, an idle client) are dropped rather than waited on.
+    let accepting = CancellationToken::new();
+    let serving = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(async move {
-        shutdown.await;
-        // Ends open SSE streams, so graceful shutdown does not wait on them forever.
-        stop.cancel();
-    })
-    .await?;
+    .with_graceful_shutdown(accepting.clone().cancelled_owned())
+    .into_future();
+    tokio::pin!(serving);
+    tokio::select! {
+        r = &mut serving => r?,
+        () = shutdown => {
+            let drain = options.server.drain.clone();
+            tracing::info!(running = drain.running(), "shutting down: draining calls");
+            accepting.cancel();
+            let drained = async {
+                drain.drain(options.server.drain_deadline).await;
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            };
+            tokio::select! {
+                r = &mut serving => r?,
+                () = drained => tracing::info!("connections still open after the drain were closed"),
+            }
+            // Ends open SSE streams.
+            ct.cancel();
+        }
+    }
     Ok(())
 }
 

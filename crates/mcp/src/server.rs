@@ -32,6 +32,9 @@ pub struct ServerOptions {
     pub call_timeout: Duration,
     /// Running calls, for graceful shutdown: abandoned calls answer `shutdown`.
     pub drain: crate::Drain,
+    /// At shutdown, how long running calls may go on before they are cancelled. Default
+    /// 10 s ([`crate::drain::DEFAULT_DRAIN`]).
+    pub drain_deadline: Duration,
 }
 
 impl Default for ServerOptions {
@@ -39,6 +42,7 @@ impl Default for ServerOptions {
         ServerOptions {
             call_timeout: Duration::from_secs(60),
             drain: crate::Drain::new(),
+            drain_deadline: crate::drain::DEFAULT_DRAIN,
         }
     }
 }

@@ -19,19 +19,27 @@ pub async fn serve_stdio(
     options: ServerOptions,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), McpError> {
+    let drain = options.drain.clone();
+    let deadline = options.drain_deadline;
     let server = DbwardServer::new(gateway, default_connection, options);
     let running = server
         .serve(rmcp::transport::stdio())
         .await
         .map_err(|e| McpError::Initialize(e.to_string()))?;
     let ct = running.cancellation_token();
+    let waiting = running.waiting();
+    tokio::pin!(waiting);
     tokio::select! {
-        quit = running.waiting() => {
+        quit = &mut waiting => {
             tracing::info!(reason = ?quit.ok(), "stdio session ended");
         }
         () = shutdown => {
-            tracing::info!("shutting down");
+            // Running calls finish (or are cancelled at the deadline) and are answered
+            // while the session still runs; then it ends.
+            tracing::info!(running = drain.running(), "shutting down: draining calls");
+            drain.drain(deadline).await;
             ct.cancel();
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), waiting).await;
         }
     }
     Ok(())

@@ -99,7 +99,10 @@ impl PgBackend {
             // a query's transaction sets its own with SET LOCAL.
             .options([
                 ("default_transaction_read_only", "on"),
-                ("statement_timeout", &limits.statement_timeout_ms.to_string()),
+                (
+                    "statement_timeout",
+                    &limits.statement_timeout_ms.to_string(),
+                ),
                 ("lock_timeout", &limits.lock_timeout_ms.to_string()),
             ])
             // No named prepared statements: every client query text would otherwise stay
