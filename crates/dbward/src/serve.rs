@@ -256,6 +256,7 @@ fn http_options(args: &ServeArgs, server: ServerOptions) -> anyhow::Result<HttpO
         max_body_bytes: args.max_body_bytes,
         accept_writable_role: args.accept_writable_role,
         server,
+        ..HttpOptions::default()
     })
 }
 

@@ -439,8 +439,21 @@ async fn a_second_process_on_the_same_audit_log_refuses_to_start() {
 
 const TOKEN: &str = "ci-token-0123456789abcdef";
 
+/// Stderr lines of a running child, collected as they come.
+type Log = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
 /// Starts `dbward serve --transport http` on 127.0.0.1:0 and returns it and its address.
 async fn start_http(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (Child, String) {
+    let (child, addr, _) = start_http_logged(dir, args, env).await;
+    (child, addr)
+}
+
+/// [`start_http`], and the child's stderr from then on.
+async fn start_http_logged(
+    dir: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Child, String, Log) {
     let mut cmd = dbward(dir);
     cmd.args(["serve", "--transport", "http", "--listen", "127.0.0.1:0"])
         .arg("--audit-log")
@@ -470,12 +483,14 @@ async fn start_http(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (Child, 
     })
     .await
     .expect("starts within 30 s");
+    let log = Log::default();
+    let sink = log.clone();
     tokio::spawn(async move {
         while let Ok(Some(line)) = lines.next_line().await {
-            eprintln!("{line}");
+            sink.lock().unwrap_or_else(|p| p.into_inner()).push(line);
         }
     });
-    (child, addr)
+    (child, addr, log)
 }
 
 /// A tools/call as one raw HTTP/1.1 request (MCP 2026-07-28, no session).
@@ -660,4 +675,98 @@ async fn sigterm_drains_running_calls_then_cancels_the_rest_and_exits_zero() {
     verify(&audit);
     drop(half);
     db.drop().await;
+}
+
+/// Sends a raw request from a given local address; returns (status, headers+body).
+async fn request_from(local: &str, addr: &str, request: &[u8]) -> (u16, String) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(format!("{local}:0").parse().expect("addr"))
+        .expect("bind");
+    let mut s = socket
+        .connect(addr.parse().expect("addr"))
+        .await
+        .expect("connect");
+    s.write_all(request).await.expect("write");
+    let (status, _) = read_response(s).await;
+    (status, String::new())
+}
+
+#[tokio::test]
+async fn an_auth_flood_is_throttled_with_bounded_audit_and_logs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut child, addr, log) = start_http_logged(dir.path(), &[], &[]).await;
+    let url = format!("http://{addr}/mcp");
+    let http = reqwest::Client::new();
+    let wrong = "Bearer wrong-token-0123456789abcdef";
+    let (mut unauthorized, mut throttled, mut retry_after) = (0, 0, None);
+    for _ in 0..3000 {
+        let r = http
+            .post(&url)
+            .header("authorization", wrong)
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .expect("request");
+        match r.status().as_u16() {
+            401 => unauthorized += 1,
+            429 => {
+                throttled += 1;
+                retry_after = r
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok());
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!((unauthorized, throttled), (10, 2990));
+    assert!(
+        retry_after.is_some_and(|s| (1..=60).contains(&s)),
+        "{retry_after:?}"
+    );
+    // The right token is still served, from the flooding address and from another.
+    let ok = tool_request(TOKEN, 1, "execute_query", json!({"query": "SELECT 1"}));
+    assert_eq!(request_from("127.0.0.1", &addr, &ok).await.0, 200);
+    assert_eq!(request_from("127.0.0.2", &addr, &ok).await.0, 200);
+    // Another address has its own window.
+    let bad = tool_request(
+        "wrong-token-0123456789abcdef",
+        2,
+        "execute_query",
+        json!({}),
+    );
+    assert_eq!(request_from("127.0.0.2", &addr, &bad).await.0, 401);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let audit_path = dir.path().join("audit.jsonl");
+    let audit = std::fs::read_to_string(&audit_path).expect("audit");
+    let events: Vec<Value> = audit
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["type"] == "event")
+        .collect();
+    assert_eq!(events.len(), 1, "one event for the flood: {events:?}");
+    assert!(
+        events[0]["event"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("10 failed authentications")),
+        "{events:?}"
+    );
+    assert!(
+        audit.len() < 8_000,
+        "bounded audit growth: {} bytes",
+        audit.len()
+    );
+    child.kill().await.ok();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let log = log.lock().unwrap_or_else(|p| p.into_inner()).join("\n");
+    let refused_lines = log.lines().filter(|l| l.contains("bearer token")).count();
+    assert!(
+        refused_lines <= 3,
+        "rate-limited log lines: {refused_lines}\n{log}"
+    );
+    assert!(!log.contains("wrong-token"), "no token in the log");
+    assert!(!audit.contains("wrong-token") && !audit.contains(TOKEN));
 }

@@ -330,6 +330,18 @@ impl Gateway {
         }
     }
 
+    /// Records a flood of failed authentications by `who` as one audited security event
+    /// with its count (the adapter throttles and counts; see `dbward-mcp`'s HTTP layer).
+    pub async fn record_auth_flood(&self, who: &str, what: &str, failures: u64, window_s: u64) {
+        let event = self.detector.report(
+            who,
+            Level::High,
+            "auth_flood",
+            format!("{failures} failed authentications ({what}) in {window_s}s"),
+        );
+        self.raise(event).await;
+    }
+
     /// Records a security event a stdio host (the web UI) saw itself, for `principal`.
     pub async fn record_host_event(&self, principal: &str, kind: HostEventKind) {
         match kind {

@@ -31,6 +31,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth_throttle::{AuthThrottle, Failure};
 use crate::error::McpError;
 use crate::server::{DbwardServer, ServerOptions};
 
@@ -163,6 +164,11 @@ pub struct HttpOptions {
     pub accept_writable_role: bool,
     /// Reverse proxies whose `X-Forwarded-For` is believed. Empty: the header is ignored.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Failed authentications per client address per window before 429. Default 10
+    /// (see [`crate::auth_throttle`]).
+    pub auth_failures_per_window: u64,
+    /// The authentication-failure window. Default 60 s.
+    pub auth_window: std::time::Duration,
     /// Options of the MCP server itself.
     pub server: ServerOptions,
 }
@@ -177,6 +183,8 @@ impl Default for HttpOptions {
             allowed_origins: Vec::new(),
             max_body_bytes: 1024 * 1024,
             accept_writable_role: false,
+            auth_failures_per_window: crate::auth_throttle::DEFAULT_MAX_FAILURES,
+            auth_window: crate::auth_throttle::DEFAULT_WINDOW,
             server: ServerOptions::default(),
         }
     }
@@ -205,6 +213,9 @@ struct AuthState {
     trusted_proxies: Vec<std::net::IpAddr>,
     /// Failed authentications are security events.
     gateway: Arc<Gateway>,
+    /// Failed authentications per client address.
+    throttle: AuthThrottle,
+    window_s: u64,
 }
 
 /// Serves MCP at `/mcp` on `listener` until `shutdown` completes.
@@ -279,6 +290,8 @@ pub async fn serve_http(
         tokens: options.tokens.clone(),
         trusted_proxies: options.trusted_proxies.clone(),
         gateway: gateway.clone(),
+        throttle: AuthThrottle::new(options.auth_failures_per_window, options.auth_window),
+        window_s: options.auth_window.as_secs(),
     });
     let metrics_gateway = gateway.clone();
     let app = axum::Router::new()
@@ -405,16 +418,45 @@ async fn require_token(
         }
         None => {
             let peer = client_address(peer.ip(), req.headers(), &auth.trusted_proxies);
-            tracing::warn!(
-                %peer,
-                path = %req.uri().path(),
-                presented = req.headers().contains_key(header::AUTHORIZATION),
-                "HTTP request refused: missing or wrong bearer token"
-            );
+            let who = format!("peer:{peer}");
+            let (log, flood, previous) = match auth.throttle.fail(peer) {
+                Failure::Throttled { retry_after } => {
+                    return (
+                        StatusCode::TOO_MANY_REQUESTS,
+                        [
+                            (header::CONTENT_TYPE, "application/json".to_string()),
+                            (header::RETRY_AFTER, retry_after.to_string()),
+                        ],
+                        r#"{"error":"too_many_failed_authentications","message":"too many requests without a valid bearer token from this address; retry later"}"#,
+                    )
+                        .into_response();
+                }
+                Failure::Unauthorized {
+                    log,
+                    flood,
+                    previous,
+                } => (log, flood, previous),
+            };
+            if log {
+                tracing::warn!(
+                    %peer,
+                    path = %req.uri().path(),
+                    presented = req.headers().contains_key(header::AUTHORIZATION),
+                    "HTTP request refused: missing or wrong bearer token (further failures from this address in this window are counted, not logged)"
+                );
+            }
             // No principal could be established: the peer address stands in for it.
-            auth.gateway
-                .record_auth_failure(&format!("peer:{peer}"), "HTTP bearer token")
-                .await;
+            if let Some(n) = previous {
+                auth.gateway
+                    .record_auth_flood(&who, "HTTP bearer token, previous window", n, auth.window_s)
+                    .await;
+            }
+            if let Some(n) = flood {
+                tracing::warn!(%peer, failures = n, "failed authentications throttled: answering 429 until the window ends");
+                auth.gateway
+                    .record_auth_flood(&who, "HTTP bearer token", n, auth.window_s)
+                    .await;
+            }
             let mut response = (
                 StatusCode::UNAUTHORIZED,
                 [(header::CONTENT_TYPE, "application/json")],

@@ -19,6 +19,7 @@
 
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+mod auth_throttle;
 pub mod client;
 pub mod drain;
 mod error;

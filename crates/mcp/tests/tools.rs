@@ -1011,6 +1011,7 @@ async fn an_http_client_that_goes_away_stops_its_statement_on_the_database() {
             call_timeout: Duration::from_secs(120),
             ..ServerOptions::default()
         },
+        ..dbward_mcp::HttpOptions::default()
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(dbward_mcp::serve_http(
