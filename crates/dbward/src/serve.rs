@@ -124,6 +124,13 @@ pub struct ServeArgs {
     /// are cancelled on the database (and answered and audited as `shutdown`).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=600))]
     drain_secs: u64,
+    /// HTTP: seconds a client has to send a request's headers, and that a kept-alive
+    /// connection may sit idle, before it is closed.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+    header_timeout_secs: u64,
+    /// HTTP: seconds an authenticated client has to send a request's body (else 408).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
+    body_timeout_secs: u64,
 }
 
 /// Runs the server; exit 1 on any failure, with the reason on stderr.
@@ -255,9 +262,30 @@ fn http_options(args: &ServeArgs, server: ServerOptions) -> anyhow::Result<HttpO
         allowed_origins: args.allowed_origins.clone(),
         max_body_bytes: args.max_body_bytes,
         accept_writable_role: args.accept_writable_role,
+        limits: dbward_mcp::listener::ConnectionLimits {
+            header_timeout: Duration::from_secs(args.header_timeout_secs),
+            body_timeout: Duration::from_secs(args.body_timeout_secs),
+            ..connection_limits()
+        },
         server,
         ..HttpOptions::default()
     })
+}
+
+/// The accept loop's caps, after raising the soft descriptor limit to the hard one: at
+/// most half the descriptors go to client connections (the rest: pools, audit, runtime).
+fn connection_limits() -> dbward_mcp::listener::ConnectionLimits {
+    let mut limits = dbward_mcp::listener::ConnectionLimits::default();
+    if let Some(soft) = dbward_mcp::listener::raise_descriptor_limit() {
+        let half = usize::try_from(soft / 2).unwrap_or(usize::MAX).max(16);
+        limits.max_connections = limits.max_connections.min(half);
+        tracing::info!(
+            descriptors = soft,
+            max_connections = limits.max_connections,
+            "connection cap"
+        );
+    }
+    limits
 }
 
 /// The start-up connection: --connection, else the URL, else the demo database.

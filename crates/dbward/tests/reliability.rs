@@ -454,7 +454,16 @@ async fn start_http_logged(
     args: &[&str],
     env: &[(&str, &str)],
 ) -> (Child, String, Log) {
-    let mut cmd = dbward(dir);
+    start_http_with(dbward(dir), dir, args, env).await
+}
+
+/// [`start_http_logged`] with the command given (e.g. under `prlimit`).
+async fn start_http_with(
+    mut cmd: Command,
+    dir: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Child, String, Log) {
     cmd.args(["serve", "--transport", "http", "--listen", "127.0.0.1:0"])
         .arg("--audit-log")
         .arg(dir.join("audit.jsonl"))
@@ -769,4 +778,124 @@ async fn an_auth_flood_is_throttled_with_bounded_audit_and_logs() {
     );
     assert!(!log.contains("wrong-token"), "no token in the log");
     assert!(!audit.contains("wrong-token") && !audit.contains(TOKEN));
+}
+
+/// `dbward` run by `prlimit` with the descriptor limit at `nofile` (soft and hard).
+fn dbward_with_nofile(dir: &Path, nofile: u64) -> Command {
+    let mut cmd = Command::new("prlimit");
+    cmd.arg(format!("--nofile={nofile}:{nofile}"))
+        .arg("--")
+        .arg(BIN)
+        .env_remove("DBWARD_DATABASE_URL")
+        .env_remove("DBWARD_CONFIG")
+        .env("DBWARD_DATA_DIR", dir)
+        .env("DBWARD_LOG", "info")
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Whether the server closed `s` (EOF or reset) within `within`.
+async fn closed_within(s: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+        }
+    }
+}
+
+#[tokio::test]
+async fn slow_and_silent_http_clients_are_cut_off_and_others_still_served() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // 256 descriptors: the server caps connections at 128, unauthenticated ones at 64.
+    let (mut child, addr, log) = start_http_with(
+        dbward_with_nofile(dir.path(), 256),
+        dir.path(),
+        &["--header-timeout-secs", "2", "--body-timeout-secs", "2"],
+        &[],
+    )
+    .await;
+    // 300 silent sockets, more than the descriptor limit.
+    let mut silent = Vec::new();
+    for _ in 0..300 {
+        if let Ok(s) = tokio::net::TcpStream::connect(&addr).await {
+            silent.push(s);
+        }
+    }
+    // A legitimate client is still served.
+    let ok = tool_request(TOKEN, 1, "execute_query", json!({"query": "SELECT 1"}));
+    let s = send_request(&addr, &ok).await;
+    let (status, body) = read_response(s).await;
+    assert_eq!(status, 200, "served despite 300 silent sockets: {body}");
+    // Headers sent one byte a second: cut off at the header timeout.
+    let mut slow = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let started = std::time::Instant::now();
+    let head = b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n";
+    let mut cut = false;
+    for b in head {
+        if slow.write_all(&[*b]).await.is_err() {
+            cut = true;
+            break;
+        }
+        if closed_within(&mut slow, Duration::from_secs(1)).await {
+            cut = true;
+            break;
+        }
+    }
+    assert!(cut, "a slow-loris client is cut off");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // A body sent one byte a second with a valid token: 408 at the body timeout.
+    let mut slow_body = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    slow_body
+        .write_all(
+            format!(
+                "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n\
+                 Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{"
+            )
+            .as_bytes(),
+        )
+        .await
+        .expect("write");
+    let writer = tokio::spawn(async move {
+        for _ in 0..10 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if slow_body.write_all(b" ").await.is_err() {
+                break;
+            }
+        }
+        slow_body
+    });
+    let slow_body = writer.await.expect("writer");
+    let (status, _) = read_response(slow_body).await;
+    assert_eq!(status, 408, "slow body");
+    // The silent sockets were closed by the server (the header timeout is also the idle
+    // timeout).
+    let mut closed = 0;
+    for s in silent.iter_mut() {
+        if closed_within(s, Duration::from_millis(50)).await {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, silent.len(), "every silent socket closed");
+    // And the server still serves.
+    let s = send_request(&addr, &ok).await;
+    assert_eq!(read_response(s).await.0, 200);
+    child.kill().await.ok();
+    let log = log.lock().unwrap_or_else(|p| p.into_inner()).join("\n");
+    assert!(
+        log.contains("connection cap reached") && log.contains("max=128"),
+        "{log}"
+    );
 }

@@ -13,7 +13,7 @@
 //!   operator accepts the risk, because then only dbward's layers stand between a remote
 //!   caller and a write.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -169,6 +169,8 @@ pub struct HttpOptions {
     pub auth_failures_per_window: u64,
     /// The authentication-failure window. Default 60 s.
     pub auth_window: std::time::Duration,
+    /// Timeouts and caps of the accept loop (see [`crate::listener`]).
+    pub limits: crate::listener::ConnectionLimits,
     /// Options of the MCP server itself.
     pub server: ServerOptions,
 }
@@ -185,6 +187,7 @@ impl Default for HttpOptions {
             accept_writable_role: false,
             auth_failures_per_window: crate::auth_throttle::DEFAULT_MAX_FAILURES,
             auth_window: crate::auth_throttle::DEFAULT_WINDOW,
+            limits: crate::listener::ConnectionLimits::default(),
             server: ServerOptions::default(),
         }
     }
@@ -216,6 +219,9 @@ struct AuthState {
     /// Failed authentications per client address.
     throttle: AuthThrottle,
     window_s: u64,
+    /// An authenticated request's body must arrive within this.
+    body_timeout: std::time::Duration,
+    max_body_bytes: usize,
 }
 
 /// Serves MCP at `/mcp` on `listener` until `shutdown` completes.
@@ -292,6 +298,8 @@ pub async fn serve_http(
         gateway: gateway.clone(),
         throttle: AuthThrottle::new(options.auth_failures_per_window, options.auth_window),
         window_s: options.auth_window.as_secs(),
+        body_timeout: options.limits.body_timeout,
+        max_body_bytes: options.max_body_bytes,
     });
     let metrics_gateway = gateway.clone();
     let app = axum::Router::new()
@@ -318,33 +326,39 @@ pub async fn serve_http(
     );
     // Shutdown: stop accepting at once; let running calls finish until the drain deadline
     // (then they are cancelled and answer `shutdown`); a second later, connections still
-    // open (a half-sent request, an idle client) are dropped rather than waited on.
-    let accepting = CancellationToken::new();
-    let serving = axum::serve(
+    // open (a half-sent request, an idle client) are closed rather than waited on.
+    let stop = CancellationToken::new();
+    let closing = CancellationToken::new();
+    let connections = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let accepting = tokio::spawn(crate::listener::accept_loop(
         listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(accepting.clone().cancelled_owned())
-    .into_future();
-    tokio::pin!(serving);
-    tokio::select! {
-        r = &mut serving => r?,
-        () = shutdown => {
-            let drain = options.server.drain.clone();
-            tracing::info!(running = drain.running(), "shutting down: draining calls");
-            accepting.cancel();
-            let drained = async {
-                drain.drain(options.server.drain_deadline).await;
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-            };
-            tokio::select! {
-                r = &mut serving => r?,
-                () = drained => tracing::info!("connections still open after the drain were closed"),
-            }
-            // Ends open SSE streams.
-            ct.cancel();
+        app,
+        options.limits.clone(),
+        stop.clone(),
+        closing.clone(),
+        connections.clone(),
+    ));
+    shutdown.await;
+    let drain = options.server.drain.clone();
+    tracing::info!(running = drain.running(), "shutting down: draining calls");
+    stop.cancel();
+    let all_closed = async {
+        while connections.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
+    };
+    let drained = async {
+        drain.drain(options.server.drain_deadline).await;
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    };
+    tokio::select! {
+        () = all_closed => {}
+        () = drained => tracing::info!("connections still open after the drain were closed"),
     }
+    closing.cancel();
+    // Ends open SSE streams.
+    ct.cancel();
+    let _ = accepting.await;
     Ok(())
 }
 
@@ -395,7 +409,7 @@ pub fn client_address(
 async fn require_token(
     State(auth): State<Arc<AuthState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    mut req: Request,
+    req: Request,
     next: Next,
 ) -> Response {
     let principal = if auth.tokens.is_empty() {
@@ -406,11 +420,40 @@ async fn require_token(
     };
     match principal {
         Some(name) => {
+            let mut req = req;
             req.extensions_mut().insert(Principal(name.to_string()));
             // If this future is dropped before it answers, the client went away: the call
             // it carried is audited as `client_gone`.
             let ending = Ending::default();
             req.extensions_mut().insert(ending.clone());
+            if let Some(slot) = req.extensions().get::<crate::listener::ConnectionSlot>() {
+                slot.authenticated();
+            }
+            // The body must arrive within the body timeout (read here, once, bounded).
+            let (parts, body) = req.into_parts();
+            let body = match tokio::time::timeout(
+                auth.body_timeout,
+                axum::body::to_bytes(body, auth.max_body_bytes),
+            )
+            .await
+            {
+                Ok(Ok(bytes)) => bytes,
+                Ok(Err(_)) => {
+                    return (
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "request body too large or unreadable",
+                    )
+                        .into_response();
+                }
+                Err(_) => {
+                    return (
+                        StatusCode::REQUEST_TIMEOUT,
+                        "request body not received in time",
+                    )
+                        .into_response();
+                }
+            };
+            let req = Request::from_parts(parts, axum::body::Body::from(body));
             let mut gone = ClientGone(Some(ending));
             let response = next.run(req).await;
             gone.0 = None;

@@ -24,6 +24,7 @@ pub mod client;
 pub mod drain;
 mod error;
 pub mod http;
+pub mod listener;
 mod render;
 mod server;
 mod stdio;
