@@ -899,3 +899,71 @@ async fn slow_and_silent_http_clients_are_cut_off_and_others_still_served() {
         "{log}"
     );
 }
+
+#[tokio::test]
+async fn malformed_input_is_answered_on_stdio_and_http() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s = Stdio_::start(dir.path(), &[], &[]).await;
+    s.send_raw(b"{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"tools/list\xff\"}")
+        .await;
+    let a = s.next().await;
+    assert_eq!(
+        (a["id"].clone(), a["error"]["code"].clone()),
+        (json!(7), json!(-32700)),
+        "{a}"
+    );
+    s.send_raw(b"\xfe\xff not even close").await;
+    let a = s.next().await;
+    assert_eq!(
+        (a["id"].clone(), a["error"]["code"].clone()),
+        (Value::Null, json!(-32700)),
+        "{a}"
+    );
+    s.send_raw(b"{not json").await;
+    let a = s.next().await;
+    assert_eq!(a["error"]["code"], json!(-32700), "{a}");
+    s.send(json!({"jsonrpc": "2.0", "id": 8, "method": "tools/call", "params": "x"}))
+        .await;
+    let a = s.next().await;
+    assert_eq!(
+        (a["id"].clone(), a["error"]["code"].clone()),
+        (json!(8), json!(-32602)),
+        "{a}"
+    );
+    // The session goes on.
+    s.call(9, "execute_query", json!({"query": "SELECT 1"}))
+        .await;
+    assert_eq!(code_of(&s.answer(9).await), "ok");
+    s.child.kill().await.ok();
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut child, addr) = start_http(dir.path(), &[], &[]).await;
+    let raw = |body: &[u8]| {
+        let mut r = format!(
+            "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n\
+             Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n\
+             Connection: close\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        r.extend_from_slice(body);
+        r
+    };
+    let (status, body) = read_response(send_request(&addr, &raw(b"{not json")).await).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("-32700"), "{body}");
+    let (status, body) = read_response(
+        send_request(
+            &addr,
+            &raw(br#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":5}}"#),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("-32602") && body.contains("\"id\":4"),
+        "{body}"
+    );
+    child.kill().await.ok();
+}

@@ -453,6 +453,16 @@ async fn require_token(
                         .into_response();
                 }
             };
+            if parts.method == axum::http::Method::POST
+                && let Err(crate::malformed::Malformed(answer)) = crate::malformed::check(&body)
+            {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    [(header::CONTENT_TYPE, "application/json")],
+                    answer.to_string(),
+                )
+                    .into_response();
+            }
             let req = Request::from_parts(parts, axum::body::Body::from(body));
             let mut gone = ClientGone(Some(ending));
             let response = next.run(req).await;

@@ -25,6 +25,7 @@ pub mod drain;
 mod error;
 pub mod http;
 pub mod listener;
+mod malformed;
 mod render;
 mod server;
 mod stdio;
