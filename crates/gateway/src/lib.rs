@@ -230,9 +230,8 @@ impl Gateway {
     async fn open(&self, spec: ConnectSpec, pinned: bool) -> Result<ConnectionInfo, GatewayError> {
         self.expire_idle().await;
         let max = self.config.limits.max_open_connections;
-        if lock(&self.registry).len() >= max {
-            return Err(GatewayError::TooManyConnections(max));
-        }
+        let owner = calls::current_context().principal;
+        self.check_connection_caps(&owner, pinned)?;
         let (backend, version) = match spec.kind {
             DbKind::Postgresql => {
                 let b = PgBackend::connect(&spec, &self.config.limits).await?;
@@ -284,19 +283,44 @@ impl Gateway {
         };
         drop(spec); // the password goes with it
         let open = Arc::new(Open {
-            owner: calls::current_context().principal,
+            owner: owner.clone(),
             info: info.clone(),
             backend,
             volatility: Mutex::new(HashMap::new()),
             last_used: Mutex::new(Instant::now()),
             pinned,
         });
+        // Checked again now that the connection is open: others may have connected since.
+        self.check_connection_caps(&owner, pinned)?;
         let mut reg = lock(&self.registry);
         if reg.len() >= max {
             return Err(GatewayError::TooManyConnections(max));
         }
         reg.insert(info.id.clone(), open);
         Ok(info)
+    }
+
+    /// The server-wide cap, and the per-principal quota (not for the operator's pinned
+    /// connections): one principal cannot take every connection id.
+    fn check_connection_caps(&self, owner: &str, pinned: bool) -> Result<(), GatewayError> {
+        let limits = &self.config.limits;
+        let reg = lock(&self.registry);
+        if reg.len() >= limits.max_open_connections {
+            return Err(GatewayError::TooManyConnections(
+                limits.max_open_connections,
+            ));
+        }
+        let quota = limits.max_connections_per_principal.max(1);
+        if !pinned
+            && reg
+                .values()
+                .filter(|o| !o.pinned && o.owner == owner)
+                .count()
+                >= quota
+        {
+            return Err(GatewayError::ConnectionQuota(quota));
+        }
+        Ok(())
     }
 
     /// Open connections.
