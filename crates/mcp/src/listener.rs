@@ -193,7 +193,7 @@ pub fn raise_descriptor_limit() -> Option<u64> {
         && cur < hard
     {
         limit.current = Some(hard);
-        if let Err(e) = setrlimit(Resource::Nofile, limit.clone()) {
+        if let Err(e) = setrlimit(Resource::Nofile, limit) {
             tracing::warn!(error = %e, "could not raise the descriptor limit");
         }
     }
