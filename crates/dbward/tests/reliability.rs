@@ -967,3 +967,72 @@ async fn malformed_input_is_answered_on_stdio_and_http() {
     );
     child.kill().await.ok();
 }
+
+#[tokio::test]
+async fn start_up_errors_name_the_cause() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A port that accepts and never answers, and an HTTP server.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let silent_addr = silent.local_addr().expect("addr");
+    let http = common::model_api(axum::Router::new()).await;
+    let http_addr = http
+        .trim_start_matches("http://")
+        .trim_end_matches("/v1")
+        .to_string();
+    let secret = "Zq9-Unmistakable-Secret-7Kp";
+    let cases = [
+        (
+            format!("postgresql://u:{secret}@127.0.0.1:1/db"),
+            "connection refused at 127.0.0.1:1",
+        ),
+        (
+            format!("mysql://u:{secret}@127.0.0.1:1/db"),
+            "connection refused at 127.0.0.1:1",
+        ),
+        (
+            format!("postgresql://u:{secret}@no-such-host.invalid:5432/db"),
+            "DNS failure",
+        ),
+        (
+            format!("postgresql://u:{secret}@{silent_addr}/db"),
+            "did not answer",
+        ),
+        (
+            format!("postgresql://u:{secret}@{http_addr}/db"),
+            "is not a PostgreSQL server",
+        ),
+        // A MySQL server speaks first; an HTTP server waits: it "did not answer".
+        (
+            format!("mysql://u:{secret}@{http_addr}/db"),
+            "did not answer",
+        ),
+    ];
+    for (url, expected) in cases {
+        let started = std::time::Instant::now();
+        let out = dbward(dir.path())
+            .arg("serve")
+            .arg("--audit-log")
+            .arg(dir.path().join("audit.jsonl"))
+            .env("DBWARD_DATABASE_URL", &url)
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .expect("runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{url}: {stderr}");
+        assert!(stderr.contains(expected), "{expected}: {stderr}");
+        assert!(!stderr.contains(secret), "{stderr}");
+        assert!(
+            !stderr.contains("no pooled connection"),
+            "{expected}: {stderr}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(12),
+            "{expected}: {:?}",
+            started.elapsed()
+        );
+    }
+    drop(silent);
+}

@@ -232,6 +232,8 @@ impl Gateway {
         let max = self.config.limits.max_open_connections;
         let owner = calls::current_context().principal;
         self.check_connection_caps(&owner, pinned)?;
+        // Name the cause of an unreachable server before the driver's pool hides it.
+        backends::reachability::probe(spec.kind, &spec.host, spec.port).await?;
         let (backend, version) = match spec.kind {
             DbKind::Postgresql => {
                 let b = PgBackend::connect(&spec, &self.config.limits).await?;

@@ -8,6 +8,7 @@
 pub mod mysql;
 mod pg_catalog_conn;
 pub mod postgres;
+pub(crate) mod reachability;
 pub mod sqlite;
 
 use serde::Serialize;
