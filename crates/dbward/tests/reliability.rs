@@ -1036,3 +1036,60 @@ async fn start_up_errors_name_the_cause() {
     }
     drop(silent);
 }
+
+#[tokio::test]
+async fn an_outage_at_run_time_names_the_cause() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = PgDb::new().await;
+    // A TCP proxy in front of PostgreSQL, to take the server away mid-run.
+    let proxy = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let proxy_addr = proxy.local_addr().expect("addr");
+    let links = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = links.clone();
+    let accepting = tokio::spawn(async move {
+        while let Ok((mut client, _)) = proxy.accept().await {
+            let link = tokio::spawn(async move {
+                if let Ok(mut server) = tokio::net::TcpStream::connect("127.0.0.1:5432").await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+            kept.lock().unwrap_or_else(|p| p.into_inner()).push(link);
+        }
+    });
+    let url = format!(
+        "postgresql://postgres@{proxy_addr}/{}?sslmode=disable",
+        db.name
+    );
+    let mut s = Stdio_::start(dir.path(), &[], &[("DBWARD_DATABASE_URL", &url)]).await;
+    s.call(1, "execute_query", json!({"query": "SELECT 1"}))
+        .await;
+    assert_eq!(code_of(&s.answer(1).await), "ok");
+    // The server goes away: nothing listens there any more, every session is cut.
+    accepting.abort();
+    let _ = accepting.await;
+    for l in links.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+        l.abort();
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut text = String::new();
+    for id in 2..5 {
+        s.call(id, "execute_query", json!({"query": "SELECT 2"}))
+            .await;
+        let a = s.answer(id).await;
+        text = a["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        if text.contains("connection refused") {
+            break;
+        }
+    }
+    assert!(
+        text.contains(&format!("connection refused at {proxy_addr}")),
+        "names the cause: {text}"
+    );
+    s.child.kill().await.ok();
+    db.drop().await;
+}

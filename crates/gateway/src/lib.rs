@@ -70,6 +70,8 @@ pub(crate) struct Open {
     /// Opened by the operator (`connect_trusted`): the server's own connection, which
     /// adapters use as their default, so idle expiry never closes it.
     pinned: bool,
+    /// Where the server is (no credential), to name the cause of an outage.
+    address: (String, u16),
 }
 
 /// The gateway service. Share it as `Arc<Gateway>`.
@@ -283,6 +285,7 @@ impl Gateway {
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
         };
+        let address = (spec.host.clone(), spec.port);
         drop(spec); // the password goes with it
         let open = Arc::new(Open {
             owner: owner.clone(),
@@ -291,6 +294,7 @@ impl Gateway {
             volatility: Mutex::new(HashMap::new()),
             last_used: Mutex::new(Instant::now()),
             pinned,
+            address,
         });
         // Checked again now that the connection is open: others may have connected since.
         self.check_connection_caps(&owner, pinned)?;
@@ -480,11 +484,33 @@ impl Gateway {
             Backend::Mysql(b) => b.execute(sql, params, caps).await,
             Backend::Sqlite(b) => b.execute(sql, params, caps).await,
         };
+        let result = self.explain_outage(open, result).await;
         if let Err(e) = &result {
             // Driver messages were scrubbed when the error was built.
             tracing::warn!(connection = %open.info.target, code = e.code(), error = %e, "query failed");
         }
         result
+    }
+
+    /// A pool that timed out during an outage says only that no connection became free:
+    /// probe the server, and if it is the cause, say so instead.
+    async fn explain_outage<T>(
+        &self,
+        open: &Open,
+        result: Result<T, GatewayError>,
+    ) -> Result<T, GatewayError> {
+        match result {
+            Err(GatewayError::ConnectionUnavailable(m))
+                if m.starts_with("no pooled connection") =>
+            {
+                let (host, port) = &open.address;
+                match backends::reachability::probe(open.info.kind, host, *port).await {
+                    Err(cause) => Err(cause),
+                    Ok(()) => Err(GatewayError::ConnectionUnavailable(m)),
+                }
+            }
+            other => other,
+        }
     }
 
     /// Asks the database about functions the policy does not know, and refuses the unsafe
