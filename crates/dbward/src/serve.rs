@@ -120,6 +120,17 @@ pub struct ServeArgs {
     /// Longest a tool call may take, in seconds, before it is abandoned.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
     call_timeout_secs: u64,
+    /// On SIGTERM or Ctrl-C, how long running calls may finish, in seconds, before they
+    /// are cancelled on the database (and answered and audited as `shutdown`).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=600))]
+    drain_secs: u64,
+    /// HTTP: seconds a client has to send a request's headers, and that a kept-alive
+    /// connection may sit idle, before it is closed.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+    header_timeout_secs: u64,
+    /// HTTP: seconds an authenticated client has to send a request's body (else 408).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
+    body_timeout_secs: u64,
 }
 
 /// Runs the server; exit 1 on any failure, with the reason on stderr.
@@ -164,6 +175,8 @@ fn init_logging() {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let server = ServerOptions {
         call_timeout: Duration::from_secs(args.call_timeout_secs),
+        drain_deadline: Duration::from_secs(args.drain_secs),
+        ..ServerOptions::default()
     };
     // Check the exposure before touching the database: a refusal should be immediate.
     let http = match args.transport {
@@ -205,14 +218,28 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         "default connection open"
     );
     match http {
-        None => dbward_mcp::serve_stdio(gateway, default, server, shutdown_signal()).await?,
+        None => {
+            dbward_mcp::serve_stdio(gateway.clone(), default, server, shutdown_signal()).await?
+        }
         Some(options) => {
             let listener = tokio::net::TcpListener::bind(args.listen)
                 .await
                 .with_context(|| format!("cannot listen on {}", args.listen))?;
-            dbward_mcp::serve_http(listener, gateway, default, options, shutdown_signal()).await?
+            dbward_mcp::serve_http(
+                listener,
+                gateway.clone(),
+                default,
+                options,
+                shutdown_signal(),
+            )
+            .await?
         }
     }
+    // Every entry queued so far (abandoned calls' included) is on disk before exit.
+    if let Some(log) = gateway.audit_log() {
+        log.flush().await.context("flushing the audit log")?;
+    }
+    tracing::info!("stopped");
     Ok(())
 }
 
@@ -235,8 +262,30 @@ fn http_options(args: &ServeArgs, server: ServerOptions) -> anyhow::Result<HttpO
         allowed_origins: args.allowed_origins.clone(),
         max_body_bytes: args.max_body_bytes,
         accept_writable_role: args.accept_writable_role,
+        limits: dbward_mcp::listener::ConnectionLimits {
+            header_timeout: Duration::from_secs(args.header_timeout_secs),
+            body_timeout: Duration::from_secs(args.body_timeout_secs),
+            ..connection_limits()
+        },
         server,
+        ..HttpOptions::default()
     })
+}
+
+/// The accept loop's caps, after raising the soft descriptor limit to the hard one: at
+/// most half the descriptors go to client connections (the rest: pools, audit, runtime).
+fn connection_limits() -> dbward_mcp::listener::ConnectionLimits {
+    let mut limits = dbward_mcp::listener::ConnectionLimits::default();
+    if let Some(soft) = dbward_mcp::listener::raise_descriptor_limit() {
+        let half = usize::try_from(soft / 2).unwrap_or(usize::MAX).max(16);
+        limits.max_connections = limits.max_connections.min(half);
+        tracing::info!(
+            descriptors = soft,
+            max_connections = limits.max_connections,
+            "connection cap"
+        );
+    }
+    limits
 }
 
 /// The start-up connection: --connection, else the URL, else the demo database.

@@ -6,10 +6,17 @@
 //! [`Gateway::begin`] and [`Gateway::finish`]: `finish` writes the audit entry and, if it
 //! cannot, withholds the result (fail closed).
 //!
-//! Invariant: an entry holds the connection's *name* and the query's SHA-256 — never a
+//! A call whose future is dropped before `finish` (the adapter's timeout, a
+//! `notifications/cancelled`, the client gone, shutdown) is audited all the same: the
+//! [`Call`] guard queues its entry from `Drop`, with the outcome the adapter recorded in the
+//! context's [`Ending`] (`client_gone` when none did: only a caller that went away drops a
+//! call without saying why).
+//!
+//! Invariants: every call that passed `begin` leaves exactly one `call` entry, whatever its
+//! ending; an entry holds the connection's *name* and the query's SHA-256 — never a
 //! password, token or connection string — and the query text only when configured.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -26,15 +33,67 @@ pub struct CallContext {
     pub principal: String,
     /// The client's own name (MCP clientInfo, HTTP peer, browser session), if known.
     pub client: Option<String>,
+    /// Why the adapter abandoned the call, if it did (read when a call is dropped).
+    #[serde(skip)]
+    pub ending: Ending,
 }
 
 impl CallContext {
     /// The context of an unauthenticated local caller (stdio, CLI, tests).
     pub fn local() -> CallContext {
+        CallContext::new("local", None)
+    }
+
+    /// A caller `principal`, calling through `client` if known.
+    pub fn new(principal: impl Into<String>, client: Option<String>) -> CallContext {
         CallContext {
-            principal: "local".into(),
-            client: None,
+            principal: principal.into(),
+            client,
+            ending: Ending::default(),
         }
+    }
+}
+
+/// Why an adapter abandoned a call before it answered: the audit outcome of its entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Abandoned {
+    /// The adapter's per-call deadline passed (`timeout`).
+    Timeout,
+    /// The client cancelled the request (`cancelled`).
+    Cancelled,
+    /// The client went away: its connection or request was dropped (`client_gone`).
+    ClientGone,
+    /// The server was shutting down and the drain deadline passed (`shutdown`).
+    Shutdown,
+}
+
+impl Abandoned {
+    /// The stable outcome code written in the audit entry.
+    pub fn code(self) -> &'static str {
+        match self {
+            Abandoned::Timeout => "timeout",
+            Abandoned::Cancelled => "cancelled",
+            Abandoned::ClientGone => "client_gone",
+            Abandoned::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// Shared between an adapter and the calls it runs: the first reason recorded wins (the
+/// HTTP layer seeing the client gone comes before the cancellation that follows from it).
+#[derive(Debug, Clone, Default)]
+pub struct Ending(Arc<Mutex<Option<Abandoned>>>);
+
+impl Ending {
+    /// Records why the call is being abandoned, unless a reason is already recorded.
+    pub fn set(&self, why: Abandoned) {
+        let mut slot = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        slot.get_or_insert(why);
+    }
+
+    /// The reason recorded, if any.
+    pub fn get(&self) -> Option<Abandoned> {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -68,8 +127,17 @@ pub(crate) struct Facts {
     pub(crate) catalog: bool,
 }
 
-/// One call in progress.
+/// One call in progress. Dropped without [`Gateway::finish`], it audits itself.
 pub(crate) struct Call {
+    /// Where the entry of an abandoned call goes (`None`: auditing is off, or finished).
+    audit: Option<crate::audit::AuditLog>,
+    /// Calls by tool and outcome, counted for an abandoned call too.
+    calls_metric: prometheus_client::metrics::family::Family<
+        crate::metrics::CallLabels,
+        prometheus_client::metrics::counter::Counter,
+    >,
+    /// The caller, read when the call began.
+    ctx: CallContext,
     tool: &'static str,
     /// The connection id, and its config name (read when the call began: a call may close
     /// the connection).
@@ -127,7 +195,12 @@ impl Gateway {
         query: Option<&str>,
     ) -> Result<Call, GatewayError> {
         let connection = id.and_then(|id| self.connection_label(id));
+        let ctx = current_context();
+        let principal = ctx.principal.clone();
         let call = Call {
+            audit: self.audit.clone(),
+            calls_metric: self.metrics.calls.clone(),
+            ctx,
             tool,
             id: id.map(String::from),
             connection,
@@ -135,7 +208,6 @@ impl Gateway {
             started: Instant::now(),
             facts: Mutex::new(Facts::default()),
         };
-        let principal = current_context().principal;
         let refusal = match self.detector.admit(&principal) {
             Admission::Allowed => return Ok(call),
             Admission::RateLimited => GatewayError::RateLimited,
@@ -143,8 +215,9 @@ impl Gateway {
                 GatewayError::Blocked(humantime::format_rfc3339_seconds(until).to_string())
             }
         };
+        let mut call = call;
         match self
-            .write_entry(call, &Err::<(), _>(refusal.clone_refusal()))
+            .write_entry(&mut call, &Err::<(), _>(refusal.clone_refusal()))
             .await
         {
             Ok(()) => Err(refusal),
@@ -167,10 +240,10 @@ impl Gateway {
     /// event it raised); if the entry cannot be written, the result is withheld.
     pub(crate) async fn finish<T: Counted>(
         &self,
-        call: Call,
+        mut call: Call,
         result: Result<T, GatewayError>,
     ) -> Result<T, GatewayError> {
-        let ctx = current_context();
+        let ctx = call.ctx.clone();
         let observation = {
             let facts = call.facts.lock().unwrap_or_else(|p| p.into_inner());
             let high = facts
@@ -239,7 +312,7 @@ impl Gateway {
                 })
                 .inc();
         }
-        let result = match self.write_entry(call, &result).await {
+        let result = match self.write_entry(&mut call, &result).await {
             Ok(()) => result,
             Err(e) => Err(e),
         };
@@ -255,6 +328,18 @@ impl Gateway {
         if let Some(event) = self.detector.auth_failure(who) {
             self.raise(event).await;
         }
+    }
+
+    /// Records a flood of failed authentications by `who` as one audited security event
+    /// with its count (the adapter throttles and counts; see `dbward-mcp`'s HTTP layer).
+    pub async fn record_auth_flood(&self, who: &str, what: &str, failures: u64, window_s: u64) {
+        let event = self.detector.report(
+            who,
+            Level::High,
+            "auth_flood",
+            format!("{failures} failed authentications ({what}) in {window_s}s"),
+        );
+        self.raise(event).await;
     }
 
     /// Records a security event a stdio host (the web UI) saw itself, for `principal`.
@@ -366,64 +451,119 @@ impl Gateway {
         }
     }
 
-    /// Writes a call's audit entry (no-op without an audit log).
+    /// Writes a call's audit entry (no-op without an audit log). The call counts as
+    /// finished from the moment its entry is queued: dropped before that, it audits itself.
     async fn write_entry<T: Counted>(
         &self,
-        call: Call,
+        call: &mut Call,
         result: &Result<T, GatewayError>,
     ) -> Result<(), GatewayError> {
-        let Some(log) = &self.audit else {
+        let Some(log) = call.audit.clone() else {
             return Ok(());
         };
-        let ctx = current_context();
-        let facts = call.facts.into_inner().unwrap_or_else(|p| p.into_inner());
-        let connection = call
-            .connection
-            .or_else(|| call.id.as_deref().and_then(|id| self.connection_label(id)));
-        let query = call.query.or(facts.query);
-        let (outcome, rules) = match result {
-            Ok(_) => ("ok".to_string(), facts.rules),
-            Err(e) => {
-                let mut rules = facts.rules;
-                if let Some(r) = e.rule()
-                    && !rules.iter().any(|x| x == r)
-                {
-                    rules.push(r.to_string());
-                }
-                (e.code().to_string(), rules)
-            }
+        let unwritten = |e: crate::audit::AuditError| {
+            tracing::error!(error = %e, "audit entry not written: result withheld");
+            GatewayError::AuditUnavailable(e.to_string())
         };
-        let entry = Entry {
+        // No await point between taking the call's facts and queueing its entry.
+        let slot = log.reserve().await.map_err(unwritten)?;
+        let (outcome, rule) = match result {
+            Ok(_) => ("ok".to_string(), None),
+            Err(e) => (e.code().to_string(), e.rule()),
+        };
+        let rows = result.as_ref().ok().and_then(Counted::rows);
+        let entry = call.take_entry(self, outcome, rule, rows);
+        slot.send(entry).await.map(|_| ()).map_err(unwritten)
+    }
+}
+
+impl Call {
+    /// Builds the call's entry and marks it finished (its `Drop` then writes nothing).
+    fn take_entry(
+        &mut self,
+        gateway: &Gateway,
+        outcome: String,
+        rule: Option<&str>,
+        rows: Option<u64>,
+    ) -> Entry {
+        self.audit = None;
+        let facts = std::mem::take(&mut *self.facts.lock().unwrap_or_else(|p| p.into_inner()));
+        let connection = self.connection.take().or_else(|| {
+            self.id
+                .as_deref()
+                .and_then(|id| gateway.connection_label(id))
+        });
+        self.entry_of(facts, connection, outcome, rule, rows)
+    }
+
+    fn entry_of(
+        &mut self,
+        facts: Facts,
+        connection: Option<String>,
+        outcome: String,
+        rule: Option<&str>,
+        rows: Option<u64>,
+    ) -> Entry {
+        let ctx = &self.ctx;
+        let query = self.query.take().or(facts.query);
+        let mut rules = facts.rules;
+        if let Some(r) = rule
+            && !rules.iter().any(|x| x == r)
+        {
+            rules.push(r.to_string());
+        }
+        Entry {
             kind: "call".into(),
             session: Some(format!(
                 "{}/{}",
                 ctx.principal,
-                call.id.as_deref().unwrap_or("-")
+                self.id.as_deref().unwrap_or("-")
             )),
             client: Some(match &ctx.client {
                 Some(c) => format!("{} ({c})", ctx.principal),
                 None => ctx.principal.clone(),
             }),
-            tool: Some(call.tool.to_string()),
+            tool: Some(self.tool.to_string()),
             connection,
             query_sha256: query.as_deref().map(sha256_hex),
             statement_kind: facts.statement_kind,
             verdict: facts.verdict,
             rules,
-            rows: result.as_ref().ok().and_then(Counted::rows).or(facts.rows),
+            rows: rows.or(facts.rows),
             bytes: facts.bytes,
-            duration_ms: Some(call.started.elapsed().as_millis() as u64),
+            duration_ms: Some(self.started.elapsed().as_millis() as u64),
             outcome: Some(outcome),
             query,
             ..Entry::default()
-        };
-        match log.append(entry).await {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                tracing::error!(error = %e, "audit entry not written: result withheld");
-                Err(GatewayError::AuditUnavailable(e.to_string()))
-            }
         }
+    }
+}
+
+impl Drop for Call {
+    /// A call dropped before `finish` (its future was abandoned): queue its entry with the
+    /// reason the adapter recorded, without waiting (`Drop` cannot).
+    fn drop(&mut self) {
+        let Some(log) = self.audit.take() else {
+            return;
+        };
+        let why = self.ctx.ending.get().unwrap_or(Abandoned::ClientGone);
+        self.calls_metric
+            .get_or_create(&crate::metrics::CallLabels {
+                tool: self.tool.to_string(),
+                outcome: why.code().to_string(),
+            })
+            .inc();
+        tracing::info!(
+            principal = %self.ctx.principal,
+            tool = self.tool,
+            outcome = why.code(),
+            "call abandoned before it answered"
+        );
+        let facts = std::mem::take(&mut *self.facts.lock().unwrap_or_else(|p| p.into_inner()));
+        // The label read when the call began (the registry is not reachable from here).
+        let connection = self.connection.take();
+        let entry = self.entry_of(facts, connection, why.code().to_string(), None, None);
+        log.append_detached(entry);
     }
 }
 

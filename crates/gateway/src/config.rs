@@ -250,6 +250,11 @@ pub struct Limits {
     pub connection_idle_expiry_s: u64,
     /// Open connection ids at most. Default 16.
     pub max_open_connections: usize,
+    /// Open connection ids one principal may hold at most (the operator's start-up
+    /// connection does not count). Default 4: an assistant rarely needs more than a couple
+    /// of databases at once, and with the default server-wide cap of 16 it leaves room for
+    /// at least three other principals, so one token cannot take every id.
+    pub max_connections_per_principal: usize,
 }
 
 impl Default for Limits {
@@ -267,6 +272,7 @@ impl Default for Limits {
             idle_timeout_s: 300,
             connection_idle_expiry_s: 3_600,
             max_open_connections: 16,
+            max_connections_per_principal: 4,
         }
     }
 }

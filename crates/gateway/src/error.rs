@@ -48,6 +48,9 @@ pub enum GatewayError {
     /// The maximum number of open connections is reached.
     #[error("too many open connections (maximum {0}); close one first")]
     TooManyConnections(usize),
+    /// The caller already holds its quota of open connections.
+    #[error("you already hold {0} open connections, the most one caller may; close one first")]
+    ConnectionQuota(usize),
     /// The database could not be reached or refused the login.
     #[error("connection unavailable: {0}")]
     ConnectionUnavailable(String),
@@ -121,7 +124,9 @@ impl GatewayError {
             GatewayError::UnknownConnection => "unknown_connection",
             GatewayError::UnknownConnectionName(_) => "unknown_connection_name",
             GatewayError::ClientConnectionsDisabled => "client_connections_disabled",
-            GatewayError::TooManyConnections(_) => "too_many_connections",
+            GatewayError::TooManyConnections(_) | GatewayError::ConnectionQuota(_) => {
+                "too_many_connections"
+            }
             GatewayError::ConnectionUnavailable(_) => "connection_unavailable",
             GatewayError::Timeout(_) => "timeout",
             GatewayError::PermissionDenied(_) => "permission_denied",

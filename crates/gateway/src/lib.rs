@@ -70,6 +70,8 @@ pub(crate) struct Open {
     /// Opened by the operator (`connect_trusted`): the server's own connection, which
     /// adapters use as their default, so idle expiry never closes it.
     pinned: bool,
+    /// Where the server is (no credential), to name the cause of an outage.
+    address: (String, u16),
 }
 
 /// The gateway service. Share it as `Arc<Gateway>`.
@@ -230,9 +232,10 @@ impl Gateway {
     async fn open(&self, spec: ConnectSpec, pinned: bool) -> Result<ConnectionInfo, GatewayError> {
         self.expire_idle().await;
         let max = self.config.limits.max_open_connections;
-        if lock(&self.registry).len() >= max {
-            return Err(GatewayError::TooManyConnections(max));
-        }
+        let owner = calls::current_context().principal;
+        self.check_connection_caps(&owner, pinned)?;
+        // Name the cause of an unreachable server before the driver's pool hides it.
+        backends::reachability::probe(spec.kind, &spec.host, spec.port).await?;
         let (backend, version) = match spec.kind {
             DbKind::Postgresql => {
                 let b = PgBackend::connect(&spec, &self.config.limits).await?;
@@ -282,20 +285,47 @@ impl Gateway {
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
         };
+        let address = (spec.host.clone(), spec.port);
         drop(spec); // the password goes with it
         let open = Arc::new(Open {
-            owner: calls::current_context().principal,
+            owner: owner.clone(),
             info: info.clone(),
             backend,
             last_used: Mutex::new(Instant::now()),
             pinned,
+            address,
         });
+        // Checked again now that the connection is open: others may have connected since.
+        self.check_connection_caps(&owner, pinned)?;
         let mut reg = lock(&self.registry);
         if reg.len() >= max {
             return Err(GatewayError::TooManyConnections(max));
         }
         reg.insert(info.id.clone(), open);
         Ok(info)
+    }
+
+    /// The server-wide cap, and the per-principal quota (not for the operator's pinned
+    /// connections): one principal cannot take every connection id.
+    fn check_connection_caps(&self, owner: &str, pinned: bool) -> Result<(), GatewayError> {
+        let limits = &self.config.limits;
+        let reg = lock(&self.registry);
+        if reg.len() >= limits.max_open_connections {
+            return Err(GatewayError::TooManyConnections(
+                limits.max_open_connections,
+            ));
+        }
+        let quota = limits.max_connections_per_principal.max(1);
+        if !pinned
+            && reg
+                .values()
+                .filter(|o| !o.pinned && o.owner == owner)
+                .count()
+                >= quota
+        {
+            return Err(GatewayError::ConnectionQuota(quota));
+        }
+        Ok(())
     }
 
     /// Open connections.
@@ -463,11 +493,33 @@ impl Gateway {
             Backend::Mysql(b) => b.execute(sql, params, caps).await,
             Backend::Sqlite(b) => b.execute(sql, params, caps).await,
         };
+        let result = self.explain_outage(open, result).await;
         if let Err(e) = &result {
             // Driver messages were scrubbed when the error was built.
             tracing::warn!(connection = %open.info.target, code = e.code(), error = %e, "query failed");
         }
         result
+    }
+
+    /// A pool that timed out during an outage says only that no connection became free:
+    /// probe the server, and if it is the cause, say so instead.
+    async fn explain_outage<T>(
+        &self,
+        open: &Open,
+        result: Result<T, GatewayError>,
+    ) -> Result<T, GatewayError> {
+        match result {
+            Err(GatewayError::ConnectionUnavailable(m))
+                if m.starts_with("no pooled connection") =>
+            {
+                let (host, port) = &open.address;
+                match backends::reachability::probe(open.info.kind, host, *port).await {
+                    Err(cause) => Err(cause),
+                    Ok(()) => Err(GatewayError::ConnectionUnavailable(m)),
+                }
+            }
+            other => other,
+        }
     }
 
     /// Asks the database what the query's function names resolve to, where that is not

@@ -43,10 +43,7 @@ async fn each_call_is_one_entry_with_its_facts() {
     let log_path = dir.join("audit.jsonl");
     let log = AuditLog::open(AuditConfig::new(log_path.clone())).expect("audit");
     let gw = Gateway::new(client_config()).with_audit(log);
-    let ctx = CallContext {
-        principal: "alice".into(),
-        client: Some("claude-desktop".into()),
-    };
+    let ctx = CallContext::new("alice", Some("claude-desktop".into()));
     with_context(ctx, async {
         let id = gw
             .connect(ConnectRequest::Url(SecretString::from(format!(
@@ -117,23 +114,29 @@ async fn each_call_is_one_entry_with_its_facts() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A full disk: once the audit log cannot be written, no result is released.
+/// A full disk: once the audit log cannot be written, no result is released; when space
+/// returns, writes resume, the partial line is cut and the chain continues.
 #[tokio::test]
-async fn a_full_audit_disk_withholds_results() {
+async fn a_full_audit_disk_withholds_results_then_recovers() {
     let dir = std::env::temp_dir().join(common::unique("dbward_auditfull"));
     let mnt = dir.join("mnt");
     std::fs::create_dir_all(&mnt).expect("dir");
     let status = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=12k", "tmpfs"])
+        .args(["-t", "tmpfs", "-o", "size=16k", "tmpfs"])
         .arg(&mnt)
         .status()
         .expect("mount runs");
     assert!(
         status.success(),
-        "this test mounts a 12 KiB tmpfs (needs root, as CI has)"
+        "this test mounts a 16 KiB tmpfs (needs root, as CI has)"
     );
     let db = sqlite_fixture(&dir);
-    let log = AuditLog::open(AuditConfig::new(mnt.join("audit.jsonl"))).expect("audit");
+    // Another file on the same disk, deleted later to give the space back.
+    // (16 KiB: a page each for the lock and head files, the filler, and the log.)
+    let filler = mnt.join("filler");
+    std::fs::write(&filler, vec![b'x'; 4096]).expect("filler");
+    let log_path = mnt.join("audit.jsonl");
+    let log = AuditLog::open(AuditConfig::new(log_path.clone())).expect("audit");
     let gw = Gateway::new(client_config()).with_audit(log);
     let id = gw
         .connect(ConnectRequest::Url(SecretString::from(format!(
@@ -160,13 +163,42 @@ async fn a_full_audit_disk_withholds_results() {
     }
     let at = refused_at.expect("the disk filled and calls were refused");
     assert!(at > 5, "calls worked while the log could be written ({at})");
-    // It stays closed: no gap opens in the chain.
+    // It stays closed while the disk is full: no gap opens in the chain.
     let e = gw
         .execute_query(&id, "SELECT 1", &[], None)
         .await
         .expect_err("still refused");
     assert_eq!(e.code(), "audit_unavailable");
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let e = gw
+        .execute_query(&id, "SELECT 1", &[], None)
+        .await
+        .expect_err("refused after a retry while the disk is still full");
+    assert_eq!(e.code(), "audit_unavailable");
+    // Space returns: after the retry interval, writes resume and the chain continues.
+    std::fs::remove_file(&filler).expect("free space");
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    gw.execute_query(&id, "SELECT 2", &[], None)
+        .await
+        .expect("served again once the log can be written");
     drop(gw);
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let text = std::fs::read_to_string(&log_path).expect("read");
+    assert!(text.ends_with('\n'), "no partial line left");
+    let e = entries(&log_path);
+    let recovered = e
+        .iter()
+        .find(|e| e.kind == "recovered")
+        .expect("a recovered entry");
+    assert!(
+        recovered
+            .note
+            .as_deref()
+            .is_some_and(|n| n.contains("writes resumed")),
+        "{recovered:?}"
+    );
+    assert_eq!(e.last().and_then(|e| e.outcome.as_deref()), Some("ok"));
+    verify_files(&[&log_path], None, None).expect("the chain verifies across the outage");
     let _ = Command::new("umount").arg(&mnt).status();
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -14,10 +14,7 @@ use secrecy::SecretString;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn as_principal(name: &str) -> CallContext {
-    CallContext {
-        principal: name.into(),
-        client: None,
-    }
+    CallContext::new(name, None)
 }
 
 /// A one-request-per-connection HTTP listener that collects request bodies.

@@ -22,6 +22,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use dbward_gateway::calls::{Abandoned, Ending};
 use dbward_gateway::{ConnectionInfo, Gateway};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
@@ -30,6 +31,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth_throttle::{AuthThrottle, Failure};
 use crate::error::McpError;
 use crate::server::{DbwardServer, ServerOptions};
 
@@ -162,6 +164,13 @@ pub struct HttpOptions {
     pub accept_writable_role: bool,
     /// Reverse proxies whose `X-Forwarded-For` is believed. Empty: the header is ignored.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Failed authentications per client address per window before 429. Default 10
+    /// (see [`crate::auth_throttle`]).
+    pub auth_failures_per_window: u64,
+    /// The authentication-failure window. Default 60 s.
+    pub auth_window: std::time::Duration,
+    /// Timeouts and caps of the accept loop (see [`crate::listener`]).
+    pub limits: crate::listener::ConnectionLimits,
     /// Options of the MCP server itself.
     pub server: ServerOptions,
 }
@@ -176,6 +185,9 @@ impl Default for HttpOptions {
             allowed_origins: Vec::new(),
             max_body_bytes: 1024 * 1024,
             accept_writable_role: false,
+            auth_failures_per_window: crate::auth_throttle::DEFAULT_MAX_FAILURES,
+            auth_window: crate::auth_throttle::DEFAULT_WINDOW,
+            limits: crate::listener::ConnectionLimits::default(),
             server: ServerOptions::default(),
         }
     }
@@ -204,6 +216,12 @@ struct AuthState {
     trusted_proxies: Vec<std::net::IpAddr>,
     /// Failed authentications are security events.
     gateway: Arc<Gateway>,
+    /// Failed authentications per client address.
+    throttle: AuthThrottle,
+    window_s: u64,
+    /// An authenticated request's body must arrive within this.
+    body_timeout: std::time::Duration,
+    max_body_bytes: usize,
 }
 
 /// Serves MCP at `/mcp` on `listener` until `shutdown` completes.
@@ -278,6 +296,10 @@ pub async fn serve_http(
         tokens: options.tokens.clone(),
         trusted_proxies: options.trusted_proxies.clone(),
         gateway: gateway.clone(),
+        throttle: AuthThrottle::new(options.auth_failures_per_window, options.auth_window),
+        window_s: options.auth_window.as_secs(),
+        body_timeout: options.limits.body_timeout,
+        max_body_bytes: options.max_body_bytes,
     });
     let metrics_gateway = gateway.clone();
     let app = axum::Router::new()
@@ -302,18 +324,53 @@ pub async fn serve_http(
         unauthenticated = options.tokens.is_empty(),
         "serving MCP over HTTP at /mcp"
     );
-    let stop = ct.clone();
-    axum::serve(
+    // Shutdown: stop accepting at once; let running calls finish until the drain deadline
+    // (then they are cancelled and answer `shutdown`); a second later, connections still
+    // open (a half-sent request, an idle client) are closed rather than waited on.
+    let stop = CancellationToken::new();
+    let closing = CancellationToken::new();
+    let connections = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let accepting = tokio::spawn(crate::listener::accept_loop(
         listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        shutdown.await;
-        // Ends open SSE streams, so graceful shutdown does not wait on them forever.
-        stop.cancel();
-    })
-    .await?;
+        app,
+        options.limits.clone(),
+        stop.clone(),
+        closing.clone(),
+        connections.clone(),
+    ));
+    shutdown.await;
+    let drain = options.server.drain.clone();
+    tracing::info!(running = drain.running(), "shutting down: draining calls");
+    stop.cancel();
+    let all_closed = async {
+        while connections.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    let drained = async {
+        drain.drain(options.server.drain_deadline).await;
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    };
+    tokio::select! {
+        () = all_closed => {}
+        () = drained => tracing::info!("connections still open after the drain were closed"),
+    }
+    closing.cancel();
+    // Ends open SSE streams.
+    ct.cancel();
+    let _ = accepting.await;
     Ok(())
+}
+
+/// Marks a request's calls `client_gone` if dropped while still armed.
+struct ClientGone(Option<Ending>);
+
+impl Drop for ClientGone {
+    fn drop(&mut self) {
+        if let Some(e) = self.0.take() {
+            e.set(Abandoned::ClientGone);
+        }
+    }
 }
 
 /// The `Authorization: Bearer` value, if well-formed.
@@ -352,7 +409,7 @@ pub fn client_address(
 async fn require_token(
     State(auth): State<Arc<AuthState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    mut req: Request,
+    req: Request,
     next: Next,
 ) -> Response {
     let principal = if auth.tokens.is_empty() {
@@ -363,21 +420,96 @@ async fn require_token(
     };
     match principal {
         Some(name) => {
+            let mut req = req;
             req.extensions_mut().insert(Principal(name.to_string()));
-            next.run(req).await
+            // If this future is dropped before it answers, the client went away: the call
+            // it carried is audited as `client_gone`.
+            let ending = Ending::default();
+            req.extensions_mut().insert(ending.clone());
+            if let Some(slot) = req.extensions().get::<crate::listener::ConnectionSlot>() {
+                slot.authenticated();
+            }
+            // The body must arrive within the body timeout (read here, once, bounded).
+            let (parts, body) = req.into_parts();
+            let body = match tokio::time::timeout(
+                auth.body_timeout,
+                axum::body::to_bytes(body, auth.max_body_bytes),
+            )
+            .await
+            {
+                Ok(Ok(bytes)) => bytes,
+                Ok(Err(_)) => {
+                    return (
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "request body too large or unreadable",
+                    )
+                        .into_response();
+                }
+                Err(_) => {
+                    return (
+                        StatusCode::REQUEST_TIMEOUT,
+                        "request body not received in time",
+                    )
+                        .into_response();
+                }
+            };
+            if parts.method == axum::http::Method::POST
+                && let Err(crate::malformed::Malformed(answer)) = crate::malformed::check(&body)
+            {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    [(header::CONTENT_TYPE, "application/json")],
+                    answer.to_string(),
+                )
+                    .into_response();
+            }
+            let req = Request::from_parts(parts, axum::body::Body::from(body));
+            let mut gone = ClientGone(Some(ending));
+            let response = next.run(req).await;
+            gone.0 = None;
+            response
         }
         None => {
             let peer = client_address(peer.ip(), req.headers(), &auth.trusted_proxies);
-            tracing::warn!(
-                %peer,
-                path = %req.uri().path(),
-                presented = req.headers().contains_key(header::AUTHORIZATION),
-                "HTTP request refused: missing or wrong bearer token"
-            );
+            let who = format!("peer:{peer}");
+            let (log, flood, previous) = match auth.throttle.fail(peer) {
+                Failure::Throttled { retry_after } => {
+                    return (
+                        StatusCode::TOO_MANY_REQUESTS,
+                        [
+                            (header::CONTENT_TYPE, "application/json".to_string()),
+                            (header::RETRY_AFTER, retry_after.to_string()),
+                        ],
+                        r#"{"error":"too_many_failed_authentications","message":"too many requests without a valid bearer token from this address; retry later"}"#,
+                    )
+                        .into_response();
+                }
+                Failure::Unauthorized {
+                    log,
+                    flood,
+                    previous,
+                } => (log, flood, previous),
+            };
+            if log {
+                tracing::warn!(
+                    %peer,
+                    path = %req.uri().path(),
+                    presented = req.headers().contains_key(header::AUTHORIZATION),
+                    "HTTP request refused: missing or wrong bearer token (further failures from this address in this window are counted, not logged)"
+                );
+            }
             // No principal could be established: the peer address stands in for it.
-            auth.gateway
-                .record_auth_failure(&format!("peer:{peer}"), "HTTP bearer token")
-                .await;
+            if let Some(n) = previous {
+                auth.gateway
+                    .record_auth_flood(&who, "HTTP bearer token, previous window", n, auth.window_s)
+                    .await;
+            }
+            if let Some(n) = flood {
+                tracing::warn!(%peer, failures = n, "failed authentications throttled: answering 429 until the window ends");
+                auth.gateway
+                    .record_auth_flood(&who, "HTTP bearer token", n, auth.window_s)
+                    .await;
+            }
             let mut response = (
                 StatusCode::UNAUTHORIZED,
                 [(header::CONTENT_TYPE, "application/json")],

@@ -19,15 +19,20 @@
 
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+mod auth_throttle;
 pub mod client;
+pub mod drain;
 mod error;
 pub mod http;
+pub mod listener;
+mod malformed;
 mod render;
 mod server;
 mod stdio;
 mod tools;
 
 pub use dbward_gateway::HostEventKind;
+pub use drain::Drain;
 pub use error::McpError;
 pub use http::{HttpOptions, Principal, TokenSet, check_exposure, serve_http};
 pub use server::{

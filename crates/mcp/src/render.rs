@@ -133,6 +133,16 @@ pub(crate) fn call_cancelled() -> CallToolResult {
     )
 }
 
+/// A call still running when the server's drain deadline passed at shutdown.
+pub(crate) fn call_shutdown() -> CallToolResult {
+    error_result(
+        "shutdown",
+        None,
+        "the server is shutting down and the call did not finish in time; its statement was cancelled on the database. Try again once the server is back",
+        None,
+    )
+}
+
 /// Arguments that do not match the tool's input schema.
 pub(crate) fn invalid_arguments(tool: &str, detail: &str) -> CallToolResult {
     let detail = detail

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use dbward_gateway::calls::{Abandoned, CallContext, Ending};
 use dbward_gateway::{ConnectionInfo, Gateway, GatewayError};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::ToolCallContext;
@@ -29,12 +30,19 @@ pub struct ServerOptions {
     /// Longest a tool call may take before it is abandoned and reported as a `timeout`
     /// tool error. Default 60 s.
     pub call_timeout: Duration,
+    /// Running calls, for graceful shutdown: abandoned calls answer `shutdown`.
+    pub drain: crate::Drain,
+    /// At shutdown, how long running calls may go on before they are cancelled. Default
+    /// 10 s ([`crate::drain::DEFAULT_DRAIN`]).
+    pub drain_deadline: Duration,
 }
 
 impl Default for ServerOptions {
     fn default() -> Self {
         ServerOptions {
             call_timeout: Duration::from_secs(60),
+            drain: crate::Drain::new(),
+            drain_deadline: crate::drain::DEFAULT_DRAIN,
         }
     }
 }
@@ -163,35 +171,53 @@ impl ServerHandler for DbwardServer {
             .map(|info| info.client_info.name.clone());
         let started = Instant::now();
         let cancelled = context.ct.clone();
+        // The HTTP layer hands each request an `Ending` it marks if the client goes away;
+        // over stdio the call has its own.
+        let ending = context
+            .extensions
+            .get::<axum::http::request::Parts>()
+            .and_then(|p| p.extensions.get::<Ending>().cloned())
+            .unwrap_or_default();
         // The gateway audits and rate-limits by this principal (never by a client header).
-        let caller = dbward_gateway::calls::CallContext {
-            principal: principal.clone(),
-            client,
-        };
+        let mut caller = CallContext::new(principal.clone(), client);
+        caller.ending = ending.clone();
+        let _running = self.options.drain.enter();
         let call = dbward_gateway::calls::with_context(
             caller,
             self.router
                 .call(ToolCallContext::new(self, request, context)),
         );
-        // notifications/cancelled: drop the call, which cancels its statement on the
-        // database (the gateway's in-flight guard) instead of letting it run on.
-        let call = async move {
-            tokio::select! {
-                r = call => Some(r),
-                _ = cancelled.cancelled() => None,
-            }
+        tokio::pin!(call);
+        // Whatever ends the call early records why before the call's future is dropped:
+        // dropping it cancels its statement on the database (the backend's in-flight guard)
+        // and writes its audit entry with that outcome (the gateway's call guard).
+        let ended = tokio::select! {
+            r = &mut call => Ok(r),
+            _ = cancelled.cancelled() => Err(Abandoned::Cancelled),
+            _ = tokio::time::sleep(self.options.call_timeout) => Err(Abandoned::Timeout),
+            _ = self.options.drain.abandoned() => Err(Abandoned::Shutdown),
         };
-        let response = match tokio::time::timeout(self.options.call_timeout, call).await {
-            Ok(None) => Ok(render::call_cancelled().into()),
-            Err(_) => Ok(render::call_timeout(self.options.call_timeout).into()),
+        let response = match ended {
+            Err(why) => {
+                ending.set(why);
+                match ending.get().unwrap_or(why) {
+                    Abandoned::Timeout => {
+                        Ok(render::call_timeout(self.options.call_timeout).into())
+                    }
+                    Abandoned::Shutdown => Ok(render::call_shutdown().into()),
+                    Abandoned::Cancelled | Abandoned::ClientGone => {
+                        Ok(render::call_cancelled().into())
+                    }
+                }
+            }
             // rmcp reports arguments that do not match the schema as a bare tool error;
             // ours always carry structured content, so a bare one is an argument error.
-            Ok(Some(Ok(CallToolResponse::Complete(result))))
+            Ok(Ok(CallToolResponse::Complete(result)))
                 if result.is_error == Some(true) && result.structured_content.is_none() =>
             {
                 Ok(render::invalid_arguments(&tool, &text_of(&result)).into())
             }
-            Ok(Some(other)) => other,
+            Ok(other) => other,
         };
         let outcome = match &response {
             Ok(CallToolResponse::Complete(r)) if r.is_error == Some(true) => r

@@ -599,6 +599,7 @@ async fn a_slow_call_ends_in_a_timeout_tool_error() {
     config.limits.statement_timeout_ms = 3_000;
     let options = ServerOptions {
         call_timeout: Duration::from_millis(300),
+        ..ServerOptions::default()
     };
     let (_dir, _gw, _info, client) = demo(config, options).await;
     let started = std::time::Instant::now();
@@ -787,6 +788,7 @@ async fn a_timed_out_postgresql_call_leaves_no_transaction_behind() {
     let (fx, gateway, info) = slow_postgres().await;
     let options = ServerOptions {
         call_timeout: Duration::from_millis(300),
+        ..ServerOptions::default()
     };
     let client = client_for(gateway.clone(), info, options).await;
     let started = std::time::Instant::now();
@@ -938,6 +940,7 @@ async fn a_cancelled_postgresql_call_stops_its_statement_on_the_database() {
     let (fx, gateway, info) = slow_postgres().await;
     let options = ServerOptions {
         call_timeout: Duration::from_secs(120),
+        ..ServerOptions::default()
     };
     let client = client_for(gateway.clone(), info, options).await;
     let request = ClientRequest::CallToolRequest(CallToolRequest::new(
@@ -1011,7 +1014,9 @@ async fn an_http_client_that_goes_away_stops_its_statement_on_the_database() {
         trusted_proxies: Vec::new(),
         server: ServerOptions {
             call_timeout: Duration::from_secs(120),
+            ..ServerOptions::default()
         },
+        ..dbward_mcp::HttpOptions::default()
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(dbward_mcp::serve_http(

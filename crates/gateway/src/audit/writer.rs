@@ -5,9 +5,10 @@
 //!
 //! Invariants: sequence numbers and `prev` hashes are assigned by the writer alone, in
 //! queue order; a failed write is reported to the caller (who must withhold the result) and
-//! every later append fails too until restart, so no gap can open in the chain; a partial
-//! last line left by a crash (never acknowledged) is cut off at start-up and the cut is
-//! recorded in a `recovered` entry.
+//! every later append fails too until a retry succeeds, so no gap can open in the chain; a
+//! partial last line — left by a crash (never acknowledged) or by a failed write (a full
+//! disk) — is cut off, at start-up or before the retry, and the cut is recorded in a
+//! `recovered` entry that continues the chain.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -74,11 +75,28 @@ pub enum AuditError {
     /// The writer has stopped.
     #[error("the audit writer has stopped; calls are refused")]
     Closed,
+    /// Another process writes this log (two writers would fork its chain).
+    #[error(
+        "the audit log {path} is in use by another dbward process ({holder}); stop it, or give this one its own log (--audit-log or DBWARD_DATA_DIR)"
+    )]
+    InUse {
+        /// The log file.
+        path: String,
+        /// Who holds it, as its lock file says (`pid N`), or that it could not be read.
+        holder: String,
+    },
 }
 
+/// After a failed write, the soonest the writer tries the disk again. One second: a full
+/// disk is not freed faster than an operator can act, and a retry per call during a flood
+/// would only hammer it; a call in the meantime is refused at once.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
+
 enum Job {
-    Append(Box<Entry>, oneshot::Sender<Result<u64, AuditError>>),
+    Append(Box<Entry>, Option<oneshot::Sender<Result<u64, AuditError>>>),
     Tick,
+    /// Sync to disk, then acknowledge: every job queued before it has been handled.
+    Flush(oneshot::Sender<Result<(), AuditError>>),
 }
 
 /// A handle to the audit log. Cheap to clone.
@@ -87,6 +105,31 @@ pub struct AuditLog {
     tx: mpsc::Sender<Job>,
     path: PathBuf,
     store_query_text: bool,
+    /// Detached appends not yet in the queue (it was full when they were made).
+    detached: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// A place in the audit queue, taken before the entry is built, so that building and
+/// queueing the entry happen with no await point between them.
+pub struct Slot<'a> {
+    permit: mpsc::Permit<'a, Job>,
+    store_query_text: bool,
+}
+
+impl Slot<'_> {
+    /// Queues `entry` (its `seq`, `ts` and `prev` are assigned by the writer); the returned
+    /// future resolves when it is written.
+    pub fn send(
+        self,
+        mut entry: Entry,
+    ) -> impl std::future::Future<Output = Result<u64, AuditError>> {
+        if !self.store_query_text {
+            entry.query = None;
+        }
+        let (ack, done) = oneshot::channel();
+        self.permit.send(Job::Append(Box::new(entry), Some(ack)));
+        async move { done.await.map_err(|_| AuditError::Closed)? }
+    }
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -98,6 +141,8 @@ impl std::fmt::Debug for AuditLog {
 struct State {
     file: File,
     head: File,
+    /// Holds the advisory lock on the log while the writer lives.
+    _lock: File,
     path: PathBuf,
     key: Option<SecretBox<Vec<u8>>>,
     next_seq: u64,
@@ -107,7 +152,9 @@ struct State {
     fsync: FsyncPolicy,
     dirty: bool,
     last_sync: Instant,
+    /// The last write failed (the chain stops here until a retry succeeds), and when.
     failed: Option<AuditError>,
+    failed_at: Instant,
 }
 
 fn io(e: std::io::Error) -> AuditError {
@@ -116,6 +163,48 @@ fn io(e: std::io::Error) -> AuditError {
 
 fn now_rfc3339() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+fn lock_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".lock");
+    PathBuf::from(p)
+}
+
+/// Takes the log's advisory lock (`<path>.lock`, `flock`), held for the life of the
+/// writer, and writes this process's id in it for the message a second process shows.
+/// The lock goes with the process however it ends (even `kill -9`), so a stale lock file
+/// never keeps a restart out.
+fn lock_log(path: &Path) -> Result<File, AuditError> {
+    let lock_file = lock_path(path);
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_file)
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut who = String::new();
+            let _ = file.read_to_string(&mut who);
+            let who = who.trim();
+            return Err(AuditError::InUse {
+                path: path.display().to_string(),
+                holder: if who.is_empty() {
+                    "its pid is not recorded".into()
+                } else {
+                    format!("pid {who}, see {}", lock_file.display())
+                },
+            });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+    }
+    file.set_len(0).map_err(io)?;
+    file.write_all_at(format!("{}\n", std::process::id()).as_bytes(), 0)
+        .map_err(io)?;
+    Ok(file)
 }
 
 fn head_path(path: &Path) -> PathBuf {
@@ -139,6 +228,7 @@ impl AuditLog {
         if let Some(dir) = cfg.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
+        let lock = lock_log(&cfg.path)?;
         let mut file = OpenOptions::new()
             .read(true)
             .append(true)
@@ -181,6 +271,7 @@ impl AuditLog {
             }
         };
         let mut state = State {
+            _lock: lock,
             size: text.len() as u64,
             file,
             head,
@@ -193,6 +284,7 @@ impl AuditLog {
             dirty: false,
             last_sync: Instant::now(),
             failed: None,
+            failed_at: Instant::now(),
         };
         if state.next_seq == 0 {
             state.write(Entry {
@@ -217,10 +309,26 @@ impl AuditLog {
                     match job {
                         Job::Append(entry, ack) => {
                             let r = state.append(*entry);
-                            let _ = ack.send(r);
+                            match ack {
+                                Some(ack) => {
+                                    let _ = ack.send(r);
+                                }
+                                None => {
+                                    if let Err(e) = r {
+                                        tracing::error!(error = %e, "audit entry of an abandoned call not written");
+                                    }
+                                }
+                            }
                         }
                         Job::Tick => {
                             let _ = state.tick();
+                        }
+                        Job::Flush(ack) => {
+                            let r = match &state.failed {
+                                Some(e) => Err(e.clone()),
+                                None => state.sync(),
+                            };
+                            let _ = ack.send(r);
                         }
                     }
                 }
@@ -228,13 +336,16 @@ impl AuditLog {
             })
             .map_err(io)?;
         if let FsyncPolicy::EveryMs(ms) = cfg.fsync {
-            let ticker = tx.clone();
+            // A weak sender: when the last handle goes, the writer drains the queue, syncs,
+            // releases the log's lock and ends, and so does this thread.
+            let ticker = tx.downgrade();
             std::thread::Builder::new()
                 .name("dbward-audit-fsync".into())
                 .spawn(move || {
                     loop {
                         std::thread::sleep(Duration::from_millis(ms.max(1)));
-                        match ticker.try_send(Job::Tick) {
+                        let Some(tx) = ticker.upgrade() else { break };
+                        match tx.try_send(Job::Tick) {
                             Err(mpsc::error::TrySendError::Closed(_)) => break,
                             _ => continue, // full: the writer is busy and will sync anyway
                         }
@@ -246,18 +357,66 @@ impl AuditLog {
             tx,
             path: cfg.path,
             store_query_text: cfg.store_query_text,
+            detached: Default::default(),
         })
     }
 
     /// Appends one entry (its `seq`, `ts` and `prev` are assigned here) and waits until it
     /// is written. Returns the entry's sequence number.
-    pub async fn append(&self, mut entry: Entry) -> Result<u64, AuditError> {
+    pub async fn append(&self, entry: Entry) -> Result<u64, AuditError> {
+        self.reserve().await?.send(entry).await
+    }
+
+    /// Waits for a place in the queue (see [`Slot`]).
+    pub async fn reserve(&self) -> Result<Slot<'_>, AuditError> {
+        let permit = self.tx.reserve().await.map_err(|_| AuditError::Closed)?;
+        Ok(Slot {
+            permit,
+            store_query_text: self.store_query_text,
+        })
+    }
+
+    /// Queues an entry without waiting, from code that cannot wait (a `Drop`): at once if
+    /// the queue has room, else from a spawned task. [`AuditLog::flush`] waits for both.
+    pub fn append_detached(&self, mut entry: Entry) {
+        use std::sync::atomic::Ordering;
         if !self.store_query_text {
             entry.query = None;
         }
+        let job = Job::Append(Box::new(entry), None);
+        match self.tx.try_send(job) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                tracing::error!(
+                    "audit entry of an abandoned call not written: the writer has stopped"
+                );
+            }
+            Err(mpsc::error::TrySendError::Full(job)) => {
+                let Ok(rt) = tokio::runtime::Handle::try_current() else {
+                    tracing::error!("audit entry of an abandoned call not written: queue full");
+                    return;
+                };
+                self.detached.fetch_add(1, Ordering::SeqCst);
+                let tx = self.tx.clone();
+                let pending = self.detached.clone();
+                rt.spawn(async move {
+                    let _ = tx.send(job).await;
+                    pending.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        }
+    }
+
+    /// Waits until every entry queued so far (detached ones included) is written and
+    /// synced to disk: for shutdown.
+    pub async fn flush(&self) -> Result<(), AuditError> {
+        use std::sync::atomic::Ordering;
+        while self.detached.load(Ordering::SeqCst) > 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         let (ack, done) = oneshot::channel();
         self.tx
-            .send(Job::Append(Box::new(entry), ack))
+            .send(Job::Flush(ack))
             .await
             .map_err(|_| AuditError::Closed)?;
         done.await.map_err(|_| AuditError::Closed)?
@@ -282,7 +441,17 @@ impl AuditLog {
 impl State {
     fn append(&mut self, entry: Entry) -> Result<u64, AuditError> {
         if let Some(e) = &self.failed {
-            return Err(e.clone());
+            if self.failed_at.elapsed() < RETRY_AFTER_FAILURE {
+                return Err(e.clone());
+            }
+            let what = e.to_string();
+            if let Err(e) = self.repair(&what) {
+                self.failed = Some(e.clone());
+                self.failed_at = Instant::now();
+                return Err(e);
+            }
+            tracing::warn!("the audit log is writable again; the chain continues");
+            self.failed = None;
         }
         let r = self.write(entry).and_then(|seq| {
             if self.fsync == FsyncPolicy::EveryEntry {
@@ -291,10 +460,35 @@ impl State {
             Ok(seq)
         });
         if let Err(e) = &r {
-            // No gap may open in the chain: refuse everything after a failed write.
+            // No gap may open in the chain: refuse everything after a failed write until a
+            // retry succeeds.
             self.failed = Some(e.clone());
+            self.failed_at = Instant::now();
         }
         r
+    }
+
+    /// After a failed write: cuts whatever part of a line reached the file (as start-up
+    /// does after a crash), and records the cut and the failure in a `recovered` entry
+    /// chained to the last entry that was written whole.
+    fn repair(&mut self, failure: &str) -> Result<(), AuditError> {
+        let len = self.file.metadata().map_err(io)?.len();
+        let cut = len.saturating_sub(self.size);
+        if len != self.size {
+            self.file.set_len(self.size).map_err(io)?;
+        }
+        self.file.seek(SeekFrom::End(0)).map_err(io)?;
+        self.write_inner(
+            Entry {
+                kind: "recovered".into(),
+                note: Some(format!(
+                    "writes resumed after a failure ({failure}); cut {cut} bytes of an entry left incomplete"
+                )),
+                ..Entry::default()
+            },
+            false,
+        )?;
+        self.sync()
     }
 
     fn write(&mut self, entry: Entry) -> Result<u64, AuditError> {

@@ -27,6 +27,7 @@ use sqlx::{
     AssertSqlSafe, Column as _, Executor, Row, SqlSafeStr, Statement as _, TypeInfo, ValueRef,
 };
 
+use super::pg_catalog_conn::CatalogConn;
 use super::pg_params;
 use super::pg_resolve::{self, Resolver};
 use super::{Caps, Column, ColumnInfo, ForeignKey, QueryResult, TableDescription, TableInfo};
@@ -96,7 +97,16 @@ impl PgBackend {
             .port(spec.port)
             .ssl_mode(ssl(spec.sslmode))
             .application_name("dbward")
-            .options([("default_transaction_read_only", "on")])
+            // Every statement of the session runs under timeouts, catalog reads included;
+            // a query's transaction sets its own with SET LOCAL.
+            .options([
+                ("default_transaction_read_only", "on"),
+                (
+                    "statement_timeout",
+                    &limits.statement_timeout_ms.to_string(),
+                ),
+                ("lock_timeout", &limits.lock_timeout_ms.to_string()),
+            ])
             // No named prepared statements: every client query text would otherwise stay
             // behind as a server-side prepared statement in each pooled session. A cache
             // capacity of 0 alone is not enough (the driver then names the statement and
@@ -448,6 +458,7 @@ impl PgBackend {
         schema: Option<&str>,
         max: usize,
     ) -> Result<Vec<TableInfo>, GatewayError> {
+        let mut catalog = CatalogConn::acquire(&self.pool).await?;
         let rows = sqlx::query(
             "SELECT n.nspname::text, c.relname::text, \
                     CASE c.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view' \
@@ -462,9 +473,10 @@ impl PgBackend {
             .persistent(false)
         .bind(schema)
         .bind(max as i64)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *catalog)
         .await
         .map_err(|e| classify(e, &[]))?;
+        catalog.done();
         Ok(rows
             .iter()
             .map(|r| TableInfo {
@@ -481,6 +493,7 @@ impl PgBackend {
         schema: Option<&str>,
         table: &str,
     ) -> Result<(String, String), GatewayError> {
+        let mut catalog = CatalogConn::acquire(&self.pool).await?;
         let row: Option<(String, String)> = sqlx::query_as(
             "SELECT n.nspname::text, c.relname::text FROM pg_catalog.pg_class c \
              JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
@@ -491,9 +504,10 @@ impl PgBackend {
             .persistent(false)
         .bind(schema)
         .bind(table)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *catalog)
         .await
         .map_err(|e| classify(e, &[]))?;
+        catalog.done();
         row.ok_or_else(|| {
             GatewayError::UnknownTable(match schema {
                 Some(s) => format!("{s}.{table}"),
@@ -509,6 +523,7 @@ impl PgBackend {
         table: &str,
     ) -> Result<TableDescription, GatewayError> {
         let (schema, name) = self.resolve_table(schema, table).await?;
+        let mut catalog = CatalogConn::acquire(&self.pool).await?;
         let err = |e| classify(e, &[]);
         let cols = sqlx::query(
             "SELECT a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod), NOT a.attnotnull, \
@@ -521,7 +536,7 @@ impl PgBackend {
             .persistent(false)
         .bind(&schema)
         .bind(&name)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *catalog)
         .await
         .map_err(err)?;
         let columns = cols
@@ -543,7 +558,7 @@ impl PgBackend {
             .persistent(false)
         .bind(&schema)
         .bind(&name)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *catalog)
         .await
         .map_err(err)?;
         let fks: Vec<(String, String, String)> = sqlx::query_as(
@@ -559,7 +574,7 @@ impl PgBackend {
             .persistent(false)
         .bind(&schema)
         .bind(&name)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *catalog)
         .await
         .map_err(err)?;
         let indexes: Vec<(String,)> = sqlx::query_as(
@@ -569,7 +584,7 @@ impl PgBackend {
         .persistent(false)
         .bind(&schema)
         .bind(&name)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *catalog)
         .await
         .map_err(err)?;
         let comment: Option<String> = sqlx::query_scalar(
@@ -578,9 +593,10 @@ impl PgBackend {
             .persistent(false)
         .bind(&schema)
         .bind(&name)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *catalog)
         .await
         .map_err(err)?;
+        catalog.done();
         Ok(TableDescription {
             schema,
             name,
@@ -626,6 +642,7 @@ impl PgBackend {
         pattern: &str,
         max: usize,
     ) -> Result<Vec<crate::tools::search_tables::SearchMatch>, GatewayError> {
+        let mut catalog = CatalogConn::acquire(&self.pool).await?;
         let rows: Vec<(String, String, Option<String>, Option<String>)> = sqlx::query_as(
             "SELECT * FROM ( \
                SELECT table_schema::text, table_name::text, NULL::text AS column_name, NULL::text AS data_type \
@@ -640,9 +657,10 @@ impl PgBackend {
             .persistent(false)
         .bind(pattern)
         .bind(max as i64)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *catalog)
         .await
         .map_err(|e| classify(e, &[]))?;
+        catalog.done();
         Ok(rows
             .into_iter()
             .map(
@@ -664,6 +682,7 @@ impl PgBackend {
     ) -> Result<crate::tools::table_stats::TableStats, GatewayError> {
         use crate::tools::table_stats::{ColumnStats, IndexStats, TableStats};
         let err = |e| classify(e, &[]);
+        let mut catalog = CatalogConn::acquire(&self.pool).await?;
         let (rows, table_bytes, total_bytes): (f32, i64, i64) = sqlx::query_as(
             "SELECT c.reltuples, pg_catalog.pg_table_size(c.oid), pg_catalog.pg_total_relation_size(c.oid) \
              FROM pg_catalog.pg_class c WHERE c.oid = (quote_ident($1) || '.' || quote_ident($2))::regclass",
@@ -671,7 +690,7 @@ impl PgBackend {
             .persistent(false)
         .bind(schema)
         .bind(table)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *catalog)
         .await
         .map_err(err)?;
         let cols: Vec<(String, Option<f32>, Option<f32>)> = sqlx::query_as(
@@ -683,7 +702,7 @@ impl PgBackend {
             .persistent(false)
         .bind(schema)
         .bind(table)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *catalog)
         .await
         .map_err(err)?;
         let idx: Vec<(String, i64, String)> = sqlx::query_as(
@@ -694,9 +713,10 @@ impl PgBackend {
             .persistent(false)
         .bind(schema)
         .bind(table)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *catalog)
         .await
         .map_err(err)?;
+        catalog.done();
         Ok(TableStats {
             schema: schema.to_string(),
             table: table.to_string(),
