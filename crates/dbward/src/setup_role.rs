@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use dbward_gateway::DbKind;
-use dbward_gateway::backends::pg_grants::{lookups, revoke_sql};
+use dbward_gateway::backends::postgres::grants::{lookups, revoke_sql};
 use dbward_gateway::tools::security_posture::setup_role_sql;
 
 /// Arguments of `dbward setup-role`.

@@ -479,10 +479,10 @@ impl Gateway {
         );
         let result = match &open.backend {
             Backend::Postgres(b) => {
-                let judge = |r: &backends::pg_resolve::Resolution| {
+                let judge = |r: &backends::postgres::resolve::Resolution| {
                     resolution::judge_pg(&self.policy, &verdict, r)
                 };
-                let resolver = backends::pg_resolve::Resolver {
+                let resolver = backends::postgres::resolve::Resolver {
                     names: resolution::names_of(&verdict),
                     judge: &judge,
                 };

@@ -1,5 +1,5 @@
 //! Judging what the database resolved a query's names to (PostgreSQL; see
-//! [`crate::backends::pg_resolve`]). The policy decided on names; this decides on referents.
+//! [`crate::backends::postgres::resolve`]). The policy decided on names; this decides on referents.
 //!
 //! Rules:
 //! - A user-defined function, operator or implicitly run routine (created after initdb,
@@ -16,7 +16,7 @@
 
 use dbward_policy::{Dialect, FunctionRef, Policy, TableRef, Verdict};
 
-use crate::backends::pg_resolve::{Names, Reach, Resolution, RoutineKind};
+use crate::backends::postgres::resolve::{Names, Reach, Resolution, RoutineKind};
 use crate::error::GatewayError;
 
 /// The names of a verdict, for the database to resolve.

@@ -313,8 +313,8 @@ async fn denied_data_stays_unreadable_through_partitions_children_and_views() {
 /// backend alone (no policy) then gets a permission error for a denied column.
 #[tokio::test]
 async fn setup_role_grants_close_what_the_policy_denies_and_the_posture_says_so() {
-    use dbward_gateway::backends::pg_grants::{lookups, revoke_sql};
     use dbward_gateway::backends::postgres::PgBackend;
+    use dbward_gateway::backends::postgres::grants::{lookups, revoke_sql};
     use dbward_gateway::tools::security_posture::setup_role_sql;
     let config = denying_config();
     let s = setup(config.clone()).await;

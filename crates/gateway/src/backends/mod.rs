@@ -6,10 +6,6 @@
 //! a read-only transaction that is always rolled back.
 
 pub mod mysql;
-mod pg_catalog_conn;
-pub mod pg_grants;
-mod pg_params;
-pub mod pg_resolve;
 pub mod postgres;
 pub(crate) mod reachability;
 pub mod sqlite;

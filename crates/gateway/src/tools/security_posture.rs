@@ -74,7 +74,7 @@ impl Gateway {
         let (role, reader_role) = match &open.backend {
             Backend::Postgres(b) => {
                 let mut role = b.posture().await?;
-                let denied = crate::backends::pg_grants::lookups(
+                let denied = crate::backends::postgres::grants::lookups(
                     &self.config.policy.denied_tables,
                     &self.config.policy.denied_columns,
                 );

@@ -237,7 +237,7 @@ pub(crate) async fn resolve(
         .bind(tnames)
         .fetch_all(&mut *conn)
         .await
-        .map_err(|e| super::postgres::classify(e, &[]))?;
+        .map_err(|e| super::classify(e, &[]))?;
     let mut out = Resolution::default();
     for row in rows {
         let kind: String = row.get(0);

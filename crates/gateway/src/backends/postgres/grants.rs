@@ -97,7 +97,7 @@ pub(crate) async fn exposure(
     .bind(columns)
     .fetch_all(pool)
     .await
-    .map_err(|e| super::postgres::classify(e, &[]))?;
+    .map_err(|e| super::classify(e, &[]))?;
     let denied_readable = rows.iter().map(|r| r.get::<String, _>(0)).collect();
     let executable_user_functions: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM pg_catalog.pg_proc p, \
@@ -111,7 +111,7 @@ pub(crate) async fn exposure(
     .bind(role)
     .fetch_one(pool)
     .await
-    .map_err(|e| super::postgres::classify(e, &[]))?;
+    .map_err(|e| super::classify(e, &[]))?;
     Ok(Exposure {
         denied_readable,
         executable_user_functions,

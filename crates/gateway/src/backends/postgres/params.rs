@@ -39,7 +39,7 @@ use sqlx::postgres::types::Oid;
 use sqlx::postgres::{PgArgumentBuffer, PgArguments, PgTypeInfo, PgTypeKind, Postgres};
 use sqlx::{AssertSqlSafe, Executor, Row, SqlSafeStr, Statement as _, ValueRef};
 
-use super::postgres::classify;
+use super::classify;
 use crate::error::GatewayError;
 
 /// Appended to the call's `BEGIN` message when [`describes`] holds: the point a failed

@@ -18,7 +18,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgPool;
 use sqlx::{PgConnection, Postgres};
 
-use super::postgres::classify;
+use super::classify;
 use crate::error::GatewayError;
 
 /// One checkout for catalog reads; call [`CatalogConn::done`] when they succeed.

@@ -1,0 +1,508 @@
+//! Client queries: the read-only transaction, the resolution check, the cursor, the caps,
+//! the rollback, and the end of an abandoned call on the server.
+
+use std::time::{Duration, Instant};
+
+use futures_util::TryStreamExt;
+use serde_json::Value;
+use sqlx::postgres::PgPool;
+use sqlx::{
+    AssertSqlSafe, Column as _, Executor, Row, SqlSafeStr, Statement as _, TypeInfo, ValueRef,
+};
+
+use super::resolve::{self, Resolver};
+use super::types::text_to_json;
+use super::{PgBackend, classify, params, quote_ident};
+use crate::backends::{Caps, Column, QueryResult};
+use crate::error::GatewayError;
+
+impl PgBackend {
+    /// Runs a policy-approved query under the caps.
+    pub async fn execute(
+        &self,
+        sql: &str,
+        params: &[Value],
+        caps: Caps,
+    ) -> Result<QueryResult, GatewayError> {
+        self.execute_with(sql, params, caps, false, None).await
+    }
+
+    /// Runs a policy-approved query (or, with `utility`, an EXPLAIN or SHOW) under the
+    /// caps, after the resolver has judged, inside the same transaction, what the database
+    /// resolves its names to.
+    pub async fn execute_resolved(
+        &self,
+        sql: &str,
+        params: &[Value],
+        caps: Caps,
+        utility: bool,
+        resolver: &Resolver<'_>,
+    ) -> Result<QueryResult, GatewayError> {
+        self.execute_with(sql, params, caps, utility, Some(resolver))
+            .await
+    }
+
+    /// Runs a policy-approved EXPLAIN or SHOW, which cannot be declared as a cursor: the
+    /// statement itself goes over the extended protocol (still one statement per message),
+    /// in the same rolled-back read-only transaction, its rows capped as they stream.
+    pub async fn execute_utility(
+        &self,
+        sql: &str,
+        caps: Caps,
+    ) -> Result<QueryResult, GatewayError> {
+        self.execute_with(sql, &[], caps, true, None).await
+    }
+
+    async fn execute_with(
+        &self,
+        sql: &str,
+        params: &[Value],
+        caps: Caps,
+        utility: bool,
+        resolver: Option<&Resolver<'_>>,
+    ) -> Result<QueryResult, GatewayError> {
+        let started = Instant::now();
+        let conn = self.pool.acquire().await.map_err(|e| classify(e, &[]))?;
+        let mut flight = InFlight {
+            conn: Some(conn),
+            pool: self.pool.clone(),
+            session: Session::default(),
+            armed: true,
+        };
+        // The server cancels at statement_timeout; the client deadline is a backstop a
+        // little later, after which the query is cancelled on the server and the
+        // connection closed. If this future is dropped (the client cancelled the call),
+        // `InFlight` does the same.
+        let deadline = Duration::from_millis(caps.timeout_ms + 2_000);
+        let InFlight { conn, session, .. } = &mut flight;
+        let Some(conn) = conn.as_mut() else {
+            return Err(GatewayError::Internal("no pooled connection".into()));
+        };
+        let run = self.run(conn, sql, params, caps, utility, resolver, session);
+        let outcome = tokio::time::timeout(deadline, run).await;
+        match outcome {
+            Ok(Ok(mut r)) => {
+                flight.armed = false;
+                if flight.session.discard
+                    && let Some(c) = flight.conn.as_mut()
+                {
+                    c.close_on_drop();
+                }
+                r.elapsed_ms = started.elapsed().as_millis() as u64;
+                Ok(r)
+            }
+            Ok(Err(e)) => {
+                // The server already ended the statement; close the connection all the
+                // same so nothing of it carries over.
+                flight.armed = false;
+                if let Some(c) = flight.conn.as_mut() {
+                    c.close_on_drop();
+                }
+                Err(match e {
+                    GatewayError::Timeout(_) => GatewayError::Timeout(caps.timeout_ms),
+                    other => other,
+                })
+            }
+            Err(_) => Err(GatewayError::Timeout(caps.timeout_ms)),
+        }
+    }
+
+    // The pieces of one call, each used once; bundling them would only rename them.
+    #[allow(clippy::too_many_arguments)]
+    async fn run(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        sql: &str,
+        params: &[Value],
+        caps: Caps,
+        utility: bool,
+        resolver: Option<&Resolver<'_>>,
+        session: &mut Session,
+    ) -> Result<QueryResult, GatewayError> {
+        let err = |e| classify(e, &[]);
+        // One round trip of our own constant-shaped text (the numbers are ours, the role
+        // comes from config and is quoted): no client text ever goes over this simple-
+        // protocol message.
+        let role = self
+            .reader_role
+            .as_ref()
+            .map(|r| format!("; SET LOCAL ROLE {}", quote_ident(r)))
+            .unwrap_or_default();
+        // (A savepoint when parameters need their types inferred: see pg_params.)
+        let savepoint = if params::describes(params) && !utility {
+            params::SAVEPOINT
+        } else {
+            ""
+        };
+        let begin = format!(
+            "BEGIN READ ONLY{role}; SELECT pg_catalog.set_config('statement_timeout', '{}', true), \
+             pg_catalog.set_config('lock_timeout', '{}', true), \
+             pg_catalog.set_config('idle_in_transaction_session_timeout', '{}', true), \
+             pg_catalog.pg_backend_pid(){savepoint}",
+            caps.timeout_ms, caps.lock_timeout_ms, caps.idle_in_transaction_timeout_ms
+        );
+        let started = sqlx::raw_sql(AssertSqlSafe(begin.clone()))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(err)?;
+        // The backend's pid, so a cancelled call can cancel its statement on the server.
+        session.pid = started
+            .first()
+            .and_then(|r| r.try_get_raw(3).ok())
+            .and_then(|v| v.as_str().ok().and_then(|t| t.parse().ok()));
+        // What the names resolve to, judged before anything of the client's runs (an
+        // EXPLAIN plans, and planning folds immutable functions: it runs them too).
+        if let Some(r) = resolver {
+            let resolution = resolve::resolve(conn, &r.names).await?;
+            (r.judge)(&resolution)?;
+        }
+        if utility {
+            let r = utility_rows(conn, sql, caps).await?;
+            end(conn).await?;
+            return Ok(r);
+        }
+        let declare = format!("DECLARE dbward_cursor NO SCROLL CURSOR FOR {sql}");
+        let bound = params::infer(conn, &declare, params).await?;
+        let mut q = sqlx::query(AssertSqlSafe(declare)).persistent(false);
+        for p in &bound {
+            q = p.bind(q);
+        }
+        q.execute(&mut *conn).await.map_err(err)?;
+
+        // One FETCH of up to max_rows + 1 rows (the extra row tells a cut result from a
+        // complete one) and the end of the transaction, in one round trip. A row past the
+        // byte cap stops the reading there: the connection is then closed rather than
+        // drained, so the server's remaining output is never read (closing it ends the
+        // transaction on the server).
+        // (FETCH takes an int4 count.)
+        let fetch = format!(
+            "FETCH FORWARD {} FROM dbward_cursor; {END}",
+            caps.max_rows.saturating_add(1).min(i32::MAX as usize)
+        );
+        let mut columns: Vec<Column> = Vec::new();
+        let mut unknown_oids: Vec<(usize, u32)> = Vec::new();
+        let mut rows = Vec::new();
+        let mut bytes = 0usize;
+        let mut truncated = false;
+        {
+            let mut stream = sqlx::raw_sql(AssertSqlSafe(fetch)).fetch_many(&mut *conn);
+            // Rows before the first CommandComplete are the FETCH's; after it come the
+            // end's own (pg_advisory_unlock_all's row).
+            let mut fetched = false;
+            'read: while let Some(item) = stream.try_next().await.map_err(err)? {
+                let row = match item {
+                    sqlx::Either::Left(_) => {
+                        fetched = true;
+                        continue;
+                    }
+                    sqlx::Either::Right(_) if fetched => continue,
+                    sqlx::Either::Right(row) => row,
+                };
+                if columns.is_empty() {
+                    columns = columns_of(&row);
+                    unknown_oids = row
+                        .columns()
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, c)| c.type_info().name() == "?")
+                        .filter_map(|(i, c)| Some((i, c.type_info().oid()?.0)))
+                        .collect();
+                }
+                if rows.len() == caps.max_rows {
+                    // The extra row: the result was cut. The FETCH ends here anyway.
+                    truncated = true;
+                    continue;
+                }
+                let mut out = Vec::with_capacity(columns.len());
+                for (i, col) in columns.iter().enumerate() {
+                    let raw = row.try_get_raw(i).map_err(err)?;
+                    let v = if raw.is_null() {
+                        Value::Null
+                    } else {
+                        let text = raw
+                            .as_str()
+                            .map_err(|e| GatewayError::Database(e.to_string()))?;
+                        bytes += text.len();
+                        text_to_json(&col.type_name, text)
+                    };
+                    out.push(v);
+                }
+                if bytes > caps.max_bytes {
+                    truncated = true;
+                    session.discard = true;
+                    break 'read;
+                }
+                rows.push(out);
+            }
+        }
+        if rows.is_empty() && !session.discard {
+            // No row to read the shape from: a Parse/Describe of the query (nothing runs),
+            // in a read-only transaction of its own, since the first one has ended.
+            sqlx::raw_sql(AssertSqlSafe(begin))
+                .execute(&mut *conn)
+                .await
+                .map_err(err)?;
+            let prepared = conn
+                .prepare(AssertSqlSafe(sql.to_string()).into_sql_str())
+                .await
+                .map_err(err)?;
+            columns = prepared.columns().iter().map(column_of).collect();
+            end(conn).await?;
+        }
+        // Our own catalog lookup (cached per type), after the rollback, in an implicit
+        // transaction that the session's default makes read-only. A session cut at the byte
+        // cap is closed, not reused (so a client can make a call cost a new session, at most
+        // one per call): the lookup then goes over another.
+        if !unknown_oids.is_empty() {
+            if session.discard {
+                let mut other = self.pool.acquire().await.map_err(err)?;
+                self.name_types(&mut other, &mut columns, &unknown_oids)
+                    .await?;
+            } else {
+                self.name_types(conn, &mut columns, &unknown_oids).await?;
+            }
+        }
+        Ok(QueryResult {
+            row_count: rows.len(),
+            columns,
+            rows,
+            truncated,
+            elapsed_ms: 0,
+        })
+    }
+
+    /// Fills in the names of types the driver reported as `?`, from the catalog (cached).
+    async fn name_types(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        columns: &mut [Column],
+        unknown: &[(usize, u32)],
+    ) -> Result<(), GatewayError> {
+        let missing: Vec<i64> = {
+            let known = self.type_names.lock().unwrap_or_else(|p| p.into_inner());
+            unknown
+                .iter()
+                .filter(|(_, oid)| !known.contains_key(oid))
+                .map(|(_, oid)| i64::from(*oid))
+                .collect()
+        };
+        if !missing.is_empty() {
+            let named: Vec<(i64, String)> = sqlx::query_as(
+                "SELECT oid::int8, pg_catalog.format_type(oid, NULL) FROM pg_catalog.pg_type WHERE oid = ANY($1::int8[]::oid[])",
+            )
+            .persistent(false)
+            .bind(&missing)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(|e| classify(e, &[]))?;
+            let mut known = self.type_names.lock().unwrap_or_else(|p| p.into_inner());
+            for (oid, name) in named {
+                known.insert(oid as u32, name);
+            }
+        }
+        let known = self.type_names.lock().unwrap_or_else(|p| p.into_inner());
+        for (i, oid) in unknown {
+            if let (Some(c), Some(name)) = (columns.get_mut(*i), known.get(oid)) {
+                c.type_name = name.clone();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A query in flight. If it is dropped while armed (the call was cancelled, or the client
+/// deadline passed), the statement is cancelled on the server from another connection and
+/// the connection is closed, never returned to the pool mid-query.
+struct InFlight {
+    conn: Option<sqlx::pool::PoolConnection<sqlx::Postgres>>,
+    pool: PgPool,
+    session: Session,
+    armed: bool,
+}
+
+/// What a call learns about its pooled session as it runs.
+#[derive(Default)]
+struct Session {
+    /// The server process, for a cancel request from another connection.
+    pid: Option<i32>,
+    /// The session must not be reused (reading stopped mid-result at the byte cap).
+    discard: bool,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        if let Some(c) = self.conn.as_mut() {
+            c.close_on_drop();
+        }
+        if let (Some(pid), Ok(rt)) = (self.session.pid, tokio::runtime::Handle::try_current()) {
+            let pool = self.pool.clone();
+            rt.spawn(end_abandoned(pool, pid));
+        }
+    }
+}
+
+/// How long an abandoned statement has to end after its cancel request before its session
+/// is terminated: a cancel is handled at the next interrupt check, which a well-behaved
+/// statement reaches within milliseconds.
+const CANCEL_GRACE: Duration = Duration::from_secs(2);
+/// How long after the terminate request the session is watched (and, if still there,
+/// reported) before giving up.
+const TERMINATE_WATCH: Duration = Duration::from_secs(10);
+
+/// Ends the statement of an abandoned call on the server: cancel, then, if the session is
+/// still there after [`CANCEL_GRACE`], terminate it. (Its client connection is already
+/// closed, so it would otherwise run until it next reads or writes.) A C function that
+/// never checks for interrupts ignores both: PostgreSQL offers no way to stop it short of
+/// a server restart, which is why the policy bounds the inputs such loops can get.
+async fn end_abandoned(pool: PgPool, pid: i32) {
+    // Our own statements about our own session, never a client's; `application_name`
+    // guards against a recycled pid.
+    let still_there = |pool: PgPool| async move {
+        sqlx::query_scalar::<_, bool>(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity \
+             WHERE pid = $1 AND application_name = 'dbward')",
+        )
+        .persistent(false)
+        .bind(pid)
+        .fetch_one(&pool)
+        .await
+        .unwrap_or(false)
+    };
+    let r = sqlx::query("SELECT pg_catalog.pg_cancel_backend($1)")
+        .persistent(false)
+        .bind(pid)
+        .execute(&pool)
+        .await;
+    if let Err(e) = r {
+        tracing::warn!(error = %e, pid, "could not cancel an abandoned query");
+    }
+    let started = Instant::now();
+    while started.elapsed() < CANCEL_GRACE {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if !still_there(pool.clone()).await {
+            return;
+        }
+    }
+    let r = sqlx::query(
+        "SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity \
+         WHERE pid = $1 AND application_name = 'dbward'",
+    )
+    .persistent(false)
+    .bind(pid)
+    .execute(&pool)
+    .await;
+    match r {
+        Ok(_) => tracing::warn!(
+            pid,
+            "an abandoned query ignored its cancel: its session was terminated"
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, pid, "could not terminate an abandoned query's session")
+        }
+    }
+    let started = Instant::now();
+    while started.elapsed() < TERMINATE_WATCH {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if !still_there(pool.clone()).await {
+            return;
+        }
+    }
+    tracing::error!(
+        pid,
+        "an abandoned query ignores cancel and terminate (a function that never checks for interrupts); it ends only when its work does"
+    );
+}
+
+/// One result column: its label and the driver's name for its type, lower-cased.
+fn column_of(c: &sqlx::postgres::PgColumn) -> Column {
+    Column {
+        name: c.name().to_string(),
+        type_name: c.type_info().name().to_ascii_lowercase(),
+    }
+}
+
+/// Column names and types of a result row.
+fn columns_of(row: &sqlx::postgres::PgRow) -> Vec<Column> {
+    row.columns().iter().map(column_of).collect()
+}
+
+/// The end of every call's transaction (see [`end`]).
+const END: &str = "ROLLBACK; SELECT pg_catalog.pg_advisory_unlock_all(); DEALLOCATE ALL";
+
+/// Always roll back, then release session-level advisory locks: the one kind of session
+/// state a read-only statement can leave behind that a rollback does not undo. (Settings
+/// changed with `set_config(..., false)`, LISTEN, cursors and notifications are
+/// transactional and die with the rollback; PREPARE, temp tables and sequence changes
+/// cannot happen inside a read-only cursor.) Then drop every prepared statement of the
+/// session: the driver names the statements it prepares (the Parse/Describe of an empty
+/// result's shape), and a named statement outlives the transaction — with its text, which
+/// the next caller on this pooled session could read in `pg_prepared_statements`. The
+/// driver's statement cache is off and every other statement is unnamed, so nothing the
+/// driver relies on is dropped. One round trip.
+async fn end(conn: &mut sqlx::PgConnection) -> Result<(), GatewayError> {
+    sqlx::raw_sql(END)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| classify(e, &[]))?;
+    Ok(())
+}
+
+/// Rows of an EXPLAIN or SHOW (text and json columns only), capped as they stream.
+async fn utility_rows(
+    conn: &mut sqlx::PgConnection,
+    sql: &str,
+    caps: Caps,
+) -> Result<QueryResult, GatewayError> {
+    let err = |e| classify(e, &[]);
+    let mut stream = sqlx::query(AssertSqlSafe(sql.to_string()))
+        .persistent(false)
+        .fetch(&mut *conn);
+    let mut columns: Vec<Column> = Vec::new();
+    let mut rows = Vec::new();
+    let (mut bytes, mut truncated) = (0usize, false);
+    while let Some(row) = stream.try_next().await.map_err(err)? {
+        if columns.is_empty() {
+            columns = row.columns().iter().map(column_of).collect();
+        }
+        if rows.len() == caps.max_rows {
+            truncated = true;
+            break;
+        }
+        let mut out = Vec::with_capacity(columns.len());
+        for (i, col) in columns.iter().enumerate() {
+            let raw = row.try_get_raw(i).map_err(err)?;
+            if raw.is_null() {
+                out.push(Value::Null);
+                continue;
+            }
+            let b = raw
+                .as_bytes()
+                .map_err(|e| GatewayError::Database(e.to_string()))?;
+            // jsonb's binary form is a version byte then the text.
+            let b = if col.type_name == "jsonb" {
+                b.get(1..).unwrap_or_default()
+            } else {
+                b
+            };
+            let text = String::from_utf8_lossy(b);
+            bytes += text.len();
+            out.push(text_to_json(&col.type_name, &text));
+        }
+        if bytes > caps.max_bytes {
+            truncated = true;
+            break;
+        }
+        rows.push(out);
+    }
+    drop(stream);
+    Ok(QueryResult {
+        row_count: rows.len(),
+        columns,
+        rows,
+        truncated,
+        elapsed_ms: 0,
+    })
+}

@@ -1,0 +1,184 @@
+//! PostgreSQL through sqlx.
+//!
+//! Sessions start with `default_transaction_read_only=on` and `application_name=dbward`.
+//! Each query runs in `BEGIN READ ONLY` with `statement_timeout`, `lock_timeout` and
+//! `idle_in_transaction_session_timeout` set locally (and `SET LOCAL ROLE` when a reader role
+//! is configured), as `DECLARE ... NO SCROLL CURSOR` over the extended protocol (one
+//! statement per message: a second statement cannot ride along), then one `FETCH` of at most
+//! the row cap plus one, read as it streams until the byte cap, and always rolled back (in
+//! the same round trip as the FETCH), with session-level advisory locks released (everything
+//! else a read-only statement can change is undone by the rollback). Before the DECLARE,
+//! in the same transaction, the query's names are resolved in the catalog and judged
+//! (`resolve.rs`). Five round trips in all (more for string parameters, `params.rs`).
+//!
+//! The `FETCH` is our own constant text; it goes over the simple protocol so that every
+//! value of every type comes back in its text form (and is then converted to JSON by type
+//! name). No client text ever reaches the simple protocol.
+//!
+//! Invariant: a connection that saw an error, a timeout or a cancellation is closed, never
+//! returned to the pool, so nothing (a lock, a setting, a cursor) carries over.
+//!
+//! Files: `execute.rs` runs client queries (the transaction, cursor, caps and the end of
+//! an abandoned call); `resolve.rs` asks what a query's names resolve to, inside that
+//! transaction; `params.rs` types string parameters as the database infers; `catalog.rs`
+//! and `catalog_conn.rs` read the catalog for the tools; `grants.rs` is the privilege
+//! side of the posture and of `setup-role`; `types.rs` turns text values into JSON.
+
+mod catalog;
+mod catalog_conn;
+mod execute;
+pub mod grants;
+mod params;
+pub mod resolve;
+mod types;
+
+pub use types::text_to_json;
+
+use std::time::Duration;
+
+use secrecy::ExposeSecret;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
+
+use crate::config::{Limits, SslMode};
+use crate::connection::ConnectSpec;
+use crate::error::{GatewayError, scrub};
+
+/// A pooled connection idle longer than this is pinged before use.
+const IDLE_BEFORE_PING: Duration = Duration::from_secs(1);
+
+/// An open PostgreSQL connection pool.
+#[derive(Debug, Clone)]
+pub struct PgBackend {
+    pool: PgPool,
+    /// Names of types the driver does not know (enums, domains...), by OID: results read
+    /// over the simple protocol carry only the OID.
+    type_names: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<u32, String>>>,
+    reader_role: Option<String>,
+    /// The server's version string.
+    pub server_version: String,
+}
+
+fn ssl(mode: SslMode) -> PgSslMode {
+    match mode {
+        SslMode::Disable => PgSslMode::Disable,
+        SslMode::Prefer => PgSslMode::Prefer,
+        SslMode::Require => PgSslMode::Require,
+        SslMode::VerifyCa => PgSslMode::VerifyCa,
+        SslMode::VerifyFull => PgSslMode::VerifyFull,
+    }
+}
+
+/// Classifies a driver error into a user-facing error; secrets are scrubbed.
+pub(crate) fn classify(e: sqlx::Error, secrets: &[&str]) -> GatewayError {
+    match &e {
+        sqlx::Error::Database(db) => {
+            let code = db.code().map(|c| c.to_string()).unwrap_or_default();
+            let msg = scrub(db.message(), secrets);
+            match code.as_str() {
+                "57014" => GatewayError::Timeout(0),
+                "42501" => GatewayError::PermissionDenied(msg),
+                "42601" => GatewayError::Syntax(msg),
+                "42P01" => GatewayError::UnknownTable(msg),
+                "25006" => GatewayError::ReadOnlyViolation(msg),
+                "28P01" | "28000" => {
+                    GatewayError::ConnectionUnavailable(format!("login refused: {msg}"))
+                }
+                "3D000" => GatewayError::ConnectionUnavailable(msg),
+                _ => GatewayError::Database(msg),
+            }
+        }
+        sqlx::Error::PoolTimedOut => {
+            GatewayError::ConnectionUnavailable("no pooled connection became free in time".into())
+        }
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolClosed => {
+            GatewayError::ConnectionUnavailable(scrub(&e.to_string(), secrets))
+        }
+        _ => GatewayError::Database(scrub(&e.to_string(), secrets)),
+    }
+}
+impl PgBackend {
+    /// Opens a pool and checks the connection with one round trip.
+    pub async fn connect(spec: &ConnectSpec, limits: &Limits) -> Result<PgBackend, GatewayError> {
+        let mut opts = PgConnectOptions::new_without_pgpass()
+            .host(&spec.host)
+            .port(spec.port)
+            .ssl_mode(ssl(spec.sslmode))
+            .application_name("dbward")
+            // Every statement of the session runs under timeouts, catalog reads included;
+            // a query's transaction sets its own with SET LOCAL.
+            .options([
+                ("default_transaction_read_only", "on"),
+                (
+                    "statement_timeout",
+                    &limits.statement_timeout_ms.to_string(),
+                ),
+                ("lock_timeout", &limits.lock_timeout_ms.to_string()),
+            ])
+            // No named prepared statements: every client query text would otherwise stay
+            // behind as a server-side prepared statement in each pooled session. A cache
+            // capacity of 0 alone is not enough (the driver then names the statement and
+            // never closes it): every query here is also `persistent(false)`, and `end`
+            // deallocates whatever a call prepared.
+            .statement_cache_capacity(0);
+        if let Some(u) = &spec.username {
+            opts = opts.username(u);
+        }
+        if let Some(p) = &spec.password {
+            opts = opts.password(p.expose_secret());
+        }
+        if let Some(d) = &spec.database {
+            opts = opts.database(d);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(limits.pool_max_size)
+            .acquire_timeout(Duration::from_millis(limits.acquire_timeout_ms))
+            .idle_timeout(Duration::from_secs(limits.idle_timeout_s))
+            // A connection that sat idle may have been closed by the server: ping it first.
+            // One in steady use has just proved itself, and a ping on every acquire would be
+            // one more round trip per call; if it did break, the call fails and the
+            // connection is closed, never reused.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for > IDLE_BEFORE_PING {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
+            .connect_with(opts)
+            .await
+            .map_err(|e| classify(e, &spec.secrets()))?;
+        let server_version: String = sqlx::query_scalar("SELECT version()")
+            .persistent(false)
+            .fetch_one(&pool)
+            .await
+            .map_err(|e| classify(e, &spec.secrets()))?;
+        Ok(PgBackend {
+            pool,
+            type_names: Default::default(),
+            reader_role: spec.reader_role.clone(),
+            server_version,
+        })
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Pool size and idle connections, for metrics.
+    pub fn pool_stats(&self) -> (u32, usize) {
+        (self.pool.size(), self.pool.num_idle())
+    }
+
+    /// The configured reader role, if any.
+    pub fn reader_role(&self) -> Option<&str> {
+        self.reader_role.as_deref()
+    }
+}
+
+/// Quotes an identifier the way PostgreSQL's `quote_ident` does.
+pub(crate) fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
