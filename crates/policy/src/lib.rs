@@ -27,6 +27,7 @@ mod mysql_builtins;
 mod mysql_checks;
 mod mysql_lexical;
 mod mysql_syntax;
+mod pg_consts;
 mod pg_scan;
 mod postgres;
 pub mod sqlite;

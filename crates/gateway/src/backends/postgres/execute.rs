@@ -128,7 +128,7 @@ impl PgBackend {
             .as_ref()
             .map(|r| format!("; SET LOCAL ROLE {}", quote_ident(r)))
             .unwrap_or_default();
-        // (A savepoint when parameters need their types inferred: see pg_params.)
+        // (A savepoint when parameters need their types inferred: see `params.rs`.)
         let savepoint = if params::describes(params) && !utility {
             params::SAVEPOINT
         } else {
