@@ -252,6 +252,10 @@ async fn slow_and_silent_http_clients_are_cut_off_and_others_still_served() {
             silent.push(s);
         }
     }
+    // Let the server accept (and evict among) the silent sockets still in the kernel's
+    // backlog: a connection arriving in the middle of that burst is itself one of the
+    // oldest unauthenticated ones until its request is read.
+    tokio::time::sleep(Duration::from_secs(1)).await;
     // A legitimate client is still served.
     let ok = tool_request(TOKEN, 1, "execute_query", json!({"query": "SELECT 1"}));
     let s = send_request(&addr, &ok).await;
