@@ -119,7 +119,7 @@ fn render(v: &Verdict) -> String {
             .map(ToString::to_string)
             .collect();
         s.push_str(&format!(
-            "  unknown functions (the gateway asks the database whether they are safe before running): {}\n",
+            "  functions with no rule here (the database says what each name resolves to before anything runs): {}\n",
             f.join(", ")
         ));
     }

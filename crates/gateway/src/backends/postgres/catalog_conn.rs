@@ -7,7 +7,8 @@
 //! session holds `ACCESS EXCLUSIVE` fails after the lock timeout instead of waiting. When
 //! the call is abandoned before that (the adapter's timeout, a cancellation, the client
 //! gone, shutdown), dropping the [`CatalogConn`] cancels its statement from another
-//! session and closes the connection, so nothing is left waiting in `pg_stat_activity`
+//! session (then terminates it if it stays, as for an abandoned query) and closes the
+//! connection, so nothing is left waiting in `pg_stat_activity`
 //! holding a pool slot.
 //!
 //! Invariant: a checkout dropped while armed is never returned to the pool.
@@ -79,18 +80,9 @@ impl Drop for CatalogConn {
         if let Some(c) = self.conn.as_mut() {
             c.close_on_drop();
         }
+        // The same ending as an abandoned query's: cancel, then terminate if it stays.
         if let (Some(pid), Ok(rt)) = (self.pid, tokio::runtime::Handle::try_current()) {
-            let pool = self.pool.clone();
-            rt.spawn(async move {
-                let r = sqlx::query("SELECT pg_catalog.pg_cancel_backend($1)")
-                    .persistent(false)
-                    .bind(pid)
-                    .execute(&pool)
-                    .await;
-                if let Err(e) = r {
-                    tracing::warn!(error = %e, pid, "could not cancel an abandoned catalog read");
-                }
-            });
+            rt.spawn(super::execute::end_abandoned(self.pool.clone(), pid));
         }
     }
 }

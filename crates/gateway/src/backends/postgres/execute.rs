@@ -357,7 +357,7 @@ const TERMINATE_WATCH: Duration = Duration::from_secs(10);
 /// closed, so it would otherwise run until it next reads or writes.) A C function that
 /// never checks for interrupts ignores both: PostgreSQL offers no way to stop it short of
 /// a server restart, which is why the policy bounds the inputs such loops can get.
-async fn end_abandoned(pool: PgPool, pid: i32) {
+pub(super) async fn end_abandoned(pool: PgPool, pid: i32) {
     // Our own statements about our own session, never a client's; `application_name`
     // guards against a recycled pid.
     let still_there = |pool: PgPool| async move {
