@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use dbward_gateway::config::SslMode;
-use dbward_gateway::{ConnectRequest, ConnectSpec, ConnectionInfo, DbKind, Gateway, GatewayConfig};
+use dbward_gateway::{ConnectSpec, ConnectionInfo, DbKind, Gateway, GatewayConfig};
 use dbward_mcp::{HttpOptions, ServerOptions, TokenSet};
 use secrecy::SecretString;
 
@@ -131,6 +131,10 @@ pub struct ServeArgs {
     /// HTTP: seconds an authenticated client has to send a request's body (else 408).
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
     body_timeout_secs: u64,
+    /// HTTP: failed authentications one client address may make per minute before it is
+    /// answered 429 until the minute ends (raise it for many users behind one NAT).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    max_auth_failures: u64,
 }
 
 /// Runs the server; exit 1 on any failure, with the reason on stderr.
@@ -178,19 +182,22 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         drain_deadline: Duration::from_secs(args.drain_secs),
         ..ServerOptions::default()
     };
-    // Check the exposure before touching the database: a refusal should be immediate.
-    let http = match args.transport {
-        Transport::Http => {
-            let options = http_options(&args, server.clone())?;
-            dbward_mcp::check_exposure(args.listen, &options)?;
-            Some(options)
-        }
-        Transport::Stdio => None,
-    };
     let config = match (&args.config, &args.connection) {
         (Some(path), _) => GatewayConfig::load(path)?,
         (None, Some(_)) => GatewayConfig::load(std::path::Path::new("dbward.toml"))?,
         (None, None) => GatewayConfig::default(),
+    };
+    // Check the exposure before touching the database: a refusal should be immediate.
+    let http = match args.transport {
+        Transport::Http => {
+            let mut options = http_options(&args, server.clone())?;
+            if let Some(oauth) = &config.auth.oauth {
+                options.oauth = Some(Arc::new(dbward_mcp::oauth::OAuthVerifier::new(oauth)?));
+            }
+            dbward_mcp::check_exposure(args.listen, &options)?;
+            Some(options)
+        }
+        Transport::Stdio => None,
     };
     let data_dir = args
         .data_dir
@@ -262,6 +269,7 @@ fn http_options(args: &ServeArgs, server: ServerOptions) -> anyhow::Result<HttpO
         allowed_origins: args.allowed_origins.clone(),
         max_body_bytes: args.max_body_bytes,
         accept_writable_role: args.accept_writable_role,
+        auth_failures_per_window: args.max_auth_failures,
         limits: dbward_mcp::listener::ConnectionLimits {
             header_timeout: Duration::from_secs(args.header_timeout_secs),
             body_timeout: Duration::from_secs(args.body_timeout_secs),
@@ -291,8 +299,16 @@ fn connection_limits() -> dbward_mcp::listener::ConnectionLimits {
 /// The start-up connection: --connection, else the URL, else the demo database.
 async fn open_default(gateway: &Gateway, args: &ServeArgs) -> anyhow::Result<ConnectionInfo> {
     if let Some(name) = &args.connection {
+        // The operator's own choice: opened as the server's start-up connection (never
+        // closed for idling; `[access]` roles reach it as `default` or by its name).
+        let named = gateway
+            .config()
+            .connections
+            .get(name)
+            .ok_or_else(|| anyhow::anyhow!("unknown connection name `{name}`"))?;
+        let spec = ConnectSpec::from_named(name, named)?;
         return gateway
-            .connect(ConnectRequest::Named(name.clone()))
+            .connect_trusted(spec)
             .await
             .with_context(|| format!("cannot open connection `{name}`"));
     }

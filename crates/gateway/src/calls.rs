@@ -36,6 +36,10 @@ pub struct CallContext {
     /// Why the adapter abandoned the call, if it did (read when a call is dropped).
     #[serde(skip)]
     pub ending: Ending,
+    /// What the adapter verified of the caller: the keys `[access]` roles match, and an
+    /// OAuth token's claims (for roles and session settings).
+    #[serde(skip)]
+    pub identity: Arc<crate::access::Identity>,
 }
 
 impl CallContext {
@@ -45,12 +49,22 @@ impl CallContext {
     }
 
     /// A caller `principal`, calling through `client` if known.
+    /// Its identity matches the `[access]` member equal to the principal (`local`,
+    /// `stdio`); adapters that verified more say so with [`CallContext::with_identity`].
     pub fn new(principal: impl Into<String>, client: Option<String>) -> CallContext {
+        let principal = principal.into();
         CallContext {
-            principal: principal.into(),
+            identity: Arc::new(crate::access::Identity::keyed(principal.clone())),
+            principal,
             client,
             ending: Ending::default(),
         }
+    }
+
+    /// The same caller with the identity its adapter verified.
+    pub fn with_identity(mut self, identity: crate::access::Identity) -> CallContext {
+        self.identity = Arc::new(identity);
+        self
     }
 }
 
@@ -146,9 +160,16 @@ pub(crate) struct Call {
     query: Option<String>,
     started: Instant,
     pub(crate) facts: Mutex<Facts>,
+    /// What the caller may do (its roles' sum; everything without `[access]`).
+    pub(crate) grants: Arc<crate::access::Grants>,
 }
 
 impl Call {
+    /// The caller, as it was when the call began.
+    pub(crate) fn caller(&self) -> &CallContext {
+        &self.ctx
+    }
+
     pub(crate) fn note(&self, f: impl FnOnce(&mut Facts)) {
         let mut facts = self.facts.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut facts);
@@ -197,7 +218,9 @@ impl Gateway {
         let connection = id.and_then(|id| self.connection_label(id));
         let ctx = current_context();
         let principal = ctx.principal.clone();
+        let grants = self.access.grants(&ctx.identity);
         let call = Call {
+            grants,
             audit: self.audit.clone(),
             calls_metric: self.metrics.calls.clone(),
             ctx,
@@ -209,7 +232,10 @@ impl Gateway {
             facts: Mutex::new(Facts::default()),
         };
         let refusal = match self.detector.admit(&principal) {
-            Admission::Allowed => return Ok(call),
+            Admission::Allowed => match self.authorize(&call, tool, id) {
+                Ok(()) => return Ok(call),
+                Err(e) => e,
+            },
             Admission::RateLimited => GatewayError::RateLimited,
             Admission::Blocked(until) => {
                 GatewayError::Blocked(humantime::format_rfc3339_seconds(until).to_string())
@@ -223,6 +249,62 @@ impl Gateway {
             Ok(()) => Err(refusal),
             Err(e) => Err(e),
         }
+    }
+
+    /// With `[access]`: the caller's roles grant `tool`, and the connection `id` (a named
+    /// one, the start-up one, or one it opened itself with its own parameters).
+    fn authorize(&self, call: &Call, tool: &str, id: Option<&str>) -> Result<(), GatewayError> {
+        if !self.access.enabled() {
+            return Ok(());
+        }
+        let g = &call.grants;
+        let who = &call.ctx.principal;
+        if !g.any() {
+            return Err(GatewayError::Forbidden(format!(
+                "`{who}` holds no role; [access] grants nothing to callers no role names"
+            )));
+        }
+        if !g.tool(tool) {
+            return Err(GatewayError::Forbidden(format!(
+                "no role of `{who}` ({}) grants the tool `{tool}`",
+                g.roles.join(", ")
+            )));
+        }
+        let Some(id) = id else {
+            return Ok(());
+        };
+        let Ok(open) = self.get(id) else {
+            // Unknown ids answer `unknown_connection` from the tool itself.
+            return Ok(());
+        };
+        if self.may_use(g, who, &open) {
+            return Ok(());
+        }
+        Err(GatewayError::Forbidden(format!(
+            "no role of `{who}` ({}) grants the connection `{}`",
+            g.roles.join(", "),
+            open.info
+                .name
+                .as_deref()
+                .unwrap_or("(opened by another caller)")
+        )))
+    }
+
+    /// Whether a caller with `grants` may use `open`.
+    pub(crate) fn may_use(
+        &self,
+        grants: &crate::access::Grants,
+        principal: &str,
+        open: &crate::Open,
+    ) -> bool {
+        if !self.access.enabled() {
+            return true;
+        }
+        if open.pinned || open.info.name.is_some() {
+            return grants.connection(open.info.name.as_deref(), open.pinned);
+        }
+        // Opened with a caller's own parameters: that caller's only.
+        grants.client_connections && open.owner == principal
     }
 
     /// The config name of a connection (or `(kind)` for unnamed ones): never its target.
@@ -328,6 +410,20 @@ impl Gateway {
         if let Some(event) = self.detector.auth_failure(who) {
             self.raise(event).await;
         }
+    }
+
+    /// Records one refused authentication (`what`: the mechanism) and why, as an audited
+    /// security event, and counts it toward the failed-authentication detector. `reason`
+    /// must never hold the credential; it is clipped all the same.
+    pub async fn record_auth_refusal(&self, who: &str, what: &str, reason: &str) {
+        let event = self.detector.report(
+            who,
+            Level::Low,
+            "auth_refused",
+            format!("{what} refused: {}", clip(reason, 200)),
+        );
+        self.raise(event).await;
+        self.record_auth_failure(who, what).await;
     }
 
     /// Records a flood of failed authentications by `who` as one audited security event

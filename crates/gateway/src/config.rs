@@ -30,6 +30,74 @@ pub struct GatewayConfig {
     pub detector: crate::detector::DetectorConfig,
     /// The audit log.
     pub audit: AuditSettings,
+    /// Who may use which connection, tool and data; without it, every caller may use
+    /// everything (see [`crate::access`]).
+    pub access: Option<crate::access::AccessConfig>,
+    /// How HTTP callers authenticate besides bearer tokens (`[auth.oauth]`).
+    pub auth: AuthConfig,
+}
+
+/// `[auth]`: authentication of HTTP callers beyond the token file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// An OAuth 2.1 authorization server whose access tokens are accepted.
+    pub oauth: Option<OAuthConfig>,
+}
+
+/// `[auth.oauth]`: dbward as an OAuth 2.1 resource server (the MCP authorization spec).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthConfig {
+    /// The authorization server's issuer identifier (the `iss` of its tokens).
+    pub issuer: String,
+    /// This server's resource URL (`https://host/mcp`): tokens must name it in `aud`.
+    pub audience: String,
+    /// Where the signing keys are; default: the `jwks_uri` of the issuer's
+    /// `/.well-known/openid-configuration` or `/.well-known/oauth-authorization-server`.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// Accepted signature algorithms: `RS256`, `ES256` (default both). Never `none` or HS*.
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<String>,
+    /// Clock skew allowed on `exp` and `nbf`, in seconds. Default 60.
+    #[serde(default = "default_clock_skew")]
+    pub clock_skew_s: u64,
+    /// Scopes every token must carry. Default none.
+    #[serde(default)]
+    pub required_scopes: Vec<String>,
+    /// The issuer's short name, which prefixes subjects in principals (`idp:alice`).
+    /// Default: the issuer's host name.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+fn default_algorithms() -> Vec<String> {
+    vec!["RS256".into(), "ES256".into()]
+}
+
+fn default_clock_skew() -> u64 {
+    60
+}
+
+impl OAuthConfig {
+    /// The short name of the issuer, prefixing principals.
+    pub fn short_name(&self) -> String {
+        if let Some(n) = &self.name {
+            return n.clone();
+        }
+        let rest = self
+            .issuer
+            .split_once("://")
+            .map(|(_, r)| r)
+            .unwrap_or(&self.issuer);
+        let host = rest.split(['/', ':']).next().unwrap_or(rest);
+        if host.is_empty() {
+            "oauth".into()
+        } else {
+            host.to_string()
+        }
+    }
 }
 
 /// `[audit]`: where and how the audit log is written. On by default.
@@ -220,6 +288,10 @@ pub struct NamedConnection {
     /// A least-privilege role to `SET LOCAL ROLE` to for every query (PostgreSQL).
     #[serde(alias = "readerRole")]
     pub reader_role: Option<String>,
+    /// Settings set in each call's transaction from the caller's verified identity, for
+    /// row-level security (PostgreSQL): `"app.user_dept" = "{claim:department}"`.
+    #[serde(default, alias = "sessionSettings")]
+    pub session_settings: BTreeMap<String, String>,
 }
 
 /// Limits, each with its default.
@@ -291,12 +363,18 @@ impl GatewayConfig {
 
     /// Parses the TOML form.
     pub fn from_toml(text: &str) -> Result<GatewayConfig, GatewayError> {
-        toml::from_str(text).map_err(|e| GatewayError::Config(e.to_string()))
+        let c: GatewayConfig =
+            toml::from_str(text).map_err(|e| GatewayError::Config(e.to_string()))?;
+        crate::access::validate(&c)?;
+        Ok(c)
     }
 
     /// Parses the JSON form.
     pub fn from_json(text: &str) -> Result<GatewayConfig, GatewayError> {
-        serde_json::from_str(text).map_err(|e| GatewayError::Config(e.to_string()))
+        let c: GatewayConfig =
+            serde_json::from_str(text).map_err(|e| GatewayError::Config(e.to_string()))?;
+        crate::access::validate(&c)?;
+        Ok(c)
     }
 }
 

@@ -83,6 +83,10 @@ pub enum GatewayError {
     /// The caller is rate-limited after a security event.
     #[error("this client is rate-limited after a security event; slow down and retry later")]
     RateLimited,
+    /// The caller's roles do not grant what it asked for (`[access]`), or its identity
+    /// lacks what a session setting needs.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
     /// The audit log cannot be written: the call's result is withheld (fail closed).
     #[error("audit log unavailable, call refused: {0}")]
     AuditUnavailable(String),
@@ -109,6 +113,7 @@ impl GatewayError {
     pub(crate) fn clone_refusal(&self) -> GatewayError {
         match self {
             GatewayError::Blocked(t) => GatewayError::Blocked(t.clone()),
+            GatewayError::Forbidden(m) => GatewayError::Forbidden(m.clone()),
             GatewayError::RateLimited => GatewayError::RateLimited,
             other => GatewayError::Internal(other.to_string()),
         }
@@ -137,6 +142,7 @@ impl GatewayError {
             GatewayError::Config(_) => "config_error",
             GatewayError::AuditUnavailable(_) => "audit_unavailable",
             GatewayError::Blocked(_) => "blocked",
+            GatewayError::Forbidden(_) => "forbidden",
             GatewayError::RateLimited => "rate_limited",
             GatewayError::Internal(_) => "internal_error",
         }

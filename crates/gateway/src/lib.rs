@@ -14,6 +14,7 @@
 
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod access;
 pub mod audit;
 pub mod backends;
 pub mod calls;
@@ -85,7 +86,9 @@ pub struct Gateway {
     http: reqwest::Client,
     /// Prometheus metrics.
     metrics: metrics::Metrics,
-    policy: Policy,
+    policy: Arc<Policy>,
+    /// Who may use what (`[access]`), and the policy of each caller's roles.
+    access: access::Access,
     registry: Mutex<HashMap<ConnectionId, Arc<Open>>>,
 }
 
@@ -108,8 +111,9 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Gateway {
     /// Builds the gateway from its configuration.
     pub fn new(config: GatewayConfig) -> Gateway {
-        let policy = Policy::new(config.policy.clone());
+        let policy = Arc::new(Policy::new(config.policy.clone()));
         Gateway {
+            access: access::Access::new(&config, policy.clone()),
             detector: detector::Detector::new(config.detector.clone()),
             http: reqwest::Client::new(),
             metrics: metrics::Metrics::default(),
@@ -172,6 +176,19 @@ impl Gateway {
     pub async fn connect(&self, request: ConnectRequest) -> Result<ConnectionInfo, GatewayError> {
         let mut call = self.begin("connect", None, None).await?;
         let result = async {
+            let grants = &call.grants;
+            let own_parameters = |call: &calls::Call| {
+                if !self.config.allow_client_connections {
+                    return Err(GatewayError::ClientConnectionsDisabled);
+                }
+                if self.access.enabled() && !grants.client_connections {
+                    return Err(GatewayError::Forbidden(format!(
+                        "no role of `{}` grants connecting with its own parameters (client_connections)",
+                        call.caller().principal
+                    )));
+                }
+                Ok(())
+            };
             let spec = match request {
                 ConnectRequest::Named(name) => {
                     let named = self
@@ -179,18 +196,20 @@ impl Gateway {
                         .connections
                         .get(&name)
                         .ok_or_else(|| GatewayError::UnknownConnectionName(name.clone()))?;
+                    if !grants.connection(Some(&name), false) {
+                        return Err(GatewayError::Forbidden(format!(
+                            "no role of `{}` grants the connection `{name}`",
+                            call.caller().principal
+                        )));
+                    }
                     ConnectSpec::from_named(&name, named)?
                 }
                 ConnectRequest::Url(url) => {
-                    if !self.config.allow_client_connections {
-                        return Err(GatewayError::ClientConnectionsDisabled);
-                    }
+                    own_parameters(&call)?;
                     ConnectSpec::from_url(&url)?
                 }
                 ConnectRequest::Params(spec) => {
-                    if !self.config.allow_client_connections {
-                        return Err(GatewayError::ClientConnectionsDisabled);
-                    }
+                    own_parameters(&call)?;
                     *spec
                 }
             };
@@ -328,10 +347,13 @@ impl Gateway {
         Ok(())
     }
 
-    /// Open connections.
+    /// Open connections the current caller may use (every one without `[access]`).
     pub fn list_connections(&self) -> Vec<ConnectionInfo> {
+        let ctx = calls::current_context();
+        let grants = self.access.grants(&ctx.identity);
         let mut v: Vec<ConnectionInfo> = lock(&self.registry)
             .values()
+            .filter(|o| self.may_use(&grants, &ctx.principal, o))
             .map(|o| o.info.clone())
             .collect();
         v.sort_by_key(|i| i.opened_at);
@@ -389,10 +411,22 @@ impl Gateway {
         Ok(open)
     }
 
-    /// The policy verdict for a query on a connection, without running it.
+    /// The policy verdict for a query on a connection, without running it (by the
+    /// current caller's policy).
     pub fn check(&self, id: &str, sql: &str) -> Result<Verdict, GatewayError> {
         let open = self.get(id)?;
-        Ok(self.policy.check(open.info.kind.dialect(), sql))
+        let grants = self.access.grants(&calls::current_context().identity);
+        Ok(grants.policy.check(open.info.kind.dialect(), sql))
+    }
+
+    /// What the current caller may do: its roles' sum (everything without `[access]`).
+    pub fn grants(&self) -> Arc<access::Grants> {
+        self.access.grants(&calls::current_context().identity)
+    }
+
+    /// Who may use what (`[access]`).
+    pub fn access(&self) -> &access::Access {
+        &self.access
     }
 
     /// `execute_query`: runs one read-only query with bound parameters, capped at `limit`
@@ -412,7 +446,7 @@ impl Gateway {
                     "at most {MAX_PARAMS} parameters are allowed"
                 )));
             }
-            let limits = &self.config.limits;
+            let limits = &call.grants.limits;
             let max_rows = limit.unwrap_or(limits.max_rows);
             if max_rows == 0 || max_rows > limits.hard_max_rows {
                 return Err(GatewayError::InvalidInput(format!(
@@ -437,7 +471,8 @@ impl Gateway {
         call: &calls::Call,
     ) -> Result<QueryResult, GatewayError> {
         let limits = &self.config.limits;
-        let verdict = self.policy.check(open.info.kind.dialect(), sql);
+        let policy = &call.grants.policy;
+        let verdict = policy.check(open.info.kind.dialect(), sql);
         call.note(|f| {
             f.query.get_or_insert_with(|| sql.to_string());
             f.catalog |= verdict.tables.iter().any(|t| {
@@ -471,7 +506,8 @@ impl Gateway {
         if !verdict.is_allowed() {
             return Err(GatewayError::refused(verdict));
         }
-        self.check_unknown_functions(open, &verdict).await?;
+        self.check_unknown_functions(open, policy, &verdict).await?;
+        let settings = self.session_settings(open, call)?;
         let caps = Caps::new(limits, max_rows);
         let utility = !matches!(
             verdict.kind,
@@ -480,18 +516,21 @@ impl Gateway {
         let result = match &open.backend {
             Backend::Postgres(b) => {
                 let judge = |r: &backends::postgres::resolve::Resolution| {
-                    resolution::judge_pg(&self.policy, &verdict, r)
+                    resolution::judge_pg(policy, &verdict, r)
                 };
                 let resolver = backends::postgres::resolve::Resolver {
                     names: resolution::names_of(&verdict),
                     judge: &judge,
                 };
                 let params = if utility { &[][..] } else { params };
-                b.execute_resolved(sql, params, caps, utility, &resolver)
+                b.execute_resolved(sql, params, caps, utility, &resolver, &settings)
                     .await
             }
             Backend::Mysql(b) => b.execute(sql, params, caps).await,
-            Backend::Sqlite(b) => b.execute(sql, params, caps).await,
+            Backend::Sqlite(b) => {
+                let restricted = call.grants.restricted.then(|| policy.clone());
+                b.execute_as(sql, params, caps, restricted).await
+            }
         };
         let result = self.explain_outage(open, result).await;
         if let Err(e) = &result {
@@ -499,6 +538,58 @@ impl Gateway {
             tracing::warn!(connection = %open.info.target, code = e.code(), error = %e, "query failed");
         }
         result
+    }
+
+    /// The session settings of a call: the connection's and the caller's roles', each
+    /// rendered from the caller's verified identity. A value the identity cannot give
+    /// refuses the call (never run with an empty setting); so does a database that cannot
+    /// carry them.
+    fn session_settings(
+        &self,
+        open: &Open,
+        call: &calls::Call,
+    ) -> Result<Vec<(String, String)>, GatewayError> {
+        let grants = &call.grants;
+        if let Some(e) = &grants.settings_error {
+            return Err(GatewayError::Config(e.clone()));
+        }
+        let named = open
+            .info
+            .name
+            .as_ref()
+            .and_then(|n| self.config.connections.get(n).map(|c| (n, c)));
+        let mut templates = Vec::new();
+        if let Some((n, c)) = named {
+            templates = access::parse_settings(&format!("connections.{n}"), &c.session_settings)?;
+        }
+        templates.extend(grants.settings.iter().cloned());
+        if templates.is_empty() {
+            return Ok(Vec::new());
+        }
+        if open.info.kind != DbKind::Postgresql {
+            return Err(GatewayError::Forbidden(format!(
+                "your roles set session settings ({}), which only PostgreSQL connections carry; refused rather than run without them",
+                templates
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        let ctx = call.caller();
+        templates
+            .iter()
+            .map(|(name, t)| {
+                t.render(&ctx.principal, &ctx.identity)
+                    .map(|v| (name.clone(), v))
+                    .map_err(|why| {
+                        GatewayError::Forbidden(format!(
+                            "the session setting `{name}` cannot be set for `{}`: {why}",
+                            ctx.principal
+                        ))
+                    })
+            })
+            .collect()
     }
 
     /// A pool that timed out during an outage says only that no connection became free:
@@ -530,10 +621,11 @@ impl Gateway {
     async fn check_unknown_functions(
         &self,
         open: &Open,
+        policy: &Policy,
         verdict: &Verdict,
     ) -> Result<(), GatewayError> {
         match &open.backend {
-            Backend::Mysql(b) => mysql_functions::check(b, &self.policy, verdict).await,
+            Backend::Mysql(b) => mysql_functions::check(b, policy, verdict).await,
             Backend::Postgres(_) | Backend::Sqlite(_) => Ok(()),
         }
     }

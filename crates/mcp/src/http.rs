@@ -38,10 +38,16 @@ use crate::server::{DbwardServer, ServerOptions};
 /// Shortest token accepted: shorter ones are guessable.
 pub const MIN_TOKEN_CHARS: usize = 16;
 
-/// Who made an HTTP request: the name of the token it presented. Inserted into the
-/// request's extensions by the auth layer; tool calls read it for their log line.
+/// Who made an HTTP request: the name of the token it presented, or `ISSUER:SUBJECT` for
+/// an OAuth access token. Inserted into the request's extensions by the auth layer; tool
+/// calls read it for their log line and audit entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal(pub String);
+
+/// What the auth layer verified of a request's caller (its `[access]` keys and claims),
+/// inserted beside [`Principal`].
+#[derive(Debug, Clone)]
+pub struct VerifiedIdentity(pub dbward_gateway::access::Identity);
 
 /// The accepted bearer tokens, each with a name. Only digests are kept.
 #[derive(Default, Clone)]
@@ -150,6 +156,8 @@ impl TokenSet {
 pub struct HttpOptions {
     /// Accepted bearer tokens.
     pub tokens: TokenSet,
+    /// Accepted OAuth access tokens, if `[auth.oauth]` is configured.
+    pub oauth: Option<Arc<crate::oauth::OAuthVerifier>>,
     /// Serve without a token; honoured only on a loopback address.
     pub allow_unauthenticated_loopback: bool,
     /// Accepted `Host` header values (names or `name:port`). Empty means the loopback
@@ -180,6 +188,7 @@ impl Default for HttpOptions {
         HttpOptions {
             trusted_proxies: Vec::new(),
             tokens: TokenSet::new(),
+            oauth: None,
             allow_unauthenticated_loopback: false,
             allowed_hosts: Vec::new(),
             allowed_origins: Vec::new(),
@@ -196,7 +205,7 @@ impl Default for HttpOptions {
 /// Checks, before anything is served, that the exposure is one the operator asked for.
 pub fn check_exposure(addr: SocketAddr, options: &HttpOptions) -> Result<(), McpError> {
     let loopback = addr.ip().is_loopback();
-    if options.tokens.is_empty() {
+    if options.tokens.is_empty() && options.oauth.is_none() {
         if !loopback {
             return Err(McpError::Refused(format!(
                 "refusing to serve HTTP on {addr} without a bearer token: anyone who can reach it could query the database. Set DBWARD_HTTP_TOKEN or --token-file (lines name:token)."
@@ -213,6 +222,7 @@ pub fn check_exposure(addr: SocketAddr, options: &HttpOptions) -> Result<(), Mcp
 
 struct AuthState {
     tokens: TokenSet,
+    oauth: Option<Arc<crate::oauth::OAuthVerifier>>,
     trusted_proxies: Vec<std::net::IpAddr>,
     /// Failed authentications are security events.
     gateway: Arc<Gateway>,
@@ -292,8 +302,12 @@ pub async fn serve_http(
             Arc::new(LocalSessionManager::default()),
             config,
         );
+    if let Some(v) = &options.oauth {
+        v.warm().await;
+    }
     let auth = Arc::new(AuthState {
         tokens: options.tokens.clone(),
+        oauth: options.oauth.clone(),
         trusted_proxies: options.trusted_proxies.clone(),
         gateway: gateway.clone(),
         throttle: AuthThrottle::new(options.auth_failures_per_window, options.auth_window),
@@ -318,10 +332,31 @@ pub async fn serve_http(
             }),
         )
         .layer(middleware::from_fn_with_state(auth, require_token));
+    // RFC 9728 protected-resource metadata: public, so a client can learn where to get a
+    // token before it has one.
+    let app = match &options.oauth {
+        Some(v) => {
+            let doc = v.metadata().to_string();
+            let mut app = app;
+            for path in v.metadata_paths() {
+                let doc = doc.clone();
+                app = app.route(
+                    &path,
+                    axum::routing::get(move || {
+                        let doc = doc.clone();
+                        async move { ([(header::CONTENT_TYPE, "application/json")], doc) }
+                    }),
+                );
+            }
+            app
+        }
+        None => app,
+    };
     tracing::info!(
         %addr,
         tokens = options.tokens.len(),
-        unauthenticated = options.tokens.is_empty(),
+        oauth = options.oauth.is_some(),
+        unauthenticated = options.tokens.is_empty() && options.oauth.is_none(),
         "serving MCP over HTTP at /mcp"
     );
     // Shutdown: stop accepting at once; let running calls finish until the drain deadline
@@ -380,6 +415,111 @@ fn bearer(req: &Request) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
+/// Why a request was not authenticated.
+struct AuthRejection {
+    /// For the audit log (never the token).
+    reason: String,
+    /// An OAuth token was looked at (and the answer names OAuth's errors).
+    oauth: bool,
+    /// The 403 `insufficient_scope` case: these scopes are missing.
+    missing_scopes: Option<Vec<String>>,
+    /// A credential was presented (401 `invalid_token` rather than a bare challenge).
+    presented: bool,
+}
+
+impl AuthRejection {
+    /// The answer: 401 with a `WWW-Authenticate` challenge pointing at the resource
+    /// metadata when OAuth is on (RFC 6750 §3, RFC 9728 §5.1), or 403 for missing scopes.
+    fn response(&self, oauth: Option<&crate::oauth::OAuthVerifier>) -> Response {
+        let quote = |s: &str| s.replace(['"', '\\'], "'");
+        let (status, challenge, body) = match (oauth, &self.missing_scopes) {
+            (Some(v), Some(missing)) => (
+                StatusCode::FORBIDDEN,
+                format!(
+                    "Bearer error=\"insufficient_scope\", scope=\"{}\", resource_metadata=\"{}\"",
+                    quote(&v.required_scopes().join(" ")),
+                    v.metadata_url()
+                ),
+                serde_json::json!({"error": "insufficient_scope", "message": format!("the access token lacks the scopes {}", missing.join(" "))}),
+            ),
+            (Some(v), None) if self.presented => (
+                StatusCode::UNAUTHORIZED,
+                format!(
+                    "Bearer error=\"invalid_token\", error_description=\"{}\", resource_metadata=\"{}\"",
+                    quote(&self.reason),
+                    v.metadata_url()
+                ),
+                serde_json::json!({"error": "invalid_token", "message": self.reason}),
+            ),
+            (Some(v), None) => (
+                StatusCode::UNAUTHORIZED,
+                format!("Bearer resource_metadata=\"{}\"", v.metadata_url()),
+                serde_json::json!({"error": "unauthorized", "message": "an access token is required (Authorization: Bearer <token>)"}),
+            ),
+            (None, _) => (
+                StatusCode::UNAUTHORIZED,
+                "Bearer realm=\"dbward\"".to_string(),
+                serde_json::json!({"error": "unauthorized", "message": "a valid bearer token is required (Authorization: Bearer <token>)"}),
+            ),
+        };
+        let mut response = (
+            status,
+            [(header::CONTENT_TYPE, "application/json")],
+            body.to_string(),
+        )
+            .into_response();
+        if let Ok(v) = HeaderValue::from_str(&challenge) {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
+        response
+    }
+}
+
+/// Who sent `req`: a configured token's name, or an OAuth access token's subject.
+async fn authenticate(
+    auth: &AuthState,
+    token: Option<&str>,
+    presented: bool,
+) -> Result<(String, dbward_gateway::access::Identity), AuthRejection> {
+    use dbward_gateway::access::Identity;
+    if auth.tokens.is_empty() && auth.oauth.is_none() {
+        // Only reachable on loopback with --allow-unauthenticated-loopback (check_exposure).
+        let name = "unauthenticated-loopback";
+        return Ok((name.to_string(), Identity::keyed(name)));
+    }
+    let Some(token) = token else {
+        return Err(AuthRejection {
+            reason: "no bearer token".into(),
+            oauth: auth.oauth.is_some(),
+            missing_scopes: None,
+            presented,
+        });
+    };
+    if let Some(name) = auth.tokens.verify(token) {
+        return Ok((name.to_string(), Identity::keyed(format!("token:{name}"))));
+    }
+    let Some(oauth) = &auth.oauth else {
+        return Err(AuthRejection {
+            reason: "unknown bearer token".into(),
+            oauth: false,
+            missing_scopes: None,
+            presented: true,
+        });
+    };
+    match oauth.verify(token).await {
+        Ok(v) => Ok((v.principal, v.identity)),
+        Err(r) => Err(AuthRejection {
+            reason: r.reason(),
+            oauth: true,
+            missing_scopes: match r {
+                crate::oauth::Rejection::InsufficientScope(m) => Some(m),
+                crate::oauth::Rejection::Invalid(_) => None,
+            },
+            presented: true,
+        }),
+    }
+}
+
 /// The client's address: the TCP peer, unless the peer is a trusted proxy, in which case
 /// the right-most `X-Forwarded-For` entry that is not itself a trusted proxy (entries to its
 /// left were written by the client and prove nothing).
@@ -412,16 +552,16 @@ async fn require_token(
     req: Request,
     next: Next,
 ) -> Response {
-    let principal = if auth.tokens.is_empty() {
-        // Only reachable on loopback with --allow-unauthenticated-loopback (check_exposure).
-        Some("unauthenticated-loopback")
-    } else {
-        bearer(&req).and_then(|t| auth.tokens.verify(t))
-    };
-    match principal {
-        Some(name) => {
+    // (Read out of the request first: the body is not `Sync`, so no reference to the
+    // request may live across an await.)
+    let token = bearer(&req).map(str::to_string);
+    let presented = req.headers().contains_key(header::AUTHORIZATION);
+    let verdict = authenticate(&auth, token.as_deref(), presented).await;
+    match verdict {
+        Ok((name, identity)) => {
             let mut req = req;
-            req.extensions_mut().insert(Principal(name.to_string()));
+            req.extensions_mut().insert(Principal(name));
+            req.extensions_mut().insert(VerifiedIdentity(identity));
             // If this future is dropped before it answers, the client went away: the call
             // it carried is audited as `client_gone`.
             let ending = Ending::default();
@@ -469,7 +609,7 @@ async fn require_token(
             gone.0 = None;
             response
         }
-        None => {
+        Err(rejection) => {
             let peer = client_address(peer.ip(), req.headers(), &auth.trusted_proxies);
             let who = format!("peer:{peer}");
             let (log, flood, previous) = match auth.throttle.fail(peer) {
@@ -510,17 +650,15 @@ async fn require_token(
                     .record_auth_flood(&who, "HTTP bearer token", n, auth.window_s)
                     .await;
             }
-            let mut response = (
-                StatusCode::UNAUTHORIZED,
-                [(header::CONTENT_TYPE, "application/json")],
-                r#"{"error":"unauthorized","message":"a valid bearer token is required (Authorization: Bearer <token>)"}"#,
-            )
-                .into_response();
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"dbward\""),
-            );
-            response
+            let what = if rejection.oauth {
+                "OAuth access token"
+            } else {
+                "HTTP bearer token"
+            };
+            auth.gateway
+                .record_auth_refusal(&who, what, &rejection.reason)
+                .await;
+            rejection.response(auth.oauth.as_deref())
         }
     }
 }

@@ -14,8 +14,9 @@
 //!   a preamble in the text form and `_meta["dbward/untrusted"] = true`.
 //! - Nothing here writes to stdout except the stdio transport itself: stdout is the MCP
 //!   channel.
-//! - Over HTTP, no request reaches the MCP service without a valid bearer token, unless
-//!   the operator bound to loopback and explicitly allowed unauthenticated access.
+//! - Over HTTP, no request reaches the MCP service without a valid bearer token (one of
+//!   the token file's, or an OAuth access token the issuer signed), unless the operator
+//!   bound to loopback and explicitly allowed unauthenticated access.
 
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
@@ -26,6 +27,7 @@ mod error;
 pub mod http;
 pub mod listener;
 mod malformed;
+pub mod oauth;
 mod render;
 mod server;
 mod stdio;

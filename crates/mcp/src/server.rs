@@ -21,7 +21,7 @@ use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde::{Deserialize, Serialize};
 
-use crate::http::Principal;
+use crate::http::{Principal, VerifiedIdentity};
 use crate::render;
 
 /// How the server behaves, whatever the transport.
@@ -117,9 +117,20 @@ impl ServerHandler for DbwardServer {
     async fn list_tools(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        Ok(ListToolsResult::with_all_items(self.router.list_all()))
+        // With [access], a caller sees only the tools its roles grant.
+        let grants = self
+            .gateway
+            .access()
+            .grants(&identity_of(&context, &principal_of(&context)));
+        let tools = self
+            .router
+            .list_all()
+            .into_iter()
+            .filter(|t| grants.tool(&t.name))
+            .collect();
+        Ok(ListToolsResult::with_all_items(tools))
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
@@ -179,7 +190,8 @@ impl ServerHandler for DbwardServer {
             .and_then(|p| p.extensions.get::<Ending>().cloned())
             .unwrap_or_default();
         // The gateway audits and rate-limits by this principal (never by a client header).
-        let mut caller = CallContext::new(principal.clone(), client);
+        let identity = identity_of(&context, &principal);
+        let mut caller = CallContext::new(principal.clone(), client).with_identity(identity);
         caller.ending = ending.clone();
         let _running = self.options.drain.enter();
         let call = dbward_gateway::calls::with_context(
@@ -272,6 +284,22 @@ fn principal_of(context: &RequestContext<RoleServer>) -> String {
         Some(label) => format!("stdio/{label}"),
         None => "stdio".to_string(),
     }
+}
+
+/// What the transport verified of the caller: the HTTP auth layer's identity, or the
+/// stdio caller (`[access]` member `stdio`, whatever its session label).
+fn identity_of(
+    context: &RequestContext<RoleServer>,
+    principal: &str,
+) -> dbward_gateway::access::Identity {
+    if let Some(parts) = context.extensions.get::<axum::http::request::Parts>() {
+        return parts
+            .extensions
+            .get::<VerifiedIdentity>()
+            .map(|v| v.0.clone())
+            .unwrap_or_else(|| dbward_gateway::access::Identity::keyed(principal));
+    }
+    dbward_gateway::access::Identity::keyed("stdio")
 }
 
 /// A host's session label: 1 to 32 ASCII letters, digits, `-` or `_`.

@@ -29,7 +29,7 @@ impl Gateway {
         let result = async {
             let open = self.get(id)?;
             // The inner query must be one the policy allows by itself.
-            let verdict = self.policy.check(open.info.kind.dialect(), query);
+            let verdict = call.grants.policy.check(open.info.kind.dialect(), query);
             if !verdict.is_allowed() {
                 return Err(GatewayError::refused(verdict));
             }

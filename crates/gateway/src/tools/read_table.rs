@@ -109,7 +109,7 @@ impl Gateway {
     ) -> Result<QueryResult, GatewayError> {
         let call = self.begin("read_table", Some(id), None).await?;
         let result = async {
-            let max = self.config.limits.read_table_max_rows;
+            let max = call.grants.limits.read_table_max_rows;
             let limit = req.limit.unwrap_or(max);
             if limit == 0 || limit > max {
                 return Err(GatewayError::InvalidInput(format!(

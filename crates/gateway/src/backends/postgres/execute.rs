@@ -24,12 +24,13 @@ impl PgBackend {
         params: &[Value],
         caps: Caps,
     ) -> Result<QueryResult, GatewayError> {
-        self.execute_with(sql, params, caps, false, None).await
+        self.execute_with(sql, params, caps, false, None, &[]).await
     }
 
     /// Runs a policy-approved query (or, with `utility`, an EXPLAIN or SHOW) under the
     /// caps, after the resolver has judged, inside the same transaction, what the database
-    /// resolves its names to.
+    /// resolves its names to. `settings` (custom settings from the caller's identity, for
+    /// row-level security) are set in the transaction first, bound as parameters.
     pub async fn execute_resolved(
         &self,
         sql: &str,
@@ -37,8 +38,9 @@ impl PgBackend {
         caps: Caps,
         utility: bool,
         resolver: &Resolver<'_>,
+        settings: &[(String, String)],
     ) -> Result<QueryResult, GatewayError> {
-        self.execute_with(sql, params, caps, utility, Some(resolver))
+        self.execute_with(sql, params, caps, utility, Some(resolver), settings)
             .await
     }
 
@@ -50,7 +52,7 @@ impl PgBackend {
         sql: &str,
         caps: Caps,
     ) -> Result<QueryResult, GatewayError> {
-        self.execute_with(sql, &[], caps, true, None).await
+        self.execute_with(sql, &[], caps, true, None, &[]).await
     }
 
     async fn execute_with(
@@ -60,6 +62,7 @@ impl PgBackend {
         caps: Caps,
         utility: bool,
         resolver: Option<&Resolver<'_>>,
+        settings: &[(String, String)],
     ) -> Result<QueryResult, GatewayError> {
         let started = Instant::now();
         let conn = self.pool.acquire().await.map_err(|e| classify(e, &[]))?;
@@ -78,7 +81,9 @@ impl PgBackend {
         let Some(conn) = conn.as_mut() else {
             return Err(GatewayError::Internal("no pooled connection".into()));
         };
-        let run = self.run(conn, sql, params, caps, utility, resolver, session);
+        let run = self.run(
+            conn, sql, params, caps, utility, resolver, settings, session,
+        );
         let outcome = tokio::time::timeout(deadline, run).await;
         match outcome {
             Ok(Ok(mut r)) => {
@@ -117,6 +122,7 @@ impl PgBackend {
         caps: Caps,
         utility: bool,
         resolver: Option<&Resolver<'_>>,
+        settings: &[(String, String)],
         session: &mut Session,
     ) -> Result<QueryResult, GatewayError> {
         let err = |e| classify(e, &[]);
@@ -134,6 +140,14 @@ impl PgBackend {
         } else {
             ""
         };
+        // With session settings, the role and the savepoint wait until they are set: as
+        // the login role (a reader role need not be able to call set_config at all), and
+        // before the savepoint (returning to it must not undo them).
+        let (role, savepoint, after) = if settings.is_empty() {
+            (role, savepoint, String::new())
+        } else {
+            (String::new(), "", format!("{role}{savepoint}"))
+        };
         let begin = format!(
             "BEGIN READ ONLY{role}; SELECT pg_catalog.set_config('statement_timeout', '{}', true), \
              pg_catalog.set_config('lock_timeout', '{}', true), \
@@ -150,6 +164,15 @@ impl PgBackend {
             .first()
             .and_then(|r| r.try_get_raw(3).ok())
             .and_then(|v| v.as_str().ok().and_then(|t| t.parse().ok()));
+        if !settings.is_empty() {
+            set_local(conn, settings).await?;
+            if let Some(rest) = after.strip_prefix("; ") {
+                sqlx::raw_sql(AssertSqlSafe(rest.to_string()))
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(err)?;
+            }
+        }
         // What the names resolve to, judged before anything of the client's runs (an
         // EXPLAIN plans, and planning folds immutable functions: it runs them too).
         if let Some(r) = resolver {
@@ -442,6 +465,30 @@ const END: &str = "ROLLBACK; SELECT pg_catalog.pg_advisory_unlock_all(); DEALLOC
 /// the next caller on this pooled session could read in `pg_prepared_statements`. The
 /// driver's statement cache is off and every other statement is unnamed, so nothing the
 /// driver relies on is dropped. One round trip.
+/// Sets the call's session settings for the rest of its transaction (`is_local`): names
+/// and values go as parameters of one statement of our own text, never spliced, in the
+/// order given.
+async fn set_local(
+    conn: &mut sqlx::PgConnection,
+    settings: &[(String, String)],
+) -> Result<(), GatewayError> {
+    let names: Vec<&str> = settings.iter().map(|(n, _)| n.as_str()).collect();
+    let values: Vec<&str> = settings.iter().map(|(_, v)| v.as_str()).collect();
+    sqlx::query(
+        "SELECT count(pg_catalog.set_config(s.n, s.v, true)) \
+         FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]), \
+         pg_catalog.unnest($2::pg_catalog.text[])) \
+         WITH ORDINALITY AS s(n, v, i)",
+    )
+    .persistent(false)
+    .bind(names)
+    .bind(values)
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| classify(e, &[]))?;
+    Ok(())
+}
+
 async fn end(conn: &mut sqlx::PgConnection) -> Result<(), GatewayError> {
     sqlx::raw_sql(END)
         .execute(&mut *conn)

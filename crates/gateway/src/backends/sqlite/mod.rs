@@ -117,8 +117,23 @@ impl SqliteBackend {
         params: &[Value],
         caps: Caps,
     ) -> Result<QueryResult, GatewayError> {
+        self.execute_as(sql, params, caps, None).await
+    }
+
+    /// [`SqliteBackend::execute`] with the authorizer enforcing `policy` (a caller's
+    /// stricter one, from its `[access]` roles) instead of the connection's.
+    pub async fn execute_as(
+        &self,
+        sql: &str,
+        params: &[Value],
+        caps: Caps,
+        policy: Option<Arc<Policy>>,
+    ) -> Result<QueryResult, GatewayError> {
         let pool = self.pool.clone();
-        let rules = self.rules.clone();
+        let rules = match policy {
+            Some(p) => Arc::new(ReadRules::new(p)),
+            None => self.rules.clone(),
+        };
         let sql = sql.to_string();
         let params = params.to_vec();
         let mut abandon = AbandonOnDrop {
