@@ -23,10 +23,111 @@ pub struct SetupRoleArgs {
     /// (PostgreSQL: table REVOKEs and column-level GRANTs are appended).
     #[arg(long)]
     config: Option<std::path::PathBuf>,
+    /// Print instead a PostgreSQL row-level security policy for this table (`schema.table`
+    /// or `table`): each caller sees the rows whose `--rls-column` equals the setting dbward
+    /// sets from the caller's verified identity (`session_settings`).
+    #[arg(long, value_name = "TABLE")]
+    rls_example: Option<String>,
+    /// With --rls-example: the column compared with the caller's setting.
+    #[arg(long, default_value = "department_id", requires = "rls_example")]
+    rls_column: String,
+    /// With --rls-example: the custom setting (`prefix.name`) dbward sets per call.
+    #[arg(long, default_value = "app.user_dept", requires = "rls_example")]
+    rls_setting: String,
+    /// With --rls-example: the identity claim the setting comes from.
+    #[arg(long, default_value = "department", requires = "rls_example")]
+    rls_claim: String,
+    /// With --rls-example: the role dbward logs in as (it keeps EXECUTE on set_config).
+    #[arg(long, default_value = "dbward_login", requires = "rls_example")]
+    login_role: String,
+}
+
+/// `"a"."b"` for `a.b`: each part quoted, embedded quotes doubled.
+fn quote_qualified(name: &str) -> String {
+    name.split('.')
+        .map(|p| format!("\"{}\"", p.trim_matches('"').replace('"', "\"\"")))
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// Single-quoted SQL literal.
+fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// The row-level security example for `--rls-example`.
+fn rls_example(args: &SetupRoleArgs, table: &str) -> Result<String, String> {
+    if !dbward_gateway::access::valid_setting_name(&args.rls_setting) {
+        return Err(format!(
+            "--rls-setting `{}` must be a custom setting `prefix.name`, such as app.user_dept",
+            args.rls_setting
+        ));
+    }
+    let t = quote_qualified(table);
+    let col = quote_qualified(&args.rls_column);
+    let reader = quote_qualified(&args.role);
+    let login = quote_qualified(&args.login_role);
+    let setting = literal(&args.rls_setting);
+    let policy = quote_qualified(&format!("dbward_by_{}", args.rls_setting.replace('.', "_")));
+    Ok(format!(
+        "-- Row-level security on {table}: a caller sees the rows whose {column} equals the\n\
+-- setting {name}, which dbward sets in each call's read-only transaction from the\n\
+-- caller's verified identity (bound as a parameter, before SET ROLE). In dbward.toml:\n\
+--\n\
+--   [connections.NAME]\n\
+--   reader_role = \"{role}\"\n\
+--   session_settings = {{ \"{name}\" = \"{{claim:{claim}}}\" }}\n\
+--\n\
+-- A caller whose token lacks the `{claim}` claim is refused by dbward; with the setting\n\
+-- unset, current_setting(..., true) is NULL and the policy shows no rows (fail closed).\n\
+-- Superusers, roles with BYPASSRLS and (unless forced) the table's owner are not bound\n\
+-- by policies: dbward must reach the table as the reader role.\n\
+ALTER TABLE {t} ENABLE ROW LEVEL SECURITY;\n\
+ALTER TABLE {t} FORCE ROW LEVEL SECURITY;\n\
+CREATE POLICY {policy} ON {t} FOR SELECT TO {reader}\n  USING ({col}::text = pg_catalog.current_setting({setting}, true));\n\
+-- Or through a lookup table, e.g. departments(id, code) with the claim holding a code:\n\
+--   USING ({col} IN (SELECT id FROM departments\n\
+--                    WHERE code = pg_catalog.current_setting({setting}, true)))\n\
+\n\
+-- Hardening: the reader role cannot change the setting even if a query got past every\n\
+-- check of dbward's (a SET statement cannot run inside dbward's cursor; set_config can,\n\
+-- unless revoked). dbward calls set_config as the login role, before SET ROLE.\n\
+REVOKE EXECUTE ON FUNCTION pg_catalog.set_config(text, text, boolean) FROM PUBLIC;\n\
+GRANT EXECUTE ON FUNCTION pg_catalog.set_config(text, text, boolean) TO {login};\n",
+        column = args.rls_column,
+        name = args.rls_setting,
+        role = args.role,
+        claim = args.rls_claim,
+    ))
 }
 
 /// Prints the SQL to stdout.
 pub fn run(args: &SetupRoleArgs) -> ExitCode {
+    if let Some(table) = &args.rls_example {
+        if args
+            .kind
+            .as_deref()
+            .is_some_and(|k| !k.starts_with("postgres"))
+        {
+            eprintln!(
+                "error: --rls-example is PostgreSQL's: MySQL/MariaDB and SQLite have no row-level security (use views per audience, or a separate connection per role)"
+            );
+            return ExitCode::from(2);
+        }
+        return match rls_example(args, table) {
+            Ok(sql) => {
+                #[allow(clippy::print_stdout)] // command output
+                {
+                    println!("{sql}");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let kinds: Vec<DbKind> = match args.kind.as_deref() {
         Some("postgresql" | "postgres") => vec![DbKind::Postgresql],
         Some("mysql" | "mariadb") => vec![DbKind::Mysql],

@@ -140,19 +140,20 @@ impl PgBackend {
         } else {
             ""
         };
-        // With session settings, the role and the savepoint wait until they are set: as
-        // the login role (a reader role need not be able to call set_config at all), and
-        // before the savepoint (returning to it must not undo them).
+        // Settings are made as the login role, before `SET LOCAL ROLE` (so a reader role
+        // need not be able to call set_config at all: `setup-role --rls-example` revokes
+        // it), and before the savepoint (returning to it must not undo them). With session
+        // settings, the role and the savepoint wait until those are set too.
         let (role, savepoint, after) = if settings.is_empty() {
             (role, savepoint, String::new())
         } else {
             (String::new(), "", format!("{role}{savepoint}"))
         };
         let begin = format!(
-            "BEGIN READ ONLY{role}; SELECT pg_catalog.set_config('statement_timeout', '{}', true), \
+            "BEGIN READ ONLY; SELECT pg_catalog.set_config('statement_timeout', '{}', true), \
              pg_catalog.set_config('lock_timeout', '{}', true), \
              pg_catalog.set_config('idle_in_transaction_session_timeout', '{}', true), \
-             pg_catalog.pg_backend_pid(){savepoint}",
+             pg_catalog.pg_backend_pid(){role}{savepoint}",
             caps.timeout_ms, caps.lock_timeout_ms, caps.idle_in_transaction_timeout_ms
         );
         let started = sqlx::raw_sql(AssertSqlSafe(begin.clone()))
