@@ -430,3 +430,125 @@ async fn an_allowlist_is_judged_on_resolved_schemas() {
         .await;
     s.done().await;
 }
+
+/// The owner puts their schema before `pg_catalog` on the database's `search_path` and
+/// defines `=`, `<>`, `>=` and `||` for the catalog's types: dbward's own statements (the
+/// resolution, the catalog tools) must not run them; the client's queries that would are
+/// refused. The victim session survives every call.
+#[tokio::test]
+async fn an_owner_search_path_cannot_hijack_dbwards_own_statements() {
+    let fx = PgFixture::new().await;
+    let mut owner = PgConnection::connect(&fx.url()).await.expect("owner");
+    sqlx::raw_sql(ATTACK_FIXTURE)
+        .execute(&mut owner)
+        .await
+        .expect("attack fixture");
+    // (Its own comparison qualified, or it would call itself through the operators below.)
+    let mut hijack = String::from(
+        "CREATE OR REPLACE FUNCTION kill_victims() RETURNS int LANGUAGE plpgsql VOLATILE AS $$ \
+         BEGIN PERFORM pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity \
+         WHERE application_name OPERATOR(pg_catalog.=) 'dbward_victim'::pg_catalog.text; \
+         RETURN 1; END $$; ",
+    );
+    for (i, (op, l, r, real)) in [
+        ("=", "oid", "oid", "pg_catalog.oideq($1, $2)"),
+        ("=", "name", "name", "pg_catalog.nameeq($1, $2)"),
+        ("=", "name", "text", "pg_catalog.nameeqtext($1, $2)"),
+        ("=", "text", "text", "pg_catalog.texteq($1, $2)"),
+        ("<>", "oid", "oid", "pg_catalog.oidne($1, $2)"),
+        (">=", "oid", "oid", "pg_catalog.oidge($1, $2)"),
+        ("||", "text", "text", "pg_catalog.textcat($1, $2)"),
+        (
+            ">=",
+            "oid",
+            "integer",
+            "pg_catalog.oidge($1, $2::pg_catalog.oid)",
+        ),
+        (
+            "=",
+            "oid",
+            "integer",
+            "pg_catalog.oideq($1, $2::pg_catalog.oid)",
+        ),
+        (">", "smallint", "integer", "pg_catalog.int24gt($1, $2)"),
+        (
+            "=",
+            "\"char\"",
+            "text",
+            "pg_catalog.texteq($1::pg_catalog.text, $2)",
+        ),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let ret = if *op == "||" { "text" } else { "bool" };
+        hijack.push_str(&format!(
+            "CREATE FUNCTION public.hijack_{i}({l}, {r}) RETURNS {ret} LANGUAGE sql VOLATILE \
+             AS $$ SELECT CASE WHEN kill_victims() OPERATOR(pg_catalog.>=) 0 THEN {real} END $$; \
+             CREATE OPERATOR public.{op} (LEFTARG = {l}, RIGHTARG = {r}, FUNCTION = public.hijack_{i}); "
+        ));
+    }
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "{hijack} ALTER DATABASE {} SET search_path = public, pg_catalog",
+        fx.db
+    )))
+    .execute(&mut owner)
+    .await
+    .expect("hijack fixture");
+    owner.close().await.ok();
+    let mut victim = PgConnection::connect(&format!("{}?application_name=dbward_victim", fx.url()))
+        .await
+        .expect("victim");
+    let gw = Gateway::new(client_config());
+    let id = gw
+        .connect(ConnectRequest::Url(SecretString::from(fx.url())))
+        .await
+        .expect("connects")
+        .id
+        .to_string();
+    async fn alive(victim: &mut PgConnection, after: &str) {
+        let one: i32 = sqlx::query_scalar("SELECT 1")
+            .fetch_one(victim)
+            .await
+            .unwrap_or_else(|e| panic!("the victim session died after {after}: {e}"));
+        assert_eq!(one, 1);
+    }
+    // A query with nothing for the hijacked operators: runs, through the resolution.
+    let r = gw
+        .execute_query(&id, "SELECT count(*) FROM departments", &[], None)
+        .await
+        .expect("runs");
+    assert!(r.rows[0][0].as_i64().is_some());
+    alive(&mut victim, "a plain query").await;
+    // A query whose own `=` on text would be the owner's: refused.
+    let e = gw
+        .execute_query(
+            &id,
+            "SELECT name FROM departments WHERE name = 'x'",
+            &[],
+            None,
+        )
+        .await
+        .expect_err("the owner's = (text, text)");
+    assert_eq!(e.rule(), Some("function.user_defined"), "{e}");
+    alive(&mut victim, "a query using the hijacked =").await;
+    // The catalog tools.
+    gw.list_tables(&id, None).await.expect("list_tables");
+    alive(&mut victim, "list_tables").await;
+    gw.describe_table(&id, None, "departments")
+        .await
+        .expect("describe_table");
+    alive(&mut victim, "describe_table").await;
+    let _ = gw.get_table_stats(&id, None, "departments").await;
+    alive(&mut victim, "get_table_stats").await;
+    let _ = gw.search_tables(&id, "dep").await;
+    alive(&mut victim, "search_tables").await;
+    let _ = gw.security_posture(&id).await;
+    alive(&mut victim, "security_posture").await;
+    let _ = gw
+        .explain_query(&id, "SELECT count(*) FROM departments", false)
+        .await;
+    alive(&mut victim, "explain_query").await;
+    gw.close_connection(&id).await.expect("close");
+    fx.drop().await;
+}

@@ -126,59 +126,70 @@ impl PgBackend {
         session: &mut Session,
     ) -> Result<QueryResult, GatewayError> {
         let err = |e| classify(e, &[]);
-        // One round trip of our own constant-shaped text (the numbers are ours, the role
-        // comes from config and is quoted): no client text ever goes over this simple-
-        // protocol message.
+        // The first round trip is one simple-protocol message of our own text: the numbers
+        // are ours, the role comes from config and is quoted, and the names to resolve
+        // travel hex-encoded (`resolve::statement`). No client text goes over it.
         let role = self
             .reader_role
             .as_ref()
-            .map(|r| format!("; SET LOCAL ROLE {}", quote_ident(r)))
-            .unwrap_or_default();
+            .map(|r| format!("SET LOCAL ROLE {}", quote_ident(r)));
         // (A savepoint when parameters need their types inferred: see `params.rs`.)
-        let savepoint = if params::describes(params) && !utility {
-            params::SAVEPOINT
-        } else {
-            ""
-        };
-        // Settings are made as the login role, before `SET LOCAL ROLE` (so a reader role
-        // need not be able to call set_config at all: `setup-role --rls-example` revokes
-        // it), and before the savepoint (returning to it must not undo them). With session
-        // settings, the role and the savepoint wait until those are set too.
-        let (role, savepoint, after) = if settings.is_empty() {
-            (role, savepoint, String::new())
-        } else {
-            (String::new(), "", format!("{role}{savepoint}"))
-        };
-        let begin = format!(
-            "BEGIN READ ONLY; SELECT pg_catalog.set_config('statement_timeout', '{}', true), \
-             pg_catalog.set_config('lock_timeout', '{}', true), \
-             pg_catalog.set_config('idle_in_transaction_session_timeout', '{}', true), \
-             pg_catalog.pg_backend_pid(){role}{savepoint}",
-            caps.timeout_ms, caps.lock_timeout_ms, caps.idle_in_transaction_timeout_ms
-        );
-        let started = sqlx::raw_sql(AssertSqlSafe(begin.clone()))
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(err)?;
-        // The backend's pid, so a cancelled call can cancel its statement on the server.
-        session.pid = started
-            .first()
-            .and_then(|r| r.try_get_raw(3).ok())
-            .and_then(|v| v.as_str().ok().and_then(|t| t.parse().ok()));
-        if !settings.is_empty() {
-            set_local(conn, settings).await?;
-            if let Some(rest) = after.strip_prefix("; ") {
-                sqlx::raw_sql(AssertSqlSafe(rest.to_string()))
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(err)?;
+        let savepoint = (params::describes(params) && !utility).then_some(params::SAVEPOINT);
+        // Timeouts that differ from the session's own (its startup options).
+        let mut first = String::from("SELECT ");
+        let wanted = [
+            ("statement_timeout", caps.timeout_ms),
+            ("lock_timeout", caps.lock_timeout_ms),
+            (
+                "idle_in_transaction_session_timeout",
+                caps.idle_in_transaction_timeout_ms,
+            ),
+        ];
+        for ((name, value), session) in wanted.iter().zip(self.session_timeouts) {
+            if *value != session {
+                first.push_str(&format!(
+                    "pg_catalog.set_config('{name}', '{value}', true), "
+                ));
             }
         }
-        // What the names resolve to, judged before anything of the client's runs (an
-        // EXPLAIN plans, and planning folds immutable functions: it runs them too).
-        if let Some(r) = resolver {
-            let resolution = resolve::resolve(conn, &r.names).await?;
-            (r.judge)(&resolution)?;
+        first.push_str("pg_catalog.pg_backend_pid()");
+        let mut head = vec!["BEGIN READ ONLY".to_string(), first];
+        // Settings are made as the login role, before `SET LOCAL ROLE` (so a reader role
+        // need not be able to call set_config at all: `setup-role --rls-example` revokes
+        // it), and before the savepoint (returning to it must not undo them). Without
+        // session settings, the role, the savepoint and the resolution go in the first
+        // message too; with them, in a second after the settings.
+        // (For the Describe of an empty result, in a transaction of its own.)
+        let again = std::iter::once("BEGIN READ ONLY".to_string())
+            .chain(role.clone())
+            .collect::<Vec<_>>()
+            .join("; ");
+        let mut tail: Vec<String> = role.into_iter().collect();
+        tail.extend(savepoint.map(String::from));
+        let resolution = resolver.map(|r| resolve::statement(&r.names));
+        tail.extend(resolution);
+        let resolved_at;
+        if settings.is_empty() {
+            head.extend(tail);
+            resolved_at = resolver.map(|_| head.len() - 1);
+            let groups = statements(conn, &head.join("; ")).await?;
+            session.pid = pid_of(&groups);
+            if let (Some(r), Some(i)) = (resolver, resolved_at) {
+                let rows = groups.into_iter().nth(i).unwrap_or_default();
+                (r.judge)(&resolve::read(rows)?)?;
+            }
+        } else {
+            let groups = statements(conn, &head.join("; ")).await?;
+            session.pid = pid_of(&groups);
+            set_local(conn, settings).await?;
+            if !tail.is_empty() {
+                resolved_at = resolver.map(|_| tail.len() - 1);
+                let groups = statements(conn, &tail.join("; ")).await?;
+                if let (Some(r), Some(i)) = (resolver, resolved_at) {
+                    let rows = groups.into_iter().nth(i).unwrap_or_default();
+                    (r.judge)(&resolve::read(rows)?)?;
+                }
+            }
         }
         if utility {
             let r = utility_rows(conn, sql, caps).await?;
@@ -262,7 +273,7 @@ impl PgBackend {
         if rows.is_empty() && !session.discard {
             // No row to read the shape from: a Parse/Describe of the query (nothing runs),
             // in a read-only transaction of its own, since the first one has ended.
-            sqlx::raw_sql(AssertSqlSafe(begin))
+            sqlx::raw_sql(AssertSqlSafe(again))
                 .execute(&mut *conn)
                 .await
                 .map_err(err)?;
@@ -456,16 +467,36 @@ fn columns_of(row: &sqlx::postgres::PgRow) -> Vec<Column> {
 /// The end of every call's transaction (see [`end`]).
 const END: &str = "ROLLBACK; SELECT pg_catalog.pg_advisory_unlock_all(); DEALLOCATE ALL";
 
-/// Always roll back, then release session-level advisory locks: the one kind of session
-/// state a read-only statement can leave behind that a rollback does not undo. (Settings
-/// changed with `set_config(..., false)`, LISTEN, cursors and notifications are
-/// transactional and die with the rollback; PREPARE, temp tables and sequence changes
-/// cannot happen inside a read-only cursor.) Then drop every prepared statement of the
-/// session: the driver names the statements it prepares (the Parse/Describe of an empty
-/// result's shape), and a named statement outlives the transaction — with its text, which
-/// the next caller on this pooled session could read in `pg_prepared_statements`. The
-/// driver's statement cache is off and every other statement is unnamed, so nothing the
-/// driver relies on is dropped. One round trip.
+/// Runs `sql` (several statements of our own text, simple protocol) and returns each
+/// statement's rows, in order: group `i` holds the rows of statement `i`.
+async fn statements(
+    conn: &mut sqlx::PgConnection,
+    sql: &str,
+) -> Result<Vec<Vec<sqlx::postgres::PgRow>>, GatewayError> {
+    let mut groups = vec![Vec::new()];
+    let mut stream = sqlx::raw_sql(AssertSqlSafe(sql.to_string())).fetch_many(&mut *conn);
+    while let Some(item) = stream.try_next().await.map_err(|e| classify(e, &[]))? {
+        match item {
+            sqlx::Either::Left(_) => groups.push(Vec::new()),
+            sqlx::Either::Right(row) => {
+                if let Some(g) = groups.last_mut() {
+                    g.push(row);
+                }
+            }
+        }
+    }
+    Ok(groups)
+}
+
+/// The backend's pid (the last column of the first message's second statement), so a
+/// cancelled call can cancel its statement on the server.
+fn pid_of(groups: &[Vec<sqlx::postgres::PgRow>]) -> Option<i32> {
+    let row = groups.get(1)?.first()?;
+    let last = row.len().checked_sub(1)?;
+    let raw = row.try_get_raw(last).ok()?;
+    raw.as_str().ok()?.parse().ok()
+}
+
 /// Sets the call's session settings for the rest of its transaction (`is_local`): names
 /// and values go as parameters of one statement of our own text, never spliced, in the
 /// order given.
@@ -490,6 +521,16 @@ async fn set_local(
     Ok(())
 }
 
+/// Always roll back, then release session-level advisory locks: the one kind of session
+/// state a read-only statement can leave behind that a rollback does not undo. (Settings
+/// changed with `set_config(..., false)`, LISTEN, cursors and notifications are
+/// transactional and die with the rollback; PREPARE, temp tables and sequence changes
+/// cannot happen inside a read-only cursor.) Then drop every prepared statement of the
+/// session: the driver names the statements it prepares (the Parse/Describe of an empty
+/// result's shape), and a named statement outlives the transaction — with its text, which
+/// the next caller on this pooled session could read in `pg_prepared_statements`. The
+/// driver's statement cache is off and every other statement is unnamed, so nothing the
+/// driver relies on is dropped. One round trip.
 async fn end(conn: &mut sqlx::PgConnection) -> Result<(), GatewayError> {
     sqlx::raw_sql(END)
         .execute(&mut *conn)

@@ -102,7 +102,7 @@ pub(crate) async fn exposure(
     let executable_user_functions: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM pg_catalog.pg_proc p, \
            (SELECT coalesce($1::text, current_user::text) AS name) me \
-         WHERE p.oid >= 16384 \
+         WHERE p.oid OPERATOR(pg_catalog.>=) 16384::pg_catalog.oid \
            AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend e WHERE e.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass \
                            AND e.objid = p.oid AND e.deptype = 'e') \
            AND pg_catalog.has_function_privilege(me.name, p.oid, 'EXECUTE')",

@@ -54,6 +54,9 @@ pub struct PgBackend {
     /// over the simple protocol carry only the OID.
     type_names: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<u32, String>>>,
     reader_role: Option<String>,
+    /// The session's own statement, lock and idle-in-transaction timeouts (startup
+    /// options): a call whose caps differ sets its own in its transaction.
+    session_timeouts: [u64; 3],
     /// The server's version string.
     pub server_version: String,
 }
@@ -113,6 +116,10 @@ impl PgBackend {
                     &limits.statement_timeout_ms.to_string(),
                 ),
                 ("lock_timeout", &limits.lock_timeout_ms.to_string()),
+                (
+                    "idle_in_transaction_session_timeout",
+                    &limits.idle_in_transaction_timeout_ms.to_string(),
+                ),
             ])
             // No named prepared statements: every client query text would otherwise stay
             // behind as a server-side prepared statement in each pooled session. A cache
@@ -146,16 +153,26 @@ impl PgBackend {
                     Ok(true)
                 })
             })
+            // `pg_catalog` first on every session's path, whatever the database's or
+            // role's default: an owner who put their schema before it could otherwise
+            // stand their own `=` or `version()` in for the builtins, in dbward's own
+            // statements and in the client's (see `pin_catalog_first`).
+            .after_connect(|conn, _meta| Box::pin(async move { pin_catalog_first(conn).await }))
             .connect_with(opts)
             .await
             .map_err(|e| classify(e, &spec.secrets()))?;
-        let server_version: String = sqlx::query_scalar("SELECT version()")
+        let server_version: String = sqlx::query_scalar("SELECT pg_catalog.version()")
             .persistent(false)
             .fetch_one(&pool)
             .await
             .map_err(|e| classify(e, &spec.secrets()))?;
         Ok(PgBackend {
             pool,
+            session_timeouts: [
+                limits.statement_timeout_ms,
+                limits.lock_timeout_ms,
+                limits.idle_in_transaction_timeout_ms,
+            ],
             type_names: Default::default(),
             reader_role: spec.reader_role.clone(),
             server_version,
@@ -176,6 +193,22 @@ impl PgBackend {
     pub fn reader_role(&self) -> Option<&str> {
         self.reader_role.as_deref()
     }
+}
+
+/// Puts `pg_catalog` first on the session's `search_path` (it stays on the path where the
+/// default had it too; PostgreSQL skips a schema listed twice). Every builtin then shadows
+/// a same-signature function, operator or type of the database owner's, for dbward's own
+/// statements and for the client's. Our own constant statement; the old path is read and
+/// written back as a bound value, never spliced.
+async fn pin_catalog_first(conn: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "SELECT pg_catalog.set_config('search_path', \
+         'pg_catalog, ' OPERATOR(pg_catalog.||) pg_catalog.current_setting('search_path'), false)",
+    )
+    .persistent(false)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 /// Quotes an identifier the way PostgreSQL's `quote_ident` does.

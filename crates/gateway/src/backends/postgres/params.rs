@@ -44,7 +44,7 @@ use crate::error::GatewayError;
 
 /// Appended to the call's `BEGIN` message when [`describes`] holds: the point a failed
 /// Describe returns to.
-pub(super) const SAVEPOINT: &str = "; SAVEPOINT dbward_params";
+pub(super) const SAVEPOINT: &str = "SAVEPOINT dbward_params";
 
 /// The first OID PostgreSQL assigns to objects created after initdb.
 const FIRST_NORMAL_OBJECT_ID: u32 = 16384;

@@ -18,7 +18,8 @@
 //! The gateway judges the answer ([`crate::resolution`]). Nothing is cached: an answer is
 //! never stale after the owner creates or redefines a function.
 //!
-//! Invariant: this statement is our own constant text; the names travel as bound arrays.
+//! Invariant: this statement is our own constant text; the names travel hex-encoded (see
+//! [`statement`]), and every operator, function and type in it is `pg_catalog`'s.
 
 use sqlx::Row;
 
@@ -93,158 +94,213 @@ pub struct Resolution {
     pub view_columns: Vec<(String, String, String)>,
 }
 
+/// The resolution statement; `{ARGS}` stands for the names, a `jsonb` document
+/// `{"f": [{"s": schema|null, "n": name}, ...], "o": [...], "r": [...], "t": [...]}`.
+///
+/// Every operator, function and type here is qualified with `pg_catalog`: the statement
+/// runs under the session's `search_path`, which the database's owner may set to put their
+/// own schema before `pg_catalog` (an unqualified `=` or `text` would then be theirs).
 const RESOLVE: &str = r#"
 WITH RECURSIVE
 path AS (SELECT n.oid FROM pg_catalog.pg_namespace n
-         WHERE n.nspname = ANY (pg_catalog.current_schemas(true))),
-fq AS (SELECT * FROM unnest($1::text[], $2::text[]) AS q(s, n)),
-oq AS (SELECT * FROM unnest($3::text[], $4::text[]) AS q(s, n)),
-rq AS (SELECT * FROM unnest($5::text[], $6::text[]) AS q(s, n)),
-tq AS (SELECT * FROM unnest($7::text[], $8::text[]) AS q(s, n)),
+         WHERE n.nspname OPERATOR(pg_catalog.=) ANY (pg_catalog.current_schemas(true))),
+args AS (SELECT {ARGS} AS j),
+fq AS (SELECT q.s, q.n FROM args, pg_catalog.jsonb_to_recordset(args.j OPERATOR(pg_catalog.->) 'f')
+       AS q(s pg_catalog.text, n pg_catalog.text)),
+oq AS (SELECT q.s, q.n FROM args, pg_catalog.jsonb_to_recordset(args.j OPERATOR(pg_catalog.->) 'o')
+       AS q(s pg_catalog.text, n pg_catalog.text)),
+rq AS (SELECT q.s, q.n FROM args, pg_catalog.jsonb_to_recordset(args.j OPERATOR(pg_catalog.->) 'r')
+       AS q(s pg_catalog.text, n pg_catalog.text)),
+tq AS (SELECT q.s, q.n FROM args, pg_catalog.jsonb_to_recordset(args.j OPERATOR(pg_catalog.->) 't')
+       AS q(s pg_catalog.text, n pg_catalog.text)),
 rel AS (
   SELECT c.oid FROM rq
-  JOIN pg_catalog.pg_class c ON c.relname = rq.n
-  JOIN pg_catalog.pg_namespace ns ON ns.oid = c.relnamespace
-  WHERE CASE WHEN rq.s IS NULL THEN c.relnamespace IN (SELECT oid FROM path) ELSE ns.nspname = rq.s END
+  JOIN pg_catalog.pg_class c ON c.relname OPERATOR(pg_catalog.=) rq.n
+  JOIN pg_catalog.pg_namespace ns ON ns.oid OPERATOR(pg_catalog.=) c.relnamespace
+  WHERE CASE WHEN rq.s IS NULL THEN c.relnamespace OPERATOR(pg_catalog.=) ANY (SELECT oid FROM path)
+        ELSE ns.nspname OPERATOR(pg_catalog.=) rq.s END
 ),
 edges(parent, child, how) AS (
-  SELECT w.ev_class, d.refobjid, 'view'::text FROM pg_catalog.pg_rewrite w
+  SELECT w.ev_class, d.refobjid, 'view'::pg_catalog.text FROM pg_catalog.pg_rewrite w
   JOIN pg_catalog.pg_depend d
-    ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.objid = w.oid
-  WHERE w.ev_class >= 16384 AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
-    AND d.refobjid <> w.ev_class
+    ON d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+   AND d.objid OPERATOR(pg_catalog.=) w.oid
+  WHERE w.ev_class OPERATOR(pg_catalog.>=) 16384::pg_catalog.oid
+    AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+    AND d.refobjid OPERATOR(pg_catalog.<>) w.ev_class
   UNION ALL
-  SELECT i.inhrelid, i.inhparent, 'ancestor'::text FROM pg_catalog.pg_inherits i
+  SELECT i.inhrelid, i.inhparent, 'ancestor'::pg_catalog.text FROM pg_catalog.pg_inherits i
 ),
 reach(oid, how) AS (
-  SELECT oid, 'direct'::text FROM rel
+  SELECT oid, 'direct'::pg_catalog.text FROM rel
   UNION
-  SELECT e.child, CASE WHEN r.how = 'view' OR e.how = 'view' THEN 'view' ELSE e.how END
-  FROM reach r JOIN edges e ON e.parent = r.oid
+  SELECT e.child, CASE WHEN r.how OPERATOR(pg_catalog.=) 'view'::pg_catalog.text
+                         OR e.how OPERATOR(pg_catalog.=) 'view'::pg_catalog.text
+                       THEN 'view'::pg_catalog.text ELSE e.how END
+  FROM reach r JOIN edges e ON e.parent OPERATOR(pg_catalog.=) r.oid
 ),
 uview AS (SELECT DISTINCT r.oid, w.oid AS rule FROM reach r
-          JOIN pg_catalog.pg_rewrite w ON w.ev_class = r.oid WHERE r.oid >= 16384),
+          JOIN pg_catalog.pg_rewrite w ON w.ev_class OPERATOR(pg_catalog.=) r.oid
+          WHERE r.oid OPERATOR(pg_catalog.>=) 16384::pg_catalog.oid),
 typ AS (
   SELECT t.oid FROM tq
-  JOIN pg_catalog.pg_type t ON t.typname = tq.n
-  JOIN pg_catalog.pg_namespace ns ON ns.oid = t.typnamespace
-  WHERE CASE WHEN tq.s IS NULL THEN t.typnamespace IN (SELECT oid FROM path) ELSE ns.nspname = tq.s END
+  JOIN pg_catalog.pg_type t ON t.typname OPERATOR(pg_catalog.=) tq.n
+  JOIN pg_catalog.pg_namespace ns ON ns.oid OPERATOR(pg_catalog.=) t.typnamespace
+  WHERE CASE WHEN tq.s IS NULL THEN t.typnamespace OPERATOR(pg_catalog.=) ANY (SELECT oid FROM path)
+        ELSE ns.nspname OPERATOR(pg_catalog.=) tq.s END
 ),
 implicit(fn, via) AS (
-  SELECT d.refobjid, 'view ' || v.oid::pg_catalog.regclass::text FROM uview v
+  SELECT d.refobjid, 'view '::pg_catalog.text OPERATOR(pg_catalog.||)
+         v.oid::pg_catalog.regclass::pg_catalog.text FROM uview v
   JOIN pg_catalog.pg_depend d
-    ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.objid = v.rule
-  WHERE d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.refobjid >= 16384
+    ON d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+   AND d.objid OPERATOR(pg_catalog.=) v.rule
+  WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
+    AND d.refobjid OPERATOR(pg_catalog.>=) 16384::pg_catalog.oid
   UNION ALL
-  SELECT o.oprcode, 'view ' || v.oid::pg_catalog.regclass::text FROM uview v
+  SELECT o.oprcode, 'view '::pg_catalog.text OPERATOR(pg_catalog.||)
+         v.oid::pg_catalog.regclass::pg_catalog.text FROM uview v
   JOIN pg_catalog.pg_depend d
-    ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.objid = v.rule
-  JOIN pg_catalog.pg_operator o ON o.oid = d.refobjid
-  WHERE d.refclassid = 'pg_catalog.pg_operator'::pg_catalog.regclass AND d.refobjid >= 16384
+    ON d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+   AND d.objid OPERATOR(pg_catalog.=) v.rule
+  JOIN pg_catalog.pg_operator o ON o.oid OPERATOR(pg_catalog.=) d.refobjid
+  WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_operator'::pg_catalog.regclass
+    AND d.refobjid OPERATOR(pg_catalog.>=) 16384::pg_catalog.oid
   UNION ALL
-  SELECT d.refobjid, 'row-level security policy ' || pol.polname || ' on '
-         || r.oid::pg_catalog.regclass::text
-  FROM reach r JOIN pg_catalog.pg_policy pol ON pol.polrelid = r.oid
+  SELECT d.refobjid, 'row-level security policy '::pg_catalog.text OPERATOR(pg_catalog.||)
+         pol.polname::pg_catalog.text OPERATOR(pg_catalog.||) ' on '::pg_catalog.text
+         OPERATOR(pg_catalog.||) r.oid::pg_catalog.regclass::pg_catalog.text
+  FROM reach r JOIN pg_catalog.pg_policy pol ON pol.polrelid OPERATOR(pg_catalog.=) r.oid
   JOIN pg_catalog.pg_depend d
-    ON d.classid = 'pg_catalog.pg_policy'::pg_catalog.regclass AND d.objid = pol.oid
-  WHERE d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.refobjid >= 16384
+    ON d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_policy'::pg_catalog.regclass
+   AND d.objid OPERATOR(pg_catalog.=) pol.oid
+  WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
+    AND d.refobjid OPERATOR(pg_catalog.>=) 16384::pg_catalog.oid
   UNION ALL
-  SELECT d.refobjid, 'a check of domain ' || t.oid::pg_catalog.regtype::text FROM typ t
-  JOIN pg_catalog.pg_constraint con ON con.contypid = t.oid
+  SELECT d.refobjid, 'a check of domain '::pg_catalog.text OPERATOR(pg_catalog.||)
+         t.oid::pg_catalog.regtype::pg_catalog.text FROM typ t
+  JOIN pg_catalog.pg_constraint con ON con.contypid OPERATOR(pg_catalog.=) t.oid
   JOIN pg_catalog.pg_depend d
-    ON d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND d.objid = con.oid
-  WHERE d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.refobjid >= 16384
+    ON d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_constraint'::pg_catalog.regclass
+   AND d.objid OPERATOR(pg_catalog.=) con.oid
+  WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
+    AND d.refobjid OPERATOR(pg_catalog.>=) 16384::pg_catalog.oid
   UNION ALL
-  SELECT f.fn, 'the input/output of type ' || t.oid::pg_catalog.regtype::text FROM typ t
-  JOIN pg_catalog.pg_type ty ON ty.oid = t.oid,
-  LATERAL (VALUES (ty.typinput::oid), (ty.typoutput::oid)) AS f(fn)
-  WHERE f.fn >= 16384
+  SELECT f.fn, 'the input/output of type '::pg_catalog.text OPERATOR(pg_catalog.||)
+         t.oid::pg_catalog.regtype::pg_catalog.text FROM typ t
+  JOIN pg_catalog.pg_type ty ON ty.oid OPERATOR(pg_catalog.=) t.oid,
+  LATERAL (VALUES (ty.typinput::pg_catalog.oid), (ty.typoutput::pg_catalog.oid)) AS f(fn)
+  WHERE f.fn OPERATOR(pg_catalog.>=) 16384::pg_catalog.oid
   UNION ALL
-  SELECT c.castfunc, 'a cast to ' || c.casttarget::pg_catalog.regtype::text
+  SELECT c.castfunc, 'a cast to '::pg_catalog.text OPERATOR(pg_catalog.||)
+         c.casttarget::pg_catalog.regtype::pg_catalog.text
   FROM pg_catalog.pg_cast c
-  WHERE c.castfunc >= 16384 AND (c.casttarget IN (SELECT oid FROM typ) OR c.castcontext IN ('i', 'a'))
+  WHERE c.castfunc OPERATOR(pg_catalog.>=) 16384::pg_catalog.oid
+    AND (c.casttarget OPERATOR(pg_catalog.=) ANY (SELECT oid FROM typ)
+         OR c.castcontext OPERATOR(pg_catalog.=) 'i'::pg_catalog."char"
+         OR c.castcontext OPERATOR(pg_catalog.=) 'a'::pg_catalog."char")
 ),
 fn AS (
   SELECT DISTINCT p.oid FROM fq
-  JOIN pg_catalog.pg_proc p ON p.proname = fq.n
-  JOIN pg_catalog.pg_namespace ns ON ns.oid = p.pronamespace
-  WHERE CASE WHEN fq.s IS NULL THEN p.pronamespace IN (SELECT oid FROM path) ELSE ns.nspname = fq.s END
+  JOIN pg_catalog.pg_proc p ON p.proname OPERATOR(pg_catalog.=) fq.n
+  JOIN pg_catalog.pg_namespace ns ON ns.oid OPERATOR(pg_catalog.=) p.pronamespace
+  WHERE CASE WHEN fq.s IS NULL THEN p.pronamespace OPERATOR(pg_catalog.=) ANY (SELECT oid FROM path)
+        ELSE ns.nspname OPERATOR(pg_catalog.=) fq.s END
 ),
 op AS (
   SELECT DISTINCT o.oid, o.oprcode FROM oq
-  JOIN pg_catalog.pg_operator o ON o.oprname = oq.n
-  JOIN pg_catalog.pg_namespace ns ON ns.oid = o.oprnamespace
-  WHERE o.oid >= 16384
-    AND CASE WHEN oq.s IS NULL THEN o.oprnamespace IN (SELECT oid FROM path) ELSE ns.nspname = oq.s END
+  JOIN pg_catalog.pg_operator o ON o.oprname OPERATOR(pg_catalog.=) oq.n
+  JOIN pg_catalog.pg_namespace ns ON ns.oid OPERATOR(pg_catalog.=) o.oprnamespace
+  WHERE o.oid OPERATOR(pg_catalog.>=) 16384::pg_catalog.oid
+    AND CASE WHEN oq.s IS NULL THEN o.oprnamespace OPERATOR(pg_catalog.=) ANY (SELECT oid FROM path)
+        ELSE ns.nspname OPERATOR(pg_catalog.=) oq.s END
 ),
 routine(kind, sig, fn, via, ext_class, ext_obj) AS (
-  SELECT 'function'::text, f.oid::pg_catalog.regprocedure::text, f.oid, NULL::text,
-         'pg_catalog.pg_proc'::pg_catalog.regclass, f.oid FROM fn f
+  SELECT 'function'::pg_catalog.text, f.oid::pg_catalog.regprocedure::pg_catalog.text, f.oid,
+         NULL::pg_catalog.text, 'pg_catalog.pg_proc'::pg_catalog.regclass, f.oid FROM fn f
   UNION ALL
-  SELECT 'operator', o.oid::pg_catalog.regoperator::text, o.oprcode, NULL,
-         'pg_catalog.pg_operator'::pg_catalog.regclass, o.oid FROM op o
+  SELECT 'operator'::pg_catalog.text, o.oid::pg_catalog.regoperator::pg_catalog.text, o.oprcode,
+         NULL::pg_catalog.text, 'pg_catalog.pg_operator'::pg_catalog.regclass, o.oid FROM op o
   UNION ALL
-  SELECT DISTINCT 'implicit', i.fn::pg_catalog.regprocedure::text, i.fn, i.via,
-         'pg_catalog.pg_proc'::pg_catalog.regclass, i.fn FROM implicit i
+  SELECT DISTINCT 'implicit'::pg_catalog.text, i.fn::pg_catalog.regprocedure::pg_catalog.text,
+         i.fn, i.via, 'pg_catalog.pg_proc'::pg_catalog.regclass, i.fn FROM implicit i
 )
-SELECT r.kind, r.sig, ns.nspname::text, p.proname::text, r.fn >= 16384,
+SELECT r.kind, r.sig, ns.nspname::pg_catalog.text, p.proname::pg_catalog.text,
+       r.fn OPERATOR(pg_catalog.>=) 16384::pg_catalog.oid,
        EXISTS (SELECT 1 FROM pg_catalog.pg_depend e
-               WHERE e.classid = r.ext_class AND e.objid = r.ext_obj AND e.deptype = 'e'),
-       p.provolatile = 'v', r.via
+               WHERE e.classid OPERATOR(pg_catalog.=) r.ext_class
+                 AND e.objid OPERATOR(pg_catalog.=) r.ext_obj
+                 AND e.deptype OPERATOR(pg_catalog.=) 'e'::pg_catalog."char"),
+       p.provolatile OPERATOR(pg_catalog.=) 'v'::pg_catalog."char", r.via
 FROM routine r
-JOIN pg_catalog.pg_proc p ON p.oid = r.fn
-JOIN pg_catalog.pg_namespace ns ON ns.oid = p.pronamespace
+JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) r.fn
+JOIN pg_catalog.pg_namespace ns ON ns.oid OPERATOR(pg_catalog.=) p.pronamespace
 UNION ALL
-SELECT 'relation', r.how, ns.nspname::text, c.relname::text, false, false, false, NULL
+SELECT 'relation'::pg_catalog.text, r.how, ns.nspname::pg_catalog.text, c.relname::pg_catalog.text,
+       false, false, false, NULL::pg_catalog.text
 FROM (SELECT DISTINCT oid, how FROM reach) r
-JOIN pg_catalog.pg_class c ON c.oid = r.oid
-JOIN pg_catalog.pg_namespace ns ON ns.oid = c.relnamespace
+JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) r.oid
+JOIN pg_catalog.pg_namespace ns ON ns.oid OPERATOR(pg_catalog.=) c.relnamespace
 UNION ALL
-SELECT DISTINCT 'view_column', NULL, ns.nspname::text, c.relname::text, false, false, false,
-       a.attname::text
+SELECT DISTINCT 'view_column'::pg_catalog.text, NULL::pg_catalog.text, ns.nspname::pg_catalog.text,
+       c.relname::pg_catalog.text, false, false, false, a.attname::pg_catalog.text
 FROM uview v
 JOIN pg_catalog.pg_depend d
-  ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.objid = v.rule
-JOIN pg_catalog.pg_class c ON c.oid = d.refobjid
-JOIN pg_catalog.pg_namespace ns ON ns.oid = c.relnamespace
-JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
-WHERE d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjsubid > 0
-  AND d.refobjid <> v.oid
+  ON d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+ AND d.objid OPERATOR(pg_catalog.=) v.rule
+JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) d.refobjid
+JOIN pg_catalog.pg_namespace ns ON ns.oid OPERATOR(pg_catalog.=) c.relnamespace
+JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) d.refobjid
+ AND a.attnum OPERATOR(pg_catalog.=) d.refobjsubid
+WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+  AND d.refobjsubid OPERATOR(pg_catalog.>) 0
+  AND d.refobjid OPERATOR(pg_catalog.<>) v.oid
 "#;
 
-fn split(v: &[(Option<String>, String)]) -> (Vec<Option<String>>, Vec<String>) {
-    v.iter().cloned().unzip()
+/// `[{"s": schema, "n": name}, ...]`.
+fn pairs(v: &[(Option<String>, String)]) -> serde_json::Value {
+    serde_json::Value::Array(
+        v.iter()
+            .map(|(s, n)| serde_json::json!({"s": s, "n": n}))
+            .collect(),
+    )
 }
 
-/// Runs the resolution statement on the call's connection, inside its transaction.
-pub(crate) async fn resolve(
-    conn: &mut sqlx::PgConnection,
-    names: &Names,
-) -> Result<Resolution, GatewayError> {
-    let (fs, fnames) = split(&names.functions);
-    let (os, onames) = split(&names.operators);
-    let (rs, rnames) = split(&names.relations);
-    let (ts, tnames) = split(&names.types);
-    let rows = sqlx::query(RESOLVE)
-        .persistent(false)
-        .bind(fs)
-        .bind(fnames)
-        .bind(os)
-        .bind(onames)
-        .bind(rs)
-        .bind(rnames)
-        .bind(ts)
-        .bind(tnames)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(|e| super::classify(e, &[]))?;
+/// The resolution statement for `names`, as one statement of our own text. The names
+/// (which come from the client's query) travel as a hex string: the statement's text is
+/// the constant above plus the characters `0-9a-f`, so nothing of the client's can end or
+/// extend a literal. That lets it go in the call's first simple-protocol message, with
+/// `BEGIN`, in the same round trip.
+pub(crate) fn statement(names: &Names) -> String {
+    let doc = serde_json::json!({
+        "f": pairs(&names.functions),
+        "o": pairs(&names.operators),
+        "r": pairs(&names.relations),
+        "t": pairs(&names.types),
+    })
+    .to_string();
+    let mut hex = String::with_capacity(doc.len() * 2);
+    for b in doc.as_bytes() {
+        hex.push_str(&format!("{b:02x}"));
+    }
+    RESOLVE.replace(
+        "{ARGS}",
+        &format!(
+            "pg_catalog.convert_from(pg_catalog.decode('{hex}', 'hex'), 'UTF8')::pg_catalog.jsonb"
+        ),
+    )
+}
+
+/// Reads the resolution statement's rows.
+pub(crate) fn read(rows: Vec<sqlx::postgres::PgRow>) -> Result<Resolution, GatewayError> {
     let mut out = Resolution::default();
+    let bad = |e: sqlx::Error| GatewayError::Internal(format!("resolution row: {e}"));
     for row in rows {
-        let kind: String = row.get(0);
-        let second: Option<String> = row.get(1);
-        let schema: String = row.get(2);
-        let name: String = row.get(3);
-        let via: Option<String> = row.get(7);
+        let kind: String = row.try_get(0).map_err(bad)?;
+        let second: Option<String> = row.try_get(1).map_err(bad)?;
+        let schema: String = row.try_get(2).map_err(bad)?;
+        let name: String = row.try_get(3).map_err(bad)?;
+        let via: Option<String> = row.try_get(7).map_err(bad)?;
         match kind.as_str() {
             "relation" => {
                 let how = match second.as_deref() {
@@ -266,9 +322,9 @@ pub(crate) async fn resolve(
                 signature: second.unwrap_or_default(),
                 schema,
                 name,
-                user_defined: row.get(4),
-                extension: row.get(5),
-                volatile: row.get(6),
+                user_defined: row.try_get(4).map_err(bad)?,
+                extension: row.try_get(5).map_err(bad)?,
+                volatile: row.try_get(6).map_err(bad)?,
                 via,
             }),
         }
