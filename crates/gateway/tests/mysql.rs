@@ -675,3 +675,5 @@ async fn repeated_login_failures_block_the_principal() {
 mod analyst;
 #[path = "mysql/hardening.rs"]
 mod hardening;
+#[path = "mysql/views.rs"]
+mod views;

@@ -41,11 +41,14 @@
 mod catalog;
 mod connect;
 mod execute;
+pub mod grants;
 mod routines;
 mod types;
+mod views;
 
 pub use routines::Resolution;
 use sqlx::mysql::{MySqlDatabaseError, MySqlPool};
+pub use views::ViewDefinition;
 
 use crate::error::{GatewayError, scrub};
 
