@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use dbward_gateway::backends::mysql::MyBackend;
-use dbward_gateway::backends::mysql::grants::grant_sql;
+use dbward_gateway::backends::mysql::grants::setup_sql;
 use dbward_gateway::backends::postgres::grants::{lookups, revoke_sql};
 use dbward_gateway::tools::security_posture::setup_role_sql;
 use dbward_gateway::{ConnectSpec, DbKind};
@@ -133,15 +133,5 @@ fn mysql_grants(
         backend.close().await;
         catalog
     })?;
-    let user = format!(
-        "'{}'@'%'",
-        args.role.replace('\\', "\\\\").replace('\'', "''")
-    );
-    Ok(format!(
-        "-- dbward: a least-privilege, read-only MySQL/MariaDB user. Review, set a password, run as an administrator.\n\
-         CREATE USER {user} IDENTIFIED BY 'change-me';\n\
-         -- No FILE, PROCESS, SUPER, EXECUTE or global privileges, and no database-wide grant:\n\
-         -- MySQL cannot take a column back from one.\n{}",
-        grant_sql(&user, &catalog, &policy)
-    ))
+    Ok(setup_sql(&args.role, &catalog, &policy))
 }

@@ -156,9 +156,22 @@ impl MyBackend {
     }
 }
 
-/// The GRANT statements for `user` (`'name'@'%'`, already quoted) on `catalog`'s database,
-/// with a comment for everything left out and why.
-pub fn grant_sql(user: &str, catalog: &GrantCatalog, policy: &Policy) -> String {
+/// What `dbward setup-role --config` prints for MySQL: the reader user `role` (a password
+/// placeholder on purpose) and its GRANTs on `catalog`'s database, with a comment for
+/// everything left out and why.
+pub fn setup_sql(role: &str, catalog: &GrantCatalog, policy: &Policy) -> String {
+    let user = format!("'{}'@'%'", role.replace('\\', "\\\\").replace('\'', "''"));
+    format!(
+        "-- dbward: a least-privilege, read-only MySQL/MariaDB user. Review, set a password, run as an administrator.\n\
+         CREATE USER {user} IDENTIFIED BY 'change-me';\n\
+         -- No FILE, PROCESS, SUPER, EXECUTE or global privileges, and no database-wide grant:\n\
+         -- MySQL cannot take a column back from one.\n{}",
+        grant_sql(&user, catalog, policy)
+    )
+}
+
+/// The GRANT statements for `user` (`'name'@'%'`, already quoted) on `catalog`'s database.
+fn grant_sql(user: &str, catalog: &GrantCatalog, policy: &Policy) -> String {
     const D: Dialect = Dialect::Mysql;
     let db = &catalog.database;
     let qdb = quote_ident(db);
