@@ -673,6 +673,8 @@ async fn repeated_login_failures_block_the_principal() {
 
 #[path = "mysql/analyst.rs"]
 mod analyst;
+#[path = "mysql/catalog_bounds.rs"]
+mod catalog_bounds;
 #[path = "mysql/grants.rs"]
 mod grants;
 #[path = "mysql/hardening.rs"]
