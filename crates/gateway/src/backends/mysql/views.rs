@@ -8,6 +8,8 @@
 //! `VIEW_ROUTINE_USAGE`, and one path for both servers is one path tested.
 //!
 //! Invariants:
+//! - Read on a bounded catalog checkout (statement timeout, stopped if the call is
+//!   abandoned).
 //! - Names are bound parameters, never spliced. information_schema compares names with a
 //!   case-insensitive collation, so a name may over-match (which only judges more).
 //! - An unqualified name is looked up in the current database, as the server resolves it.
@@ -55,10 +57,9 @@ impl MyBackend {
             for (schema, name) in chunk {
                 q = q.bind(schema.as_deref()).bind(name.as_str());
             }
-            let rows = q
-                .fetch_all(&self.pool)
-                .await
-                .map_err(|e| classify(e, &[]))?;
+            let rows = self
+                .bounded_catalog(async |c| q.fetch_all(&mut *c).await.map_err(|e| classify(e, &[])))
+                .await?;
             out.extend(rows.iter().map(|r| ViewDefinition {
                 schema: text_at(r, 0).unwrap_or_default(),
                 name: text_at(r, 1).unwrap_or_default(),
