@@ -329,22 +329,8 @@ async fn an_outage_at_run_time_names_the_cause() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = PgDb::new().await;
     // A TCP proxy in front of PostgreSQL, to take the server away mid-run.
-    let proxy = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let proxy_addr = proxy.local_addr().expect("addr");
-    let links = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let kept = links.clone();
-    let accepting = tokio::spawn(async move {
-        while let Ok((mut client, _)) = proxy.accept().await {
-            let link = tokio::spawn(async move {
-                if let Ok(mut server) = tokio::net::TcpStream::connect("127.0.0.1:5432").await {
-                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                }
-            });
-            kept.lock().unwrap_or_else(|p| p.into_inner()).push(link);
-        }
-    });
+    let proxy = Proxy::start("127.0.0.1:5432").await;
+    let proxy_addr = proxy.addr;
     let url = format!(
         "postgresql://postgres@{proxy_addr}/{}?sslmode=disable",
         db.name
@@ -353,26 +339,8 @@ async fn an_outage_at_run_time_names_the_cause() {
     s.call(1, "execute_query", json!({"query": "SELECT 1"}))
         .await;
     assert_eq!(code_of(&s.answer(1).await), "ok");
-    // The server goes away: nothing listens there any more, every session is cut.
-    accepting.abort();
-    let _ = accepting.await;
-    for l in links.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
-        l.abort();
-    }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut text = String::new();
-    for id in 2..5 {
-        s.call(id, "execute_query", json!({"query": "SELECT 2"}))
-            .await;
-        let a = s.answer(id).await;
-        text = a["result"]["content"][0]["text"]
-            .as_str()
-            .unwrap_or("")
-            .to_string();
-        if text.contains("connection refused") {
-            break;
-        }
-    }
+    proxy.cut().await;
+    let text = outage_answer(&mut s, 2).await;
     assert!(
         text.contains(&format!("connection refused at {proxy_addr}")),
         "names the cause: {text}"
@@ -473,48 +441,16 @@ async fn a_mariadb_outage_at_run_time_names_the_cause() {
     tokio::net::TcpStream::connect("127.0.0.1:3306")
         .await
         .expect("MariaDB must be running on 127.0.0.1:3306 (run scripts/start-services.sh)");
-    let proxy = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let proxy_addr = proxy.local_addr().expect("addr");
-    let links = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let kept = links.clone();
-    let accepting = tokio::spawn(async move {
-        while let Ok((mut client, _)) = proxy.accept().await {
-            let link = tokio::spawn(async move {
-                if let Ok(mut server) = tokio::net::TcpStream::connect("127.0.0.1:3306").await {
-                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                }
-            });
-            kept.lock().unwrap_or_else(|p| p.into_inner()).push(link);
-        }
-    });
+    let proxy = Proxy::start("127.0.0.1:3306").await;
+    let proxy_addr = proxy.addr;
     let url = format!("mysql://root@{proxy_addr}/test?sslmode=disable");
     let mut s = Stdio_::start(dir.path(), &[], &[("DBWARD_DATABASE_URL", &url)]).await;
     s.call(1, "execute_query", json!({"query": "SELECT 1"}))
         .await;
     let first = s.answer(1).await;
     assert_eq!(code_of(&first), "ok", "{first}");
-    // The server goes away: nothing listens there any more, every session is cut.
-    accepting.abort();
-    let _ = accepting.await;
-    for l in links.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
-        l.abort();
-    }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut text = String::new();
-    for id in 2..5 {
-        s.call(id, "execute_query", json!({"query": "SELECT 2"}))
-            .await;
-        let a = s.answer(id).await;
-        text = a["result"]["content"][0]["text"]
-            .as_str()
-            .unwrap_or("")
-            .to_string();
-        if text.contains("connection refused") {
-            break;
-        }
-    }
+    proxy.cut().await;
+    let text = outage_answer(&mut s, 2).await;
     assert!(
         text.contains(&format!("connection refused at {proxy_addr}")),
         "names the cause: {text}"

@@ -182,6 +182,23 @@ pub enum Admission {
     Blocked(SystemTime),
 }
 
+/// A `medium` event once `n` reaches `at`, `high` at twice that.
+fn two_levels(
+    n: usize,
+    at: usize,
+    detector: &'static str,
+    message: impl FnOnce() -> String,
+) -> Option<(Level, &'static str, String)> {
+    let level = if n >= 2 * at {
+        Level::High
+    } else if n >= at {
+        Level::Medium
+    } else {
+        return None;
+    };
+    Some((level, detector, message()))
+}
+
 /// The detector. One per gateway; clones share its state (a call holds one, so that a
 /// call dropped before it answered is still observed).
 #[derive(Clone)]
@@ -311,35 +328,15 @@ impl Detector {
             }
             if o.refused {
                 let n = push(&mut st.refusals, now, window);
-                if n >= 2 * c.probing_refusals {
-                    found.push((
-                        Level::High,
-                        "probing",
-                        format!("{n} refused calls in {}s", c.window_s),
-                    ));
-                } else if n >= c.probing_refusals {
-                    found.push((
-                        Level::Medium,
-                        "probing",
-                        format!("{n} refused calls in {}s", c.window_s),
-                    ));
-                }
+                found.extend(two_levels(n, c.probing_refusals, "probing", || {
+                    format!("{n} refused calls in {}s", c.window_s)
+                }));
             }
             if o.abandoned {
                 let n = push(&mut st.abandoned, now, window);
-                if n >= 2 * c.probing_refusals {
-                    found.push((
-                        Level::High,
-                        "abandoned_calls",
-                        format!("{n} calls timed out or abandoned in {}s", c.window_s),
-                    ));
-                } else if n >= c.probing_refusals {
-                    found.push((
-                        Level::Medium,
-                        "abandoned_calls",
-                        format!("{n} calls timed out or abandoned in {}s", c.window_s),
-                    ));
-                }
+                found.extend(two_levels(n, c.probing_refusals, "abandoned_calls", || {
+                    format!("{n} calls timed out or abandoned in {}s", c.window_s)
+                }));
             }
             if o.high_severity {
                 let n = push(&mut st.high, now, window);
