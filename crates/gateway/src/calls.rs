@@ -423,22 +423,10 @@ impl Gateway {
                 let _ = self.close_quietly(&id).await;
             }
         }
-        if let Some(log) = &self.audit {
-            let entry = Entry {
-                kind: "event".into(),
-                client: Some(event.principal.clone()),
-                session: Some(format!("{}/-", event.principal)),
-                event: Some(EventInfo {
-                    level: event.level.as_str().into(),
-                    detector: event.detector.clone(),
-                    message: event.message.clone(),
-                    response: Some(format!("{:?}", event.response).to_lowercase()),
-                }),
-                ..Entry::default()
-            };
-            if let Err(e) = log.append(entry).await {
-                tracing::error!(error = %e, "security event not audited");
-            }
+        if let Some(log) = &self.audit
+            && let Err(e) = log.append(event_entry(&event)).await
+        {
+            tracing::error!(error = %e, "security event not audited");
         }
         if matches!(event.level, Level::High | Level::Critical)
             && let Some(url) = self.config.detector.webhook_url.clone()
@@ -594,20 +582,26 @@ impl Drop for Call {
                 "security event: {}",
                 event.message
             );
-            let Some(log) = &log else { continue };
-            log.append_detached(Entry {
-                kind: "event".into(),
-                client: Some(event.principal.clone()),
-                session: Some(format!("{}/-", event.principal)),
-                event: Some(EventInfo {
-                    level: event.level.as_str().into(),
-                    detector: event.detector.clone(),
-                    message: event.message.clone(),
-                    response: Some(format!("{:?}", event.response).to_lowercase()),
-                }),
-                ..Entry::default()
-            });
+            if let Some(log) = &log {
+                log.append_detached(event_entry(&event));
+            }
         }
+    }
+}
+
+/// The audit entry of a security event.
+fn event_entry(event: &SecurityEvent) -> Entry {
+    Entry {
+        kind: "event".into(),
+        client: Some(event.principal.clone()),
+        session: Some(format!("{}/-", event.principal)),
+        event: Some(EventInfo {
+            level: event.level.as_str().into(),
+            detector: event.detector.clone(),
+            message: event.message.clone(),
+            response: Some(format!("{:?}", event.response).to_lowercase()),
+        }),
+        ..Entry::default()
     }
 }
 

@@ -31,6 +31,7 @@ mod pg_consts;
 mod pg_scan;
 mod postgres;
 pub mod sqlite;
+mod sqlparser_consts;
 mod sqlparser_dialects;
 mod verdict;
 
