@@ -3,9 +3,11 @@
 use std::process::ExitCode;
 
 use clap::Args;
-use dbward_gateway::DbKind;
+use dbward_gateway::backends::mysql::MyBackend;
+use dbward_gateway::backends::mysql::grants::setup_sql;
 use dbward_gateway::backends::postgres::grants::{lookups, revoke_sql};
 use dbward_gateway::tools::security_posture::setup_role_sql;
+use dbward_gateway::{ConnectSpec, DbKind};
 
 /// Arguments of `dbward setup-role`.
 #[derive(Debug, Args)]
@@ -16,11 +18,12 @@ pub struct SetupRoleArgs {
     /// Name of the role to create.
     #[arg(long, default_value = "dbward_reader")]
     role: String,
-    /// Database the role may read.
-    #[arg(long, default_value = "mydatabase")]
-    database: String,
+    /// Database the role may read (default: the MySQL connection's, else `mydatabase`).
+    #[arg(long)]
+    database: Option<String>,
     /// Config file whose `[policy]` denied tables and columns the role must not read either
-    /// (PostgreSQL: table REVOKEs and column-level GRANTs are appended).
+    /// (PostgreSQL: table REVOKEs and column-level GRANTs are appended; MySQL: GRANTs per
+    /// table and column, read from the catalog of a MySQL connection of this config).
     #[arg(long)]
     config: Option<std::path::PathBuf>,
     /// Print instead a PostgreSQL row-level security policy for this table (`schema.table`
@@ -40,6 +43,11 @@ pub struct SetupRoleArgs {
     /// With --rls-example: the role dbward logs in as (it keeps EXECUTE on set_config).
     #[arg(long, default_value = "dbward_login", requires = "rls_example")]
     login_role: String,
+    /// The named MySQL connection (in `--config`) whose catalog the per-table GRANTs are
+    /// read from; default: the config's only MySQL connection. Its login must see every
+    /// table (the owner's or an administrator's); nothing is written.
+    #[arg(long)]
+    connection: Option<String>,
 }
 
 /// `"a"."b"` for `a.b`: each part quoted, embedded quotes doubled.
@@ -134,31 +142,97 @@ pub fn run(args: &SetupRoleArgs) -> ExitCode {
         Some(_) => vec![DbKind::Sqlite],
         None => vec![DbKind::Postgresql, DbKind::Mysql, DbKind::Sqlite],
     };
-    let denied = match &args.config {
-        None => Vec::new(),
+    let config = match &args.config {
+        None => None,
         Some(path) => match dbward_gateway::GatewayConfig::load(path) {
-            Ok(c) => lookups(&c.policy.denied_tables, &c.policy.denied_columns),
+            Ok(c) => Some(c),
             Err(e) => {
                 eprintln!("error: {e}");
                 return ExitCode::from(2);
             }
         },
     };
+    let denied = config
+        .as_ref()
+        .map(|c| lookups(&c.policy.denied_tables, &c.policy.denied_columns))
+        .unwrap_or_default();
+    let database = args.database.as_deref().unwrap_or("mydatabase");
     for kind in kinds {
-        let mut sql = setup_role_sql(kind, &args.role, &args.database);
-        match kind {
-            DbKind::Postgresql => sql.push_str(&revoke_sql(&args.role, &denied)),
-            DbKind::Mysql if !denied.is_empty() => sql.push_str(
-                "-- Denied tables and columns: MySQL cannot revoke a column from a database-wide grant;\n\
-                 -- grant SELECT per table instead, listing only the allowed columns of tables with\n\
-                 -- denied ones: GRANT SELECT (id, name) ON db.customers TO 'user'@'%';\n",
-            ),
-            _ => {}
-        }
+        let sql = match kind {
+            DbKind::Postgresql => {
+                setup_role_sql(kind, &args.role, database) + &revoke_sql(&args.role, &denied)
+            }
+            DbKind::Mysql => match &config {
+                None => setup_role_sql(kind, &args.role, database),
+                Some(c)
+                    if args.connection.is_none()
+                        && !c.connections.values().any(|n| n.kind == DbKind::Mysql) =>
+                {
+                    let mut sql = setup_role_sql(kind, &args.role, database);
+                    if !denied.is_empty() {
+                        sql.push_str(
+                            "-- Denied tables and columns: MySQL cannot revoke a column from a database-wide grant.\n\
+                             -- Add the MySQL connection to the config and run this again for GRANTs per table\n\
+                             -- and column, read from its catalog.\n",
+                        );
+                    }
+                    sql
+                }
+                Some(c) => match mysql_grants(args, c) {
+                    Ok(sql) => sql,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::from(2);
+                    }
+                },
+            },
+            DbKind::Sqlite => setup_role_sql(kind, &args.role, database),
+        };
         #[allow(clippy::print_stdout)] // command output
         {
             println!("{sql}");
         }
     }
     ExitCode::SUCCESS
+}
+
+/// MySQL with denied data: a user granted table by table (denied columns left out, denied
+/// tables not granted), from the catalog of the config's MySQL connection.
+fn mysql_grants(
+    args: &SetupRoleArgs,
+    config: &dbward_gateway::GatewayConfig,
+) -> anyhow::Result<String> {
+    let mysql: Vec<&String> = config
+        .connections
+        .iter()
+        .filter(|(_, c)| c.kind == DbKind::Mysql)
+        .map(|(n, _)| n)
+        .collect();
+    let name = match (&args.connection, mysql.as_slice()) {
+        (Some(n), _) => n.clone(),
+        (None, [only]) => (*only).clone(),
+        (None, _) => anyhow::bail!(
+            "the config has {} MySQL connections: name the one whose catalog the GRANTs are read from with --connection",
+            mysql.len()
+        ),
+    };
+    let named = config
+        .connections
+        .get(&name)
+        .filter(|c| c.kind == DbKind::Mysql)
+        .ok_or_else(|| anyhow::anyhow!("no MySQL connection named `{name}` in the config"))?;
+    let spec = ConnectSpec::from_named(&name, named)?;
+    let database = match (&args.database, &spec.database) {
+        (Some(d), _) | (None, Some(d)) => d.clone(),
+        (None, None) => anyhow::bail!("connection `{name}` names no database: pass --database"),
+    };
+    let policy = dbward_policy::Policy::new(config.policy.clone());
+    let runtime = tokio::runtime::Runtime::new()?;
+    let catalog = runtime.block_on(async {
+        let backend = MyBackend::connect(&spec, &config.limits).await?;
+        let catalog = backend.grant_catalog(&database).await;
+        backend.close().await;
+        catalog
+    })?;
+    Ok(setup_sql(&args.role, &catalog, &policy))
 }

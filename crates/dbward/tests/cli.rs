@@ -241,3 +241,105 @@ fn audit_verify_and_tail() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `dbward setup-role --type mysql --config` reads the catalog of the config's MySQL
+/// connection and prints GRANTs per table; applied to a fresh user on the real MariaDB,
+/// they keep the denied column and table from it and let it read the rest.
+#[tokio::test]
+async fn setup_role_for_mysql_prints_grants_that_keep_denied_data_out() {
+    use sqlx::{Connection, Executor, MySqlConnection};
+    let n = std::process::id();
+    let (db, owner, reader) = (
+        format!("dbward_cli_{n}"),
+        format!("dbward_cli_own_{n}"),
+        format!("dbward_cli_rd_{n}"),
+    );
+    let pw = "Cli-Owner-Pw-42";
+    let mut admin = MySqlConnection::connect("mysql://root@127.0.0.1:3306/")
+        .await
+        .expect("MariaDB must be running on 127.0.0.1:3306 (run scripts/start-services.sh)");
+    for sql in [
+        format!("CREATE DATABASE `{db}`"),
+        format!("CREATE USER '{owner}'@'%' IDENTIFIED BY '{pw}'"),
+        format!("CREATE USER '{owner}'@'localhost' IDENTIFIED BY '{pw}'"),
+        format!("GRANT ALL ON `{db}`.* TO '{owner}'@'%'"),
+        format!("GRANT ALL ON `{db}`.* TO '{owner}'@'localhost'"),
+        format!(
+            "CREATE TABLE `{db}`.customers (id INT PRIMARY KEY, name TEXT, ssn TEXT); \
+             INSERT INTO `{db}`.customers VALUES (1, 'Ada', '123-45-6789'); \
+             CREATE TABLE `{db}`.payroll (id INT, salary INT); INSERT INTO `{db}`.payroll VALUES (1, 9)"
+        ),
+    ] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut admin)
+            .await
+            .expect("setup");
+    }
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("dbward.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[connections.shop]\ntype = \"mysql\"\nhost = \"127.0.0.1\"\nport = 3306\ndatabase = \"{db}\"\ncredentials_env = \"DBWARD_CLI_MY_CREDS\"\n\n[policy]\ndenied_tables = [\"payroll\"]\ndenied_columns = [\"customers.ssn\"]\n"
+        ),
+    )
+    .expect("config");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_dbward"))
+        .args([
+            "setup-role",
+            "--type",
+            "mysql",
+            "--role",
+            &reader,
+            "--config",
+        ])
+        .arg(&config)
+        .env("DBWARD_CLI_MY_CREDS", format!("{owner}:{pw}"))
+        .output()
+        .expect("runs");
+    let sql = String::from_utf8_lossy(&out.stdout).to_string();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(0), "{sql}{err}");
+    assert!(
+        !sql.contains(pw) && !err.contains(pw),
+        "no secret in the output"
+    );
+    assert!(
+        sql.contains(&format!(
+            "GRANT SELECT (`id`, `name`) ON `{db}`.`customers` TO '{reader}'@'%';"
+        )),
+        "{sql}"
+    );
+    assert!(
+        sql.contains(&format!("-- `{db}`.`payroll`: denied")),
+        "{sql}"
+    );
+    sqlx::raw_sql(sqlx::AssertSqlSafe(
+        sql.replace("'change-me'", &format!("'{pw}'")),
+    ))
+    .execute(&mut admin)
+    .await
+    .expect("the printed SQL applies");
+    let mut rd = MySqlConnection::connect(&format!("mysql://{reader}:{pw}@127.0.0.1:3306/{db}"))
+        .await
+        .expect("reader connects");
+    for denied in ["SELECT ssn FROM customers", "SELECT * FROM payroll"] {
+        let e = sqlx::query(denied)
+            .fetch_all(&mut rd)
+            .await
+            .expect_err(denied);
+        assert!(e.to_string().contains("denied"), "{denied}: {e}");
+    }
+    let rows = sqlx::query("SELECT id, name FROM customers")
+        .fetch_all(&mut rd)
+        .await
+        .expect("allowed columns");
+    assert_eq!(rows.len(), 1);
+    rd.close().await.ok();
+    for sql in [
+        format!("DROP DATABASE `{db}`"),
+        format!("DROP USER '{owner}'@'%', '{owner}'@'localhost', '{reader}'@'%'"),
+    ] {
+        let _ = admin.execute(sqlx::AssertSqlSafe(sql)).await;
+    }
+}

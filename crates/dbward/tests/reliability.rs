@@ -329,22 +329,8 @@ async fn an_outage_at_run_time_names_the_cause() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = PgDb::new().await;
     // A TCP proxy in front of PostgreSQL, to take the server away mid-run.
-    let proxy = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let proxy_addr = proxy.local_addr().expect("addr");
-    let links = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let kept = links.clone();
-    let accepting = tokio::spawn(async move {
-        while let Ok((mut client, _)) = proxy.accept().await {
-            let link = tokio::spawn(async move {
-                if let Ok(mut server) = tokio::net::TcpStream::connect("127.0.0.1:5432").await {
-                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                }
-            });
-            kept.lock().unwrap_or_else(|p| p.into_inner()).push(link);
-        }
-    });
+    let proxy = Proxy::start("127.0.0.1:5432").await;
+    let proxy_addr = proxy.addr;
     let url = format!(
         "postgresql://postgres@{proxy_addr}/{}?sslmode=disable",
         db.name
@@ -353,30 +339,121 @@ async fn an_outage_at_run_time_names_the_cause() {
     s.call(1, "execute_query", json!({"query": "SELECT 1"}))
         .await;
     assert_eq!(code_of(&s.answer(1).await), "ok");
-    // The server goes away: nothing listens there any more, every session is cut.
-    accepting.abort();
-    let _ = accepting.await;
-    for l in links.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
-        l.abort();
-    }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut text = String::new();
-    for id in 2..5 {
-        s.call(id, "execute_query", json!({"query": "SELECT 2"}))
-            .await;
-        let a = s.answer(id).await;
-        text = a["result"]["content"][0]["text"]
-            .as_str()
-            .unwrap_or("")
-            .to_string();
-        if text.contains("connection refused") {
-            break;
-        }
-    }
+    proxy.cut().await;
+    let text = outage_answer(&mut s, 2).await;
     assert!(
         text.contains(&format!("connection refused at {proxy_addr}")),
         "names the cause: {text}"
     );
     s.child.kill().await.ok();
     db.drop().await;
+}
+
+/// SIGTERM to `dbward serve` over stdio while two calls run: the one whose lock goes away
+/// during the drain is answered `ok`, the one that outlives the drain deadline is
+/// cancelled on the database and answered `shutdown`; both are audited and the process
+/// exits 0 within the deadline.
+#[tokio::test]
+async fn sigterm_over_stdio_drains_answers_and_audits_running_calls() {
+    use sqlx::Executor;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = PgDb::new().await;
+    let config = long_locks(dir.path());
+    let mut s = Stdio_::start(
+        dir.path(),
+        &[
+            "--config",
+            config.to_str().expect("utf-8"),
+            "--drain-secs",
+            "2",
+        ],
+        &[("DBWARD_DATABASE_URL", &db.url())],
+    )
+    .await;
+    let lock_t = db.lock_t().await;
+    let mut lock_other = PgDb::connect_to(&db.name).await;
+    lock_other
+        .execute("BEGIN; LOCK TABLE other IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("lock other");
+    s.call(
+        1,
+        "execute_query",
+        json!({"query": "SELECT count(*) FROM t"}),
+    )
+    .await;
+    s.call(
+        2,
+        "execute_query",
+        json!({"query": "SELECT count(*) FROM other"}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pid = s.child.id().expect("pid");
+    let started = std::time::Instant::now();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(lock_t);
+    let first = s.answer(1).await;
+    assert_eq!(code_of(&first), "ok", "{first}");
+    let second = s.answer(2).await;
+    assert_eq!(code_of(&second), "shutdown", "{second}");
+    let exit = tokio::time::timeout(Duration::from_secs(10), s.child.wait())
+        .await
+        .expect("exits")
+        .expect("wait");
+    assert_eq!(exit.code(), Some(0));
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "drain deadline 2 s: {took:?}"
+    );
+    assert_eq!(
+        wait_no_statements(&db).await,
+        0,
+        "cancelled on the database"
+    );
+    drop(lock_other);
+    let audit = dir.path().join("audit.jsonl");
+    let mut calls = call_outcomes(&audit);
+    calls.sort();
+    assert_eq!(
+        calls,
+        [
+            ("execute_query".to_string(), "ok".to_string()),
+            ("execute_query".to_string(), "shutdown".to_string())
+        ]
+    );
+    verify(&audit);
+    db.drop().await;
+}
+
+/// A MariaDB outage at run time names its cause, as a PostgreSQL one does: a TCP proxy in
+/// front of the real server is taken away after the first call.
+#[tokio::test]
+async fn a_mariadb_outage_at_run_time_names_the_cause() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The server must be there (a missing database fails the test).
+    tokio::net::TcpStream::connect("127.0.0.1:3306")
+        .await
+        .expect("MariaDB must be running on 127.0.0.1:3306 (run scripts/start-services.sh)");
+    let proxy = Proxy::start("127.0.0.1:3306").await;
+    let proxy_addr = proxy.addr;
+    let url = format!("mysql://root@{proxy_addr}/test?sslmode=disable");
+    let mut s = Stdio_::start(dir.path(), &[], &[("DBWARD_DATABASE_URL", &url)]).await;
+    s.call(1, "execute_query", json!({"query": "SELECT 1"}))
+        .await;
+    let first = s.answer(1).await;
+    assert_eq!(code_of(&first), "ok", "{first}");
+    proxy.cut().await;
+    let text = outage_answer(&mut s, 2).await;
+    assert!(
+        text.contains(&format!("connection refused at {proxy_addr}")),
+        "names the cause: {text}"
+    );
+    s.child.kill().await.ok();
 }

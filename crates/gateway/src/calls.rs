@@ -150,6 +150,9 @@ pub(crate) struct Call {
         crate::metrics::CallLabels,
         prometheus_client::metrics::counter::Counter,
     >,
+    /// Sees the call if it is dropped before it answered (a flood of slow calls dropped is
+    /// answered like one of refusals); `None` once the call was observed or refused early.
+    detector: Option<crate::detector::Detector>,
     /// The caller, read when the call began.
     ctx: CallContext,
     tool: &'static str,
@@ -223,6 +226,7 @@ impl Gateway {
             grants,
             audit: self.audit.clone(),
             calls_metric: self.metrics.calls.clone(),
+            detector: Some(self.detector.clone()),
             ctx,
             tool,
             id: id.map(String::from),
@@ -242,6 +246,7 @@ impl Gateway {
             }
         };
         let mut call = call;
+        call.detector = None;
         match self
             .write_entry(&mut call, &Err::<(), _>(refusal.clone_refusal()))
             .await
@@ -326,6 +331,7 @@ impl Gateway {
         result: Result<T, GatewayError>,
     ) -> Result<T, GatewayError> {
         let ctx = call.ctx.clone();
+        call.detector = None;
         let observation = {
             let facts = call.facts.lock().unwrap_or_else(|p| p.into_inner());
             let high = facts
@@ -357,6 +363,7 @@ impl Gateway {
                     .or(facts.query.as_deref())
                     .filter(|_| call.tool == "execute_query" || call.tool == "explain_query")
                     .and_then(injection_shape),
+                abandoned: matches!(result, Err(GatewayError::Timeout(_))),
             }
         };
         let mut events = self.detector.observe(&ctx.principal, &observation);
@@ -512,22 +519,10 @@ impl Gateway {
                 let _ = self.close_quietly(&id).await;
             }
         }
-        if let Some(log) = &self.audit {
-            let entry = Entry {
-                kind: "event".into(),
-                client: Some(event.principal.clone()),
-                session: Some(format!("{}/-", event.principal)),
-                event: Some(EventInfo {
-                    level: event.level.as_str().into(),
-                    detector: event.detector.clone(),
-                    message: event.message.clone(),
-                    response: Some(format!("{:?}", event.response).to_lowercase()),
-                }),
-                ..Entry::default()
-            };
-            if let Err(e) = log.append(entry).await {
-                tracing::error!(error = %e, "security event not audited");
-            }
+        if let Some(log) = &self.audit
+            && let Err(e) = log.append(event_entry(&event)).await
+        {
+            tracing::error!(error = %e, "security event not audited");
         }
         if matches!(event.level, Level::High | Level::Critical)
             && let Some(url) = self.config.detector.webhook_url.clone()
@@ -639,9 +634,11 @@ impl Drop for Call {
     /// A call dropped before `finish` (its future was abandoned): queue its entry with the
     /// reason the adapter recorded, without waiting (`Drop` cannot).
     fn drop(&mut self) {
-        let Some(log) = self.audit.take() else {
+        let detector = self.detector.take();
+        let log = self.audit.take();
+        if detector.is_none() && log.is_none() {
             return;
-        };
+        }
         let why = self.ctx.ending.get().unwrap_or(Abandoned::ClientGone);
         self.calls_metric
             .get_or_create(&crate::metrics::CallLabels {
@@ -659,7 +656,48 @@ impl Drop for Call {
         // The label read when the call began (the registry is not reachable from here).
         let connection = self.connection.take();
         let entry = self.entry_of(facts, connection, why.code().to_string(), None, None);
-        log.append_detached(entry);
+        if let Some(log) = &log {
+            log.append_detached(entry);
+        }
+        // The detector sees it like a timed-out call; what it decides (rate limit, block)
+        // applies at the principal's next call. Its events are logged and audited here
+        // (the webhook and closing a blocked principal's connections need the gateway).
+        let seen = Observation {
+            abandoned: true,
+            ..Observation::default()
+        };
+        let events = detector
+            .map(|d| d.observe(&self.ctx.principal, &seen))
+            .unwrap_or_default();
+        for event in events {
+            tracing::warn!(
+                principal = %event.principal,
+                level = event.level.as_str(),
+                detector = %event.detector,
+                response = ?event.response,
+                "security event: {}",
+                event.message
+            );
+            if let Some(log) = &log {
+                log.append_detached(event_entry(&event));
+            }
+        }
+    }
+}
+
+/// The audit entry of a security event.
+fn event_entry(event: &SecurityEvent) -> Entry {
+    Entry {
+        kind: "event".into(),
+        client: Some(event.principal.clone()),
+        session: Some(format!("{}/-", event.principal)),
+        event: Some(EventInfo {
+            level: event.level.as_str().into(),
+            detector: event.detector.clone(),
+            message: event.message.clone(),
+            response: Some(format!("{:?}", event.response).to_lowercase()),
+        }),
+        ..Entry::default()
     }
 }
 

@@ -13,7 +13,7 @@
 //! the block ends; the lock is held only to update counters, never across I/O.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -68,7 +68,8 @@ pub struct DetectorConfig {
     /// for a minute: far beyond an assistant's pace).
     pub max_calls: usize,
     /// Refused calls per window before a `medium` probing event; twice as many is `high`.
-    /// Default 5.
+    /// Calls that timed out or were abandoned (cancelled, client gone) count against the
+    /// same thresholds, separately (`abandoned_calls`). Default 5.
     pub probing_refusals: usize,
     /// Refusals by high-severity rules per window before a `high` event. Default 3.
     pub high_severity_refusals: usize,
@@ -147,12 +148,18 @@ pub struct Observation {
     pub catalog: bool,
     /// The query text looked like an injection.
     pub injection: Option<String>,
+    /// The call ended without its answer: it timed out, or was cancelled, abandoned by a
+    /// client gone, or cut by shutdown. A flood of these (slow queries fired and dropped)
+    /// ties up the database like a flood of refusals probes the policy, and is answered
+    /// the same way, at the same thresholds.
+    pub abandoned: bool,
 }
 
 #[derive(Default)]
 struct PrincipalState {
     calls: VecDeque<Instant>,
     refusals: VecDeque<Instant>,
+    abandoned: VecDeque<Instant>,
     high: VecDeque<Instant>,
     caps: VecDeque<Instant>,
     catalog: VecDeque<Instant>,
@@ -175,12 +182,31 @@ pub enum Admission {
     Blocked(SystemTime),
 }
 
-/// The detector. One per gateway.
+/// A `medium` event once `n` reaches `at`, `high` at twice that.
+fn two_levels(
+    n: usize,
+    at: usize,
+    detector: &'static str,
+    message: impl FnOnce() -> String,
+) -> Option<(Level, &'static str, String)> {
+    let level = if n >= 2 * at {
+        Level::High
+    } else if n >= at {
+        Level::Medium
+    } else {
+        return None;
+    };
+    Some((level, detector, message()))
+}
+
+/// The detector. One per gateway; clones share its state (a call holds one, so that a
+/// call dropped before it answered is still observed).
+#[derive(Clone)]
 pub struct Detector {
     config: DetectorConfig,
-    state: Mutex<HashMap<String, PrincipalState>>,
+    state: Arc<Mutex<HashMap<String, PrincipalState>>>,
     /// Tracked principals above which the next sweep runs (changed under `state`'s lock).
-    prune_at: std::sync::atomic::AtomicUsize,
+    prune_at: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// Principals tracked before idle ones are forgotten (a web UI makes one per browser
@@ -198,6 +224,7 @@ impl PrincipalState {
             || [
                 &self.calls,
                 &self.refusals,
+                &self.abandoned,
                 &self.high,
                 &self.caps,
                 &self.catalog,
@@ -222,8 +249,8 @@ impl Detector {
     pub fn new(config: DetectorConfig) -> Detector {
         Detector {
             config,
-            state: Mutex::new(HashMap::new()),
-            prune_at: std::sync::atomic::AtomicUsize::new(PRUNE_ABOVE),
+            state: Arc::new(Mutex::new(HashMap::new())),
+            prune_at: Arc::new(std::sync::atomic::AtomicUsize::new(PRUNE_ABOVE)),
         }
     }
 
@@ -301,19 +328,15 @@ impl Detector {
             }
             if o.refused {
                 let n = push(&mut st.refusals, now, window);
-                if n >= 2 * c.probing_refusals {
-                    found.push((
-                        Level::High,
-                        "probing",
-                        format!("{n} refused calls in {}s", c.window_s),
-                    ));
-                } else if n >= c.probing_refusals {
-                    found.push((
-                        Level::Medium,
-                        "probing",
-                        format!("{n} refused calls in {}s", c.window_s),
-                    ));
-                }
+                found.extend(two_levels(n, c.probing_refusals, "probing", || {
+                    format!("{n} refused calls in {}s", c.window_s)
+                }));
+            }
+            if o.abandoned {
+                let n = push(&mut st.abandoned, now, window);
+                found.extend(two_levels(n, c.probing_refusals, "abandoned_calls", || {
+                    format!("{n} calls timed out or abandoned in {}s", c.window_s)
+                }));
             }
             if o.high_severity {
                 let n = push(&mut st.high, now, window);
@@ -356,6 +379,7 @@ impl Detector {
             found.retain(|(level, det, _)| {
                 let key: &'static str = match (level, *det) {
                     (Level::High, "probing") => "probing_high",
+                    (Level::High, "abandoned_calls") => "abandoned_calls_high",
                     (_, d) => d,
                 };
                 match st.reported.get(key) {

@@ -202,3 +202,112 @@ async fn probing_is_rate_limited_then_blocked_and_others_are_unaffected() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Issue 13: a principal that floods slow queries it lets time out, or drops before they
+/// answer, is rate-limited then blocked like one that floods refusals; each abandoned call
+/// is audited, and another principal is unaffected.
+#[tokio::test]
+async fn floods_of_timed_out_or_abandoned_calls_are_rate_limited_then_blocked() {
+    let dir = std::env::temp_dir().join(common::unique("dbward_detect"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let db: PathBuf = dir.join("cmdb.db");
+    rusqlite::Connection::open(&db)
+        .expect("create")
+        .execute_batch(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY);
+             WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 200)
+               INSERT INTO t SELECT n FROM g;",
+        )
+        .expect("fixture");
+    let mut cfg = client_config();
+    cfg.limits.statement_timeout_ms = 100;
+    let log_path = dir.join("audit.jsonl");
+    let gw = Gateway::new(cfg)
+        .with_audit(AuditLog::open(AuditConfig::new(log_path.clone())).expect("audit"));
+    let target = SecretString::from(format!("sqlite://{}", db.display()));
+    let id = gw
+        .connect(ConnectRequest::Url(target))
+        .await
+        .expect("connect")
+        .id
+        .to_string();
+    // 1.6e9 rows: far longer than any timeout here.
+    let slow = "SELECT count(*) FROM t a, t b, t c, t d";
+
+    // Timed out on the database (answered `timeout`).
+    let codes: Vec<String> = with_context(as_principal("slowpoke"), async {
+        let mut codes = Vec::new();
+        for _ in 0..14 {
+            match gw.execute_query(&id, slow, &[], None).await {
+                Ok(_) => codes.push("ok".to_string()),
+                Err(e) => codes.push(e.code().to_string()),
+            }
+        }
+        codes
+    })
+    .await;
+    assert_eq!(&codes[..5], ["timeout"; 5], "{codes:?}");
+    // A medium event at 5 (rate limit: a few calls a minute still pass), high at 10.
+    assert_eq!(
+        codes.last().map(String::as_str),
+        Some("blocked"),
+        "blocked in the end: {codes:?}"
+    );
+
+    // Dropped by the client before they answer (as a client that goes away does).
+    let codes: Vec<String> = with_context(as_principal("dropper"), async {
+        let mut codes = Vec::new();
+        for _ in 0..14 {
+            let call = gw.execute_query(&id, slow, &[], None);
+            match tokio::time::timeout(std::time::Duration::from_millis(30), call).await {
+                Err(_) => codes.push("dropped".to_string()),
+                Ok(Ok(_)) => codes.push("ok".to_string()),
+                Ok(Err(e)) => codes.push(e.code().to_string()),
+            }
+        }
+        codes
+    })
+    .await;
+    assert_eq!(&codes[..5], ["dropped"; 5], "{codes:?}");
+    assert!(
+        codes.contains(&"blocked".to_string()),
+        "the dropper ends up blocked: {codes:?}"
+    );
+
+    // Another principal is unaffected.
+    let r = with_context(
+        as_principal("alice"),
+        gw.execute_query(&id, "SELECT count(*) FROM t", &[], None),
+    )
+    .await
+    .expect("alice is unaffected");
+    assert_eq!(r.rows[0][0], serde_json::json!(200));
+
+    drop(gw);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let text = std::fs::read_to_string(&log_path).expect("log");
+    let events: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("\"detector\":\"abandoned_calls\""))
+        .collect();
+    for level in ["medium", "high"] {
+        assert!(
+            events
+                .iter()
+                .any(|l| l.contains("slowpoke") && l.contains(&format!("\"level\":\"{level}\""))),
+            "{level}: {events:?}"
+        );
+    }
+    assert!(
+        events
+            .iter()
+            .any(|l| l.contains("dropper") && l.contains("\"level\":\"high\"")),
+        "{events:?}"
+    );
+    let dropped = text
+        .lines()
+        .filter(|l| l.contains("dropper") && l.contains("\"outcome\":\"client_gone\""))
+        .count();
+    assert!(dropped >= 5, "each dropped call is audited: {dropped}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -673,5 +673,11 @@ async fn repeated_login_failures_block_the_principal() {
 
 #[path = "mysql/analyst.rs"]
 mod analyst;
+#[path = "mysql/catalog_bounds.rs"]
+mod catalog_bounds;
+#[path = "mysql/grants.rs"]
+mod grants;
 #[path = "mysql/hardening.rs"]
 mod hardening;
+#[path = "mysql/views.rs"]
+mod views;

@@ -736,3 +736,55 @@ async fn the_analyst_corpus_is_allowed_and_runs() {
         failures.join("\n")
     );
 }
+
+/// Issue 13: a catalog read runs under the statement timeout and stops when its call is
+/// abandoned. A view over a runaway recursive CTE makes `get_table_stats`' row count
+/// endless.
+#[tokio::test]
+async fn catalog_reads_stop_at_the_timeout_and_when_abandoned() {
+    let _serial = SERIAL.lock().await;
+    let (_dir, path) = fixture();
+    rusqlite::Connection::open(&path)
+        .expect("open")
+        .execute_batch(
+            "CREATE VIEW forever AS WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c) SELECT n FROM c;",
+        )
+        .expect("view");
+    let mut limits = client_config().limits;
+    limits.pool_max_size = 1;
+    limits.statement_timeout_ms = 300;
+    let b = SqliteBackend::connect(&path, &limits, &Policy::default())
+        .await
+        .expect("opens");
+    let started = std::time::Instant::now();
+    let e = b
+        .table_stats("forever", 300)
+        .await
+        .expect_err("an endless count");
+    assert_eq!(e.code(), "timeout", "{e}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(1_500),
+        "{:?}",
+        started.elapsed()
+    );
+    // Abandoned long before its (60 s) timeout: the worker stops at once.
+    let abandoned = tokio::time::timeout(
+        std::time::Duration::from_millis(200),
+        b.table_stats("forever", 60_000),
+    )
+    .await;
+    assert!(abandoned.is_err(), "abandoned while running");
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let before = cpu_time();
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let burnt = cpu_time() - before;
+    assert!(
+        burnt < std::time::Duration::from_millis(300),
+        "the abandoned catalog read still runs: {burnt:?} of CPU in 600 ms"
+    );
+    // The one pooled connection is free again for the other catalog reads.
+    let tables = b.list_tables(100).await.expect("list after");
+    assert!(tables.iter().any(|t| t.name == "forever"), "{tables:?}");
+    let d = b.describe_table("servers").await.expect("describe after");
+    assert_eq!(d.columns.len(), 6);
+}

@@ -31,6 +31,7 @@ mod pg_consts;
 mod pg_scan;
 mod postgres;
 pub mod sqlite;
+mod sqlparser_consts;
 mod sqlparser_dialects;
 mod verdict;
 
@@ -105,7 +106,19 @@ impl Policy {
 
     /// Decides whether `sql` may run against a database of `dialect`.
     pub fn check(&self, dialect: Dialect, sql: &str) -> Verdict {
-        if let Some(reason) = input::check(sql, self.config.max_query_chars) {
+        self.check_within(dialect, sql, self.config.max_query_chars)
+    }
+
+    /// Judges SQL the database itself stores and will run on a query's behalf (a MySQL
+    /// view's definition), by the same rules as a query but without the client input
+    /// length limit: the text is the server's, and a long definition is no reason to
+    /// refuse the query that reads the view.
+    pub fn check_definition(&self, dialect: Dialect, sql: &str) -> Verdict {
+        self.check_within(dialect, sql, usize::MAX)
+    }
+
+    fn check_within(&self, dialect: Dialect, sql: &str, max_chars: usize) -> Verdict {
+        if let Some(reason) = input::check(sql, max_chars) {
             return Verdict::refused_early(dialect, reason);
         }
         match dialect {

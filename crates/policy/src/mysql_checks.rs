@@ -17,6 +17,7 @@
 use sqlparser::ast::{BinaryOperator, Expr, FunctionArguments, Ident};
 
 use crate::Findings;
+use crate::sqlparser_consts::arg_expr;
 use crate::verdict::Rule;
 
 /// Refuses what `e` reveals or leaves behind; called for every expression of a MySQL query.
@@ -65,22 +66,6 @@ pub(crate) fn expr(e: &Expr, position: Option<usize>, max_search_cost: u128, out
             search_cost("LIKE", &[expr, pattern], position, max_search_cost, out)
         }
         _ => {}
-    }
-}
-
-fn arg_expr(a: &sqlparser::ast::FunctionArg) -> Option<&Expr> {
-    use sqlparser::ast::{FunctionArg, FunctionArgExpr};
-    match a {
-        FunctionArg::Unnamed(FunctionArgExpr::Expr(e))
-        | FunctionArg::Named {
-            arg: FunctionArgExpr::Expr(e),
-            ..
-        }
-        | FunctionArg::ExprNamed {
-            arg: FunctionArgExpr::Expr(e),
-            ..
-        } => Some(e),
-        _ => None,
     }
 }
 

@@ -1,6 +1,7 @@
 //! MySQL/MariaDB syntax `sqlparser` does not read, rewritten for the policy's eyes only
 //! (the server runs the original text): `a MOD b`, compound interval units
-//! (`YEAR_MONTH`, `HOUR_MINUTE`, ...) and `CHAR(... USING charset)`.
+//! (`YEAR_MONTH`, `HOUR_MINUTE`, ...), `CHAR(... USING charset)` and the
+//! `CAST(x AS CHAR CHARSET cs)` the server writes into a view's stored definition.
 //!
 //! Invariants:
 //! - Only what names no table, column or function changes: an operator spelled as a word,
@@ -69,6 +70,19 @@ pub(crate) fn normalize(sql: &str) -> std::borrow::Cow<'_, str> {
                 } else if let Some((_, simple)) = COMPOUND_UNITS.iter().find(|(u, _)| *u == lower) {
                     let (s, e) = range();
                     edits.push((s, e, simple));
+                } else if lower == "charset" && follows_char_type(&tokens, &significant, k) {
+                    // `CHAR[(n)] CHARSET cs` in a cast: how the server spells CAST(x AS CHAR)
+                    // in a view's stored definition. Only the character set name goes.
+                    if let Some(&n) = significant.get(k + 1)
+                        && matches!(
+                            &tokens[n].token,
+                            Token::Word(_) | Token::SingleQuotedString(_)
+                        )
+                    {
+                        let (s, _) = range();
+                        let end = &tokens[n].span.end;
+                        edits.push((s, offsets.byte(end.line, end.column), ""));
+                    }
                 } else if w.keyword == Keyword::USING && parens.last() == Some(&true) {
                     // `USING charset` up to the closing parenthesis of CHAR(...).
                     if let Some(&n) = significant.get(k + 1)
@@ -115,6 +129,28 @@ pub(crate) fn normalize(sql: &str) -> std::borrow::Cow<'_, str> {
     }
     out.push_str(&sql[at..]);
     out.into()
+}
+
+/// Whether the significant token `k` follows the type `CHAR` or `CHAR(n)`.
+fn follows_char_type(
+    tokens: &[sqlparser::tokenizer::TokenWithSpan],
+    significant: &[usize],
+    k: usize,
+) -> bool {
+    let at = |back: usize| {
+        k.checked_sub(back)
+            .and_then(|i| significant.get(i))
+            .map(|&i| &tokens[i].token)
+    };
+    let is_char = |t: Option<&Token>| {
+        matches!(t, Some(Token::Word(w))
+            if w.quote_style.is_none() && w.value.eq_ignore_ascii_case("char"))
+    };
+    is_char(at(1))
+        || (matches!(at(1), Some(Token::RParen))
+            && matches!(at(2), Some(Token::Number(..)))
+            && matches!(at(3), Some(Token::LParen))
+            && is_char(at(4)))
 }
 
 /// `MOD` is the operator when it is not a call (`MOD(a, b)`), i.e. it follows an operand.
@@ -188,6 +224,14 @@ mod tests {
         assert_eq!(
             normalize("SELECT 'a MOD b', `mod`"),
             "SELECT 'a MOD b', `mod`"
+        );
+        assert_eq!(
+            normalize("select cast(`t`.`a` as char charset utf8mb3) AS `c`"),
+            "select cast(`t`.`a` as char                ) AS `c`"
+        );
+        assert_eq!(
+            normalize("select cast(a as char(10) charset binary), charset from t"),
+            "select cast(a as char(10)               ), charset from t"
         );
         let s = "SELECT d + INTERVAL '1:30' HOUR_MINUTE\nFROM t";
         assert_eq!(normalize(s).len(), s.len());

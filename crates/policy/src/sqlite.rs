@@ -17,6 +17,7 @@ use sqlparser::ast::{BinaryOperator, Expr, FunctionArguments, UnaryOperator, Val
 use sqlparser::dialect::SQLiteDialect;
 use sqlparser::tokenizer::{Token, Tokenizer};
 
+use crate::sqlparser_consts::{arg_expr, str_const};
 use crate::verdict::{Dialect, Rule, StatementKind, TableRef, Verdict};
 use crate::{Findings, Policy};
 
@@ -393,33 +394,6 @@ pub(crate) fn fold_int(e: &Expr) -> Option<i128> {
                 _ => None,
             }
         }
-        _ => None,
-    }
-}
-
-fn arg_expr(a: &sqlparser::ast::FunctionArg) -> Option<&Expr> {
-    use sqlparser::ast::{FunctionArg, FunctionArgExpr};
-    match a {
-        FunctionArg::Unnamed(FunctionArgExpr::Expr(e))
-        | FunctionArg::Named {
-            arg: FunctionArgExpr::Expr(e),
-            ..
-        }
-        | FunctionArg::ExprNamed {
-            arg: FunctionArgExpr::Expr(e),
-            ..
-        } => Some(e),
-        _ => None,
-    }
-}
-
-fn str_const(e: &Expr) -> Option<&str> {
-    match e {
-        Expr::Value(v) => match &v.value {
-            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => Some(s),
-            _ => None,
-        },
-        Expr::Nested(e) => str_const(e),
         _ => None,
     }
 }

@@ -19,6 +19,7 @@ use sqlparser::parser::{Parser, ParserError};
 use sqlparser::tokenizer::Span;
 
 use crate::mysql_lexical::{LineIndex, position_of};
+use crate::sqlparser_consts::{arg_expr, str_const};
 use crate::verdict::{Dialect, FunctionRef, Rule, StatementKind, TableRef, Verdict};
 use crate::{Findings, Policy, bombs};
 
@@ -624,13 +625,6 @@ fn arg_inner(a: &FunctionArg) -> Option<&FunctionArgExpr> {
     }
 }
 
-fn arg_expr(a: &FunctionArg) -> Option<&Expr> {
-    match arg_inner(a)? {
-        FunctionArgExpr::Expr(e) => Some(e),
-        _ => None,
-    }
-}
-
 fn int_const(e: &Expr) -> Option<i128> {
     match e {
         Expr::Value(v) => match &v.value {
@@ -659,17 +653,6 @@ fn int_const(e: &Expr) -> Option<i128> {
             };
             bombs::arith(op, int_const(left)?, int_const(right)?)
         }
-        _ => None,
-    }
-}
-
-fn str_const(e: &Expr) -> Option<&str> {
-    match e {
-        Expr::Value(v) => match &v.value {
-            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => Some(s),
-            _ => None,
-        },
-        Expr::Nested(e) | Expr::Cast { expr: e, .. } => str_const(e),
         _ => None,
     }
 }

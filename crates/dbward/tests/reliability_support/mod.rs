@@ -413,3 +413,70 @@ pub async fn closed_within(s: &mut tokio::net::TcpStream, within: Duration) -> b
         }
     }
 }
+
+/// A TCP proxy in front of a real server (`upstream`), to take the server away mid-run.
+pub struct Proxy {
+    pub addr: std::net::SocketAddr,
+    accepting: tokio::task::JoinHandle<()>,
+    links: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Proxy {
+    pub async fn start(upstream: &'static str) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let links = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = links.clone();
+        let accepting = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let link = tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                kept.lock().unwrap_or_else(|p| p.into_inner()).push(link);
+            }
+        });
+        Proxy {
+            addr,
+            accepting,
+            links,
+        }
+    }
+
+    /// The server goes away: nothing listens there any more, every session is cut.
+    pub async fn cut(self) {
+        self.accepting.abort();
+        let _ = self.accepting.await;
+        for l in self
+            .links
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            l.abort();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// After an outage: calls `SELECT 2` (ids from `first_id`, three tries) until an answer
+/// says the connection was refused; the last answer's text.
+pub async fn outage_answer(s: &mut Stdio_, first_id: u64) -> String {
+    let mut text = String::new();
+    for id in first_id..first_id + 3 {
+        s.call(id, "execute_query", json!({"query": "SELECT 2"}))
+            .await;
+        let a = s.answer(id).await;
+        text = a["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        if text.contains("connection refused") {
+            break;
+        }
+    }
+    text
+}

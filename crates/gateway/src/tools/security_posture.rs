@@ -25,7 +25,7 @@ pub struct RolePosture {
     /// Whether the role could change data if the other layers failed.
     pub can_write: bool,
     /// Tables and columns the configuration denies that the role can still read
-    /// (PostgreSQL): only the policy keeps them from clients.
+    /// (PostgreSQL, MySQL): only the policy keeps them from clients.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub denied_readable: Vec<String>,
     /// User-defined functions (outside extensions) the role may execute (PostgreSQL):
@@ -83,7 +83,15 @@ impl Gateway {
                 role.executable_user_functions = Some(exposure.executable_user_functions);
                 (role, b.reader_role().map(String::from))
             }
-            Backend::Mysql(b) => (b.posture().await?, None),
+            Backend::Mysql(b) => {
+                let mut role = b.posture().await?;
+                let denied = crate::backends::postgres::grants::lookups(
+                    &self.config.policy.denied_tables,
+                    &self.config.policy.denied_columns,
+                );
+                role.denied_readable = b.denied_readable(&denied).await?;
+                (role, None)
+            }
             Backend::Sqlite(_) => (
                 RolePosture {
                     role: "(file opened read-only)".into(),

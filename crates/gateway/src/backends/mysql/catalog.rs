@@ -22,7 +22,7 @@ impl MyBackend {
         schema: Option<&str>,
         max: usize,
     ) -> Result<Vec<TableInfo>, GatewayError> {
-        let rows = sqlx::query(AssertSqlSafe(format!(
+        let q = sqlx::query(AssertSqlSafe(format!(
             "SELECT TABLE_SCHEMA, TABLE_NAME, \
                     CASE TABLE_TYPE WHEN 'VIEW' THEN 'view' ELSE 'table' END \
              FROM information_schema.TABLES \
@@ -33,10 +33,10 @@ impl MyBackend {
         )))
         .bind(schema)
         .bind(schema)
-        .bind(max as u64)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| classify(e, &[]))?;
+        .bind(max as u64);
+        let rows = self
+            .bounded_catalog(async |c| q.fetch_all(&mut *c).await.map_err(|e| classify(e, &[])))
+            .await?;
         Ok(rows
             .iter()
             .map(|r| TableInfo {
@@ -48,36 +48,14 @@ impl MyBackend {
     }
 
     /// Resolves a table name against the catalog: `(database, name, comment)` of the one
-    /// match. The name is a bound parameter, never spliced.
+    /// match, on a bounded catalog checkout.
     pub async fn resolve_table(
         &self,
         schema: Option<&str>,
         table: &str,
     ) -> Result<(String, String, Option<String>), GatewayError> {
-        let row = sqlx::query(
-            "SELECT TABLE_SCHEMA, TABLE_NAME, \
-                    CASE WHEN TABLE_TYPE = 'VIEW' THEN NULL ELSE NULLIF(TABLE_COMMENT, '') END \
-             FROM information_schema.TABLES \
-             WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ? \
-               AND TABLE_TYPE IN ('BASE TABLE', 'VIEW', 'SYSTEM VERSIONED') \
-             LIMIT 1",
-        )
-        .bind(schema)
-        .bind(table)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| classify(e, &[]))?;
-        match row {
-            Some(r) => Ok((
-                text_at(&r, 0).unwrap_or_default(),
-                text_at(&r, 1).unwrap_or_default(),
-                text_at(&r, 2),
-            )),
-            None => Err(GatewayError::UnknownTable(match schema {
-                Some(s) => format!("{s}.{table}"),
-                None => table.to_string(),
-            })),
-        }
+        self.bounded_catalog(async |c| resolve_table_on(c, schema, table).await)
+            .await
     }
 
     /// Columns, keys, indexes and comments of one table.
@@ -86,9 +64,18 @@ impl MyBackend {
         schema: Option<&str>,
         table: &str,
     ) -> Result<TableDescription, GatewayError> {
-        let (schema, name, comment) = self.resolve_table(schema, table).await?;
+        self.bounded_catalog(async |c| self.describe_on(c, schema, table).await)
+            .await
+    }
+
+    async fn describe_on(
+        &self,
+        conn: &mut MySqlConnection,
+        schema: Option<&str>,
+        table: &str,
+    ) -> Result<TableDescription, GatewayError> {
+        let (schema, name, comment) = resolve_table_on(conn, schema, table).await?;
         let err = |e| classify(e, &[]);
-        let mut conn = self.pool.acquire().await.map_err(err)?;
         let cols = sqlx::query(
             "SELECT COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, COLUMN_DEFAULT, \
                     NULLIF(COLUMN_COMMENT, '') \
@@ -102,7 +89,7 @@ impl MyBackend {
         .map_err(err)?;
         // MariaDB's JSON is LONGTEXT with a json_valid check; report it as json.
         let json_cols = if self.mariadb {
-            json_checked_columns(&mut conn, &schema, &name).await?
+            json_checked_columns(conn, &schema, &name).await?
         } else {
             Vec::new()
         };
@@ -174,6 +161,39 @@ impl MyBackend {
             schema,
             name,
         })
+    }
+}
+
+/// Resolves a table name against the catalog on `conn`: `(database, name, comment)` of the
+/// one match. The name is a bound parameter, never spliced.
+async fn resolve_table_on(
+    conn: &mut MySqlConnection,
+    schema: Option<&str>,
+    table: &str,
+) -> Result<(String, String, Option<String>), GatewayError> {
+    let row = sqlx::query(
+        "SELECT TABLE_SCHEMA, TABLE_NAME, \
+                CASE WHEN TABLE_TYPE = 'VIEW' THEN NULL ELSE NULLIF(TABLE_COMMENT, '') END \
+         FROM information_schema.TABLES \
+         WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ? \
+           AND TABLE_TYPE IN ('BASE TABLE', 'VIEW', 'SYSTEM VERSIONED') \
+         LIMIT 1",
+    )
+    .bind(schema)
+    .bind(table)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(|e| classify(e, &[]))?;
+    match row {
+        Some(r) => Ok((
+            text_at(&r, 0).unwrap_or_default(),
+            text_at(&r, 1).unwrap_or_default(),
+            text_at(&r, 2),
+        )),
+        None => Err(GatewayError::UnknownTable(match schema {
+            Some(s) => format!("{s}.{table}"),
+            None => table.to_string(),
+        })),
     }
 }
 
@@ -306,7 +326,7 @@ impl MyBackend {
         pattern: &str,
         max: usize,
     ) -> Result<Vec<crate::tools::search_tables::SearchMatch>, GatewayError> {
-        let rows = sqlx::query(
+        let q = sqlx::query(
             "SELECT * FROM ( \
                SELECT CAST(TABLE_SCHEMA AS CHAR) AS s, CAST(TABLE_NAME AS CHAR) AS t, NULL AS c, NULL AS ty \
                FROM information_schema.TABLES \
@@ -321,10 +341,10 @@ impl MyBackend {
         )
         .bind(pattern)
         .bind(pattern)
-        .bind(max as u64)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| classify(e, &[]))?;
+        .bind(max as u64);
+        let rows = self
+            .bounded_catalog(async |c| q.fetch_all(&mut *c).await.map_err(|e| classify(e, &[])))
+            .await?;
         Ok(rows
             .iter()
             .map(|r| crate::tools::search_tables::SearchMatch {
@@ -344,29 +364,34 @@ impl MyBackend {
     ) -> Result<crate::tools::table_stats::TableStats, GatewayError> {
         use crate::tools::table_stats::{IndexStats, TableStats};
         let err = |e| classify(e, &[]);
-        let row = sqlx::query(
+        let (row, idx) = self
+            .bounded_catalog(async |c| {
+                let row = sqlx::query(
             "SELECT CAST(COALESCE(TABLE_ROWS, 0) AS CHAR), CAST(COALESCE(DATA_LENGTH, 0) AS CHAR), \
                     CAST(COALESCE(DATA_LENGTH, 0) + COALESCE(INDEX_LENGTH, 0) AS CHAR) \
              FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
         )
         .bind(schema)
         .bind(table)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *c)
         .await
         .map_err(err)?;
-        let num = |i| text_at(&row, i).and_then(|s| s.parse::<i64>().ok());
-        let idx = sqlx::query(
-            "SELECT CAST(INDEX_NAME AS CHAR), \
+                let idx = sqlx::query(
+                    "SELECT CAST(INDEX_NAME AS CHAR), \
                     CAST(GROUP_CONCAT(COLUMN_NAME ORDER BY SEQ_IN_INDEX SEPARATOR ', ') AS CHAR), \
                     CAST(MIN(NON_UNIQUE) AS CHAR) \
              FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? \
              GROUP BY INDEX_NAME ORDER BY INDEX_NAME",
-        )
-        .bind(schema)
-        .bind(table)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(err)?;
+                )
+                .bind(schema)
+                .bind(table)
+                .fetch_all(&mut *c)
+                .await
+                .map_err(err)?;
+                Ok((row, idx))
+            })
+            .await?;
+        let num = |i| text_at(&row, i).and_then(|s| s.parse::<i64>().ok());
         Ok(TableStats {
             schema: schema.to_string(),
             table: table.to_string(),

@@ -94,6 +94,8 @@ impl MyBackend {
             pool,
             mariadb,
             server_version,
+            catalog_timeout_ms: limits.statement_timeout_ms,
+            catalog_lock_timeout_ms: limits.lock_timeout_ms,
         })
     }
 }

@@ -97,7 +97,7 @@ pub(crate) async fn stop_thread(pool: MySqlPool, thread_id: u64) {
 }
 
 /// The session statement-timeout assignment, in each server's own variable and unit.
-fn timeout_assignment(mariadb: bool, timeout_ms: u64) -> String {
+pub(super) fn timeout_assignment(mariadb: bool, timeout_ms: u64) -> String {
     if mariadb {
         format!(
             "max_statement_time = {}.{:03}",

@@ -39,13 +39,17 @@
 //! sqlx default), so TIMESTAMP values are UTC.
 
 mod catalog;
+mod catalog_conn;
 mod connect;
 mod execute;
+pub mod grants;
 mod routines;
 mod types;
+mod views;
 
 pub use routines::Resolution;
 use sqlx::mysql::{MySqlDatabaseError, MySqlPool};
+pub use views::ViewDefinition;
 
 use crate::error::{GatewayError, scrub};
 
@@ -66,6 +70,10 @@ pub struct MyBackend {
     mariadb: bool,
     /// The server's version string, as `SELECT version()` reports it.
     pub server_version: String,
+    /// The statement timeout of catalog reads (the connection's `statement_timeout_ms`).
+    catalog_timeout_ms: u64,
+    /// The lock wait bound of catalog reads (the connection's `lock_timeout_ms`).
+    catalog_lock_timeout_ms: u64,
 }
 
 /// Classifies a driver error into a user-facing error; secrets are scrubbed.

@@ -49,7 +49,26 @@ impl MyBackend {
                 .bind(schema.as_deref())
                 .bind(name.as_str());
         }
-        let rows = q.fetch_all(&self.pool).await.map_err(err)?;
+        let marks = vec!["LOWER(?)"; calls.len()].join(", ");
+        let udf_sql =
+            format!("SELECT CAST(name AS CHAR) FROM mysql.func WHERE LOWER(name) IN ({marks})");
+        // Both on one bounded catalog checkout: under the statement timeout, and stopped on
+        // the server if the call is abandoned.
+        let (rows, loadable) = self
+            .bounded_catalog(async |c| {
+                let rows = q.fetch_all(&mut *c).await.map_err(err)?;
+                let mut q = sqlx::query(AssertSqlSafe(udf_sql));
+                for (_, name) in calls {
+                    q = q.bind(name.as_str());
+                }
+                let loadable: Option<Vec<String>> = q
+                    .fetch_all(&mut *c)
+                    .await
+                    .ok()
+                    .map(|rows| rows.iter().filter_map(|r| text_at(r, 0)).collect());
+                Ok((rows, loadable))
+            })
+            .await?;
         let mut stored = vec![None; calls.len()];
         for r in &rows {
             if let (Some(i), Some(db)) = (
@@ -60,18 +79,6 @@ impl MyBackend {
                 *slot = Some(db);
             }
         }
-        let marks = vec!["LOWER(?)"; calls.len()].join(", ");
-        let mut q = sqlx::query(AssertSqlSafe(format!(
-            "SELECT CAST(name AS CHAR) FROM mysql.func WHERE LOWER(name) IN ({marks})"
-        )));
-        for (_, name) in calls {
-            q = q.bind(name.as_str());
-        }
-        let loadable = q
-            .fetch_all(&self.pool)
-            .await
-            .ok()
-            .map(|rows| rows.iter().filter_map(|r| text_at(r, 0)).collect());
         Ok(Resolution { stored, loadable })
     }
 }

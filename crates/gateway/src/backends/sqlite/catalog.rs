@@ -1,20 +1,18 @@
 //! The catalog reads the tools need: tables, one table's structure, name search, and a
 //! table's row count and indexes. They run on catalog checkouts (no authorizer: they read
 //! `pragma_*` functions), with names bound as parameters, never spliced, except the row
-//! count's table name, which the caller resolved in the catalog and which is quoted.
+//! count's table name, which the caller resolved in the catalog and which is quoted. Each
+//! runs under the statement timeout and is interrupted when its call is abandoned
+//! ([`SqliteBackend::catalog`]).
 
-use std::time::{Duration, Instant};
-
-use super::pool::{Checkout, blocking, checkout, classify};
+use super::pool::classify;
 use super::{ColumnInfo, ForeignKey, SqliteBackend, TableDescription, TableInfo};
 use crate::error::GatewayError;
 
 impl SqliteBackend {
     /// Tables and views.
     pub async fn list_tables(&self, max: usize) -> Result<Vec<TableInfo>, GatewayError> {
-        let pool = self.pool.clone();
-        blocking(move || {
-            let conn = checkout(&pool, Checkout::Catalog { deadline: None })?;
+        self.catalog(move |conn| {
             let mut stmt = conn
                 .prepare(
                     "SELECT name, type FROM sqlite_schema WHERE type IN ('table','view') \
@@ -37,10 +35,8 @@ impl SqliteBackend {
 
     /// Columns, keys and indexes of one table (names checked against the catalog).
     pub async fn describe_table(&self, table: &str) -> Result<TableDescription, GatewayError> {
-        let pool = self.pool.clone();
         let table = table.to_string();
-        blocking(move || {
-            let conn = checkout(&pool, Checkout::Catalog { deadline: None })?;
+        self.catalog(move |conn| {
             let exists: Option<String> = conn
                 .query_row(
                     "SELECT name FROM sqlite_schema WHERE type IN ('table','view') AND name = ?1",
@@ -122,10 +118,8 @@ impl SqliteBackend {
         pattern: &str,
         max: usize,
     ) -> Result<Vec<crate::tools::search_tables::SearchMatch>, GatewayError> {
-        let pool = self.pool.clone();
         let pattern = pattern.to_string();
-        blocking(move || {
-            let conn = checkout(&pool, Checkout::Catalog { deadline: None })?;
+        self.catalog(move |conn| {
             let mut stmt = conn
                 .prepare(
                     "SELECT * FROM ( \
@@ -159,16 +153,8 @@ impl SqliteBackend {
         timeout_ms: u64,
     ) -> Result<crate::tools::table_stats::TableStats, GatewayError> {
         use crate::tools::table_stats::{IndexStats, TableStats};
-        let pool = self.pool.clone();
         let table = table.to_string();
-        blocking(move || {
-            let deadline = Instant::now() + Duration::from_millis(timeout_ms);
-            let conn = checkout(
-                &pool,
-                Checkout::Catalog {
-                    deadline: Some(deadline),
-                },
-            )?;
+        self.catalog_within(timeout_ms, move |conn| {
             // `table` was resolved in the catalog by the caller; quoted all the same.
             let count: i64 = conn
                 .query_row(

@@ -31,7 +31,7 @@ pub(super) type InterruptSlot = Arc<Mutex<Option<InterruptHandle>>>;
 
 /// Takes the handle out of the slot when the run ends (declared after the connection, so
 /// it drops first).
-struct SlotGuard(InterruptSlot);
+pub(super) struct SlotGuard(pub(super) InterruptSlot);
 
 impl Drop for SlotGuard {
     fn drop(&mut self) {

@@ -55,6 +55,8 @@ pub struct SqliteBackend {
     rules: Arc<ReadRules>,
     /// The SQLite library version.
     pub server_version: String,
+    /// The timeout of catalog reads (the connection's `statement_timeout_ms`).
+    catalog_timeout_ms: u64,
 }
 
 impl std::fmt::Debug for SqliteBackend {
@@ -99,6 +101,7 @@ impl SqliteBackend {
             pool,
             rules,
             server_version: format!("SQLite {version}"),
+            catalog_timeout_ms: limits.statement_timeout_ms,
         })
     }
 
@@ -155,6 +158,59 @@ impl SqliteBackend {
             // Still running past its deadline (inside one long step): `abandon` interrupts
             // it as it drops.
             Err(_) => Err(GatewayError::Timeout(caps.timeout_ms)),
+        }
+    }
+}
+
+impl SqliteBackend {
+    /// Runs catalog reads `f` on a catalog checkout under the statement timeout.
+    pub(super) async fn catalog<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&rusqlite::Connection) -> Result<T, GatewayError> + Send + 'static,
+    ) -> Result<T, GatewayError> {
+        self.catalog_within(self.catalog_timeout_ms, f).await
+    }
+
+    /// Runs catalog reads `f` on a catalog checkout whose progress handler ends them at
+    /// `timeout_ms` or as soon as the call is abandoned (its future dropped), when the
+    /// running statement is also interrupted, as a client's query is.
+    pub(super) async fn catalog_within<T: Send + 'static>(
+        &self,
+        timeout_ms: u64,
+        f: impl FnOnce(&rusqlite::Connection) -> Result<T, GatewayError> + Send + 'static,
+    ) -> Result<T, GatewayError> {
+        let pool = self.pool.clone();
+        let mut abandon = AbandonOnDrop {
+            flag: Arc::new(AtomicBool::new(false)),
+            slot: InterruptSlot::default(),
+            armed: true,
+        };
+        let (flag, slot) = (abandon.flag.clone(), abandon.slot.clone());
+        let deadline = std::time::Instant::now() + Duration::from_millis(timeout_ms);
+        let worker = tokio::task::spawn_blocking(move || {
+            let conn = pool::checkout(
+                &pool,
+                pool::Checkout::Catalog {
+                    deadline,
+                    abandoned: flag,
+                },
+            )?;
+            *crate::lock(&slot) = Some(conn.get_interrupt_handle());
+            let _clear = execute::SlotGuard(slot);
+            f(&conn)
+        });
+        let wait = Duration::from_millis(timeout_ms) + DEADLINE_GRACE;
+        match tokio::time::timeout(wait, worker).await {
+            Ok(joined) => {
+                abandon.armed = false;
+                match joined
+                    .map_err(|e| GatewayError::Internal(format!("the SQLite worker failed: {e}")))?
+                {
+                    Err(GatewayError::Timeout(_)) => Err(GatewayError::Timeout(timeout_ms)),
+                    other => other,
+                }
+            }
+            Err(_) => Err(GatewayError::Timeout(timeout_ms)),
         }
     }
 }

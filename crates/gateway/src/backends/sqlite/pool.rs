@@ -113,8 +113,11 @@ pub(super) fn pool(
 /// What a pooled connection is checked out for; each sets the hooks it needs.
 pub(super) enum Checkout {
     /// Our own catalog queries: no authorizer (they read `pragma_*` functions), and a
-    /// deadline only when given (a row count can take long on a big table).
-    Catalog { deadline: Option<Instant> },
+    /// progress handler that ends them at the deadline or when the call is abandoned.
+    Catalog {
+        deadline: Instant,
+        abandoned: Arc<AtomicBool>,
+    },
     /// A client's query: the authorizer with the read rules, and a progress handler that
     /// ends it at its deadline or when the call is abandoned.
     Query {
@@ -133,15 +136,16 @@ pub(super) fn checkout(
         GatewayError::ConnectionUnavailable(format!("no SQLite connection became free: {e}"))
     })?;
     match purpose {
-        Checkout::Catalog { deadline } => {
+        Checkout::Catalog {
+            deadline,
+            abandoned,
+        } => {
             conn.authorizer(None::<fn(AuthContext<'_>) -> Authorization>)
                 .map_err(classify)?;
-            match deadline {
-                Some(deadline) => {
-                    conn.progress_handler(1_000, Some(move || Instant::now() > deadline))
-                }
-                None => conn.progress_handler(0, None::<fn() -> bool>),
-            }
+            conn.progress_handler(
+                1_000,
+                Some(move || abandoned.load(Ordering::Relaxed) || Instant::now() > deadline),
+            )
             .map_err(classify)?;
         }
         Checkout::Query {
