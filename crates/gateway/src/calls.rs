@@ -420,17 +420,24 @@ impl Gateway {
     }
 
     /// Records one refused authentication (`what`: the mechanism) and why, as an audited
-    /// security event, and counts it toward the failed-authentication detector. `reason`
-    /// must never hold the credential; it is clipped all the same.
+    /// `auth_refused` event. `reason` must never hold the credential; it is clipped all the
+    /// same. Not logged one by one: the adapter throttles failures per address (so these
+    /// entries stay bounded) and logs and reports the flood itself
+    /// ([`Gateway::record_auth_flood`]).
     pub async fn record_auth_refusal(&self, who: &str, what: &str, reason: &str) {
-        let event = self.detector.report(
-            who,
-            Level::Low,
-            "auth_refused",
-            format!("{what} refused: {}", clip(reason, 200)),
-        );
-        self.raise(event).await;
-        self.record_auth_failure(who, what).await;
+        let event = SecurityEvent {
+            principal: who.to_string(),
+            level: Level::Low,
+            detector: "auth_refused".into(),
+            message: format!("{what} refused: {}", clip(reason, 200)),
+            response: Response::Log,
+        };
+        tracing::debug!(who, what, reason = %event.message, "authentication refused");
+        if let Some(log) = &self.audit
+            && let Err(e) = log.append(event_entry(&event)).await
+        {
+            tracing::error!(error = %e, "authentication refusal not audited");
+        }
     }
 
     /// Records a flood of failed authentications by `who` as one audited security event
