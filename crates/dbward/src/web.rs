@@ -61,6 +61,7 @@ pub struct WebArgs {
 
 /// Runs the UI; exit 1 on failure with the reason on stderr.
 pub fn run(args: WebArgs, demo: bool) -> ExitCode {
+    crate::serve::init_logging();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -157,7 +158,19 @@ async fn web(args: WebArgs, demo: bool) -> anyhow::Result<()> {
             eprintln!("dbward: {}", dbward_web::NO_LLM);
             None
         }
-        Some(cfg) => Some(Assistant::new(LlmClient::new(cfg), host.clone()).await?),
+        Some(cfg) => {
+            let client = LlmClient::new(cfg);
+            // Said at start-up, not at the first question: a model server that is down.
+            match client.probe(std::time::Duration::from_secs(3)).await {
+                Ok(()) => {
+                    tracing::info!(model = %client.config().model, url = %client.display_base_url(), "model server answers")
+                }
+                Err(e) => {
+                    tracing::warn!(model = %client.config().model, error = %e, "the model's server is not answering; the chat will fail until it does")
+                }
+            }
+            Some(Assistant::new(client, host.clone()).await?)
+        }
     };
     let mut allowed_hosts = args.allowed_hosts.clone();
     if !args.listen.ip().is_unspecified() {
@@ -176,6 +189,7 @@ async fn web(args: WebArgs, demo: bool) -> anyhow::Result<()> {
         policy: dbward_policy::Policy::new(config.policy.clone()),
         allowed_hosts,
         trusted_proxies: args.trusted_proxies.clone(),
+        data_dir,
     };
     let state = WebState::new(host, assistant, options).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)

@@ -634,3 +634,236 @@ async fn one_question_at_a_time_per_session() {
     assert_eq!(next["answer"], "Next answer.");
     child.kill().await.ok();
 }
+
+/// A script with the password as a bearer token continues its conversation by id, with no
+/// cookie and no CSRF token; the conversation is kept on disk and listed; answers come with
+/// their Markdown rendered and raw HTML escaped.
+#[tokio::test]
+async fn bearer_scripts_continue_conversations_kept_on_disk() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let password = "bearer-script-password-5f2a";
+    let (llm, script) = scripted(vec![
+        json!({"choices": [{"message": {"content": "**Five** teams. <script>window.x=1</script>"}}]}),
+        json!({"choices": [{"message": {"content": "Still five."}}]}),
+    ])
+    .await;
+    let (mut child, base) = start(
+        &[
+            ("DBWARD_WEB_PASSWORD", password),
+            ("DBWARD_LLM_MODEL", "scripted"),
+            ("DBWARD_LLM_BASE_URL", &llm),
+        ],
+        data.path(),
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let ask = |body: Value| {
+        http.post(format!("{base}/api/chat"))
+            .bearer_auth(password)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+    };
+    let first: Value = ask(json!({"message": "How many teams are there?"}))
+        .await
+        .expect("chat")
+        .json()
+        .await
+        .expect("json");
+    let id = first["conversation"].as_str().expect("an id").to_string();
+    let html = first["answer_html"].as_str().unwrap_or_default();
+    assert!(html.contains("<strong>Five</strong>"), "{html}");
+    assert!(
+        html.contains("&lt;script&gt;") && !html.contains("<script"),
+        "{html}"
+    );
+    assert_eq!(first["model"], "scripted");
+    let second: Value = ask(json!({"message": "Are you sure?", "conversation": id}))
+        .await
+        .expect("chat")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(second["conversation"], id.as_str(), "the same conversation");
+    let seen = script.seen.lock().expect("seen").clone();
+    assert!(
+        seen[1].to_string().contains("How many teams are there?"),
+        "the model saw the first question again"
+    );
+    let list: Value = http
+        .get(format!("{base}/api/conversations"))
+        .bearer_auth(password)
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(list["conversations"][0]["id"], id.as_str());
+    assert_eq!(
+        list["conversations"][0]["title"],
+        "How many teams are there?"
+    );
+    let whole: Value = http
+        .get(format!("{base}/api/conversations/{id}"))
+        .bearer_auth(password)
+        .send()
+        .await
+        .expect("conversation")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(whole["turns"].as_array().map(Vec::len), Some(2));
+    assert_eq!(whole["turns"][1]["answer"], "Still five.");
+    // On disk, in the data directory, readable by the owner only.
+    let files: Vec<_> = walk(&data.path().join("web/conversations"));
+    assert_eq!(files.len(), 1, "{files:?}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&files[0])
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "private: {mode:o}");
+    }
+    child.kill().await.ok();
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// With the model's server down, the status says so and names the URL (without its
+/// credentials); the web process logs it to stderr, and rmcp's own lines do not print.
+#[tokio::test]
+async fn a_model_server_that_is_down_is_reported() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+        l.local_addr().expect("addr").port()
+    };
+    let url = format!("http://someone:hunter2@127.0.0.1:{port}/v1");
+    let w = start_web(
+        &["demo", "--listen", "127.0.0.1:0"],
+        &[
+            ("DBWARD_LLM_MODEL", "gone-model"),
+            ("DBWARD_LLM_BASE_URL", &url),
+        ],
+        data.path(),
+    )
+    .await;
+    let early = w.early.join("\n");
+    assert!(
+        early.contains("WARN") && early.contains(&format!("127.0.0.1:{port}/v1/models")),
+        "{early}"
+    );
+    assert!(!early.contains("rmcp::"), "{early}");
+    assert!(!early.contains("hunter2"), "{early}");
+    let status: Value = reqwest::get(format!("{}/api/status", w.url))
+        .await
+        .expect("status")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(status["llm"], true);
+    assert_eq!(status["ready"], false);
+    assert_eq!(status["model"], "gone-model");
+    let message = status["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&format!("http://127.0.0.1:{port}/v1/models")),
+        "{message}"
+    );
+    assert!(
+        !message.contains("hunter2") && !message.contains("someone"),
+        "{message}"
+    );
+    let mut child = w.child;
+    child.kill().await.ok();
+}
+
+/// Errors are said once and plainly; the verdict's kind is one lowercase string; the audit
+/// keeps the query with placeholders for its values (not the values).
+#[tokio::test]
+async fn errors_are_said_once_and_the_audit_keeps_normalized_queries() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let (mut child, base) = start_with(&["demo"], &[], data.path()).await;
+    let http = browser();
+    let (_, page) = get(&http, &format!("{base}/console")).await;
+    let csrf = csrf_of(&page);
+    let run = |q: &str| {
+        http.post(format!("{base}/console"))
+            .form(&[("query", q), ("csrf", csrf.as_str()), ("action", "run")])
+            .send()
+    };
+    let page = run("SELECT * FROM serverz")
+        .await
+        .expect("run")
+        .text()
+        .await
+        .expect("page");
+    assert!(page.contains("no such table: serverz"), "{page}");
+    assert!(!page.contains("unknown table `no such"), "{page}");
+    let page = run("SELEC 1")
+        .await
+        .expect("run")
+        .text()
+        .await
+        .expect("page");
+    assert!(page.contains("syntax error"), "{page}");
+    assert!(!page.contains("syntax error: syntax error"), "{page}");
+    assert!(!page.contains("only reads"), "{page}");
+    let page = run("DELETE FROM servers")
+        .await
+        .expect("run")
+        .text()
+        .await
+        .expect("page");
+    assert_eq!(
+        page.matches("DELETE statements are not allowed").count(),
+        1,
+        "the reason once: {page}"
+    );
+    assert!(page.contains("policy_refused"), "{page}");
+    for (q, kind) in [("DELETE FROM servers", "delete"), ("SELECT 1", "select")] {
+        let v: Value = post_json(&http, &format!("{base}/api/check"), json!({"query": q}))
+            .await
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(v["verdict"]["kind"], kind, "{v}");
+    }
+    run("SELECT hostname FROM servers WHERE hostname = 'secret-host-77' LIMIT 3")
+        .await
+        .expect("run");
+    let audit = std::fs::read_to_string(data.path().join("audit.jsonl")).expect("audit");
+    assert!(
+        audit.contains(
+            "\"query_normalized\":\"SELECT hostname FROM servers WHERE hostname = ? LIMIT ?\""
+        ),
+        "{audit}"
+    );
+    assert!(
+        !audit.contains("secret-host-77"),
+        "values stay out by default"
+    );
+    let (_, view) = get(&http, &format!("{base}/audit")).await;
+    assert!(
+        view.contains("WHERE hostname = ? LIMIT ?"),
+        "the view shows it"
+    );
+    assert!(
+        view.contains("<td>SELECT</td>") && view.contains("<td>DELETE</td>"),
+        "kinds"
+    );
+    child.kill().await.ok();
+}

@@ -2,7 +2,8 @@
 // CSV export of shown rows, and small SVG charts.
 //
 // Invariant: everything from the server or the database is inserted with textContent (or
-// as an SVG text node's textContent); nothing is ever parsed as HTML. A value like
+// as an SVG text node's textContent); the one exception is the model's answer as HTML
+// rendered by the server from Markdown with raw HTML escaped (showAnswer). A value like
 // <script> is shown, never run.
 'use strict';
 
@@ -201,6 +202,38 @@ function renderStep(step) {
   return d;
 }
 
+// The model's answer: the server renders its Markdown with raw HTML escaped and unsafe
+// links dropped (answer_html); nothing else from the model or the database is ever
+// parsed as HTML.
+function showAnswer(node, body) {
+  if (typeof body.answer_html === 'string') {
+    node.innerHTML = body.answer_html;
+    node.className = 'answer md';
+  } else {
+    node.textContent = body.answer || '';
+    node.className = 'answer';
+  }
+}
+
+function renderTurn(log, turn) {
+  log.appendChild(el('p', turn.question, 'you'));
+  const steps = el('div', undefined, 'steps'); log.appendChild(steps);
+  (turn.steps || []).forEach(s => steps.appendChild(renderStep(s)));
+  const answer = el('div', '', 'answer'); log.appendChild(answer);
+  if (turn.error) { answer.textContent = 'Error: ' + turn.error; answer.className = 'answer error'; }
+  else showAnswer(answer, turn);
+}
+
+function rememberConversation(id, title) {
+  if (!id) return;
+  if (location.search !== '?c=' + id) history.replaceState(null, '', '/?c=' + id);
+  const list = document.getElementById('conversations');
+  if (!list || list.querySelector('a[href="/?c=' + id + '"]')) return;
+  const li = el('li'); const a = el('a', title);
+  a.href = '/?c=' + id; a.setAttribute('aria-current', 'page');
+  li.appendChild(a); list.prepend(li);
+}
+
 async function ask(question, state) {
   const log = document.getElementById('log');
   log.appendChild(el('p', question, 'you'));
@@ -235,30 +268,69 @@ async function ask(question, state) {
       });
       let body = {};
       try { body = JSON.parse(data.join('\n')); } catch (_) { continue; }
-      if (event === 'conversation') state.conversation = body.conversation;
+      if (event === 'conversation') {
+        state.conversation = body.conversation;
+        rememberConversation(body.conversation, question.slice(0, 80));
+      }
       else if (event === 'step') { steps.appendChild(renderStep(body)); tokens = ''; answer.textContent = ''; }
       else if (event === 'token') { tokens += body.text; answer.textContent = tokens; }
-      else if (event === 'answer') { answer.textContent = body.answer; answer.className = 'answer'; }
+      else if (event === 'answer') showAnswer(answer, body);
       else if (event === 'error') { answer.textContent = 'Error: ' + body.message; answer.className = 'answer error'; }
     }
   }
 }
 
+async function loadConversation(id, log) {
+  const r = await fetch('/api/conversations/' + encodeURIComponent(id));
+  if (!r.ok) return;
+  const body = await r.json();
+  (body.turns || []).forEach(t => renderTurn(log, t));
+}
+
+async function refreshStatus() {
+  const status = document.getElementById('status');
+  if (!status) return;
+  try {
+    const r = await fetch('/api/status');
+    const body = await r.json();
+    status.textContent = body.message;
+    status.className = body.ready ? 'ok' : 'off';
+  } catch (_) { /* keep the server-rendered status */ }
+}
+
 function wireChat() {
   const form = document.getElementById('ask');
   if (!form) return;
-  const state = { conversation: null };
+  const log = document.getElementById('log');
+  const state = { conversation: log.dataset.conversation || null };
+  if (state.conversation) loadConversation(state.conversation, log);
+  refreshStatus();
+  const box = document.getElementById('question');
+  const send = document.getElementById('send');
+  const stop = document.getElementById('stop');
+  // Enter sends; Shift+Enter (or an IME composing) inserts a line break.
+  box.addEventListener('keydown', ev => {
+    if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) {
+      ev.preventDefault();
+      if (!send.disabled) form.requestSubmit();
+    }
+  });
+  stop.addEventListener('click', () => {
+    fetch('/api/chat/stop', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': csrf() },
+      body: '{}',
+    });
+  });
   form.addEventListener('submit', async ev => {
     ev.preventDefault();
-    const box = document.getElementById('question');
     const q = box.value.trim();
     if (!q) return;
     box.value = '';
-    const button = form.querySelector('button');
-    button.disabled = true;
+    send.disabled = true; stop.hidden = false;
     try { await ask(q, state); } catch (e) {
-      document.getElementById('log').appendChild(el('p', 'Error: ' + e, 'answer error'));
-    } finally { button.disabled = false; }
+      log.appendChild(el('p', 'Error: ' + e, 'answer error'));
+    } finally { send.disabled = false; stop.hidden = true; box.focus(); }
   });
 }
 

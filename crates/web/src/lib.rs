@@ -8,7 +8,9 @@
 //!
 //! Invariants:
 //! - Every value from the database reaches the page through askama's HTML escaping or the
-//!   script's `textContent`: a `<script>` in a row is shown, never run. The Content Security
+//!   script's `textContent`: a `<script>` in a row is shown, never run. The model's answers
+//!   are Markdown rendered here with raw HTML escaped (`markdown`), the one HTML the script
+//!   inserts. The Content Security
 //!   Policy allows scripts from this origin's `/assets/` only (no inline script).
 //! - A state-changing request is either a form carrying the session's CSRF token, or JSON
 //!   (which a cross-site page cannot send without a preflight we never grant) with no foreign
@@ -20,6 +22,8 @@
 
 mod api;
 mod audit_view;
+mod conversations;
+mod markdown;
 mod pages;
 mod session;
 
@@ -62,6 +66,8 @@ pub struct WebOptions {
     pub allowed_hosts: Vec<String>,
     /// Proxies whose `X-Forwarded-For` is believed (for the login limit per address).
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// The data directory: chat conversations are kept under `web/` in it.
+    pub data_dir: PathBuf,
 }
 
 /// The web app's state: the child, the optional assistant, the sessions.
@@ -72,6 +78,8 @@ pub struct WebState {
     /// The dialect of the child's default connection, for the verdict preview.
     dialect: Dialect,
     sessions: session::Sessions,
+    /// The chat conversations, per owner, in the data directory.
+    conversations: conversations::Store,
 }
 
 impl WebState {
@@ -98,6 +106,7 @@ impl WebState {
         Ok(WebState {
             host,
             assistant,
+            conversations: conversations::Store::new(&options.data_dir),
             options,
             dialect,
             sessions: session::Sessions::default(),
@@ -120,6 +129,9 @@ pub fn router(state: Arc<WebState>) -> axum::Router {
         .route("/logout", post(session::logout))
         .route("/api/status", get(api::status))
         .route("/api/chat", post(api::chat))
+        .route("/api/chat/stop", post(api::stop))
+        .route("/api/conversations", get(api::conversations))
+        .route("/api/conversations/{id}", get(api::conversation))
         .route("/api/check", post(api::check))
         .route(
             "/assets/app.js",

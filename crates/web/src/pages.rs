@@ -192,13 +192,32 @@ struct ChatPage {
     chrome: Chrome,
     llm: bool,
     llm_message: &'static str,
+    /// The model's name (empty without one).
+    model: String,
+    /// The visitor's conversations, most recent first.
+    conversations: Vec<crate::conversations::Summary>,
+    /// The conversation shown (`?c=ID`), loaded by the script; empty for a new one.
+    current: String,
 }
 
-/// `GET /`: the chat.
+#[derive(Deserialize)]
+pub(crate) struct ChatQuery {
+    #[serde(default)]
+    c: String,
+}
+
+/// `GET /`: the chat, with the visitor's conversations.
 pub(crate) async fn chat(
     State(state): State<Arc<WebState>>,
     axum::Extension(visitor): axum::Extension<Visitor>,
+    Query(q): Query<ChatQuery>,
 ) -> Response {
+    let conversations = state.conversations.list(&visitor.owner);
+    let current = if conversations.iter().any(|c| c.id == q.c) {
+        q.c
+    } else {
+        String::new()
+    };
     render(&ChatPage {
         chrome: chrome(&state, &visitor, "chat"),
         llm: state.assistant.is_some(),
@@ -207,6 +226,13 @@ pub(crate) async fn chat(
         } else {
             crate::NO_LLM
         },
+        model: state
+            .assistant
+            .as_ref()
+            .map(|a| a.llm().config().model.clone())
+            .unwrap_or_default(),
+        conversations,
+        current,
     })
 }
 
@@ -623,7 +649,19 @@ pub(crate) async fn console_post(
         args.insert("limit".into(), json!(CONSOLE_ROWS));
         match call(&state, &visitor, "execute_query", Value::Object(args)).await {
             Ok(r) => page.result = Some(result_view(&r)),
-            Err(e) => page.error = Some(e),
+            Err(mut e) => {
+                // The verdict above already gives the policy's reasons: say them once.
+                if e.code == "policy_refused"
+                    && let Some(v) = &page.verdict
+                    && !v.allowed
+                    && e.rule
+                        .as_ref()
+                        .is_some_and(|r| v.reasons.iter().any(|x| &x.rule == r))
+                {
+                    e.message = "not run: the policy refused it for the reasons above".into();
+                }
+                page.error = Some(e);
+            }
         }
     }
     render(&page)

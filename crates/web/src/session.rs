@@ -12,7 +12,7 @@
 //! - A flood of cookie-less requests can only displace sessions that have not logged in.
 //! - The password is compared in constant time and never logged or echoed.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
@@ -25,7 +25,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
-use dbward_assistant::llm::ChatMessage;
 use dbward_mcp::{HostEvent, HostEventKind};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use secrecy::ExposeSecret;
@@ -53,8 +52,6 @@ const MAX_SESSIONS: usize = 10_000;
 const MAX_ANONYMOUS: usize = 1_000;
 /// A session unused this long is forgotten.
 const IDLE: Duration = Duration::from_secs(12 * 3600);
-/// Most conversations per session; the oldest is dropped beyond it.
-const MAX_CONVERSATIONS: usize = 50;
 /// Failed logins (and wrong bearer tokens) per client address per minute; past it the
 /// address waits a minute before any password is checked again.
 const FAILURES_PER_MINUTE: u32 = 10;
@@ -68,9 +65,8 @@ struct Session {
     /// Logged in (always true when no password is configured).
     authenticated: bool,
     last_seen: Instant,
-    /// The session's chat histories by conversation id.
-    conversations: HashMap<String, Vec<ChatMessage>>,
-    order: VecDeque<String>,
+    /// The named user logged in, if any (the label is then `user-<name>`).
+    user: Option<String>,
 }
 
 impl Session {
@@ -80,8 +76,7 @@ impl Session {
             csrf: hex::encode(rand::random::<[u8; 16]>()),
             authenticated,
             last_seen: Instant::now(),
-            conversations: HashMap::new(),
-            order: VecDeque::new(),
+            user: None,
         }
     }
 }
@@ -94,8 +89,8 @@ pub(crate) struct Sessions {
     failures: DefaultKeyedRateLimiter<IpAddr>,
     /// Addresses that failed too often, until when.
     locked: Mutex<HashMap<IpAddr, Instant>>,
-    /// Sessions with a question running (one at a time per session).
-    asking: Mutex<std::collections::HashSet<String>>,
+    /// Sessions with a question running (one at a time per session), and how to stop it.
+    asking: Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
 }
 
 impl Default for Sessions {
@@ -106,7 +101,7 @@ impl Default for Sessions {
             map: Mutex::new(HashMap::new()),
             failures: RateLimiter::keyed(quota),
             locked: Mutex::new(HashMap::new()),
-            asking: Mutex::new(std::collections::HashSet::new()),
+            asking: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -159,6 +154,19 @@ impl Sessions {
         Some(Visitor::of(key, s))
     }
 
+    /// The one session of scripts (bearer clients, or cookie-less API calls when no login
+    /// is configured), labelled `api`.
+    fn api(&self) -> Visitor {
+        match self.find("api") {
+            Some(v) => v,
+            None => self.insert("api".into(), {
+                let mut s = Session::new(true);
+                s.label = "api".into();
+                s
+            }),
+        }
+    }
+
     /// A new session under a fresh cookie value.
     fn create(&self, authenticated: bool) -> Visitor {
         let key = hex::encode(rand::random::<[u8; 32]>());
@@ -195,12 +203,32 @@ impl Sessions {
         visitor
     }
 
-    /// Marks a question running for the session; `false` if one already is.
-    pub(crate) fn start_question(&self, key: &str) -> bool {
-        self.asking
+    /// Marks a question running for the session: what stops it, or `None` if one already
+    /// runs.
+    pub(crate) fn start_question(&self, key: &str) -> Option<Arc<tokio::sync::Notify>> {
+        let mut asking = self.asking.lock().unwrap_or_else(|p| p.into_inner());
+        if asking.contains_key(key) {
+            return None;
+        }
+        let stop = Arc::new(tokio::sync::Notify::new());
+        asking.insert(key.to_string(), stop.clone());
+        Some(stop)
+    }
+
+    /// Stops the session's running question; `false` if none runs.
+    pub(crate) fn stop_question(&self, key: &str) -> bool {
+        match self
+            .asking
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(key.to_string())
+            .get(key)
+        {
+            Some(stop) => {
+                stop.notify_one();
+                true
+            }
+            None => false,
+        }
     }
 
     /// Marks the session's question finished.
@@ -209,28 +237,6 @@ impl Sessions {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(key);
-    }
-
-    /// Takes a conversation's history out of a session (empty if it has none by that id).
-    pub(crate) fn take_history(&self, key: &str, conversation: &str) -> Vec<ChatMessage> {
-        self.lock()
-            .get_mut(key)
-            .and_then(|s| s.conversations.remove(conversation))
-            .unwrap_or_default()
-    }
-
-    /// Puts a conversation's history back.
-    pub(crate) fn put_history(&self, key: &str, conversation: &str, history: Vec<ChatMessage>) {
-        let mut map = self.lock();
-        let Some(s) = map.get_mut(key) else { return };
-        s.conversations.insert(conversation.to_string(), history);
-        s.order.retain(|c| c != conversation);
-        s.order.push_back(conversation.to_string());
-        while s.order.len() > MAX_CONVERSATIONS {
-            if let Some(old) = s.order.pop_front() {
-                s.conversations.remove(&old);
-            }
-        }
     }
 }
 
@@ -245,6 +251,9 @@ pub(crate) struct Visitor {
     pub csrf: String,
     /// Logged in, or no login needed.
     pub authenticated: bool,
+    /// Whose conversations these are: `user:<name>` for a named user, `api` for scripts,
+    /// else `session:<label>` (the browser session).
+    pub owner: String,
     /// The request presented this session's cookie (so a browser may have sent it on a
     /// cross-site request: JSON API calls must then carry the CSRF token in a header).
     pub from_cookie: bool,
@@ -258,6 +267,11 @@ impl Visitor {
             label: s.label.clone(),
             csrf: s.csrf.clone(),
             authenticated: s.authenticated,
+            owner: match &s.user {
+                Some(name) => format!("user:{name}"),
+                None if s.label == "api" => "api".into(),
+                None => format!("session:{}", s.label),
+            },
             from_cookie: false,
         }
     }
@@ -367,14 +381,14 @@ pub(crate) async fn layer(
             };
             return api_error(status, "unauthorized", "wrong token");
         }
-        match state.sessions.find("api") {
-            Some(v) => v,
-            None => state.sessions.insert("api".into(), {
-                let mut s = Session::new(true);
-                s.label = "api".into();
-                s
-            }),
-        }
+        state.sessions.api()
+    } else if state.options.password.is_none()
+        && is_api(&path)
+        && !req.headers().contains_key(header::COOKIE)
+    {
+        // No login configured (loopback only) and no cookie: a script, like a bearer
+        // client, and like it one session, so that it can continue its conversations.
+        state.sessions.api()
     } else {
         let jar = CookieJar::from_headers(req.headers());
         match jar.get(cookie_name(&state)).and_then(|c| {
