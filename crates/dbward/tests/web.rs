@@ -330,7 +330,7 @@ async fn without_an_llm_browse_console_and_audit_work() {
         page.contains("1000 rows") && page.contains("truncated"),
         "capped at the console's 1,000"
     );
-    assert!(page.contains("Export shown rows as CSV"));
+    assert!(page.contains("Export rows as CSV"));
     let page = http
         .post(format!("{base}/console"))
         .form(&form("DROP TABLE servers", "run", &csrf))

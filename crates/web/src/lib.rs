@@ -11,7 +11,8 @@
 //!   script's `textContent`: a `<script>` in a row is shown, never run. The model's answers
 //!   are Markdown rendered here with raw HTML escaped (`markdown`), the one HTML the script
 //!   inserts. The Content Security
-//!   Policy allows scripts from this origin's `/assets/` only (no inline script).
+//!   Policy allows scripts from this origin's `/assets/` only (no inline script), and styles
+//!   from this origin plus the one `<style>` the editor adds with the response's nonce.
 //! - A state-changing request is either a form carrying the session's CSRF token, or JSON
 //!   (which a cross-site page cannot send without a preflight we never grant) with no foreign
 //!   `Origin`. Cookies are `HttpOnly`, `SameSite=Strict`, and `Secure` when configured.
@@ -22,6 +23,7 @@
 
 mod api;
 mod audit_view;
+mod console_api;
 mod conversations;
 mod markdown;
 mod pages;
@@ -80,6 +82,8 @@ pub struct WebState {
     sessions: session::Sessions,
     /// The chat conversations, per owner, in the data directory.
     conversations: conversations::Store,
+    /// Table and column names for the console's completion.
+    catalog: console_api::CatalogCache,
 }
 
 impl WebState {
@@ -107,6 +111,7 @@ impl WebState {
             host,
             assistant,
             conversations: conversations::Store::new(&options.data_dir),
+            catalog: console_api::CatalogCache::default(),
             options,
             dialect,
             sessions: session::Sessions::default(),
@@ -116,6 +121,9 @@ impl WebState {
 
 const APP_JS: &str = include_str!("../assets/app.js");
 const APP_CSS: &str = include_str!("../assets/app.css");
+/// CodeMirror 6 with SQL, bundled from its npm release by `crates/web/editor` (see its
+/// `package.json`); served from the binary like the rest.
+const EDITOR_JS: &str = include_str!("../assets/editor.js");
 
 /// The router: pages, assets and the API.
 pub fn router(state: Arc<WebState>) -> axum::Router {
@@ -131,6 +139,9 @@ pub fn router(state: Arc<WebState>) -> axum::Router {
         .route("/api/chat", post(api::chat))
         .route("/api/chat/stop", post(api::stop))
         .route("/api/conversations", get(api::conversations))
+        .route("/api/query", post(console_api::query))
+        .route("/api/query/cancel", post(console_api::cancel))
+        .route("/api/catalog", get(console_api::catalog))
         .route("/api/conversations/{id}", get(api::conversation))
         .route("/api/check", post(api::check))
         .route(
@@ -139,6 +150,18 @@ pub fn router(state: Arc<WebState>) -> axum::Router {
                 (
                     [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
                     APP_JS,
+                )
+            }),
+        )
+        .route(
+            "/assets/editor.js",
+            get(|| async {
+                (
+                    [
+                        (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+                        (header::CACHE_CONTROL, "public, max-age=86400"),
+                    ],
+                    EDITOR_JS,
                 )
             }),
         )
@@ -154,7 +177,7 @@ pub fn router(state: Arc<WebState>) -> axum::Router {
             state.clone(),
             check_host,
         ))
-        .layer(axum::middleware::map_response(security_headers))
+        .layer(axum::middleware::from_fn(security_headers))
         .with_state(state)
 }
 
@@ -202,17 +225,29 @@ async fn check_host(
         .into_response()
 }
 
-/// Headers on every response: a strict CSP (scripts and styles from this origin only), no
-/// framing, no sniffing, no referrer.
-async fn security_headers(mut response: axum::response::Response) -> impl IntoResponse {
+/// A random value per response that lets the page's own editor add its stylesheet
+/// (CodeMirror builds its base styles at run time): `style-src 'self' 'nonce-...'`.
+/// Scripts stay `'self'` only.
+#[derive(Debug, Clone)]
+pub(crate) struct StyleNonce(pub String);
+
+/// Headers on every response: a strict CSP (scripts from this origin only; styles from this
+/// origin and the response's nonce), no framing, no sniffing, no referrer.
+async fn security_headers(
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let nonce = hex::encode(rand::random::<[u8; 16]>());
+    req.extensions_mut().insert(StyleNonce(nonce.clone()));
+    let mut response = next.run(req).await;
     let h = response.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
+    let csp = format!(
+        "default-src 'none'; script-src 'self'; style-src 'self' 'nonce-{nonce}'; img-src 'self' data:; \
+         connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     );
+    if let Ok(v) = HeaderValue::from_str(&csp) {
+        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,

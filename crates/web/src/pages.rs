@@ -46,6 +46,8 @@ pub(crate) struct Chrome {
     pub login: bool,
     /// The session's public label.
     pub label: String,
+    /// The response's style nonce (for the console's editor).
+    pub style_nonce: String,
 }
 
 fn chrome(state: &WebState, visitor: &Visitor, nav: &'static str) -> Chrome {
@@ -54,6 +56,7 @@ fn chrome(state: &WebState, visitor: &Visitor, nav: &'static str) -> Chrome {
         csrf: visitor.csrf.clone(),
         login: state.options.password.is_some(),
         label: visitor.label.clone(),
+        style_nonce: visitor.style_nonce.clone(),
     }
 }
 
@@ -562,10 +565,20 @@ fn verdict_view(v: &Verdict) -> VerdictView {
     }
 }
 
+pub(crate) fn dialect_name(d: dbward_policy::Dialect) -> &'static str {
+    match d {
+        dbward_policy::Dialect::Postgres => "postgres",
+        dbward_policy::Dialect::Mysql => "mysql",
+        dbward_policy::Dialect::Sqlite => "sqlite",
+    }
+}
+
 #[derive(Template)]
 #[template(path = "console.html")]
 struct ConsolePage {
     chrome: Chrome,
+    /// `postgres`, `mysql` or `sqlite`, for the editor's SQL dialect.
+    dialect: &'static str,
     query: String,
     verdict: Option<VerdictView>,
     result: Option<ResultView>,
@@ -589,6 +602,7 @@ pub(crate) async fn console(
         .then(|| verdict_view(&state.options.policy.check(state.dialect, &q.query)));
     render(&ConsolePage {
         chrome: chrome(&state, &visitor, "console"),
+        dialect: dialect_name(state.dialect),
         query: q.query,
         verdict,
         result: None,
@@ -621,6 +635,7 @@ pub(crate) async fn console_post(
     }
     let mut page = ConsolePage {
         chrome: chrome(&state, &visitor, "console"),
+        dialect: dialect_name(state.dialect),
         query: form.query.clone(),
         verdict: None,
         result: None,

@@ -90,7 +90,9 @@ pub(crate) struct Sessions {
     /// Addresses that failed too often, until when.
     locked: Mutex<HashMap<IpAddr, Instant>>,
     /// Sessions with a question running (one at a time per session), and how to stop it.
-    asking: Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
+    asking: Running,
+    /// Sessions with a console query running (one at a time per session).
+    querying: Running,
 }
 
 impl Default for Sessions {
@@ -101,7 +103,8 @@ impl Default for Sessions {
             map: Mutex::new(HashMap::new()),
             failures: RateLimiter::keyed(quota),
             locked: Mutex::new(HashMap::new()),
-            asking: Mutex::new(HashMap::new()),
+            asking: Running::default(),
+            querying: Running::default(),
         }
     }
 }
@@ -206,23 +209,52 @@ impl Sessions {
     /// Marks a question running for the session: what stops it, or `None` if one already
     /// runs.
     pub(crate) fn start_question(&self, key: &str) -> Option<Arc<tokio::sync::Notify>> {
-        let mut asking = self.asking.lock().unwrap_or_else(|p| p.into_inner());
-        if asking.contains_key(key) {
-            return None;
-        }
-        let stop = Arc::new(tokio::sync::Notify::new());
-        asking.insert(key.to_string(), stop.clone());
-        Some(stop)
+        self.asking.start(key)
     }
 
     /// Stops the session's running question; `false` if none runs.
     pub(crate) fn stop_question(&self, key: &str) -> bool {
-        match self
-            .asking
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(key)
-        {
+        self.asking.stop(key)
+    }
+
+    /// Marks the session's question finished.
+    pub(crate) fn end_question(&self, key: &str) {
+        self.asking.end(key)
+    }
+
+    /// Marks a console query running for the session (see [`Sessions::start_question`]).
+    pub(crate) fn start_query(&self, key: &str) -> Option<Arc<tokio::sync::Notify>> {
+        self.querying.start(key)
+    }
+
+    /// Cancels the session's running console query; `false` if none runs.
+    pub(crate) fn stop_query(&self, key: &str) -> bool {
+        self.querying.stop(key)
+    }
+
+    /// Marks the session's console query finished.
+    pub(crate) fn end_query(&self, key: &str) {
+        self.querying.end(key)
+    }
+}
+
+/// Work running per session (one at a time), each with what stops it.
+#[derive(Default)]
+struct Running(Mutex<HashMap<String, Arc<tokio::sync::Notify>>>);
+
+impl Running {
+    fn start(&self, key: &str) -> Option<Arc<tokio::sync::Notify>> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if map.contains_key(key) {
+            return None;
+        }
+        let stop = Arc::new(tokio::sync::Notify::new());
+        map.insert(key.to_string(), stop.clone());
+        Some(stop)
+    }
+
+    fn stop(&self, key: &str) -> bool {
+        match self.0.lock().unwrap_or_else(|p| p.into_inner()).get(key) {
             Some(stop) => {
                 stop.notify_one();
                 true
@@ -231,12 +263,8 @@ impl Sessions {
         }
     }
 
-    /// Marks the session's question finished.
-    pub(crate) fn end_question(&self, key: &str) {
-        self.asking
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key);
+    fn end(&self, key: &str) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
     }
 }
 
@@ -251,6 +279,8 @@ pub(crate) struct Visitor {
     pub csrf: String,
     /// Logged in, or no login needed.
     pub authenticated: bool,
+    /// This response's style nonce (see `StyleNonce`), for the page's editor.
+    pub style_nonce: String,
     /// Whose conversations these are: `user:<name>` for a named user, `api` for scripts,
     /// else `session:<label>` (the browser session).
     pub owner: String,
@@ -267,6 +297,7 @@ impl Visitor {
             label: s.label.clone(),
             csrf: s.csrf.clone(),
             authenticated: s.authenticated,
+            style_nonce: String::new(),
             owner: match &s.user {
                 Some(name) => format!("user:{name}"),
                 None if s.label == "api" => "api".into(),
@@ -429,6 +460,10 @@ pub(crate) async fn layer(
         && let Err(refused) = crate::api::api_gate(req.headers(), &visitor)
     {
         return refused;
+    }
+    let mut visitor = visitor;
+    if let Some(n) = req.extensions().get::<crate::StyleNonce>() {
+        visitor.style_nonce = n.0.clone();
     }
     req.extensions_mut().insert(visitor);
     req.extensions_mut().insert(Peer(ip));
