@@ -321,9 +321,33 @@ async fn the_ui_in_headless_chromium() {
         .click()
         .await
         .expect("clicked");
-    wait_text(&c, "#rows-heading", "Rows 51").await;
+    let heading = wait_text(&c, "#rows-heading", "Rows 51").await;
+    assert_eq!(heading, "Rows 51–100 of 1,200");
     let url = c.current_url().await.expect("url");
-    assert!(url.as_str().contains("page=1"), "{url}");
+    assert!(url.as_str().contains("page=1#rows-heading"), "{url}");
+    // The page lands on the rows, and the pager (not a truncation notice) says there are
+    // more.
+    let top = c
+        .execute(
+            "return document.getElementById('rows-heading').getBoundingClientRect().top;",
+            vec![],
+        )
+        .await
+        .expect("position");
+    assert!(
+        top.as_f64().is_some_and(|t| (-1.0..120.0).contains(&t)),
+        "{top}"
+    );
+    let body = text_of(&c, "main").await;
+    assert!(!body.contains("truncated"), "{body}");
+    let last = c.find(Locator::Css("#last")).await.expect("last page link");
+    assert!(
+        last.attr("href")
+            .await
+            .expect("href")
+            .unwrap_or_default()
+            .contains("page=23")
+    );
     let first_id = text_of(&c, "table.result tbody tr td").await;
     assert_eq!(first_id, "51");
     check_layouts(&c, "table").await;

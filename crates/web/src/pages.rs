@@ -80,6 +80,9 @@ pub(crate) struct ResultView {
     pub row_count: u64,
     pub truncated: bool,
     pub elapsed_ms: u64,
+    /// Shown a page at a time with a pager: the pager, not a truncation notice, says that
+    /// more rows exist.
+    pub paged: bool,
 }
 
 fn cell(v: &Value) -> CellView {
@@ -131,6 +134,7 @@ fn result_view(s: &Value) -> ResultView {
         row_count: s["row_count"].as_u64().unwrap_or(0),
         truncated: s["truncated"].as_bool().unwrap_or(false),
         elapsed_ms: s["elapsed_ms"].as_u64().unwrap_or(0),
+        paged: false,
     }
 }
 
@@ -188,6 +192,23 @@ fn with_connection(mut args: Value, connection: &Option<String>) -> Value {
 }
 
 // ---- chat ----
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn statistics_read_as_people_say_them() {
+        use super::{distinct_text, grouped, null_text};
+        assert_eq!(grouped(1_234_567), "1,234,567");
+        assert_eq!(grouped(999), "999");
+        assert_eq!(distinct_text(-1.0, Some(1200)), "unique");
+        assert_eq!(distinct_text(-0.5, Some(1200)), "≈ 600 (50% of rows)");
+        assert_eq!(distinct_text(-0.25, None), "25% of rows");
+        assert_eq!(distinct_text(3.0, Some(1200)), "3");
+        assert_eq!(null_text(0.0), "none");
+        assert_eq!(null_text(0.001), "<1%");
+        assert_eq!(null_text(0.25), "25%");
+    }
+}
 
 #[derive(Template)]
 #[template(path = "chat.html")]
@@ -375,6 +396,12 @@ struct TablePage {
     preview: Option<ResultView>,
     page: u64,
     first_row: u64,
+    /// The last row on this page (1-based).
+    last_row: u64,
+    /// "1,000" or "about 1,200" (empty when unknown).
+    total: String,
+    /// The last page, when the row count is exact.
+    last_page: Option<u64>,
     has_next: bool,
     error: Option<ErrorView>,
 }
@@ -394,6 +421,49 @@ fn human_bytes(n: Option<i64>) -> String {
         Some(b) if b < 1024 => format!("{b} B"),
         Some(b) if b < 1024 * 1024 => format!("{:.1} KiB", b as f64 / 1024.0),
         Some(b) => format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0)),
+    }
+}
+
+/// `1234567` -> `1,234,567`.
+fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A column's NULL fraction as the page shows it.
+fn null_text(f: f64) -> String {
+    if f <= 0.0 {
+        "none".into()
+    } else if f < 0.005 {
+        "<1%".into()
+    } else {
+        format!("{:.0}%", f * 100.0)
+    }
+}
+
+/// A distinct-values estimate as the page shows it. PostgreSQL's negative `n_distinct` is
+/// a fraction of the rows: -1 means every value differs (unique).
+fn distinct_text(d: f64, rows: Option<i64>) -> String {
+    if d <= -0.999 {
+        "unique".into()
+    } else if d < 0.0 {
+        match rows.filter(|r| *r > 0) {
+            Some(r) => format!(
+                "≈ {} ({:.0}% of rows)",
+                grouped((-d * r as f64).round() as u64),
+                -d * 100.0
+            ),
+            None => format!("{:.0}% of rows", -d * 100.0),
+        }
+    } else {
+        grouped(d.round() as u64)
     }
 }
 
@@ -424,6 +494,9 @@ pub(crate) async fn table(
         preview: None,
         page,
         first_row: page * PAGE_ROWS + 1,
+        last_row: 0,
+        total: String::new(),
+        last_page: None,
         has_next: false,
         error: None,
     };
@@ -461,11 +534,11 @@ pub(crate) async fn table(
             comment: c["comment"].as_str().unwrap_or("").to_string(),
             null_fraction: st
                 .and_then(|s| s["null_fraction"].as_f64())
-                .map(|f| format!("{:.0}%", f * 100.0))
+                .map(null_text)
                 .unwrap_or_default(),
             distinct: st
                 .and_then(|s| s["distinct_estimate"].as_f64())
-                .map(|f| format!("{f:.0}"))
+                .map(|d| distinct_text(d, stats["row_estimate"].as_i64()))
                 .unwrap_or_default(),
             name,
         });
@@ -495,13 +568,22 @@ pub(crate) async fn table(
             });
         }
     }
-    if let Some(n) = stats["row_estimate"].as_i64() {
+    if let Some(n) = stats["row_estimate"].as_i64().filter(|n| *n >= 0) {
+        let n = n as u64;
         let exact = stats["exact"].as_bool().unwrap_or(false);
         out.row_estimate = if exact {
-            format!("{n} rows")
+            format!("{} rows", grouped(n))
         } else {
-            format!("about {n} rows")
+            format!("about {} rows", grouped(n))
         };
+        out.total = if exact {
+            grouped(n)
+        } else {
+            format!("about {}", grouped(n))
+        };
+        if exact {
+            out.last_page = Some(n.saturating_sub(1) / PAGE_ROWS);
+        }
     }
     out.total_size = human_bytes(stats["total_bytes"].as_i64());
     let mut read = target;
@@ -509,8 +591,13 @@ pub(crate) async fn table(
     read["offset"] = json!(page * PAGE_ROWS);
     match call(&state, &visitor, "read_table", read).await {
         Ok(r) => {
-            let view = result_view(&r);
+            let mut view = result_view(&r);
+            view.paged = true;
             out.has_next = view.truncated;
+            out.last_row = out.first_row + view.rows.len() as u64 - 1;
+            if out.last_page.is_some_and(|l| l <= page) {
+                out.last_page = None;
+            }
             out.preview = Some(view);
         }
         Err(e) => out.error = Some(e),
