@@ -50,14 +50,24 @@ async fn chromedriver() -> (Child, String) {
 }
 
 async fn browser(driver: &str) -> Client {
+    browser_with(driver, &[]).await
+}
+
+async fn browser_with(driver: &str, extra: &[&str]) -> Client {
+    let mut args = vec![
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,1000",
+        "--no-first-run",
+        "--disable-extensions",
+    ];
+    args.extend_from_slice(extra);
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".into(),
-        json!({
-            "binary": CHROMIUM,
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1280,1000", "--no-first-run", "--disable-extensions"],
-        }),
+        json!({ "binary": CHROMIUM, "args": args }),
     );
     ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
         .capabilities(caps)
@@ -608,5 +618,107 @@ async fn a_slow_console_query_is_cancelled_on_the_database() {
             .any(|l| l.contains("AS pairs") && l.contains("\"outcome\":\"cancelled\"")),
         "the cancelled call is audited"
     );
+    c.close().await.expect("closed");
+}
+
+/// Signs in on the login page as `name`.
+async fn sign_in(c: &Client, base: &str, name: &str, password: &str) {
+    c.goto(&format!("{base}/login")).await.expect("login page");
+    c.find(Locator::Css("#login input[name=username]"))
+        .await
+        .expect("name field")
+        .send_keys(name)
+        .await
+        .expect("typed");
+    c.find(Locator::Css("#login input[name=password]"))
+        .await
+        .expect("password field")
+        .send_keys(password)
+        .await
+        .expect("typed");
+    c.find(Locator::Css("#login button"))
+        .await
+        .expect("Log in")
+        .click()
+        .await
+        .expect("clicked");
+    wait_text(c, "#user", name).await;
+}
+
+/// Named users sign in with their names and are audited as themselves; the pages pass
+/// axe-core in the dark theme too.
+#[tokio::test]
+async fn named_users_sign_in_in_the_dark_theme() {
+    if !browser_present() {
+        return;
+    }
+    let data = tempfile::tempdir().expect("tempdir");
+    let (alice, bob) = ("alice's long password", "bob's long password");
+    assert!(
+        common::add_user(data.path(), "alice", alice)
+            .status
+            .success()
+    );
+    assert!(common::add_user(data.path(), "bob", bob).status.success());
+    let app = common::start_web(&["demo", "--listen", "127.0.0.1:0"], &[], data.path()).await;
+    let base = app.url.clone();
+    let (_driver, driver_url) = chromedriver().await;
+    let c = browser_with(
+        &driver_url,
+        &[
+            "--force-dark-mode",
+            "--blink-settings=preferredColorScheme=0",
+        ],
+    )
+    .await;
+    c.set_window_size(1366, 900).await.expect("resized");
+    c.goto(&format!("{base}/")).await.expect("home");
+    assert!(
+        c.current_url()
+            .await
+            .expect("url")
+            .as_str()
+            .ends_with("/login")
+    );
+    let dark = c
+        .execute(
+            "return matchMedia('(prefers-color-scheme: dark)').matches;",
+            vec![],
+        )
+        .await
+        .expect("media");
+    assert_eq!(dark, json!(true), "the browser prefers the dark theme");
+    assert_accessible(&c, "login-dark").await;
+    sign_in(&c, &base, "alice", alice).await;
+    c.goto(&format!("{base}/console")).await.expect("console");
+    type_sql(
+        &c,
+        "SELECT status, count(*) AS n FROM servers GROUP BY status",
+    )
+    .await;
+    c.find(Locator::Css("#run"))
+        .await
+        .expect("Run")
+        .click()
+        .await
+        .expect("clicked");
+    text_of(&c, "#result-meta").await;
+    check_layouts(&c, "console-dark").await;
+    c.find(Locator::Css("form[action='/logout'] button"))
+        .await
+        .expect("Log out")
+        .click()
+        .await
+        .expect("clicked");
+    sign_in(&c, &base, "bob", bob).await;
+    c.goto(&format!("{base}/browse")).await.expect("browse");
+    check_layouts(&c, "browse-dark").await;
+    c.goto(&format!("{base}/audit")).await.expect("audit");
+    let audit = text_of(&c, "#audit").await;
+    assert!(audit.contains("stdio/user-alice"), "{audit}");
+    assert!(audit.contains("stdio/user-bob"), "{audit}");
+    check_layouts(&c, "audit-dark").await;
+    c.goto(&format!("{base}/")).await.expect("chat");
+    check_layouts(&c, "chat-dark").await;
     c.close().await.expect("closed");
 }

@@ -10,7 +10,7 @@ use tokio::process::{Child, Command};
 
 mod common;
 
-use common::{BIN, Script, scripted, start_web};
+use common::{BIN, Script, add_user, scripted, start_web};
 
 async fn start_with(
     args: &[&str],
@@ -865,5 +865,87 @@ async fn errors_are_said_once_and_the_audit_keeps_normalized_queries() {
         view.contains("<td>SELECT</td>") && view.contains("<td>DELETE</td>"),
         "kinds"
     );
+    child.kill().await.ok();
+}
+
+/// Logs `client` in as `name`; the response status.
+async fn login_as(http: &reqwest::Client, base: &str, name: &str, password: &str) -> u16 {
+    let (_, page) = get(http, &format!("{base}/login")).await;
+    let at = page.find("name=\"csrf\" value=\"").expect("csrf") + 19;
+    let csrf = page[at..at + 32].to_string();
+    http.post(format!("{base}/login"))
+        .form(&[("username", name), ("password", password), ("csrf", &csrf)])
+        .send()
+        .await
+        .expect("login")
+        .status()
+        .as_u16()
+}
+
+/// Named users: stored as argon2id hashes, each their own principal, so a user the
+/// detector blocked stays blocked in a new browser session while others are not.
+#[tokio::test]
+async fn named_users_are_their_own_principals_across_sessions() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let (alice_pw, bob_pw) = ("alice's long password", "bob's long password");
+    assert!(add_user(data.path(), "alice", alice_pw).status.success());
+    assert!(add_user(data.path(), "bob", bob_pw).status.success());
+    let short = add_user(data.path(), "carol", "short");
+    assert!(!short.status.success());
+    assert!(String::from_utf8_lossy(&short.stderr).contains("at least"));
+    let users = std::fs::read_to_string(data.path().join("web/users.json")).expect("users");
+    assert!(users.contains("$argon2id$") && !users.contains("long password"));
+    let (mut child, base) = start(&[], data.path()).await;
+    // A login is required now, and names the user.
+    let anonymous = browser();
+    let r = anonymous.get(format!("{base}/")).send().await.expect("GET");
+    assert_eq!(r.status(), 303);
+    assert_eq!(login_as(&anonymous, &base, "alice", bob_pw).await, 401);
+    let a1 = browser();
+    assert_eq!(login_as(&a1, &base, "alice", alice_pw).await, 303);
+    let (_, page) = get(&a1, &format!("{base}/console")).await;
+    assert!(page.contains("signed in as <strong id=\"user\">alice</strong>"));
+    assert!(page.contains("session stdio/user-alice"));
+    let query = |http: reqwest::Client, sql: &'static str| {
+        let base = base.clone();
+        async move {
+            let r = post_json(&http, &format!("{base}/api/query"), json!({"query": sql})).await;
+            r.json::<Value>().await.expect("json")
+        }
+    };
+    // Alice probes with writes until the detector blocks her.
+    let mut blocked = false;
+    let mut codes = Vec::new();
+    for _ in 0..15 {
+        let v = query(a1.clone(), "DELETE FROM servers").await;
+        codes.push(v["error"].as_str().unwrap_or("?").to_string());
+        if v["error"] == "blocked" {
+            blocked = true;
+            break;
+        }
+    }
+    assert_eq!(codes[0], "policy_refused", "{codes:?}");
+    assert!(blocked, "the detector blocks alice");
+    // A new browser session does not help her; bob is not affected.
+    let a2 = browser();
+    assert_eq!(login_as(&a2, &base, "alice", alice_pw).await, 303);
+    let v = query(a2.clone(), "SELECT 1").await;
+    assert_eq!(v["error"], "blocked", "{v}");
+    let b = browser();
+    assert_eq!(login_as(&b, &base, "bob", bob_pw).await, 303);
+    let v = query(b.clone(), "SELECT 1").await;
+    assert!(v["result"]["rows"].is_array(), "{v}");
+    // Scripts sign in as a user with NAME:PASSWORD as the bearer token.
+    let r = reqwest::Client::new()
+        .get(format!("{base}/api/conversations"))
+        .bearer_auth(format!("bob:{bob_pw}"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(r.status(), 200);
+    let audit = std::fs::read_to_string(data.path().join("audit.jsonl")).expect("audit");
+    assert!(audit.contains("\"client\":\"stdio/user-alice (dbward-web)\""));
+    assert!(audit.contains("\"client\":\"stdio/user-bob (dbward-web)\""));
+    assert!(!audit.contains("long password"));
     child.kill().await.ok();
 }

@@ -28,6 +28,7 @@ mod conversations;
 mod markdown;
 mod pages;
 mod session;
+pub mod users;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -70,6 +71,8 @@ pub struct WebOptions {
     pub trusted_proxies: Vec<std::net::IpAddr>,
     /// The data directory: chat conversations are kept under `web/` in it.
     pub data_dir: PathBuf,
+    /// Named users (`dbward web add-user`); with any, a login is required.
+    pub users: users::Users,
 }
 
 /// The web app's state: the child, the optional assistant, the sessions.
@@ -116,6 +119,13 @@ impl WebState {
             dialect,
             sessions: session::Sessions::default(),
         })
+    }
+}
+
+impl WebState {
+    /// Whether a login is required: a shared password or named users are configured.
+    pub(crate) fn login_configured(&self) -> bool {
+        self.options.password.is_some() || !self.options.users.is_empty()
     }
 }
 

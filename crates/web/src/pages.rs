@@ -48,13 +48,16 @@ pub(crate) struct Chrome {
     pub label: String,
     /// The response's style nonce (for the console's editor).
     pub style_nonce: String,
+    /// The named user signed in (empty: none).
+    pub user: String,
 }
 
 fn chrome(state: &WebState, visitor: &Visitor, nav: &'static str) -> Chrome {
     Chrome {
         nav,
         csrf: visitor.csrf.clone(),
-        login: state.options.password.is_some(),
+        login: state.login_configured(),
+        user: visitor.user.clone().unwrap_or_default(),
         label: visitor.label.clone(),
         style_nonce: visitor.style_nonce.clone(),
     }
@@ -429,7 +432,7 @@ fn grouped(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

@@ -170,6 +170,21 @@ impl Sessions {
         }
     }
 
+    /// The session of a script signed in as a named user (bearer `NAME:PASSWORD`): the
+    /// user's principal, like their browser sessions.
+    fn api_user(&self, name: &str) -> Visitor {
+        let key = format!("api:user:{name}");
+        match self.find(&key) {
+            Some(v) => v,
+            None => self.insert(key, {
+                let mut s = Session::new(true);
+                s.label = format!("user-{name}");
+                s.user = Some(name.to_string());
+                s
+            }),
+        }
+    }
+
     /// A new session under a fresh cookie value.
     fn create(&self, authenticated: bool) -> Visitor {
         let key = hex::encode(rand::random::<[u8; 32]>());
@@ -279,6 +294,8 @@ pub(crate) struct Visitor {
     pub csrf: String,
     /// Logged in, or no login needed.
     pub authenticated: bool,
+    /// The named user signed in, if any.
+    pub user: Option<String>,
     /// This response's style nonce (see `StyleNonce`), for the page's editor.
     pub style_nonce: String,
     /// Whose conversations these are: `user:<name>` for a named user, `api` for scripts,
@@ -298,6 +315,7 @@ impl Visitor {
             csrf: s.csrf.clone(),
             authenticated: s.authenticated,
             style_nonce: String::new(),
+            user: s.user.clone(),
             owner: match &s.user {
                 Some(name) => format!("user:{name}"),
                 None if s.label == "api" => "api".into(),
@@ -392,7 +410,7 @@ pub(crate) async fn layer(
     let ip =
         dbward_mcp::http::client_address(peer.ip(), req.headers(), &state.options.trusted_proxies);
     let mut set_cookie = None;
-    let visitor = if state.options.password.is_some()
+    let visitor = if state.login_configured()
         && let Some(token) = bearer(req.headers())
     {
         if state.sessions.locked_out(ip) {
@@ -402,7 +420,13 @@ pub(crate) async fn layer(
                 "too many failed logins from this address; wait a minute",
             );
         }
-        if !password_matches(&state, token) {
+        // `NAME:PASSWORD` for a named user, else the shared password.
+        let user = token
+            .split_once(':')
+            .filter(|(name, _)| crate::users::valid_name(name))
+            .filter(|(name, password)| state.options.users.verify(name, password))
+            .map(|(name, _)| name.to_string());
+        if user.is_none() && !password_matches(&state, token) {
             tracing::warn!(peer = %ip, "web API bearer token refused");
             report_login_failure(&state, ip).await;
             let status = if state.sessions.failed(ip) {
@@ -412,8 +436,11 @@ pub(crate) async fn layer(
             };
             return api_error(status, "unauthorized", "wrong token");
         }
-        state.sessions.api()
-    } else if state.options.password.is_none()
+        match user {
+            Some(name) => state.sessions.api_user(&name),
+            None => state.sessions.api(),
+        }
+    } else if !state.login_configured()
         && is_api(&path)
         && !req.headers().contains_key(header::COOKIE)
     {
@@ -433,7 +460,7 @@ pub(crate) async fn layer(
                 v
             }
             None => {
-                let v = state.sessions.create(state.options.password.is_none());
+                let v = state.sessions.create(!state.login_configured());
                 set_cookie = Some(cookie(&state, v.key.clone(), false));
                 v
             }
@@ -494,6 +521,8 @@ struct LoginPage {
     csrf: String,
     error: Option<String>,
     login_required: bool,
+    /// Named users exist: the form asks for a name.
+    named_users: bool,
 }
 
 /// `GET /login`.
@@ -507,12 +536,16 @@ pub(crate) async fn login_page(
     crate::pages::render(&LoginPage {
         csrf: visitor.csrf,
         error: None,
-        login_required: state.options.password.is_some(),
+        login_required: state.login_configured(),
+        named_users: !state.options.users.is_empty(),
     })
 }
 
 #[derive(Deserialize)]
 pub(crate) struct LoginForm {
+    /// A named user's name; empty for the shared password.
+    #[serde(default)]
+    username: String,
     password: String,
     csrf: String,
 }
@@ -529,6 +562,7 @@ pub(crate) async fn login(
             csrf: visitor.csrf.clone(),
             error: Some(error.to_string()),
             login_required: true,
+            named_users: !state.options.users.is_empty(),
         });
         *r.status_mut() = status;
         r
@@ -542,7 +576,19 @@ pub(crate) async fn login(
             "Too many attempts from this address; wait a minute.",
         );
     }
-    if !password_matches(&state, &form.password) {
+    let name = form.username.trim().to_ascii_lowercase();
+    let user = if name.is_empty() {
+        None
+    } else if crate::users::valid_name(&name) && state.options.users.verify(&name, &form.password) {
+        Some(name)
+    } else {
+        Some(String::new())
+    };
+    let ok = match &user {
+        None => password_matches(&state, &form.password),
+        Some(n) => !n.is_empty(),
+    };
+    if !ok {
         tracing::warn!(peer = %peer, "web login failed");
         report_login_failure(&state, peer).await;
         if state.sessions.failed(peer) {
@@ -551,7 +597,14 @@ pub(crate) async fn login(
                 "Too many attempts from this address; wait a minute.",
             );
         }
-        return again(StatusCode::UNAUTHORIZED, "Wrong password.");
+        return again(
+            StatusCode::UNAUTHORIZED,
+            if user.is_some() {
+                "Wrong name or password."
+            } else {
+                "Wrong password."
+            },
+        );
     }
     // A new cookie value for the logged-in session: a value planted before the login is
     // worthless after it.
@@ -559,6 +612,12 @@ pub(crate) async fn login(
     let mut session = old.unwrap_or_else(|| Session::new(true));
     session.authenticated = true;
     session.csrf = hex::encode(rand::random::<[u8; 16]>());
+    // A named user is their own principal, whichever browser session they use: what the
+    // detector counts, limits or blocks follows the person.
+    if let Some(name) = user.filter(|n| !n.is_empty()) {
+        session.label = format!("user-{name}");
+        session.user = Some(name);
+    }
     let key = hex::encode(rand::random::<[u8; 32]>());
     let fresh = state.sessions.insert(key, session);
     let mut response = Redirect::to("/").into_response();

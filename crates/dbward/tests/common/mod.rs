@@ -121,3 +121,23 @@ pub async fn start_web(args: &[&str], env: &[(&str, &str)], data: &Path) -> WebC
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     WebChild { child, url, early }
 }
+
+/// `dbward web add-user NAME` with the password on standard input.
+pub fn add_user(data: &std::path::Path, name: &str, password: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = std::process::Command::new(BIN)
+        .args(["web", "add-user", name])
+        .env("DBWARD_DATA_DIR", data)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("add-user starts");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{password}\n").as_bytes())
+        .expect("password written");
+    child.wait_with_output().expect("add-user ends")
+}
