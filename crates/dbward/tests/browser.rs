@@ -274,6 +274,19 @@ async fn the_ui_in_headless_chromium() {
         .for_element(Locator::Css(".step svg.chart rect.bar"))
         .await
         .expect("a bar chart of the rows");
+    // The demo's departments differ in size: the first chart is not flat.
+    let heights = c
+        .execute(
+            "return Array.from(document.querySelectorAll('.step svg.chart rect.bar')).map(r => Number(r.getAttribute('height')));",
+            vec![],
+        )
+        .await
+        .expect("bar heights");
+    let heights: Vec<f64> = serde_json::from_value(heights).expect("numbers");
+    assert!(
+        heights.len() == 5 && heights.windows(2).all(|w| w[0] > w[1]),
+        "{heights:?}"
+    );
     shot(&c, "1-chat").await;
     assert!(
         !xss_ran(&c).await,
