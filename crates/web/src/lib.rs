@@ -23,6 +23,7 @@
 
 mod api;
 mod audit_view;
+mod browse;
 mod console_api;
 mod conversations;
 mod markdown;
@@ -139,8 +140,8 @@ const EDITOR_JS: &str = include_str!("../assets/editor.js");
 pub fn router(state: Arc<WebState>) -> axum::Router {
     axum::Router::new()
         .route("/", get(pages::chat))
-        .route("/browse", get(pages::browse))
-        .route("/browse/table", get(pages::table))
+        .route("/browse", get(browse::browse))
+        .route("/browse/table", get(browse::table))
         .route("/console", get(pages::console).post(pages::console_post))
         .route("/audit", get(pages::audit))
         .route("/login", get(session::login_page).post(session::login))
