@@ -541,6 +541,22 @@ async fn a_slow_console_query_is_cancelled_on_the_database() {
             return;
         }
     };
+    // A table whose statistics say something: a unique key, three groups, half NULLs.
+    let table = format!("web_stats_{}", std::process::id());
+    for sql in [
+        format!("DROP TABLE IF EXISTS {table}"),
+        format!("CREATE TABLE {table} (id int PRIMARY KEY, grp int NOT NULL, note text)"),
+        format!(
+            "INSERT INTO {table} SELECT i, i % 3, CASE WHEN i % 2 = 0 THEN 'n' || i END \
+             FROM generate_series(1, 1200) i"
+        ),
+        format!("ANALYZE {table}"),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&pg)
+            .await
+            .expect("fixture");
+    }
     let data = tempfile::tempdir().expect("tempdir");
     let app = common::start_web(
         &["web", "--listen", "127.0.0.1:0", "--database-url", &pg_url],
@@ -550,6 +566,34 @@ async fn a_slow_console_query_is_cancelled_on_the_database() {
     .await;
     let (_driver, driver_url) = chromedriver().await;
     let c = browser(&driver_url).await;
+    // Browse reads PostgreSQL's statistics as people say them.
+    c.goto(&format!(
+        "{}/browse/table?schema=public&table={table}",
+        app.url
+    ))
+    .await
+    .expect("table page");
+    let columns = text_of(&c, "#columns").await;
+    let row = |name: &str| {
+        columns
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(row("id").contains("unique"), "{columns}");
+    assert!(
+        row("grp").contains("none") && row("grp").ends_with('3'),
+        "{columns}"
+    );
+    assert!(row("note").contains("50% ≈ 600 (50% of rows)"), "{columns}");
+    let heading = text_of(&c, "#rows-heading").await;
+    assert_eq!(heading, "Rows 1–50 of about 1,200");
+    shot(&c, "9-browse-postgres").await;
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE {table}")))
+        .execute(&pg)
+        .await
+        .expect("dropped");
     c.goto(&format!("{}/console", app.url))
         .await
         .expect("console");
