@@ -375,8 +375,24 @@ async fn the_ui_in_headless_chromium() {
     assert_eq!(first_id, "51");
     check_layouts(&c, "table").await;
 
-    // Console: the verdict while typing, a refused run with its rule (said once).
+    // Console: completion of the connection's table and column names.
     c.goto(&format!("{base}/console")).await.expect("console");
+    for (typed, want) in [
+        ("SELECT * FROM serv", "servers"),
+        ("SELECT servers.hostn", "hostname"),
+    ] {
+        c.execute("window.dbwardEditor.setValue('');", vec![])
+            .await
+            .expect("cleared");
+        let editor = c.find(Locator::Css(".cm-content")).await.expect("editor");
+        editor.click().await.expect("focused");
+        editor.send_keys(typed).await.expect("typed");
+        let options = wait_text(&c, ".cm-tooltip-autocomplete", want).await;
+        assert!(options.contains(want), "{options}");
+    }
+    shot(&c, "3-console-completion").await;
+
+    // Console: the verdict while typing, a refused run with its rule (said once).
     type_sql(&c, "DELETE FROM servers").await;
     let verdict = wait_text(&c, "#verdict .verdict", "Refused").await;
     assert!(verdict.contains("statement.kind"), "{verdict}");
