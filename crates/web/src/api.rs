@@ -29,6 +29,8 @@ pub(crate) const MAX_QUERY_BYTES: usize = 100 * 1024;
 
 /// How long `/api/status` waits for the model's server.
 const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+/// How long a probe's answer is reused.
+const PROBE_REUSE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// `GET /api/status`: whether the assistant can answer now. With a model configured, its
 /// server is asked (`GET /models`); down, the message names the URL that failed (without
@@ -39,7 +41,30 @@ pub(crate) async fn status(State(s): State<Arc<WebState>>) -> Response {
             .into_response();
     };
     let model = assistant.llm().config().model.clone();
-    match assistant.llm().probe(PROBE_TIMEOUT).await {
+    // One probe per PROBE_REUSE, however many pages ask (each chat page load does).
+    let cached = {
+        let c = s.model_probe.lock().unwrap_or_else(|p| p.into_inner());
+        c.as_ref()
+            .filter(|(at, _)| at.elapsed() < PROBE_REUSE)
+            .map(|(_, r)| r.clone())
+    };
+    let probed = match cached {
+        Some(r) => r,
+        None => {
+            let r = assistant
+                .llm()
+                .probe(PROBE_TIMEOUT)
+                .await
+                .map_err(|e| e.to_string());
+            *s.model_probe.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some((std::time::Instant::now(), r.clone()));
+            if let Err(e) = &r {
+                tracing::warn!(error = %e, "the model's server is not answering");
+            }
+            r
+        }
+    };
+    match probed {
         Ok(()) => axum::Json(json!({
             "llm": true,
             "ready": true,
@@ -48,7 +73,6 @@ pub(crate) async fn status(State(s): State<Arc<WebState>>) -> Response {
         }))
         .into_response(),
         Err(e) => {
-            tracing::warn!(error = %e, "the model's server is not answering");
             axum::Json(json!({
                 "llm": true,
                 "ready": false,

@@ -88,6 +88,8 @@ pub struct WebState {
     conversations: conversations::Store,
     /// Table and column names for the console's completion.
     catalog: console_api::CatalogCache,
+    /// The model server's last probe (when, and its error), reused for a few seconds.
+    model_probe: std::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>>,
 }
 
 impl WebState {
@@ -116,6 +118,7 @@ impl WebState {
             assistant,
             conversations: conversations::Store::new(&options.data_dir),
             catalog: console_api::CatalogCache::default(),
+            model_probe: std::sync::Mutex::new(None),
             options,
             dialect,
             sessions: session::Sessions::default(),
