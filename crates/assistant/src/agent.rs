@@ -146,6 +146,11 @@ impl Assistant {
         })
     }
 
+    /// The model's client (its name, its server's URL, the reachability probe).
+    pub fn llm(&self) -> &LlmClient {
+        &self.llm
+    }
+
     /// The tools offered to the model.
     pub fn tools(&self) -> &[ToolSpec] {
         &self.tools

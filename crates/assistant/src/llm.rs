@@ -150,8 +150,13 @@ pub enum LlmError {
     #[error("the LLM API refused the credentials (HTTP {0})")]
     Unauthorized(u16),
     /// Still rate-limited or failing after the retries.
-    #[error("the LLM API is unavailable after {retries} retries (last: {last})")]
+    #[error(
+        "the LLM API at {url} is unavailable ({last}{})",
+        if *retries > 0 { format!(", after {retries} retries") } else { String::new() }
+    )]
     Unavailable {
+        /// The URL that failed, without credentials or query.
+        url: String,
         /// Retries made.
         retries: u32,
         /// The last failure.
@@ -332,6 +337,7 @@ impl LlmClient {
             };
             if attempt >= self.config.max_retries {
                 return Err(LlmError::Unavailable {
+                    url: display_url(&url),
                     retries: attempt,
                     last: failure,
                 });
@@ -341,6 +347,55 @@ impl LlmClient {
             backoff *= 2;
             attempt += 1;
         }
+    }
+}
+
+impl LlmClient {
+    /// Whether the model's server answers at all: `GET {base}/models`, once, within
+    /// `timeout`. Any HTTP answer (even 404 from a server without that route) means it is
+    /// up; a connection failure or timeout is `Unavailable`, naming the URL.
+    pub async fn probe(&self, timeout: Duration) -> Result<(), LlmError> {
+        let url = format!("{}/models", self.config.base_url.trim_end_matches('/'));
+        let mut req = self.http.get(&url).timeout(timeout);
+        if let Some(key) = &self.config.api_key {
+            req = req.bearer_auth(key.expose_secret());
+        }
+        match req.send().await {
+            Ok(resp) if matches!(resp.status().as_u16(), 401 | 403) => {
+                Err(LlmError::Unauthorized(resp.status().as_u16()))
+            }
+            Ok(_) => Ok(()),
+            Err(e) => Err(LlmError::Unavailable {
+                url: display_url(&url),
+                retries: 0,
+                last: if e.is_timeout() {
+                    "timeout".into()
+                } else if e.is_connect() {
+                    "connection refused or unreachable".into()
+                } else {
+                    e.without_url().to_string()
+                },
+            }),
+        }
+    }
+
+    /// The API's base URL as it may be shown: no user name, password or query.
+    pub fn display_base_url(&self) -> String {
+        display_url(&self.config.base_url)
+    }
+}
+
+/// A URL without its credentials, query or fragment (an API key may sit in any of them).
+pub fn display_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.set_query(None);
+            u.set_fragment(None);
+            u.to_string()
+        }
+        Err(_) => "(an unparsable URL)".into(),
     }
 }
 
@@ -474,6 +529,37 @@ fn parse(text: &str) -> Result<ChatMessage, LlmError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shown_urls_carry_no_credentials() {
+        assert_eq!(
+            display_url("https://user:s3cret@llm.example:8443/v1/chat/completions?key=k3y#x"),
+            "https://llm.example:8443/v1/chat/completions"
+        );
+        assert_eq!(display_url("not a url"), "(an unparsable URL)");
+    }
+
+    #[tokio::test]
+    async fn a_server_that_is_down_is_named_by_its_url() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+            l.local_addr().expect("addr").port()
+        };
+        let client = LlmClient::new(LlmConfig::new(
+            &format!("http://u:pw@127.0.0.1:{port}/v1"),
+            "m",
+        ));
+        let e = client
+            .probe(Duration::from_secs(2))
+            .await
+            .expect_err("nothing listens there");
+        let text = e.to_string();
+        assert!(
+            text.contains(&format!("http://127.0.0.1:{port}/v1/models")),
+            "{text}"
+        );
+        assert!(!text.contains("pw"), "{text}");
+    }
 
     #[test]
     fn lenient_shapes_parse() {

@@ -159,13 +159,15 @@ pub fn run(args: ServeArgs) -> ExitCode {
     }
 }
 
-fn init_logging() {
+/// Logging to stderr (`DBWARD_LOG`, default `info`), for `serve` and for `web`/`demo`.
+pub(crate) fn init_logging() {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_env("DBWARD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // rmcp logs whole requests at debug level, arguments included (a `connect` URL with its
-    // password, query texts): never below info, whatever DBWARD_LOG asks.
-    let filter = match "rmcp=info".parse() {
+    // password, query texts), and its session plumbing at info (the peer's whole
+    // initialize request at start-up): warnings only, whatever DBWARD_LOG asks.
+    let filter = match "rmcp=warn".parse() {
         Ok(directive) => filter.add_directive(directive),
         Err(_) => filter,
     };

@@ -19,7 +19,10 @@ use secrecy::SecretString;
 
 /// Arguments of `dbward web` / `dbward demo`.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct WebArgs {
+    #[command(subcommand)]
+    action: Option<WebAction>,
     /// Address to serve the UI on. A non-loopback address requires a login password
     /// (DBWARD_WEB_PASSWORD).
     #[arg(long, default_value = "127.0.0.1:8080")]
@@ -59,8 +62,67 @@ pub struct WebArgs {
     llm_model: Option<String>,
 }
 
+/// What `dbward web` does besides serving.
+#[derive(Debug, clap::Subcommand)]
+enum WebAction {
+    /// Add a named user (or change their password): the password is read from the
+    /// terminal without echo, or as one line from standard input; its argon2id hash is
+    /// stored in `web/users.json` in the data directory. Each user signs in with their
+    /// name and is their own principal in the audit log and the detector.
+    AddUser {
+        /// 1 to 24 lowercase letters, digits, '-' or '_'.
+        name: String,
+        /// Data directory (where the users file is).
+        #[arg(long, env = "DBWARD_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+/// `dbward web add-user NAME`.
+fn add_user(name: &str, data_dir: Option<PathBuf>) -> ExitCode {
+    use std::io::{BufRead, IsTerminal};
+    let data_dir = data_dir.unwrap_or_else(dbward_gateway::demo::default_data_dir);
+    let path = dbward_web::users::users_path(&data_dir);
+    let password = if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password(format!("Password for {name}: "));
+        let again = rpassword::prompt_password("Again: ");
+        match (first, again) {
+            (Ok(a), Ok(b)) if a == b => a,
+            (Ok(_), Ok(_)) => {
+                eprintln!("error: the passwords differ");
+                return ExitCode::FAILURE;
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                eprintln!("error: cannot read the password: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        let mut line = String::new();
+        if let Err(e) = std::io::stdin().lock().read_line(&mut line) {
+            eprintln!("error: cannot read the password from standard input: {e}");
+            return ExitCode::FAILURE;
+        }
+        line.trim_end_matches(['\r', '\n']).to_string()
+    };
+    match dbward_web::users::add_user(&path, name, &password) {
+        Ok(()) => {
+            eprintln!("dbward: user {name} saved in {}", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Runs the UI; exit 1 on failure with the reason on stderr.
-pub fn run(args: WebArgs, demo: bool) -> ExitCode {
+pub fn run(mut args: WebArgs, demo: bool) -> ExitCode {
+    if let Some(WebAction::AddUser { name, data_dir }) = args.action.take() {
+        return add_user(&name, data_dir);
+    }
+    crate::serve::init_logging();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -82,9 +144,18 @@ async fn web(args: WebArgs, demo: bool) -> anyhow::Result<()> {
         .ok()
         .filter(|p| !p.is_empty())
         .map(SecretString::from);
-    if !args.listen.ip().is_loopback() && password.is_none() {
+    // The same data directory the child uses (it resolves the same flags the same way).
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(dbward_gateway::demo::default_data_dir);
+    let users = dbward_web::users::Users::load(&dbward_web::users::users_path(&data_dir))?;
+    if !users.is_empty() {
+        tracing::info!("named users configured: a login is required");
+    }
+    if !args.listen.ip().is_loopback() && password.is_none() && users.is_empty() {
         bail!(
-            "refusing to serve the web UI on {} without a login: set DBWARD_WEB_PASSWORD (and serve it behind TLS with --secure-cookies), or listen on a loopback address",
+            "refusing to serve the web UI on {} without a login: add users with `dbward web add-user NAME` or set DBWARD_WEB_PASSWORD (and serve it behind TLS with --secure-cookies), or listen on a loopback address",
             args.listen
         );
     }
@@ -102,10 +173,6 @@ async fn web(args: WebArgs, demo: bool) -> anyhow::Result<()> {
         None => GatewayConfig::default(),
     };
     // The same file the child opens (it resolves the same flags and config the same way).
-    let data_dir = args
-        .data_dir
-        .clone()
-        .unwrap_or_else(dbward_gateway::demo::default_data_dir);
     let audit_path = config.audit.path_for(args.audit_log.clone(), &data_dir);
 
     let mut child_args: Vec<String> = Vec::new();
@@ -157,7 +224,19 @@ async fn web(args: WebArgs, demo: bool) -> anyhow::Result<()> {
             eprintln!("dbward: {}", dbward_web::NO_LLM);
             None
         }
-        Some(cfg) => Some(Assistant::new(LlmClient::new(cfg), host.clone()).await?),
+        Some(cfg) => {
+            let client = LlmClient::new(cfg);
+            // Said at start-up, not at the first question: a model server that is down.
+            match client.probe(std::time::Duration::from_secs(3)).await {
+                Ok(()) => {
+                    tracing::info!(model = %client.config().model, url = %client.display_base_url(), "model server answers")
+                }
+                Err(e) => {
+                    tracing::warn!(model = %client.config().model, error = %e, "the model's server is not answering; the chat will fail until it does")
+                }
+            }
+            Some(Assistant::new(client, host.clone()).await?)
+        }
     };
     let mut allowed_hosts = args.allowed_hosts.clone();
     if !args.listen.ip().is_unspecified() {
@@ -176,6 +255,8 @@ async fn web(args: WebArgs, demo: bool) -> anyhow::Result<()> {
         policy: dbward_policy::Policy::new(config.policy.clone()),
         allowed_hosts,
         trusted_proxies: args.trusted_proxies.clone(),
+        data_dir,
+        users,
     };
     let state = WebState::new(host, assistant, options).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)

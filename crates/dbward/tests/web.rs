@@ -6,79 +6,13 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 mod common;
 
-use common::{BIN, Script, scripted, start_web};
-
-async fn start_with(
-    args: &[&str],
-    env: &[(&str, &str)],
-    data: &std::path::Path,
-) -> (Child, String) {
-    let mut all = args.to_vec();
-    all.extend(["--listen", "127.0.0.1:0"]);
-    let w = start_web(&all, env, data).await;
-    (w.child, w.url)
-}
-
-async fn start(env: &[(&str, &str)], data: &std::path::Path) -> (Child, String) {
-    start_with(&["web"], env, data).await
-}
-
-/// `dbward web` with the scripted model giving `answers`.
-async fn start_with_model(answers: Vec<Value>, data: &std::path::Path) -> (Child, String, Script) {
-    let (llm, script) = scripted(answers).await;
-    let (child, base) = start(
-        &[
-            ("DBWARD_LLM_MODEL", "scripted"),
-            ("DBWARD_LLM_BASE_URL", &llm),
-        ],
-        data,
-    )
-    .await;
-    (child, base, script)
-}
-
-/// A browser-like client: keeps cookies, does not follow redirects (so tests see them).
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client")
-}
-
-async fn get(http: &reqwest::Client, url: &str) -> (u16, String) {
-    let r = http.get(url).send().await.expect("GET");
-    let status = r.status().as_u16();
-    (status, r.text().await.expect("body"))
-}
-
-/// The CSRF token a page carries.
-fn csrf_of(page: &str) -> String {
-    let at = page
-        .find("data-csrf=\"")
-        .expect("page carries a CSRF token")
-        + 11;
-    page[at..at + 32].to_string()
-}
-
-/// POSTs JSON as the page's script does: with the session's CSRF token (read from a page
-/// first, which also gives a cookie-less client its session).
-async fn post_json(http: &reqwest::Client, url: &str, body: Value) -> reqwest::Response {
-    let base = &url[..url.find("/api/").expect("an API URL")];
-    let (status, page) = get(http, &format!("{base}/console")).await;
-    let mut req = http
-        .post(url)
-        .header("content-type", "application/json")
-        .body(body.to_string());
-    if status == 200 {
-        req = req.header("x-csrf-token", csrf_of(&page));
-    }
-    req.send().await.expect("POST")
-}
+use common::{
+    BIN, browser, csrf_of, get, post_json, start, start_web, start_with, start_with_model,
+};
 
 #[tokio::test]
 async fn chat_api_answers_with_steps_and_streams_tokens() {
@@ -330,7 +264,7 @@ async fn without_an_llm_browse_console_and_audit_work() {
         page.contains("1000 rows") && page.contains("truncated"),
         "capped at the console's 1,000"
     );
-    assert!(page.contains("Export shown rows as CSV"));
+    assert!(page.contains("Export rows as CSV"));
     let page = http
         .post(format!("{base}/console"))
         .form(&form("DROP TABLE servers", "run", &csrf))

@@ -133,6 +133,8 @@ pub(crate) struct Facts {
     /// The SQL a tool built and ran (when the caller did not send SQL itself).
     pub(crate) query: Option<String>,
     pub(crate) statement_kind: Option<String>,
+    /// The query with placeholders for its literals (see `dbward_policy::normalize`).
+    pub(crate) query_normalized: Option<String>,
     pub(crate) verdict: Option<String>,
     pub(crate) rules: Vec<String>,
     pub(crate) rows: Option<u64>,
@@ -624,6 +626,7 @@ impl Call {
             tool: Some(self.tool.to_string()),
             connection,
             query_sha256: query.as_deref().map(sha256_hex),
+            query_normalized: facts.query_normalized,
             statement_kind: facts.statement_kind,
             verdict: facts.verdict,
             rules,

@@ -19,7 +19,7 @@ use rusqlite::{Connection, params};
 use crate::error::GatewayError;
 
 /// Bumped whenever the schema or the generator changes; stored in `PRAGMA user_version`.
-pub const DEMO_VERSION: i32 = 1;
+pub const DEMO_VERSION: i32 = 2;
 /// Rows per table, for tests and documentation.
 pub const DEPARTMENTS: usize = 12;
 /// Servers in the demo.
@@ -239,7 +239,7 @@ fn build(path: &Path) -> Result<(), GatewayError> {
             st.execute(params![
                 n as i64,
                 format!("{dc}-{}-{n:04}", &env[..4]),
-                (1 + (n * 7) % DEPARTMENTS) as i64,
+                department_of(n),
                 env,
                 OS[(n * 3) % OS.len()],
                 [2i64, 4, 8, 16, 32, 64][n % 6],
@@ -310,6 +310,24 @@ fn build(path: &Path) -> Result<(), GatewayError> {
 }
 
 /// `YYYY-MM-DD` of day `n` after 2020-01-01.
+/// Servers per department out of every 100: uneven, like a real company, so that the
+/// first chart anyone draws ("servers per department") is not flat.
+const DEPARTMENT_WEIGHTS: [usize; DEPARTMENTS] = [22, 17, 14, 11, 9, 8, 6, 5, 3, 2, 2, 1];
+
+/// The department of server `n`: 37 is coprime to 100, so every 100 consecutive servers
+/// fall into the departments exactly in proportion to their weights.
+fn department_of(n: usize) -> i64 {
+    let slot = (n * 37) % 100;
+    let mut upto = 0;
+    for (i, w) in DEPARTMENT_WEIGHTS.iter().enumerate() {
+        upto += w;
+        if slot < upto {
+            return 1 + i as i64;
+        }
+    }
+    DEPARTMENTS as i64
+}
+
 fn date_from_day(n: usize) -> String {
     let (y, m, d) = civil_from_days(days_to_2020() + n as i64);
     format!("{y:04}-{m:02}-{d:02}")
@@ -352,6 +370,18 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn departments_are_uneven_but_all_used() {
+        assert_eq!(DEPARTMENT_WEIGHTS.iter().sum::<usize>(), 100);
+        let mut count = [0usize; DEPARTMENTS];
+        for n in 1..=SERVERS {
+            count[(department_of(n) - 1) as usize] += 1;
+        }
+        assert_eq!(count[0], 264);
+        assert_eq!(count[DEPARTMENTS - 1], 12);
+        assert!(count.windows(2).all(|w| w[0] >= w[1]), "{count:?}");
+    }
 
     #[test]
     fn dates_are_right() {

@@ -60,11 +60,12 @@ pub enum GatewayError {
     /// The database refused the query for lack of privilege.
     #[error("permission denied: {0}")]
     PermissionDenied(String),
-    /// The database could not parse the query.
-    #[error("syntax error: {0}")]
+    /// The database could not parse the query (its message).
+    #[error("{}", said_once("syntax error", .0))]
     Syntax(String),
-    /// The table does not exist (or is not visible).
-    #[error("unknown table `{0}`")]
+    /// The table does not exist (or is not visible): its name, or the database's message
+    /// naming it (`relation "x" does not exist`, `no such table: x`).
+    #[error("{}", unknown_table(.0))]
     UnknownTable(String),
     /// The database refused a write (the read-only layer held).
     #[error("the database refused a write: {0}")]
@@ -93,6 +94,33 @@ pub enum GatewayError {
     /// A bug: an internal invariant did not hold.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// `what: message`, unless the message already says `what` (the database's own
+/// "syntax error at or near ..." is not prefixed a second time).
+fn said_once(what: &str, message: &str) -> String {
+    if message.to_ascii_lowercase().contains(what) {
+        message.to_string()
+    } else {
+        format!("{what}: {message}")
+    }
+}
+
+/// A table name as "unknown table `x`"; a database's message that already says the table
+/// is missing, as it is.
+fn unknown_table(name_or_message: &str) -> String {
+    const SAID: [&str; 4] = [
+        "no such table",
+        "does not exist",
+        "doesn't exist",
+        "unknown table",
+    ];
+    let lower = name_or_message.to_ascii_lowercase();
+    if SAID.iter().any(|s| lower.contains(s)) {
+        name_or_message.to_string()
+    } else {
+        format!("unknown table `{name_or_message}`")
+    }
 }
 
 impl GatewayError {
@@ -208,5 +236,38 @@ mod tests {
         assert!(m.contains("postgresql://app:****@db:5432/x"), "{m}");
         let m = scrub("mysql://u:p%40ss@h/db", &[]);
         assert_eq!(m, "mysql://u:****@h/db");
+    }
+
+    #[test]
+    fn database_messages_are_not_prefixed_twice() {
+        let cases = [
+            (
+                GatewayError::UnknownTable("no such table: serverz".into()),
+                "no such table: serverz",
+            ),
+            (
+                GatewayError::UnknownTable("relation \"serverz\" does not exist".into()),
+                "relation \"serverz\" does not exist",
+            ),
+            (
+                GatewayError::UnknownTable("public.serverz".into()),
+                "unknown table `public.serverz`",
+            ),
+            (
+                GatewayError::Syntax("syntax error at or near \"SELEC\"".into()),
+                "syntax error at or near \"SELEC\"",
+            ),
+            (
+                GatewayError::Syntax("near \"SELEC\": syntax error".into()),
+                "near \"SELEC\": syntax error",
+            ),
+            (
+                GatewayError::Syntax("unexpected token".into()),
+                "syntax error: unexpected token",
+            ),
+        ];
+        for (e, want) in cases {
+            assert_eq!(e.to_string(), want);
+        }
     }
 }

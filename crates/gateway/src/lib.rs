@@ -489,6 +489,7 @@ impl Gateway {
                     || t.name.starts_with("sqlite_")
             });
             f.statement_kind = verdict.kind.as_ref().map(ToString::to_string);
+            f.query_normalized = dbward_policy::normalize(open.info.kind.dialect(), sql);
             f.verdict = Some(
                 if verdict.is_allowed() {
                     "allowed"

@@ -101,7 +101,20 @@ pub(crate) fn gateway_error(e: &GatewayError) -> CallToolResult {
                 Some(json!({ "reasons": to_value(&verdict.reasons) })),
             );
             if let Some(ContentBlock::Text(t)) = r.content.first_mut() {
-                t.text.push_str("\nRewrite the query so that it only reads; retrying it unchanged will be refused again.");
+                // What to do next depends on why: a typo is fixed, a write is rewritten.
+                let first = verdict.reasons.first().map(|r| r.rule.id()).unwrap_or("");
+                let hint = match first {
+                    "parse.error" | "parse.too_deep" => {
+                        "\nFix the query's syntax (one statement in the database's dialect); retrying it unchanged will be refused again."
+                    }
+                    f if f.starts_with("input.") => {
+                        "\nSend one non-empty statement within the size limit."
+                    }
+                    _ => {
+                        "\nRewrite the query so that it only reads; retrying it unchanged will be refused again."
+                    }
+                };
+                t.text.push_str(hint);
             }
             return r;
         }

@@ -27,6 +27,7 @@ mod mysql_builtins;
 mod mysql_checks;
 mod mysql_lexical;
 mod mysql_syntax;
+mod normalize;
 mod pg_consts;
 mod pg_scan;
 mod postgres;
@@ -36,6 +37,7 @@ mod sqlparser_dialects;
 mod verdict;
 
 pub use config::{BUILTIN_DENIED_COLUMNS, BUILTIN_DENIED_TABLES, PolicyConfig};
+pub use normalize::normalize;
 pub use verdict::{
     Decision, Dialect, FunctionRef, Reason, Rule, Severity, StatementKind, TableRef, Verdict,
 };
@@ -374,11 +376,20 @@ pub(crate) fn refuse_unparsable(
             ),
             None,
         ),
-        _ => out.refuse(
-            Rule::ParseError,
-            format!("syntax error: {parser_message}"),
-            None,
-        ),
+        _ => out.refuse(Rule::ParseError, syntax_error(parser_message), None),
+    }
+}
+
+/// A parser's message as a syntax error, said once: libpg_query's messages already begin
+/// with "syntax error" (`syntax error at or near "SELEC"`), sqlparser's do not.
+pub(crate) fn syntax_error(parser_message: &str) -> String {
+    if parser_message
+        .get(..12)
+        .is_some_and(|p| p.eq_ignore_ascii_case("syntax error"))
+    {
+        parser_message.to_string()
+    } else {
+        format!("syntax error: {parser_message}")
     }
 }
 

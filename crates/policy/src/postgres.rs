@@ -77,7 +77,7 @@ pub(crate) fn analyze(policy: &Policy, sql: &str) -> Verdict {
             };
             // PostgreSQL's own parser guards its stack; that is nesting, not a typo.
             if msg.contains("stack depth limit exceeded") {
-                out.refuse(Rule::TooDeep, format!("syntax error: {msg}"), None);
+                out.refuse(Rule::TooDeep, crate::syntax_error(&msg), None);
             } else {
                 crate::refuse_unparsable(D, sql, &msg, &mut out);
             }

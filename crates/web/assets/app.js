@@ -2,7 +2,8 @@
 // CSV export of shown rows, and small SVG charts.
 //
 // Invariant: everything from the server or the database is inserted with textContent (or
-// as an SVG text node's textContent); nothing is ever parsed as HTML. A value like
+// as an SVG text node's textContent); the one exception is the model's answer as HTML
+// rendered by the server from Markdown with raw HTML escaped (showAnswer). A value like
 // <script> is shown, never run.
 'use strict';
 
@@ -52,6 +53,7 @@ function resultTable(result, max) {
 
 // Columns and rows of a rendered result table (header <small> type labels excluded).
 function tableData(table) {
+  if (table._data) return { columns: table._data.columns, rows: table._data.rows };
   const columns = Array.from(table.querySelectorAll('thead th')).map(th => ({
     name: th.dataset.name || '',
     type: th.dataset.type || '',
@@ -78,6 +80,7 @@ function exportCsv(table) {
   const a = el('a');
   a.href = URL.createObjectURL(blob);
   a.download = 'dbward-result.csv';
+  a.hidden = true;
   document.body.appendChild(a);
   a.click();
   setTimeout(() => { URL.revokeObjectURL(a.href); a.remove(); }, 1000);
@@ -201,6 +204,38 @@ function renderStep(step) {
   return d;
 }
 
+// The model's answer: the server renders its Markdown with raw HTML escaped and unsafe
+// links dropped (answer_html); nothing else from the model or the database is ever
+// parsed as HTML.
+function showAnswer(node, body) {
+  if (typeof body.answer_html === 'string') {
+    node.innerHTML = body.answer_html;
+    node.className = 'answer md';
+  } else {
+    node.textContent = body.answer || '';
+    node.className = 'answer';
+  }
+}
+
+function renderTurn(log, turn) {
+  log.appendChild(el('p', turn.question, 'you'));
+  const steps = el('div', undefined, 'steps'); log.appendChild(steps);
+  (turn.steps || []).forEach(s => steps.appendChild(renderStep(s)));
+  const answer = el('div', '', 'answer'); log.appendChild(answer);
+  if (turn.error) { answer.textContent = 'Error: ' + turn.error; answer.className = 'answer error'; }
+  else showAnswer(answer, turn);
+}
+
+function rememberConversation(id, title) {
+  if (!id) return;
+  if (location.search !== '?c=' + id) history.replaceState(null, '', '/?c=' + id);
+  const list = document.getElementById('conversations');
+  if (!list || list.querySelector('a[href="/?c=' + id + '"]')) return;
+  const li = el('li'); const a = el('a', title);
+  a.href = '/?c=' + id; a.setAttribute('aria-current', 'page');
+  li.appendChild(a); list.prepend(li);
+}
+
 async function ask(question, state) {
   const log = document.getElementById('log');
   log.appendChild(el('p', question, 'you'));
@@ -235,30 +270,69 @@ async function ask(question, state) {
       });
       let body = {};
       try { body = JSON.parse(data.join('\n')); } catch (_) { continue; }
-      if (event === 'conversation') state.conversation = body.conversation;
+      if (event === 'conversation') {
+        state.conversation = body.conversation;
+        rememberConversation(body.conversation, question.slice(0, 80));
+      }
       else if (event === 'step') { steps.appendChild(renderStep(body)); tokens = ''; answer.textContent = ''; }
       else if (event === 'token') { tokens += body.text; answer.textContent = tokens; }
-      else if (event === 'answer') { answer.textContent = body.answer; answer.className = 'answer'; }
+      else if (event === 'answer') showAnswer(answer, body);
       else if (event === 'error') { answer.textContent = 'Error: ' + body.message; answer.className = 'answer error'; }
     }
   }
 }
 
+async function loadConversation(id, log) {
+  const r = await fetch('/api/conversations/' + encodeURIComponent(id));
+  if (!r.ok) return;
+  const body = await r.json();
+  (body.turns || []).forEach(t => renderTurn(log, t));
+}
+
+async function refreshStatus() {
+  const status = document.getElementById('status');
+  if (!status) return;
+  try {
+    const r = await fetch('/api/status');
+    const body = await r.json();
+    status.textContent = body.message;
+    status.className = body.ready ? 'ok' : 'off';
+  } catch (_) { /* keep the server-rendered status */ }
+}
+
 function wireChat() {
   const form = document.getElementById('ask');
   if (!form) return;
-  const state = { conversation: null };
+  const log = document.getElementById('log');
+  const state = { conversation: log.dataset.conversation || null };
+  if (state.conversation) loadConversation(state.conversation, log);
+  refreshStatus();
+  const box = document.getElementById('question');
+  const send = document.getElementById('send');
+  const stop = document.getElementById('stop');
+  // Enter sends; Shift+Enter (or an IME composing) inserts a line break.
+  box.addEventListener('keydown', ev => {
+    if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) {
+      ev.preventDefault();
+      if (!send.disabled) form.requestSubmit();
+    }
+  });
+  stop.addEventListener('click', () => {
+    fetch('/api/chat/stop', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': csrf() },
+      body: '{}',
+    });
+  });
   form.addEventListener('submit', async ev => {
     ev.preventDefault();
-    const box = document.getElementById('question');
     const q = box.value.trim();
     if (!q) return;
     box.value = '';
-    const button = form.querySelector('button');
-    button.disabled = true;
+    send.disabled = true; stop.hidden = false;
     try { await ask(q, state); } catch (e) {
-      document.getElementById('log').appendChild(el('p', 'Error: ' + e, 'answer error'));
-    } finally { button.disabled = false; }
+      log.appendChild(el('p', 'Error: ' + e, 'answer error'));
+    } finally { send.disabled = false; stop.hidden = true; box.focus(); }
   });
 }
 
@@ -267,7 +341,7 @@ function wireChat() {
 function renderVerdict(v) {
   const box = el('div', undefined, 'verdict ' + (v.decision === 'allowed' ? 'allowed' : 'refused'));
   box.appendChild(el('strong', v.decision === 'allowed' ? 'Allowed' : 'Refused'));
-  if (v.kind) box.appendChild(el('span', ' · ' + v.kind));
+  if (typeof v.kind === 'string' && v.kind) box.appendChild(el('span', ' · ' + v.kind));
   const ul = el('ul');
   (v.reasons || []).forEach(r => {
     const li = el('li');
@@ -279,30 +353,197 @@ function renderVerdict(v) {
   return box;
 }
 
+const PAGE = 50;
+
+// A result as a grid: a page of rows at a time, sorted by a header click (numbers as
+// numbers, NULLs last), the header sticky inside its scrolling box. The whole result is
+// kept on the table (table._data) for CSV export and charts.
+function resultGrid(result) {
+  const box = el('div', undefined, 'result-box');
+  const n = result.rows.length;
+  const meta = el('p', `${result.row_count} row${result.row_count === 1 ? '' : 's'} in ${result.elapsed_ms} ms`, 'meta');
+  meta.id = 'result-meta';
+  if (result.truncated) {
+    meta.appendChild(document.createTextNode(' · '));
+    meta.appendChild(el('strong', 'truncated: more rows exist than were returned (the row or byte cap stopped the read)', 'truncated'));
+  }
+  box.appendChild(meta);
+  const actions = el('div', undefined, 'result-actions');
+  const exp = el('button', 'Export rows as CSV', 'export'); exp.type = 'button';
+  const ch = el('button', 'Chart', 'chart-toggle'); ch.type = 'button';
+  actions.appendChild(exp); actions.appendChild(document.createTextNode(' ')); actions.appendChild(ch);
+  box.appendChild(actions);
+  const wrap = el('div', undefined, 'grid-wrap');
+  wrap.tabIndex = 0;
+  wrap.setAttribute('role', 'region');
+  wrap.setAttribute('aria-label', 'Result rows');
+  const table = el('table', undefined, 'grid result');
+  const state = { rows: result.rows.slice(), page: 0, sort: -1, dir: 1 };
+  table._data = { columns: result.columns, get rows() { return state.rows; } };
+  const head = el('tr');
+  result.columns.forEach((c, i) => {
+    const th = el('th'); th.scope = 'col';
+    th.dataset.type = c.type || ''; th.dataset.name = c.name;
+    const b = el('button', c.name, 'sort'); b.type = 'button';
+    b.title = 'Sort by ' + c.name;
+    b.addEventListener('click', () => {
+      state.dir = state.sort === i ? -state.dir : 1; state.sort = i;
+      state.rows.sort((x, y) => state.dir * compare(x[i], y[i]));
+      head.querySelectorAll('th').forEach(h => h.removeAttribute('aria-sort'));
+      th.setAttribute('aria-sort', state.dir > 0 ? 'ascending' : 'descending');
+      state.page = 0; draw();
+    });
+    th.appendChild(b);
+    th.appendChild(el('small', c.type || ''));
+    head.appendChild(th);
+  });
+  const thead = el('thead'); thead.appendChild(head); table.appendChild(thead);
+  const body = el('tbody'); table.appendChild(body);
+  wrap.appendChild(table); box.appendChild(wrap);
+  const pager = el('p', undefined, 'pager');
+  const prev = el('button', '← previous', 'secondary'); prev.type = 'button';
+  const next = el('button', 'next →', 'secondary'); next.type = 'button';
+  const where = el('span', '', 'meta'); where.id = 'result-page';
+  prev.addEventListener('click', () => { state.page--; draw(); wrap.scrollTop = 0; });
+  next.addEventListener('click', () => { state.page++; draw(); wrap.scrollTop = 0; });
+  pager.appendChild(prev); pager.appendChild(where); pager.appendChild(next);
+  if (n > PAGE) box.appendChild(pager);
+  function draw() {
+    const from = state.page * PAGE;
+    body.replaceChildren();
+    state.rows.slice(from, from + PAGE).forEach(r => {
+      const tr = el('tr');
+      r.forEach(v => {
+        const td = el('td', show(v));
+        if (v === null) { td.className = 'null'; td.dataset.null = '1'; }
+        tr.appendChild(td);
+      });
+      body.appendChild(tr);
+    });
+    where.textContent = n ? `rows ${from + 1}–${Math.min(n, from + PAGE)} of ${n.toLocaleString('en')}` : '';
+    prev.disabled = state.page === 0;
+    next.disabled = from + PAGE >= n;
+  }
+  draw();
+  wireResultActions(box);
+  return box;
+}
+
+function compare(a, b) {
+  if (a === null || a === undefined) return b === null || b === undefined ? 0 : 1;
+  if (b === null || b === undefined) return -1;
+  const x = Number(a), y = Number(b);
+  if (typeof a !== 'object' && typeof b !== 'object' && a !== '' && b !== '' && isFinite(x) && isFinite(y)) return x - y;
+  return show(a).localeCompare(show(b));
+}
+
+function errorBox(body, verdictBox) {
+  const d = el('div', undefined, 'error'); d.id = 'error';
+  d.setAttribute('role', 'alert');
+  d.appendChild(el('strong', body.error || 'error'));
+  if (body.rule) { d.appendChild(document.createTextNode(' · rule ')); d.appendChild(el('code', body.rule, 'rule')); }
+  let message = body.message || '';
+  // The verdict above already gives the policy's reasons: say them once.
+  if (body.error === 'policy_refused' && verdictBox && verdictBox.querySelector('.verdict.refused') &&
+      Array.from(verdictBox.querySelectorAll('code.rule')).some(c => c.textContent === body.rule)) {
+    message = 'not run: the policy refused it for the reasons above';
+  }
+  d.appendChild(document.createTextNode(': ' + message));
+  return d;
+}
+
 function wireConsole() {
+  const form = document.getElementById('console');
   const query = document.getElementById('query');
   const target = document.getElementById('verdict');
-  if (!query || !target) return;
-  let timer = null; let seq = 0;
-  query.addEventListener('input', () => {
+  if (!form || !query || !target) return;
+  const outcome = document.getElementById('outcome');
+  const progress = document.getElementById('progress');
+  const runButton = document.getElementById('run');
+  let timer = null; let seq = 0; let running = false;
+  async function checkNow() {
+    const mine = ++seq;
+    const sql = query.value;
+    if (!sql.trim()) { target.replaceChildren(); return; }
+    const r = await fetch('/api/check', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': csrf() },
+      body: JSON.stringify({ query: sql }),
+    });
+    if (!r.ok || mine !== seq) return;
+    const body = await r.json();
+    target.replaceChildren(renderVerdict(body.verdict));
+  }
+  const scheduleCheck = () => { clearTimeout(timer); timer = setTimeout(checkNow, 250); };
+  async function run() {
+    if (running || !query.value.trim()) return;
+    running = true; runButton.disabled = true;
     clearTimeout(timer);
-    timer = setTimeout(async () => {
-      const mine = ++seq;
-      const sql = query.value;
-      if (!sql.trim()) { target.replaceChildren(); return; }
-      const r = await fetch('/api/check', {
+    const verdict = checkNow();
+    outcome.replaceChildren();
+    const label = el('span', 'Running…', 'running');
+    label.setAttribute('role', 'status');
+    const clock = el('span', '', 'meta'); clock.setAttribute('aria-hidden', 'true');
+    const cancel = el('button', 'Cancel', 'secondary'); cancel.type = 'button'; cancel.id = 'cancel';
+    progress.replaceChildren(el('span', undefined, 'spinner'), label, clock, cancel);
+    const t0 = performance.now();
+    const tick = setInterval(() => { clock.textContent = ((performance.now() - t0) / 1000).toFixed(1) + ' s'; }, 100);
+    cancel.addEventListener('click', () => {
+      cancel.disabled = true; label.textContent = 'Cancelling…';
+      fetch('/api/query/cancel', {
         method: 'POST',
         headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': csrf() },
-        body: JSON.stringify({ query: sql }),
+        body: '{}',
       });
-      if (!r.ok || mine !== seq) return;
+    });
+    try {
+      const r = await fetch('/api/query', {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': csrf() },
+        body: JSON.stringify({ query: query.value }),
+      });
       const body = await r.json();
-      target.replaceChildren(renderVerdict(body.verdict));
-    }, 250);
+      await verdict;
+      outcome.replaceChildren(r.ok ? resultGrid(body.result) : errorBox(body, target));
+    } catch (e) {
+      outcome.replaceChildren(errorBox({ error: 'error', message: String(e) }));
+    } finally {
+      clearInterval(tick); progress.replaceChildren();
+      running = false; runButton.disabled = false;
+    }
+  }
+  if (window.DbwardEditor) {
+    const editor = window.DbwardEditor.create(query, {
+      dialect: form.dataset.dialect, label: 'SQL query', onRun: run, onChange: scheduleCheck,
+      nonce: document.body.dataset.styleNonce || '',
+    });
+    window.dbwardEditor = editor;
+    fetch('/api/catalog').then(r => (r.ok ? r.json() : null)).then(c => { if (c) editor.setSchema(c.tables); });
+  } else {
+    query.addEventListener('input', scheduleCheck);
+    query.addEventListener('keydown', ev => {
+      if (ev.key === 'Enter' && (ev.ctrlKey || ev.metaKey)) { ev.preventDefault(); run(); }
+    });
+  }
+  form.addEventListener('submit', ev => {
+    if (ev.submitter && ev.submitter.value === 'run') { ev.preventDefault(); run(); }
+  });
+}
+
+// A box that scrolls (a wide table, the result grid) can be reached and scrolled with the
+// keyboard: it takes focus while it overflows.
+function focusableScrollers() {
+  document.querySelectorAll('.scroll, table.grid, .grid-wrap').forEach(e => {
+    const scrolls = e.scrollWidth > e.clientWidth + 1 || e.scrollHeight > e.clientHeight + 1;
+    if (scrolls && !e.hasAttribute('tabindex')) e.tabIndex = 0;
+    else if (!scrolls && e.tabIndex === 0 && !e.classList.contains('grid-wrap')) e.removeAttribute('tabindex');
   });
 }
 
 document.addEventListener('DOMContentLoaded', () => {
+  focusableScrollers();
+  window.addEventListener('resize', focusableScrollers);
+  new MutationObserver(focusableScrollers).observe(document.querySelector('main') || document.body, { childList: true, subtree: true });
   wireChat();
   wireConsole();
   wireResultActions(document);

@@ -18,6 +18,7 @@ use serde_json::json;
 use tokio_stream::StreamExt as _;
 
 use crate::WebState;
+use crate::conversations::{Conversation, Turn};
 use crate::session::{Visitor, api_error};
 
 /// How to configure a model, for the UI and the API.
@@ -26,15 +27,61 @@ pub const NO_LLM: &str = "No LLM is configured, so the assistant is off. Set DBW
 /// Longest query the console checks or runs, in bytes.
 pub(crate) const MAX_QUERY_BYTES: usize = 100 * 1024;
 
+/// How long `/api/status` waits for the model's server.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+/// How long a probe's answer is reused.
+const PROBE_REUSE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `GET /api/status`: whether the assistant can answer now. With a model configured, its
+/// server is asked (`GET /models`); down, the message names the URL that failed (without
+/// credentials) and the failure is logged.
 pub(crate) async fn status(State(s): State<Arc<WebState>>) -> Response {
-    let (llm, message) = match &s.assistant {
-        Some(_) => (
-            true,
-            "The assistant is ready: ask a question about the database.",
-        ),
-        None => (false, NO_LLM),
+    let Some(assistant) = &s.assistant else {
+        return axum::Json(json!({"llm": false, "ready": false, "message": NO_LLM}))
+            .into_response();
     };
-    axum::Json(json!({"llm": llm, "message": message})).into_response()
+    let model = assistant.llm().config().model.clone();
+    // One probe per PROBE_REUSE, however many pages ask (each chat page load does).
+    let cached = {
+        let c = s.model_probe.lock().unwrap_or_else(|p| p.into_inner());
+        c.as_ref()
+            .filter(|(at, _)| at.elapsed() < PROBE_REUSE)
+            .map(|(_, r)| r.clone())
+    };
+    let probed = match cached {
+        Some(r) => r,
+        None => {
+            let r = assistant
+                .llm()
+                .probe(PROBE_TIMEOUT)
+                .await
+                .map_err(|e| e.to_string());
+            *s.model_probe.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some((std::time::Instant::now(), r.clone()));
+            if let Err(e) = &r {
+                tracing::warn!(error = %e, "the model's server is not answering");
+            }
+            r
+        }
+    };
+    match probed {
+        Ok(()) => axum::Json(json!({
+            "llm": true,
+            "ready": true,
+            "model": model,
+            "message": format!("The assistant ({model}) is ready. Ask a question about the database."),
+        }))
+        .into_response(),
+        Err(e) => {
+            axum::Json(json!({
+                "llm": true,
+                "ready": false,
+                "model": model,
+                "message": format!("The assistant cannot answer now: {e}. Browsing, the SQL console and the audit view still work."),
+            }))
+            .into_response()
+        }
+    }
 }
 
 /// The gate every state-changing API request passes (called by the session layer for
@@ -109,6 +156,24 @@ struct ChatRequest {
     conversation: Option<String>,
 }
 
+/// What a finished question sends back (JSON body, or the `answer` event's data).
+fn answer_json(
+    id: &str,
+    model: &str,
+    answer: &dbward_assistant::agent::Answer,
+) -> serde_json::Value {
+    json!({
+        "conversation": id,
+        "model": model,
+        "steps": answer.steps,
+        "answer": answer.answer,
+        "answer_html": crate::markdown::to_html(&answer.answer),
+        "flags": answer.flags,
+    })
+}
+
+/// `POST /api/chat`: a question, in a new conversation or continuing one of the visitor's
+/// own (by id; someone else's id is not found, and a new conversation starts).
 pub(crate) async fn chat(
     State(s): State<Arc<WebState>>,
     axum::Extension(visitor): axum::Extension<Visitor>,
@@ -126,36 +191,35 @@ pub(crate) async fn chat(
             &format!("a question is 1 to {MAX_QUESTION_CHARS} characters"),
         );
     }
-    if s.assistant.is_none() {
+    let Some(assistant) = &s.assistant else {
         return api_error(StatusCode::SERVICE_UNAVAILABLE, "no_llm", crate::NO_LLM);
-    }
-    // A conversation id is only looked up in the visitor's own session.
-    let id = match req
-        .conversation
-        .filter(|c| c.len() == 32 && c.bytes().all(|b| b.is_ascii_hexdigit()))
-    {
-        Some(c) => c,
-        None => hex::encode(rand::random::<[u8; 16]>()),
     };
+    let model = assistant.llm().config().model.clone();
+    // A conversation id is only looked up among the visitor's own.
+    let conversation = req
+        .conversation
+        .as_deref()
+        .and_then(|c| s.conversations.load(&visitor.owner, c))
+        .unwrap_or_else(|| Conversation::new(&req.message, &model));
+    let id = conversation.id.clone();
     let wants_events = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("text/event-stream"));
     // One question at a time per session: a second one waits for the first to finish
     // (each costs model calls and database work, and they would share the history).
-    if !s.sessions.start_question(&visitor.key) {
+    let Some(stop) = s.sessions.start_question(&visitor.key) else {
         return api_error(
             StatusCode::TOO_MANY_REQUESTS,
             "question_running",
             "a question is still running in this session; wait for its answer",
         );
-    }
+    };
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Progress>();
     let state = s.clone();
     let question = req.message.clone();
-    let conversation = id.clone();
     // The question runs in its own task: a client that goes away does not cut a tool call
-    // in half, and the history is put back whatever happens.
+    // in half, and the conversation is saved whatever happens.
     let task = tokio::spawn(async move {
         // Ends the session's question however the task ends (answer, error or panic).
         struct Done(Arc<WebState>, String);
@@ -168,22 +232,66 @@ pub(crate) async fn chat(
         let Some(assistant) = &state.assistant else {
             return Err("no LLM".to_string());
         };
-        let mut history = state.sessions.take_history(&visitor.key, &conversation);
-        let result = assistant
-            .ask(&question, &mut history, Some(&visitor.label), Some(&tx))
-            .await;
-        state
-            .sessions
-            .put_history(&visitor.key, &conversation, history);
-        result.map_err(|e| e.to_string())
+        let mut conversation = conversation;
+        let mut history = std::mem::take(&mut conversation.history);
+        let before = history.clone();
+        // The stop button drops the question where it is (a running tool call ends on the
+        // database like any abandoned call); the model's history is left as it was.
+        let result = tokio::select! {
+            r = assistant.ask(&question, &mut history, Some(&visitor.label), Some(&tx)) => Some(r),
+            () = stop.notified() => None,
+        };
+        let (turn, outcome) = match result {
+            Some(Ok(answer)) => (
+                Turn {
+                    question: question.clone(),
+                    steps: answer
+                        .steps
+                        .iter()
+                        .filter_map(|st| serde_json::to_value(st).ok())
+                        .collect(),
+                    answer: answer.answer.clone(),
+                    error: None,
+                },
+                Ok(answer),
+            ),
+            Some(Err(e)) => {
+                let e = e.to_string();
+                (
+                    Turn {
+                        question: question.clone(),
+                        error: Some(e.clone()),
+                        ..Turn::default()
+                    },
+                    Err(e),
+                )
+            }
+            None => {
+                history = before;
+                (
+                    Turn {
+                        question: question.clone(),
+                        error: Some(STOPPED.into()),
+                        ..Turn::default()
+                    },
+                    Err(STOPPED.to_string()),
+                )
+            }
+        };
+        conversation.history = history;
+        conversation.push(turn);
+        if let Err(e) = state.conversations.save(&visitor.owner, &conversation) {
+            tracing::warn!(error = %e, "conversation not saved");
+        }
+        outcome
     });
     if wants_events {
         // `conversation`, then `step` per tool call and `token` per piece of the answer as
-        // they happen, then `answer` (the whole answer) or `error`.
+        // they happen, then `answer` (the whole answer, and its Markdown as HTML) or `error`.
         let head = tokio_stream::once(Ok::<Event, Infallible>(
             Event::default()
                 .event("conversation")
-                .data(json!({"conversation": id}).to_string()),
+                .data(json!({"conversation": id, "model": model}).to_string()),
         ));
         let progress = tokio_stream::wrappers::UnboundedReceiverStream::new(rx).map(|p| match p {
             Progress::Step(step) => Ok(Event::default()
@@ -193,33 +301,30 @@ pub(crate) async fn chat(
                 .event("token")
                 .data(json!({"text": t}).to_string())),
         });
-        let tail = tokio_stream::once(task).then(|joined| async move {
-            let event = match joined.await {
-                Ok(Ok(answer)) => Event::default().event("answer").data(
-                    json!({"answer": answer.answer, "flags": answer.flags, "steps": answer.steps.len()})
-                        .to_string(),
-                ),
-                Ok(Err(e)) => Event::default()
-                    .event("error")
-                    .data(json!({"error": "assistant_error", "message": e}).to_string()),
-                Err(_) => Event::default().event("error").data(
-                    json!({"error": "assistant_error", "message": "the question failed"})
-                        .to_string(),
-                ),
-            };
-            Ok(event)
+        let tail = tokio_stream::once(task).then(move |joined| {
+            let (id, model) = (id.clone(), model.clone());
+            async move {
+                let event = match joined.await {
+                    Ok(Ok(answer)) => Event::default()
+                        .event("answer")
+                        .data(answer_json(&id, &model, &answer).to_string()),
+                    Ok(Err(e)) => Event::default()
+                        .event("error")
+                        .data(json!({"error": "assistant_error", "message": e}).to_string()),
+                    Err(_) => Event::default().event("error").data(
+                        json!({"error": "assistant_error", "message": "the question failed"})
+                            .to_string(),
+                    ),
+                };
+                Ok(event)
+            }
         });
         return Sse::new(head.chain(progress).chain(tail)).into_response();
     }
     drop(rx);
     match task.await {
-        Ok(Ok(answer)) => axum::Json(json!({
-            "conversation": id,
-            "steps": answer.steps,
-            "answer": answer.answer,
-            "flags": answer.flags,
-        }))
-        .into_response(),
+        Ok(Ok(answer)) => axum::Json(answer_json(&id, &model, &answer)).into_response(),
+        Ok(Err(e)) if e == STOPPED => api_error(StatusCode::CONFLICT, "stopped", &e),
         Ok(Err(e)) => api_error(StatusCode::BAD_GATEWAY, "assistant_error", &e),
         Err(_) => api_error(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -227,6 +332,57 @@ pub(crate) async fn chat(
             "the question failed",
         ),
     }
+}
+
+/// What a stopped question says.
+const STOPPED: &str = "stopped before the answer";
+
+/// `POST /api/chat/stop`: stops the session's running question.
+pub(crate) async fn stop(
+    State(s): State<Arc<WebState>>,
+    axum::Extension(visitor): axum::Extension<Visitor>,
+) -> Response {
+    axum::Json(json!({"stopped": s.sessions.stop_question(&visitor.key)})).into_response()
+}
+
+/// `GET /api/conversations`: the visitor's conversations, most recent first.
+pub(crate) async fn conversations(
+    State(s): State<Arc<WebState>>,
+    axum::Extension(visitor): axum::Extension<Visitor>,
+) -> Response {
+    axum::Json(json!({"conversations": s.conversations.list(&visitor.owner)})).into_response()
+}
+
+/// `GET /api/conversations/{id}`: one of the visitor's conversations, each answer with its
+/// Markdown rendered (safely) as HTML.
+pub(crate) async fn conversation(
+    State(s): State<Arc<WebState>>,
+    axum::Extension(visitor): axum::Extension<Visitor>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    let Some(c) = s.conversations.load(&visitor.owner, &id) else {
+        return api_error(StatusCode::NOT_FOUND, "not_found", "no such conversation");
+    };
+    let turns: Vec<serde_json::Value> = c
+        .turns
+        .iter()
+        .map(|t| {
+            json!({
+                "question": t.question,
+                "steps": t.steps,
+                "answer": t.answer,
+                "answer_html": crate::markdown::to_html(&t.answer),
+                "error": t.error,
+            })
+        })
+        .collect();
+    axum::Json(json!({
+        "conversation": c.id,
+        "title": c.title,
+        "model": c.model,
+        "turns": turns,
+    }))
+    .into_response()
 }
 
 #[derive(Deserialize)]

@@ -39,12 +39,21 @@ pub(crate) fn level_rank(level: &str) -> u8 {
 /// One entry as the page shows it.
 pub(crate) struct Row {
     pub seq: u64,
+    /// The whole timestamp (in the cell's title).
     pub ts: String,
+    /// Date and time to the second, for the cell.
+    pub time: String,
     pub kind: String,
+    /// The whole session (`principal/connection`), for the cell's title and the filter.
     pub session: String,
+    /// Who asked (the principal), as the cell shows it.
+    pub who: String,
+    /// The session's connection id, shortened (the whole one is in `session`).
+    pub session_short: String,
     pub client: String,
     pub tool: String,
     pub connection: String,
+    pub statement_kind: String,
     pub verdict: String,
     pub rules: String,
     pub outcome: String,
@@ -52,7 +61,17 @@ pub(crate) struct Row {
     pub duration: String,
     pub level: String,
     pub message: String,
+    /// The query with placeholders for its literals (the default), or its whole text when
+    /// the server stores it (`store_query_text`).
     pub query: String,
+    /// Whether `query` is the whole text (values included).
+    pub query_is_full: bool,
+}
+
+/// `2026-12-03T12:06:53.233837Z` -> `2026-12-03 12:06:53`.
+fn short_time(ts: &str) -> String {
+    let t = ts.replacen('T', " ", 1);
+    t.get(..19).map(String::from).unwrap_or(t)
 }
 
 fn row(e: Entry) -> Row {
@@ -67,14 +86,33 @@ fn row(e: Entry) -> Row {
         ),
         None => (String::new(), opt(e.note)),
     };
+    let session = opt(e.session);
+    // `principal/connection-id`: the principal may itself hold a slash (`stdio/label`).
+    let (who, conn) = match session.rsplit_once('/') {
+        Some((p, c)) if c.len() >= 16 && c.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            (p.to_string(), c.to_string())
+        }
+        _ => (session.clone(), String::new()),
+    };
+    let client = opt(e.client);
+    let who = if who.is_empty() { client.clone() } else { who };
+    let (query, query_is_full) = match (e.query, e.query_normalized) {
+        (Some(q), _) => (q, true),
+        (None, Some(n)) => (n, false),
+        (None, None) => (String::new(), false),
+    };
     Row {
         seq: e.seq,
+        time: short_time(&e.ts),
         ts: e.ts,
         kind: e.kind,
-        session: opt(e.session),
-        client: opt(e.client),
+        session_short: conn.chars().take(8).collect(),
+        session,
+        who,
+        client,
         tool: opt(e.tool),
         connection: opt(e.connection),
+        statement_kind: opt(e.statement_kind),
         verdict: opt(e.verdict),
         rules: e.rules.join(", "),
         outcome: opt(e.outcome),
@@ -82,7 +120,8 @@ fn row(e: Entry) -> Row {
         duration: e.duration_ms.map(|d| format!("{d} ms")).unwrap_or_default(),
         level,
         message,
-        query: opt(e.query),
+        query,
+        query_is_full,
     }
 }
 

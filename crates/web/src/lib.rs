@@ -8,8 +8,11 @@
 //!
 //! Invariants:
 //! - Every value from the database reaches the page through askama's HTML escaping or the
-//!   script's `textContent`: a `<script>` in a row is shown, never run. The Content Security
-//!   Policy allows scripts from this origin's `/assets/` only (no inline script).
+//!   script's `textContent`: a `<script>` in a row is shown, never run. The model's answers
+//!   are Markdown rendered here with raw HTML escaped (`markdown`), the one HTML the script
+//!   inserts. The Content Security
+//!   Policy allows scripts from this origin's `/assets/` only (no inline script), and styles
+//!   from this origin plus the one `<style>` the editor adds with the response's nonce.
 //! - A state-changing request is either a form carrying the session's CSRF token, or JSON
 //!   (which a cross-site page cannot send without a preflight we never grant) with no foreign
 //!   `Origin`. Cookies are `HttpOnly`, `SameSite=Strict`, and `Secure` when configured.
@@ -20,8 +23,13 @@
 
 mod api;
 mod audit_view;
+mod browse;
+mod console_api;
+mod conversations;
+mod markdown;
 mod pages;
 mod session;
+pub mod users;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -62,6 +70,10 @@ pub struct WebOptions {
     pub allowed_hosts: Vec<String>,
     /// Proxies whose `X-Forwarded-For` is believed (for the login limit per address).
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// The data directory: chat conversations are kept under `web/` in it.
+    pub data_dir: PathBuf,
+    /// Named users (`dbward web add-user`); with any, a login is required.
+    pub users: users::Users,
 }
 
 /// The web app's state: the child, the optional assistant, the sessions.
@@ -72,6 +84,12 @@ pub struct WebState {
     /// The dialect of the child's default connection, for the verdict preview.
     dialect: Dialect,
     sessions: session::Sessions,
+    /// The chat conversations, per owner, in the data directory.
+    conversations: conversations::Store,
+    /// Table and column names for the console's completion.
+    catalog: console_api::CatalogCache,
+    /// The model server's last probe (when, and its error), reused for a few seconds.
+    model_probe: std::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>>,
 }
 
 impl WebState {
@@ -98,6 +116,9 @@ impl WebState {
         Ok(WebState {
             host,
             assistant,
+            conversations: conversations::Store::new(&options.data_dir),
+            catalog: console_api::CatalogCache::default(),
+            model_probe: std::sync::Mutex::new(None),
             options,
             dialect,
             sessions: session::Sessions::default(),
@@ -105,21 +126,37 @@ impl WebState {
     }
 }
 
+impl WebState {
+    /// Whether a login is required: a shared password or named users are configured.
+    pub(crate) fn login_configured(&self) -> bool {
+        self.options.password.is_some() || !self.options.users.is_empty()
+    }
+}
+
 const APP_JS: &str = include_str!("../assets/app.js");
 const APP_CSS: &str = include_str!("../assets/app.css");
+/// CodeMirror 6 with SQL, bundled from its npm release by `crates/web/editor` (see its
+/// `package.json`); served from the binary like the rest.
+const EDITOR_JS: &str = include_str!("../assets/editor.js");
 
 /// The router: pages, assets and the API.
 pub fn router(state: Arc<WebState>) -> axum::Router {
     axum::Router::new()
         .route("/", get(pages::chat))
-        .route("/browse", get(pages::browse))
-        .route("/browse/table", get(pages::table))
+        .route("/browse", get(browse::browse))
+        .route("/browse/table", get(browse::table))
         .route("/console", get(pages::console).post(pages::console_post))
         .route("/audit", get(pages::audit))
         .route("/login", get(session::login_page).post(session::login))
         .route("/logout", post(session::logout))
         .route("/api/status", get(api::status))
         .route("/api/chat", post(api::chat))
+        .route("/api/chat/stop", post(api::stop))
+        .route("/api/conversations", get(api::conversations))
+        .route("/api/query", post(console_api::query))
+        .route("/api/query/cancel", post(console_api::cancel))
+        .route("/api/catalog", get(console_api::catalog))
+        .route("/api/conversations/{id}", get(api::conversation))
         .route("/api/check", post(api::check))
         .route(
             "/assets/app.js",
@@ -127,6 +164,18 @@ pub fn router(state: Arc<WebState>) -> axum::Router {
                 (
                     [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
                     APP_JS,
+                )
+            }),
+        )
+        .route(
+            "/assets/editor.js",
+            get(|| async {
+                (
+                    [
+                        (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+                        (header::CACHE_CONTROL, "public, max-age=86400"),
+                    ],
+                    EDITOR_JS,
                 )
             }),
         )
@@ -142,7 +191,7 @@ pub fn router(state: Arc<WebState>) -> axum::Router {
             state.clone(),
             check_host,
         ))
-        .layer(axum::middleware::map_response(security_headers))
+        .layer(axum::middleware::from_fn(security_headers))
         .with_state(state)
 }
 
@@ -190,17 +239,29 @@ async fn check_host(
         .into_response()
 }
 
-/// Headers on every response: a strict CSP (scripts and styles from this origin only), no
-/// framing, no sniffing, no referrer.
-async fn security_headers(mut response: axum::response::Response) -> impl IntoResponse {
+/// A random value per response that lets the page's own editor add its stylesheet
+/// (CodeMirror builds its base styles at run time): `style-src 'self' 'nonce-...'`.
+/// Scripts stay `'self'` only.
+#[derive(Debug, Clone)]
+pub(crate) struct StyleNonce(pub String);
+
+/// Headers on every response: a strict CSP (scripts from this origin only; styles from this
+/// origin and the response's nonce), no framing, no sniffing, no referrer.
+async fn security_headers(
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let nonce = hex::encode(rand::random::<[u8; 16]>());
+    req.extensions_mut().insert(StyleNonce(nonce.clone()));
+    let mut response = next.run(req).await;
     let h = response.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
+    let csp = format!(
+        "default-src 'none'; script-src 'self'; style-src 'self' 'nonce-{nonce}'; img-src 'self' data:; \
+         connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     );
+    if let Ok(v) = HeaderValue::from_str(&csp) {
+        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,

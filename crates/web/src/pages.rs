@@ -1,6 +1,7 @@
-//! The server-rendered pages: chat, browse (connections, tables, a table's columns, keys,
-//! indexes, stats and a paginated preview), the SQL console (the policy's verdict, then the
-//! run, with the truncation notice and CSV export of the shown rows) and the audit view.
+//! The server-rendered pages: chat, the SQL console (the policy's verdict, then the run;
+//! the script runs it asynchronously through `console_api` when it can) and the audit view,
+//! and what every page shares (the frame, results, errors, tool calls as the visitor).
+//! Browse lives in `browse`.
 //!
 //! Invariant: every database value is rendered through askama's HTML escaping (no `|safe`
 //! anywhere in the templates), and every read is a tool call on the visitor's behalf
@@ -20,8 +21,6 @@ use serde_json::{Map, Value, json};
 use crate::WebState;
 use crate::session::Visitor;
 
-/// Rows per preview page in the table view.
-const PAGE_ROWS: u64 = 50;
 /// Most rows the console asks for (the server's own cap may be lower).
 const CONSOLE_ROWS: u64 = 1_000;
 
@@ -46,14 +45,20 @@ pub(crate) struct Chrome {
     pub login: bool,
     /// The session's public label.
     pub label: String,
+    /// The response's style nonce (for the console's editor).
+    pub style_nonce: String,
+    /// The named user signed in (empty: none).
+    pub user: String,
 }
 
-fn chrome(state: &WebState, visitor: &Visitor, nav: &'static str) -> Chrome {
+pub(crate) fn chrome(state: &WebState, visitor: &Visitor, nav: &'static str) -> Chrome {
     Chrome {
         nav,
         csrf: visitor.csrf.clone(),
-        login: state.options.password.is_some(),
+        login: state.login_configured(),
+        user: visitor.user.clone().unwrap_or_default(),
         label: visitor.label.clone(),
+        style_nonce: visitor.style_nonce.clone(),
     }
 }
 
@@ -77,6 +82,9 @@ pub(crate) struct ResultView {
     pub row_count: u64,
     pub truncated: bool,
     pub elapsed_ms: u64,
+    /// Shown a page at a time with a pager: the pager, not a truncation notice, says that
+    /// more rows exist.
+    pub paged: bool,
 }
 
 fn cell(v: &Value) -> CellView {
@@ -96,7 +104,7 @@ fn cell(v: &Value) -> CellView {
     }
 }
 
-fn result_view(s: &Value) -> ResultView {
+pub(crate) fn result_view(s: &Value) -> ResultView {
     let columns = s["columns"]
         .as_array()
         .map(|cs| {
@@ -128,6 +136,7 @@ fn result_view(s: &Value) -> ResultView {
         row_count: s["row_count"].as_u64().unwrap_or(0),
         truncated: s["truncated"].as_bool().unwrap_or(false),
         elapsed_ms: s["elapsed_ms"].as_u64().unwrap_or(0),
+        paged: false,
     }
 }
 
@@ -147,7 +156,7 @@ fn error_view(s: Option<&Value>, text: &str) -> ErrorView {
 }
 
 /// Calls a tool as the visitor: the structured result, or the error to show.
-async fn call(
+pub(crate) async fn call(
     state: &WebState,
     visitor: &Visitor,
     tool: &str,
@@ -172,12 +181,12 @@ async fn call(
 }
 
 /// A connection id from a query string: 32 hex characters, else none (the default).
-fn connection_arg(c: Option<&str>) -> Option<String> {
+pub(crate) fn connection_arg(c: Option<&str>) -> Option<String> {
     c.filter(|c| c.len() == 32 && c.bytes().all(|b| b.is_ascii_hexdigit()))
         .map(String::from)
 }
 
-fn with_connection(mut args: Value, connection: &Option<String>) -> Value {
+pub(crate) fn with_connection(mut args: Value, connection: &Option<String>) -> Value {
     if let (Some(c), Value::Object(m)) = (connection, &mut args) {
         m.insert("connection_id".into(), Value::String(c.clone()));
     }
@@ -192,13 +201,32 @@ struct ChatPage {
     chrome: Chrome,
     llm: bool,
     llm_message: &'static str,
+    /// The model's name (empty without one).
+    model: String,
+    /// The visitor's conversations, most recent first.
+    conversations: Vec<crate::conversations::Summary>,
+    /// The conversation shown (`?c=ID`), loaded by the script; empty for a new one.
+    current: String,
 }
 
-/// `GET /`: the chat.
+#[derive(Deserialize)]
+pub(crate) struct ChatQuery {
+    #[serde(default)]
+    c: String,
+}
+
+/// `GET /`: the chat, with the visitor's conversations.
 pub(crate) async fn chat(
     State(state): State<Arc<WebState>>,
     axum::Extension(visitor): axum::Extension<Visitor>,
+    Query(q): Query<ChatQuery>,
 ) -> Response {
+    let conversations = state.conversations.list(&visitor.owner);
+    let current = if conversations.iter().any(|c| c.id == q.c) {
+        q.c
+    } else {
+        String::new()
+    };
     render(&ChatPage {
         chrome: chrome(&state, &visitor, "chat"),
         llm: state.assistant.is_some(),
@@ -207,286 +235,14 @@ pub(crate) async fn chat(
         } else {
             crate::NO_LLM
         },
+        model: state
+            .assistant
+            .as_ref()
+            .map(|a| a.llm().config().model.clone())
+            .unwrap_or_default(),
+        conversations,
+        current,
     })
-}
-
-// ---- browse ----
-
-struct ConnectionView {
-    id: String,
-    name: String,
-    kind: String,
-    target: String,
-    version: String,
-    role: String,
-    role_can_write: bool,
-    selected: bool,
-}
-
-struct TableRowView {
-    schema: String,
-    name: String,
-    kind: String,
-}
-
-#[derive(Template)]
-#[template(path = "browse.html")]
-struct BrowsePage {
-    chrome: Chrome,
-    connections: Vec<ConnectionView>,
-    connection: String,
-    tables: Vec<TableRowView>,
-    error: Option<ErrorView>,
-}
-
-#[derive(Deserialize)]
-pub(crate) struct BrowseQuery {
-    connection: Option<String>,
-}
-
-/// `GET /browse`: the connections and the tables of one.
-pub(crate) async fn browse(
-    State(state): State<Arc<WebState>>,
-    axum::Extension(visitor): axum::Extension<Visitor>,
-    Query(q): Query<BrowseQuery>,
-) -> Response {
-    let mut error = None;
-    let mut connections = Vec::new();
-    let selected = connection_arg(q.connection.as_deref());
-    match call(&state, &visitor, "list_connections", json!({})).await {
-        Ok(s) => {
-            let default = s["default_connection_id"]
-                .as_str()
-                .unwrap_or("")
-                .to_string();
-            let chosen = selected.clone().unwrap_or(default);
-            for c in s["connections"].as_array().into_iter().flatten() {
-                let id = c["id"].as_str().unwrap_or("").to_string();
-                connections.push(ConnectionView {
-                    selected: id == chosen,
-                    name: c["name"].as_str().unwrap_or("(unnamed)").to_string(),
-                    kind: c["type"].as_str().unwrap_or("").to_string(),
-                    target: c["target"].as_str().unwrap_or("").to_string(),
-                    version: c["server_version"].as_str().unwrap_or("").to_string(),
-                    role: c["role"].as_str().unwrap_or("").to_string(),
-                    role_can_write: c["role_can_write"].as_bool().unwrap_or(false),
-                    id,
-                });
-            }
-        }
-        Err(e) => error = Some(e),
-    }
-    let mut tables = Vec::new();
-    if error.is_none() {
-        match call(
-            &state,
-            &visitor,
-            "list_tables",
-            with_connection(json!({}), &selected),
-        )
-        .await
-        {
-            Ok(s) => {
-                for t in s["tables"].as_array().into_iter().flatten() {
-                    tables.push(TableRowView {
-                        schema: t["schema"].as_str().unwrap_or("").to_string(),
-                        name: t["name"].as_str().unwrap_or("").to_string(),
-                        kind: t["kind"].as_str().unwrap_or("").to_string(),
-                    });
-                }
-            }
-            Err(e) => error = Some(e),
-        }
-    }
-    render(&BrowsePage {
-        chrome: chrome(&state, &visitor, "browse"),
-        connections,
-        connection: selected.unwrap_or_default(),
-        tables,
-        error,
-    })
-}
-
-struct ColumnView {
-    name: String,
-    type_name: String,
-    nullable: bool,
-    default: String,
-    comment: String,
-    primary: bool,
-    null_fraction: String,
-    distinct: String,
-}
-
-struct ForeignKeyView {
-    column: String,
-    table: String,
-    references: String,
-}
-
-struct IndexView {
-    name: String,
-    definition: String,
-    size: String,
-}
-
-#[derive(Template)]
-#[template(path = "table.html")]
-struct TablePage {
-    chrome: Chrome,
-    connection: String,
-    schema: String,
-    table: String,
-    comment: String,
-    columns: Vec<ColumnView>,
-    foreign_keys: Vec<ForeignKeyView>,
-    indexes: Vec<IndexView>,
-    row_estimate: String,
-    total_size: String,
-    preview: Option<ResultView>,
-    page: u64,
-    first_row: u64,
-    has_next: bool,
-    error: Option<ErrorView>,
-}
-
-#[derive(Deserialize)]
-pub(crate) struct TableQuery {
-    connection: Option<String>,
-    schema: Option<String>,
-    table: String,
-    #[serde(default)]
-    page: u64,
-}
-
-fn human_bytes(n: Option<i64>) -> String {
-    match n {
-        None => String::new(),
-        Some(b) if b < 1024 => format!("{b} B"),
-        Some(b) if b < 1024 * 1024 => format!("{:.1} KiB", b as f64 / 1024.0),
-        Some(b) => format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0)),
-    }
-}
-
-/// `GET /browse/table`: a table's columns, keys, indexes, stats and a page of rows.
-pub(crate) async fn table(
-    State(state): State<Arc<WebState>>,
-    axum::Extension(visitor): axum::Extension<Visitor>,
-    Query(q): Query<TableQuery>,
-) -> Response {
-    let connection = connection_arg(q.connection.as_deref());
-    let page = q.page.min(1_000_000);
-    let mut target = json!({ "table": q.table });
-    if let Some(s) = q.schema.as_ref().filter(|s| !s.is_empty()) {
-        target["schema"] = json!(s);
-    }
-    let target = with_connection(target, &connection);
-    let mut out = TablePage {
-        chrome: chrome(&state, &visitor, "browse"),
-        connection: connection.clone().unwrap_or_default(),
-        schema: q.schema.clone().unwrap_or_default(),
-        table: q.table.clone(),
-        comment: String::new(),
-        columns: Vec::new(),
-        foreign_keys: Vec::new(),
-        indexes: Vec::new(),
-        row_estimate: String::new(),
-        total_size: String::new(),
-        preview: None,
-        page,
-        first_row: page * PAGE_ROWS + 1,
-        has_next: false,
-        error: None,
-    };
-    let described = call(&state, &visitor, "describe_table", target.clone()).await;
-    let d = match described {
-        Ok(d) => d,
-        Err(e) => {
-            out.error = Some(e);
-            let mut r = render(&out);
-            *r.status_mut() = StatusCode::NOT_FOUND;
-            return r;
-        }
-    };
-    out.schema = d["schema"].as_str().unwrap_or("").to_string();
-    out.comment = d["comment"].as_str().unwrap_or("").to_string();
-    let pk: Vec<&str> = d["primary_key"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
-    let stats = call(&state, &visitor, "get_table_stats", target.clone())
-        .await
-        .unwrap_or(Value::Null);
-    for c in d["columns"].as_array().into_iter().flatten() {
-        let name = c["name"].as_str().unwrap_or("").to_string();
-        let st = stats["columns"]
-            .as_array()
-            .and_then(|cs| cs.iter().find(|s| s["column"].as_str() == Some(&name)));
-        out.columns.push(ColumnView {
-            primary: pk.contains(&name.as_str()),
-            type_name: c["type"].as_str().unwrap_or("").to_string(),
-            nullable: c["nullable"].as_bool().unwrap_or(true),
-            default: c["default"].as_str().unwrap_or("").to_string(),
-            comment: c["comment"].as_str().unwrap_or("").to_string(),
-            null_fraction: st
-                .and_then(|s| s["null_fraction"].as_f64())
-                .map(|f| format!("{:.0}%", f * 100.0))
-                .unwrap_or_default(),
-            distinct: st
-                .and_then(|s| s["distinct_estimate"].as_f64())
-                .map(|f| format!("{f:.0}"))
-                .unwrap_or_default(),
-            name,
-        });
-    }
-    for fk in d["foreign_keys"].as_array().into_iter().flatten() {
-        out.foreign_keys.push(ForeignKeyView {
-            column: fk["column"].as_str().unwrap_or("").to_string(),
-            table: fk["references_table"].as_str().unwrap_or("").to_string(),
-            references: fk["references_column"].as_str().unwrap_or("").to_string(),
-        });
-    }
-    let stat_indexes: Vec<&Value> = stats["indexes"].as_array().into_iter().flatten().collect();
-    if stat_indexes.is_empty() {
-        for i in d["indexes"].as_array().into_iter().flatten() {
-            out.indexes.push(IndexView {
-                name: i.as_str().unwrap_or("").to_string(),
-                definition: String::new(),
-                size: String::new(),
-            });
-        }
-    } else {
-        for i in stat_indexes {
-            out.indexes.push(IndexView {
-                name: i["name"].as_str().unwrap_or("").to_string(),
-                definition: i["definition"].as_str().unwrap_or("").to_string(),
-                size: human_bytes(i["size_bytes"].as_i64()),
-            });
-        }
-    }
-    if let Some(n) = stats["row_estimate"].as_i64() {
-        let exact = stats["exact"].as_bool().unwrap_or(false);
-        out.row_estimate = if exact {
-            format!("{n} rows")
-        } else {
-            format!("about {n} rows")
-        };
-    }
-    out.total_size = human_bytes(stats["total_bytes"].as_i64());
-    let mut read = target;
-    read["limit"] = json!(PAGE_ROWS);
-    read["offset"] = json!(page * PAGE_ROWS);
-    match call(&state, &visitor, "read_table", read).await {
-        Ok(r) => {
-            let view = result_view(&r);
-            out.has_next = view.truncated;
-            out.preview = Some(view);
-        }
-        Err(e) => out.error = Some(e),
-    }
-    render(&out)
 }
 
 // ---- console ----
@@ -536,10 +292,20 @@ fn verdict_view(v: &Verdict) -> VerdictView {
     }
 }
 
+pub(crate) fn dialect_name(d: dbward_policy::Dialect) -> &'static str {
+    match d {
+        dbward_policy::Dialect::Postgres => "postgres",
+        dbward_policy::Dialect::Mysql => "mysql",
+        dbward_policy::Dialect::Sqlite => "sqlite",
+    }
+}
+
 #[derive(Template)]
 #[template(path = "console.html")]
 struct ConsolePage {
     chrome: Chrome,
+    /// `postgres`, `mysql` or `sqlite`, for the editor's SQL dialect.
+    dialect: &'static str,
     query: String,
     verdict: Option<VerdictView>,
     result: Option<ResultView>,
@@ -563,6 +329,7 @@ pub(crate) async fn console(
         .then(|| verdict_view(&state.options.policy.check(state.dialect, &q.query)));
     render(&ConsolePage {
         chrome: chrome(&state, &visitor, "console"),
+        dialect: dialect_name(state.dialect),
         query: q.query,
         verdict,
         result: None,
@@ -595,6 +362,7 @@ pub(crate) async fn console_post(
     }
     let mut page = ConsolePage {
         chrome: chrome(&state, &visitor, "console"),
+        dialect: dialect_name(state.dialect),
         query: form.query.clone(),
         verdict: None,
         result: None,
@@ -623,7 +391,19 @@ pub(crate) async fn console_post(
         args.insert("limit".into(), json!(CONSOLE_ROWS));
         match call(&state, &visitor, "execute_query", Value::Object(args)).await {
             Ok(r) => page.result = Some(result_view(&r)),
-            Err(e) => page.error = Some(e),
+            Err(mut e) => {
+                // The verdict above already gives the policy's reasons: say them once.
+                if e.code == "policy_refused"
+                    && let Some(v) = &page.verdict
+                    && !v.allowed
+                    && e.rule
+                        .as_ref()
+                        .is_some_and(|r| v.reasons.iter().any(|x| &x.rule == r))
+                {
+                    e.message = "not run: the policy refused it for the reasons above".into();
+                }
+                page.error = Some(e);
+            }
         }
     }
     render(&page)

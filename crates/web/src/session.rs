@@ -12,7 +12,7 @@
 //! - A flood of cookie-less requests can only displace sessions that have not logged in.
 //! - The password is compared in constant time and never logged or echoed.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
@@ -25,7 +25,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
-use dbward_assistant::llm::ChatMessage;
 use dbward_mcp::{HostEvent, HostEventKind};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use secrecy::ExposeSecret;
@@ -53,8 +52,6 @@ const MAX_SESSIONS: usize = 10_000;
 const MAX_ANONYMOUS: usize = 1_000;
 /// A session unused this long is forgotten.
 const IDLE: Duration = Duration::from_secs(12 * 3600);
-/// Most conversations per session; the oldest is dropped beyond it.
-const MAX_CONVERSATIONS: usize = 50;
 /// Failed logins (and wrong bearer tokens) per client address per minute; past it the
 /// address waits a minute before any password is checked again.
 const FAILURES_PER_MINUTE: u32 = 10;
@@ -68,9 +65,8 @@ struct Session {
     /// Logged in (always true when no password is configured).
     authenticated: bool,
     last_seen: Instant,
-    /// The session's chat histories by conversation id.
-    conversations: HashMap<String, Vec<ChatMessage>>,
-    order: VecDeque<String>,
+    /// The named user logged in, if any (the label is then `user-<name>`).
+    user: Option<String>,
 }
 
 impl Session {
@@ -80,8 +76,7 @@ impl Session {
             csrf: hex::encode(rand::random::<[u8; 16]>()),
             authenticated,
             last_seen: Instant::now(),
-            conversations: HashMap::new(),
-            order: VecDeque::new(),
+            user: None,
         }
     }
 }
@@ -94,8 +89,10 @@ pub(crate) struct Sessions {
     failures: DefaultKeyedRateLimiter<IpAddr>,
     /// Addresses that failed too often, until when.
     locked: Mutex<HashMap<IpAddr, Instant>>,
-    /// Sessions with a question running (one at a time per session).
-    asking: Mutex<std::collections::HashSet<String>>,
+    /// Sessions with a question running (one at a time per session), and how to stop it.
+    asking: Running,
+    /// Sessions with a console query running (one at a time per session).
+    querying: Running,
 }
 
 impl Default for Sessions {
@@ -106,7 +103,8 @@ impl Default for Sessions {
             map: Mutex::new(HashMap::new()),
             failures: RateLimiter::keyed(quota),
             locked: Mutex::new(HashMap::new()),
-            asking: Mutex::new(std::collections::HashSet::new()),
+            asking: Running::default(),
+            querying: Running::default(),
         }
     }
 }
@@ -159,6 +157,34 @@ impl Sessions {
         Some(Visitor::of(key, s))
     }
 
+    /// The one session of scripts (bearer clients, or cookie-less API calls when no login
+    /// is configured), labelled `api`.
+    fn api(&self) -> Visitor {
+        match self.find("api") {
+            Some(v) => v,
+            None => self.insert("api".into(), {
+                let mut s = Session::new(true);
+                s.label = "api".into();
+                s
+            }),
+        }
+    }
+
+    /// The session of a script signed in as a named user (bearer `NAME:PASSWORD`): the
+    /// user's principal, like their browser sessions.
+    fn api_user(&self, name: &str) -> Visitor {
+        let key = format!("api:user:{name}");
+        match self.find(&key) {
+            Some(v) => v,
+            None => self.insert(key, {
+                let mut s = Session::new(true);
+                s.label = format!("user-{name}");
+                s.user = Some(name.to_string());
+                s
+            }),
+        }
+    }
+
     /// A new session under a fresh cookie value.
     fn create(&self, authenticated: bool) -> Visitor {
         let key = hex::encode(rand::random::<[u8; 32]>());
@@ -195,42 +221,65 @@ impl Sessions {
         visitor
     }
 
-    /// Marks a question running for the session; `false` if one already is.
-    pub(crate) fn start_question(&self, key: &str) -> bool {
-        self.asking
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key.to_string())
+    /// Marks a question running for the session: what stops it, or `None` if one already
+    /// runs.
+    pub(crate) fn start_question(&self, key: &str) -> Option<Arc<tokio::sync::Notify>> {
+        self.asking.start(key)
+    }
+
+    /// Stops the session's running question; `false` if none runs.
+    pub(crate) fn stop_question(&self, key: &str) -> bool {
+        self.asking.stop(key)
     }
 
     /// Marks the session's question finished.
     pub(crate) fn end_question(&self, key: &str) {
-        self.asking
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key);
+        self.asking.end(key)
     }
 
-    /// Takes a conversation's history out of a session (empty if it has none by that id).
-    pub(crate) fn take_history(&self, key: &str, conversation: &str) -> Vec<ChatMessage> {
-        self.lock()
-            .get_mut(key)
-            .and_then(|s| s.conversations.remove(conversation))
-            .unwrap_or_default()
+    /// Marks a console query running for the session (see [`Sessions::start_question`]).
+    pub(crate) fn start_query(&self, key: &str) -> Option<Arc<tokio::sync::Notify>> {
+        self.querying.start(key)
     }
 
-    /// Puts a conversation's history back.
-    pub(crate) fn put_history(&self, key: &str, conversation: &str, history: Vec<ChatMessage>) {
-        let mut map = self.lock();
-        let Some(s) = map.get_mut(key) else { return };
-        s.conversations.insert(conversation.to_string(), history);
-        s.order.retain(|c| c != conversation);
-        s.order.push_back(conversation.to_string());
-        while s.order.len() > MAX_CONVERSATIONS {
-            if let Some(old) = s.order.pop_front() {
-                s.conversations.remove(&old);
-            }
+    /// Cancels the session's running console query; `false` if none runs.
+    pub(crate) fn stop_query(&self, key: &str) -> bool {
+        self.querying.stop(key)
+    }
+
+    /// Marks the session's console query finished.
+    pub(crate) fn end_query(&self, key: &str) {
+        self.querying.end(key)
+    }
+}
+
+/// Work running per session (one at a time), each with what stops it.
+#[derive(Default)]
+struct Running(Mutex<HashMap<String, Arc<tokio::sync::Notify>>>);
+
+impl Running {
+    fn start(&self, key: &str) -> Option<Arc<tokio::sync::Notify>> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if map.contains_key(key) {
+            return None;
         }
+        let stop = Arc::new(tokio::sync::Notify::new());
+        map.insert(key.to_string(), stop.clone());
+        Some(stop)
+    }
+
+    fn stop(&self, key: &str) -> bool {
+        match self.0.lock().unwrap_or_else(|p| p.into_inner()).get(key) {
+            Some(stop) => {
+                stop.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn end(&self, key: &str) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
     }
 }
 
@@ -245,6 +294,13 @@ pub(crate) struct Visitor {
     pub csrf: String,
     /// Logged in, or no login needed.
     pub authenticated: bool,
+    /// The named user signed in, if any.
+    pub user: Option<String>,
+    /// This response's style nonce (see `StyleNonce`), for the page's editor.
+    pub style_nonce: String,
+    /// Whose conversations these are: `user:<name>` for a named user, `api` for scripts,
+    /// else `session:<label>` (the browser session).
+    pub owner: String,
     /// The request presented this session's cookie (so a browser may have sent it on a
     /// cross-site request: JSON API calls must then carry the CSRF token in a header).
     pub from_cookie: bool,
@@ -258,6 +314,13 @@ impl Visitor {
             label: s.label.clone(),
             csrf: s.csrf.clone(),
             authenticated: s.authenticated,
+            style_nonce: String::new(),
+            user: s.user.clone(),
+            owner: match &s.user {
+                Some(name) => format!("user:{name}"),
+                None if s.label == "api" => "api".into(),
+                None => format!("session:{}", s.label),
+            },
             from_cookie: false,
         }
     }
@@ -347,7 +410,7 @@ pub(crate) async fn layer(
     let ip =
         dbward_mcp::http::client_address(peer.ip(), req.headers(), &state.options.trusted_proxies);
     let mut set_cookie = None;
-    let visitor = if state.options.password.is_some()
+    let visitor = if state.login_configured()
         && let Some(token) = bearer(req.headers())
     {
         if state.sessions.locked_out(ip) {
@@ -357,7 +420,13 @@ pub(crate) async fn layer(
                 "too many failed logins from this address; wait a minute",
             );
         }
-        if !password_matches(&state, token) {
+        // `NAME:PASSWORD` for a named user, else the shared password.
+        let user = token
+            .split_once(':')
+            .filter(|(name, _)| crate::users::valid_name(name))
+            .filter(|(name, password)| state.options.users.verify(name, password))
+            .map(|(name, _)| name.to_string());
+        if user.is_none() && !password_matches(&state, token) {
             tracing::warn!(peer = %ip, "web API bearer token refused");
             report_login_failure(&state, ip).await;
             let status = if state.sessions.failed(ip) {
@@ -367,14 +436,17 @@ pub(crate) async fn layer(
             };
             return api_error(status, "unauthorized", "wrong token");
         }
-        match state.sessions.find("api") {
-            Some(v) => v,
-            None => state.sessions.insert("api".into(), {
-                let mut s = Session::new(true);
-                s.label = "api".into();
-                s
-            }),
+        match user {
+            Some(name) => state.sessions.api_user(&name),
+            None => state.sessions.api(),
         }
+    } else if !state.login_configured()
+        && is_api(&path)
+        && !req.headers().contains_key(header::COOKIE)
+    {
+        // No login configured (loopback only) and no cookie: a script, like a bearer
+        // client, and like it one session, so that it can continue its conversations.
+        state.sessions.api()
     } else {
         let jar = CookieJar::from_headers(req.headers());
         match jar.get(cookie_name(&state)).and_then(|c| {
@@ -388,7 +460,7 @@ pub(crate) async fn layer(
                 v
             }
             None => {
-                let v = state.sessions.create(state.options.password.is_none());
+                let v = state.sessions.create(!state.login_configured());
                 set_cookie = Some(cookie(&state, v.key.clone(), false));
                 v
             }
@@ -415,6 +487,10 @@ pub(crate) async fn layer(
         && let Err(refused) = crate::api::api_gate(req.headers(), &visitor)
     {
         return refused;
+    }
+    let mut visitor = visitor;
+    if let Some(n) = req.extensions().get::<crate::StyleNonce>() {
+        visitor.style_nonce = n.0.clone();
     }
     req.extensions_mut().insert(visitor);
     req.extensions_mut().insert(Peer(ip));
@@ -445,6 +521,8 @@ struct LoginPage {
     csrf: String,
     error: Option<String>,
     login_required: bool,
+    /// Named users exist: the form asks for a name.
+    named_users: bool,
 }
 
 /// `GET /login`.
@@ -458,12 +536,16 @@ pub(crate) async fn login_page(
     crate::pages::render(&LoginPage {
         csrf: visitor.csrf,
         error: None,
-        login_required: state.options.password.is_some(),
+        login_required: state.login_configured(),
+        named_users: !state.options.users.is_empty(),
     })
 }
 
 #[derive(Deserialize)]
 pub(crate) struct LoginForm {
+    /// A named user's name; empty for the shared password.
+    #[serde(default)]
+    username: String,
     password: String,
     csrf: String,
 }
@@ -480,6 +562,7 @@ pub(crate) async fn login(
             csrf: visitor.csrf.clone(),
             error: Some(error.to_string()),
             login_required: true,
+            named_users: !state.options.users.is_empty(),
         });
         *r.status_mut() = status;
         r
@@ -493,7 +576,19 @@ pub(crate) async fn login(
             "Too many attempts from this address; wait a minute.",
         );
     }
-    if !password_matches(&state, &form.password) {
+    let name = form.username.trim().to_ascii_lowercase();
+    let user = if name.is_empty() {
+        None
+    } else if crate::users::valid_name(&name) && state.options.users.verify(&name, &form.password) {
+        Some(name)
+    } else {
+        Some(String::new())
+    };
+    let ok = match &user {
+        None => password_matches(&state, &form.password),
+        Some(n) => !n.is_empty(),
+    };
+    if !ok {
         tracing::warn!(peer = %peer, "web login failed");
         report_login_failure(&state, peer).await;
         if state.sessions.failed(peer) {
@@ -502,7 +597,14 @@ pub(crate) async fn login(
                 "Too many attempts from this address; wait a minute.",
             );
         }
-        return again(StatusCode::UNAUTHORIZED, "Wrong password.");
+        return again(
+            StatusCode::UNAUTHORIZED,
+            if user.is_some() {
+                "Wrong name or password."
+            } else {
+                "Wrong password."
+            },
+        );
     }
     // A new cookie value for the logged-in session: a value planted before the login is
     // worthless after it.
@@ -510,6 +612,12 @@ pub(crate) async fn login(
     let mut session = old.unwrap_or_else(|| Session::new(true));
     session.authenticated = true;
     session.csrf = hex::encode(rand::random::<[u8; 16]>());
+    // A named user is their own principal, whichever browser session they use: what the
+    // detector counts, limits or blocks follows the person.
+    if let Some(name) = user.filter(|n| !n.is_empty()) {
+        session.label = format!("user-{name}");
+        session.user = Some(name);
+    }
     let key = hex::encode(rand::random::<[u8; 32]>());
     let fresh = state.sessions.insert(key, session);
     let mut response = Redirect::to("/").into_response();

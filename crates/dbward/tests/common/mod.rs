@@ -121,3 +121,96 @@ pub async fn start_web(args: &[&str], env: &[(&str, &str)], data: &Path) -> WebC
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     WebChild { child, url, early }
 }
+
+/// `dbward web add-user NAME` with the password on standard input.
+pub fn add_user(data: &std::path::Path, name: &str, password: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = std::process::Command::new(BIN)
+        .args(["web", "add-user", name])
+        .env("DBWARD_DATA_DIR", data)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("add-user starts");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{password}\n").as_bytes())
+        .expect("password written");
+    child.wait_with_output().expect("add-user ends")
+}
+
+// ---- the web UI over HTTP, as a browser would use it ----
+
+pub async fn start_with(
+    args: &[&str],
+    env: &[(&str, &str)],
+    data: &std::path::Path,
+) -> (Child, String) {
+    let mut all = args.to_vec();
+    all.extend(["--listen", "127.0.0.1:0"]);
+    let w = start_web(&all, env, data).await;
+    (w.child, w.url)
+}
+
+pub async fn start(env: &[(&str, &str)], data: &std::path::Path) -> (Child, String) {
+    start_with(&["web"], env, data).await
+}
+
+/// `dbward web` with the scripted model giving `answers`.
+pub async fn start_with_model(
+    answers: Vec<Value>,
+    data: &std::path::Path,
+) -> (Child, String, Script) {
+    let (llm, script) = scripted(answers).await;
+    let (child, base) = start(
+        &[
+            ("DBWARD_LLM_MODEL", "scripted"),
+            ("DBWARD_LLM_BASE_URL", &llm),
+        ],
+        data,
+    )
+    .await;
+    (child, base, script)
+}
+
+/// A browser-like client: keeps cookies, does not follow redirects (so tests see them).
+pub fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+pub async fn get(http: &reqwest::Client, url: &str) -> (u16, String) {
+    let r = http.get(url).send().await.expect("GET");
+    let status = r.status().as_u16();
+    (status, r.text().await.expect("body"))
+}
+
+/// The CSRF token a page carries.
+pub fn csrf_of(page: &str) -> String {
+    let at = page
+        .find("data-csrf=\"")
+        .expect("page carries a CSRF token")
+        + 11;
+    page[at..at + 32].to_string()
+}
+
+/// POSTs JSON as the page's script does: with the session's CSRF token (read from a page
+/// first, which also gives a cookie-less client its session).
+pub async fn post_json(http: &reqwest::Client, url: &str, body: Value) -> reqwest::Response {
+    let base = &url[..url.find("/api/").expect("an API URL")];
+    let (status, page) = get(http, &format!("{base}/console")).await;
+    let mut req = http
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    if status == 200 {
+        req = req.header("x-csrf-token", csrf_of(&page));
+    }
+    req.send().await.expect("POST")
+}

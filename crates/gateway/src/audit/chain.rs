@@ -59,6 +59,10 @@ pub struct Entry {
     /// SHA-256 of the query text.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub query_sha256: Option<String>,
+    /// The query with its literals replaced by placeholders (`$1`, `?`): what ran, without
+    /// the values; kept by default (absent when the query did not parse).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_normalized: Option<String>,
     /// The statement kind, when the query parsed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub statement_kind: Option<String>,
