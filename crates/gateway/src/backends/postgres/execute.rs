@@ -166,12 +166,15 @@ impl PgBackend {
             .join("; ");
         let mut tail: Vec<String> = role.into_iter().collect();
         tail.extend(savepoint.map(String::from));
-        let resolution = resolver.map(|r| resolve::statement(&r.names));
-        tail.extend(resolution);
+        if let Some(r) = resolver {
+            tail.push(resolve::GENERIC.0.to_string());
+            tail.push(resolve::statement(&r.names));
+            tail.push(resolve::GENERIC.1.to_string());
+        }
         let resolved_at;
         if settings.is_empty() {
             head.extend(tail);
-            resolved_at = resolver.map(|_| head.len() - 1);
+            resolved_at = resolver.map(|_| head.len() - 2);
             let groups = statements(conn, &head.join("; ")).await?;
             session.pid = pid_of(&groups);
             if let (Some(r), Some(i)) = (resolver, resolved_at) {
@@ -183,7 +186,7 @@ impl PgBackend {
             session.pid = pid_of(&groups);
             set_local(conn, settings).await?;
             if !tail.is_empty() {
-                resolved_at = resolver.map(|_| tail.len() - 1);
+                resolved_at = resolver.map(|_| tail.len() - 2);
                 let groups = statements(conn, &tail.join("; ")).await?;
                 if let (Some(r), Some(i)) = (resolver, resolved_at) {
                     let rows = groups.into_iter().nth(i).unwrap_or_default();
@@ -193,11 +196,12 @@ impl PgBackend {
         }
         if utility {
             let r = utility_rows(conn, sql, caps).await?;
-            end(conn).await?;
+            end(conn, false).await?;
             return Ok(r);
         }
         let declare = format!("DECLARE dbward_cursor NO SCROLL CURSOR FOR {sql}");
         let bound = params::infer(conn, &declare, params).await?;
+        let named = params::describes(params);
         let mut q = sqlx::query(AssertSqlSafe(declare)).persistent(false);
         for p in &bound {
             q = p.bind(q);
@@ -211,8 +215,9 @@ impl PgBackend {
         // transaction on the server).
         // (FETCH takes an int4 count.)
         let fetch = format!(
-            "FETCH FORWARD {} FROM dbward_cursor; {END}",
-            caps.max_rows.saturating_add(1).min(i32::MAX as usize)
+            "FETCH FORWARD {} FROM dbward_cursor; {}",
+            caps.max_rows.saturating_add(1).min(i32::MAX as usize),
+            end_sql(named)
         );
         let mut columns: Vec<Column> = Vec::new();
         let mut unknown_oids: Vec<(usize, u32)> = Vec::new();
@@ -282,7 +287,7 @@ impl PgBackend {
                 .await
                 .map_err(err)?;
             columns = prepared.columns().iter().map(column_of).collect();
-            end(conn).await?;
+            end(conn, true).await?;
         }
         // Our own catalog lookup (cached per type), after the rollback, in an implicit
         // transaction that the session's default makes read-only. A session cut at the byte
@@ -465,7 +470,18 @@ fn columns_of(row: &sqlx::postgres::PgRow) -> Vec<Column> {
 }
 
 /// The end of every call's transaction (see [`end`]).
-const END: &str = "ROLLBACK; SELECT pg_catalog.pg_advisory_unlock_all(); DEALLOCATE ALL";
+const END: &str = "ROLLBACK; SELECT pg_catalog.pg_advisory_unlock_all()";
+
+/// [`END`], and when the call made the driver name a statement (a Describe), every
+/// prepared statement of the session dropped — the driver's hold the client's text, which
+/// the next caller could read in `pg_prepared_statements` — and ours prepared again.
+fn end_sql(named: bool) -> String {
+    if named {
+        format!("{END}; DEALLOCATE ALL; {}", resolve::prepare_sql())
+    } else {
+        END.to_string()
+    }
+}
 
 /// Runs `sql` (several statements of our own text, simple protocol) and returns each
 /// statement's rows, in order: group `i` holds the rows of statement `i`.
@@ -525,14 +541,14 @@ async fn set_local(
 /// state a read-only statement can leave behind that a rollback does not undo. (Settings
 /// changed with `set_config(..., false)`, LISTEN, cursors and notifications are
 /// transactional and die with the rollback; PREPARE, temp tables and sequence changes
-/// cannot happen inside a read-only cursor.) Then drop every prepared statement of the
-/// session: the driver names the statements it prepares (the Parse/Describe of an empty
-/// result's shape), and a named statement outlives the transaction — with its text, which
-/// the next caller on this pooled session could read in `pg_prepared_statements`. The
-/// driver's statement cache is off and every other statement is unnamed, so nothing the
-/// driver relies on is dropped. One round trip.
-async fn end(conn: &mut sqlx::PgConnection) -> Result<(), GatewayError> {
-    sqlx::raw_sql(END)
+/// cannot happen inside a read-only cursor.) When the call made the driver name a statement
+/// (the Parse/Describe of an empty result's shape, or of parameters' types), `named` drops
+/// every prepared statement of the session — a named statement outlives the transaction
+/// with its text, which the next caller on this pooled session could read in
+/// `pg_prepared_statements` — and prepares dbward's own resolution statement again. The
+/// driver's statement cache is off and every other statement is unnamed. One round trip.
+async fn end(conn: &mut sqlx::PgConnection, named: bool) -> Result<(), GatewayError> {
+    sqlx::raw_sql(AssertSqlSafe(end_sql(named)))
         .execute(&mut *conn)
         .await
         .map_err(|e| classify(e, &[]))?;

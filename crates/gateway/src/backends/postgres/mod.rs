@@ -157,7 +157,16 @@ impl PgBackend {
             // role's default: an owner who put their schema before it could otherwise
             // stand their own `=` or `version()` in for the builtins, in dbward's own
             // statements and in the client's (see `pin_catalog_first`).
-            .after_connect(|conn, _meta| Box::pin(async move { pin_catalog_first(conn).await }))
+            .after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    pin_catalog_first(conn).await?;
+                    // The resolution statement, prepared once per session (our own text).
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(resolve::prepare_sql()))
+                        .execute(conn)
+                        .await?;
+                    Ok(())
+                })
+            })
             .connect_with(opts)
             .await
             .map_err(|e| classify(e, &spec.secrets()))?;

@@ -266,11 +266,29 @@ fn pairs(v: &[(Option<String>, String)]) -> serde_json::Value {
     )
 }
 
-/// The resolution statement for `names`, as one statement of our own text. The names
-/// (which come from the client's query) travel as a hex string: the statement's text is
-/// the constant above plus the characters `0-9a-f`, so nothing of the client's can end or
-/// extend a literal. That lets it go in the call's first simple-protocol message, with
-/// `BEGIN`, in the same round trip.
+/// The name of the resolution statement, prepared once per pooled session
+/// ([`prepare_sql`]) and kept across calls: it holds no client text (the names come as its
+/// argument), and keeping it saves planning a large statement on every call.
+pub(crate) const PREPARED: &str = "dbward_resolve";
+
+/// `PREPARE dbward_resolve(text) AS ...`: run when a session is opened, and again after a
+/// call had to drop every prepared statement of the session.
+pub(crate) fn prepare_sql() -> String {
+    format!(
+        "PREPARE {PREPARED}(pg_catalog.text) AS {}",
+        RESOLVE.replace(
+            "{ARGS}",
+            "pg_catalog.convert_from(pg_catalog.decode($1, 'hex'), 'UTF8')::pg_catalog.jsonb",
+        )
+    )
+}
+
+/// `EXECUTE dbward_resolve('<hex>')` for `names`: one statement of our own text. The names
+/// (which come from the client's query) travel as a hex string of their JSON: the text is
+/// constant but for the characters `0-9a-f`, so nothing of the client's can end or extend
+/// the literal. That lets it go in the call's first simple-protocol message, with `BEGIN`,
+/// in the same round trip. Run it under `plan_cache_mode = force_generic_plan` (see
+/// [`GENERIC`]): its plan is then made once per session.
 pub(crate) fn statement(names: &Names) -> String {
     let doc = serde_json::json!({
         "f": pairs(&names.functions),
@@ -283,13 +301,15 @@ pub(crate) fn statement(names: &Names) -> String {
     for b in doc.as_bytes() {
         hex.push_str(&format!("{b:02x}"));
     }
-    RESOLVE.replace(
-        "{ARGS}",
-        &format!(
-            "pg_catalog.convert_from(pg_catalog.decode('{hex}', 'hex'), 'UTF8')::pg_catalog.jsonb"
-        ),
-    )
+    format!("EXECUTE {PREPARED}('{hex}')")
 }
+
+/// Around [`statement`]: the prepared statement's generic plan is used from the first call
+/// (its cost does not depend on the names), and the client's query then plans as usual.
+pub(crate) const GENERIC: (&str, &str) = (
+    "SET LOCAL plan_cache_mode = force_generic_plan",
+    "SET LOCAL plan_cache_mode TO DEFAULT",
+);
 
 /// Reads the resolution statement's rows.
 pub(crate) fn read(rows: Vec<sqlx::postgres::PgRow>) -> Result<Resolution, GatewayError> {

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# dbward beside its peers through the official Python MCP SDK, in one run on the same
+# machine and database: sequential p50/p99, CPU per call (server, PostgreSQL, client), 8
+# stdio sessions, HTTP with 8 and 32 clients, cold start; ratios to the reference server.
+# Installs @modelcontextprotocol/server-postgres@0.6.2 and @bytebase/dbhub@0.21.2 from npm
+# and the mcp SDK from PyPI under target/ (never committed). Needs the local PostgreSQL.
+# Usage: bench/peers.sh [SECONDS per measurement, default 5] [only: dbward|dbhub|server-postgres]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+peers=target/bench-peers
+mkdir -p "$peers"
+if [ ! -d "$peers/node_modules/@bytebase/dbhub" ] || [ ! -d "$peers/node_modules/@modelcontextprotocol/server-postgres" ]; then
+  (cd "$peers" && npm init -y >/dev/null && npm install --no-audit --no-fund --silent \
+    @modelcontextprotocol/server-postgres@0.6.2 @bytebase/dbhub@0.21.2)
+fi
+venv=target/bench-venv
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "mcp==2.3.0"
+fi
+db="dbward_peers_bench_$$"
+psql -q -h 127.0.0.1 -U postgres -c "CREATE DATABASE $db" >/dev/null
+trap 'psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null' EXIT
+psql -q -h 127.0.0.1 -U postgres -d "$db" -c "
+  CREATE TABLE servers AS SELECT g AS id, 'srv-' || g AS hostname,
+    (ARRAY['debian', 'ubuntu', 'rhel'])[1 + g % 3] AS os,
+    (ARRAY['active', 'maintenance', 'retired'])[1 + g % 3] AS status
+  FROM generate_series(1, 20000) g;
+  ALTER TABLE servers ADD PRIMARY KEY (id); ANALYZE servers;" >/dev/null
+cargo build -q --release --bin dbward
+"$venv/bin/python" bench/peers.py --dbward target/release/dbward --db "$db" --peers "$peers" \
+  --seconds "${1:-5}" --only "${2:-}"
