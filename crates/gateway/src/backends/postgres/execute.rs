@@ -167,14 +167,15 @@ impl PgBackend {
         let mut tail: Vec<String> = role.into_iter().collect();
         tail.extend(savepoint.map(String::from));
         if let Some(r) = resolver {
-            tail.push(resolve::GENERIC.0.to_string());
+            tail.extend(resolve::BEFORE.map(String::from));
             tail.push(resolve::statement(&r.names));
-            tail.push(resolve::GENERIC.1.to_string());
+            tail.extend(resolve::AFTER.map(String::from));
         }
+        let after_resolution = resolve::AFTER.len() + 1;
         let resolved_at;
         if settings.is_empty() {
             head.extend(tail);
-            resolved_at = resolver.map(|_| head.len() - 2);
+            resolved_at = resolver.map(|_| head.len() - after_resolution);
             let groups = statements(conn, &head.join("; ")).await?;
             session.pid = pid_of(&groups);
             if let (Some(r), Some(i)) = (resolver, resolved_at) {
@@ -186,7 +187,7 @@ impl PgBackend {
             session.pid = pid_of(&groups);
             set_local(conn, settings).await?;
             if !tail.is_empty() {
-                resolved_at = resolver.map(|_| tail.len() - 2);
+                resolved_at = resolver.map(|_| tail.len() - after_resolution);
                 let groups = statements(conn, &tail.join("; ")).await?;
                 if let (Some(r), Some(i)) = (resolver, resolved_at) {
                     let rows = groups.into_iter().nth(i).unwrap_or_default();
