@@ -287,7 +287,7 @@ fn principal_of(context: &RequestContext<RoleServer>) -> String {
 }
 
 /// What the transport verified of the caller: the HTTP auth layer's identity, or the
-/// stdio caller (`[access]` member `stdio`, whatever its session label).
+/// stdio caller (see [`stdio_identity`]).
 fn identity_of(
     context: &RequestContext<RoleServer>,
     principal: &str,
@@ -299,7 +299,21 @@ fn identity_of(
             .map(|v| v.0.clone())
             .unwrap_or_else(|| dbward_gateway::access::Identity::keyed(principal));
     }
-    dbward_gateway::access::Identity::keyed("stdio")
+    stdio_identity(principal)
+}
+
+/// A stdio caller: `[access]` member `stdio` whatever its session label, and `web:NAME`
+/// too when the host (the web UI, which started this process) labels the session as its
+/// signed-in user `NAME` (`user-NAME`). Only the stdio peer can set labels.
+fn stdio_identity(principal: &str) -> dbward_gateway::access::Identity {
+    let mut identity = dbward_gateway::access::Identity::keyed("stdio");
+    if let Some(name) = principal
+        .strip_prefix("stdio/user-")
+        .filter(|n| !n.is_empty())
+    {
+        identity.keys.push(format!("web:{name}"));
+    }
+    identity
 }
 
 /// A host's session label: 1 to 32 ASCII letters, digits, `-` or `_`.
@@ -328,5 +342,27 @@ pub(crate) fn answer<T>(
     match result {
         Ok(v) => ok(v),
         Err(e) => render::gateway_error(&e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stdio_callers_are_stdio_and_named_web_users_are_theirs() {
+        assert_eq!(stdio_identity("stdio").keys, vec!["stdio".to_string()]);
+        assert_eq!(
+            stdio_identity("stdio/4d1d87ba").keys,
+            vec!["stdio".to_string()]
+        );
+        assert_eq!(
+            stdio_identity("stdio/user-alice").keys,
+            vec!["stdio".to_string(), "web:alice".to_string()]
+        );
+        assert_eq!(
+            stdio_identity("stdio/user-").keys,
+            vec!["stdio".to_string()]
+        );
     }
 }
