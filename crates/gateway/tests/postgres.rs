@@ -857,33 +857,7 @@ async fn no_prepared_statement_outlives_a_call() {
     gw.describe_table(&id, None, "servers")
         .await
         .expect("catalog read");
-    let r = gw
-        .execute_query(
-            &id,
-            "SELECT name, statement FROM pg_catalog.pg_prepared_statements",
-            &[],
-            None,
-        )
-        .await
-        .expect("pg_prepared_statements");
-    // Only the statement reading the view may be there (it is being executed).
-    // Besides, dbward's own resolution statement, prepared once per session: no client
-    // text in it.
-    let texts: Vec<String> = r
-        .rows
-        .iter()
-        .filter(|row| row[0] != json!("dbward_resolve"))
-        .map(|row| row[1].to_string())
-        .collect();
-    assert!(
-        texts.iter().all(|t| t.contains("pg_prepared_statements")),
-        "statements of earlier calls survived in the pooled session: {texts:?}"
-    );
-    assert!(
-        r.rows.iter().any(|row| row[0] == json!("dbward_resolve")),
-        "the resolution statement is kept: {:?}",
-        r.rows
-    );
+    common::assert_no_statements_of_earlier_calls(&gw, &id).await;
     gw.close_connection(&id).await.ok();
     fx.drop().await;
 }

@@ -243,3 +243,36 @@ pub fn client_config_detecting() -> dbward_gateway::GatewayConfig {
     c.limits.statement_timeout_ms = 2_000;
     c
 }
+
+/// Asserts that a pooled session holds no prepared statement of an earlier call: reads
+/// `pg_prepared_statements` through the gateway (on a one-connection pool, the session
+/// earlier calls used) and allows only the statement doing the reading and dbward's own
+/// resolution statement, which is kept per session and holds no client text.
+pub async fn assert_no_statements_of_earlier_calls(gw: &dbward_gateway::Gateway, id: &str) {
+    let r = gw
+        .execute_query(
+            id,
+            "SELECT name, statement FROM pg_catalog.pg_prepared_statements",
+            &[],
+            None,
+        )
+        .await
+        .expect("pg_prepared_statements");
+    let texts: Vec<String> = r
+        .rows
+        .iter()
+        .filter(|row| row[0] != serde_json::json!("dbward_resolve"))
+        .map(|row| row[1].to_string())
+        .collect();
+    assert!(
+        texts.iter().all(|t| t.contains("pg_prepared_statements")),
+        "statements of earlier calls survived in the pooled session: {texts:?}"
+    );
+    assert!(
+        r.rows
+            .iter()
+            .any(|row| row[0] == serde_json::json!("dbward_resolve")),
+        "the resolution statement is kept: {:?}",
+        r.rows
+    );
+}
