@@ -431,6 +431,9 @@ pub struct Access {
     limits: Limits,
     everything: Arc<Grants>,
     cache: Mutex<HashMap<Vec<String>, Arc<Grants>>>,
+    /// Each named connection's session settings, parsed once (an error: calls on it are
+    /// refused rather than run without them).
+    connection_settings: HashMap<String, Result<Vec<(String, Template)>, String>>,
 }
 
 impl Access {
@@ -443,6 +446,28 @@ impl Access {
             base_config: config.policy.clone(),
             limits: config.limits.clone(),
             cache: Mutex::new(HashMap::new()),
+            connection_settings: config
+                .connections
+                .iter()
+                .filter(|(_, c)| !c.session_settings.is_empty())
+                .map(|(n, c)| {
+                    let parsed = parse_settings(&format!("connections.{n}"), &c.session_settings)
+                        .map_err(|e| e.to_string());
+                    (n.clone(), parsed)
+                })
+                .collect(),
+        }
+    }
+
+    /// The session settings of the named connection `name` (none for unnamed ones).
+    pub fn connection_settings(
+        &self,
+        name: Option<&str>,
+    ) -> Result<&[(String, Template)], GatewayError> {
+        match name.and_then(|n| self.connection_settings.get(n)) {
+            None => Ok(&[]),
+            Some(Ok(s)) => Ok(s),
+            Some(Err(e)) => Err(GatewayError::Config(e.clone())),
         }
     }
 

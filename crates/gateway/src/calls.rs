@@ -435,10 +435,15 @@ impl Gateway {
             response: Response::Log,
         };
         tracing::debug!(who, what, reason = %event.message, "authentication refused");
+        self.audit_event(&event).await;
+    }
+
+    /// Writes a security event's audit entry (no-op without an audit log).
+    async fn audit_event(&self, event: &SecurityEvent) {
         if let Some(log) = &self.audit
-            && let Err(e) = log.append(event_entry(&event)).await
+            && let Err(e) = log.append(event_entry(event)).await
         {
-            tracing::error!(error = %e, "authentication refusal not audited");
+            tracing::error!(error = %e, "security event not audited");
         }
     }
 
@@ -528,11 +533,7 @@ impl Gateway {
                 let _ = self.close_quietly(&id).await;
             }
         }
-        if let Some(log) = &self.audit
-            && let Err(e) = log.append(event_entry(&event)).await
-        {
-            tracing::error!(error = %e, "security event not audited");
-        }
+        self.audit_event(&event).await;
         if matches!(event.level, Level::High | Level::Critical)
             && let Some(url) = self.config.detector.webhook_url.clone()
         {

@@ -554,16 +554,9 @@ impl Gateway {
         if let Some(e) = &grants.settings_error {
             return Err(GatewayError::Config(e.clone()));
         }
-        let named = open
-            .info
-            .name
-            .as_ref()
-            .and_then(|n| self.config.connections.get(n).map(|c| (n, c)));
-        let mut templates = Vec::new();
-        if let Some((n, c)) = named {
-            templates = access::parse_settings(&format!("connections.{n}"), &c.session_settings)?;
-        }
-        templates.extend(grants.settings.iter().cloned());
+        let own = self.access.connection_settings(open.info.name.as_deref())?;
+        let templates: Vec<&(String, access::Template)> =
+            own.iter().chain(grants.settings.iter()).collect();
         if templates.is_empty() {
             return Ok(Vec::new());
         }

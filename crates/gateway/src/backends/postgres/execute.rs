@@ -159,11 +159,6 @@ impl PgBackend {
         // it), and before the savepoint (returning to it must not undo them). Without
         // session settings, the role, the savepoint and the resolution go in the first
         // message too; with them, in a second after the settings.
-        // (For the Describe of an empty result, in a transaction of its own.)
-        let again = std::iter::once("BEGIN READ ONLY".to_string())
-            .chain(role.clone())
-            .collect::<Vec<_>>()
-            .join("; ");
         let mut tail: Vec<String> = role.into_iter().collect();
         tail.extend(savepoint.map(String::from));
         if let Some(r) = resolver {
@@ -279,6 +274,10 @@ impl PgBackend {
         if rows.is_empty() && !session.discard {
             // No row to read the shape from: a Parse/Describe of the query (nothing runs),
             // in a read-only transaction of its own, since the first one has ended.
+            let again = match &self.reader_role {
+                Some(r) => format!("BEGIN READ ONLY; SET LOCAL ROLE {}", quote_ident(r)),
+                None => "BEGIN READ ONLY".to_string(),
+            };
             sqlx::raw_sql(AssertSqlSafe(again))
                 .execute(&mut *conn)
                 .await

@@ -297,9 +297,11 @@ pub(crate) fn statement(names: &Names) -> String {
         "t": pairs(&names.types),
     })
     .to_string();
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut hex = String::with_capacity(doc.len() * 2);
     for b in doc.as_bytes() {
-        hex.push_str(&format!("{b:02x}"));
+        hex.push(char::from(DIGITS[usize::from(b >> 4)]));
+        hex.push(char::from(DIGITS[usize::from(b & 15)]));
     }
     format!("EXECUTE {PREPARED}('{hex}')")
 }
