@@ -1,6 +1,8 @@
-//! Peak resident memory of one capped query: `peak_rss URL SQL CAP [whole]`.
-//! Prints `rows=<n> truncated=<bool> peak_rss_kb=<VmHWM>`. With `whole`, fetches the full
-//! result with sqlx's `fetch_all` instead (the baseline dbward avoids). Used by
+//! Peak resident memory of one capped query: `peak_rss URL SQL CAP [whole|bytes]`.
+//! Prints `rows=<n> truncated=<bool> peak_rss_kb=<VmHWM>`. By default only the row cap
+//! applies (the byte cap is lifted); with `bytes`, the default byte cap (and so the default
+//! limit on one message from the database) applies too; with `whole`, the full result is
+//! fetched with sqlx's `fetch_all` instead (the baseline dbward avoids). Used by
 //! `bench/memory.sh`.
 
 // A measuring tool: its report is its stdout.
@@ -25,7 +27,7 @@ fn peak_rss_kb() -> u64 {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let [_, url, sql, cap, rest @ ..] = args.as_slice() else {
-        return Err("usage: peak_rss URL SQL CAP [whole]".into());
+        return Err("usage: peak_rss URL SQL CAP [whole|bytes]".into());
     };
     let cap: usize = cap.parse()?;
     if rest.first().map(String::as_str) == Some("whole") {
@@ -46,7 +48,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         ..Default::default()
     };
     config.limits.hard_max_rows = cap.max(config.limits.hard_max_rows);
-    config.limits.max_bytes = usize::MAX;
+    if rest.first().map(String::as_str) != Some("bytes") {
+        config.limits.max_bytes = usize::MAX;
+    }
     let gw = Gateway::new(config);
     let info = gw
         .connect(ConnectRequest::Url(SecretString::from(url.clone())))

@@ -37,6 +37,24 @@ pub struct QueryResult {
     pub elapsed_ms: u64,
 }
 
+/// The largest single message a PostgreSQL or MySQL connection accepts from its server (a
+/// row with its framing, an error, a notice): the byte cap (at least 1 MiB, so the catalog
+/// reads of the tools keep working under a small cap) plus 64 KiB for the per-column
+/// framing of a row that fits the cap. A larger message is refused by the driver from its
+/// header (`vendor/README.md`), before any of it is buffered, and its connection is closed:
+/// so dbward's memory never follows a value's size, whatever the query and whatever the
+/// policy allowed. (A row under this limit but over the cap is read, then cut.)
+pub(crate) fn message_limit(max_bytes: usize) -> usize {
+    max_bytes.max(1 << 20).saturating_add(64 << 10)
+}
+
+/// What a refused oversized message says: what it was, its size and the limit.
+pub(crate) fn too_large_message(what: &str, len: usize, limit: usize) -> String {
+    format!(
+        "{what} of {len} bytes is over dbward's limit of {limit} bytes for one message from the database; it was not read, and the session was closed"
+    )
+}
+
 /// The caps one execution runs under.
 #[derive(Debug, Clone, Copy)]
 pub struct Caps {

@@ -55,7 +55,9 @@ impl MyBackend {
             // sqlx would append PIPES_AS_CONCAT to the server's mode; the mode is pinned
             // whole below instead.
             .pipes_as_concat(false)
-            .no_engine_substitution(false);
+            .no_engine_substitution(false)
+            // No packet larger than this is ever buffered (see `message_limit`).
+            .max_packet_len(crate::backends::message_limit(limits.max_bytes));
         if let Some(u) = &spec.username {
             opts = opts.username(u);
         }

@@ -218,7 +218,19 @@ impl MyBackend {
         {
             let mut stream = q.fetch(&mut *conn);
             let mut first = true;
-            while let Some(row) = stream.try_next().await.map_err(err)? {
+            loop {
+                let row = match stream.try_next().await {
+                    Ok(Some(row)) => row,
+                    Ok(None) => break,
+                    // A row over the packet limit (`message_limit`): refused from its
+                    // header, never buffered. The result is cut there, as at the byte cap;
+                    // the session, mid-packet, is closed (`clean` stays false).
+                    Err(e) if super::too_large(&e).is_some() => {
+                        truncated = true;
+                        break;
+                    }
+                    Err(e) => return Err(err(e)),
+                };
                 if rows.len() == caps.max_rows {
                     truncated = true;
                     break;

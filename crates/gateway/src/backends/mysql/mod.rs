@@ -76,8 +76,24 @@ pub struct MyBackend {
     catalog_lock_timeout_ms: u64,
 }
 
+/// The oversized packet the driver refused from its header, if that is what `e` is.
+pub(crate) fn too_large(e: &sqlx::Error) -> Option<sqlx::mysql::MySqlPacketTooLarge> {
+    match e {
+        sqlx::Error::Io(io) => io
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<sqlx::mysql::MySqlPacketTooLarge>())
+            .copied(),
+        _ => None,
+    }
+}
+
 /// Classifies a driver error into a user-facing error; secrets are scrubbed.
 pub(crate) fn classify(e: sqlx::Error, secrets: &[&str]) -> GatewayError {
+    if let Some(m) = too_large(&e) {
+        return GatewayError::Database(crate::backends::too_large_message(
+            "a reply", m.len, m.limit,
+        ));
+    }
     match &e {
         sqlx::Error::Database(db) => {
             let msg = scrub(db.message(), secrets);

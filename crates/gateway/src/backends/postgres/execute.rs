@@ -225,7 +225,20 @@ impl PgBackend {
             // Rows before the first CommandComplete are the FETCH's; after it come the
             // end's own (pg_advisory_unlock_all's row).
             let mut fetched = false;
-            'read: while let Some(item) = stream.try_next().await.map_err(err)? {
+            'read: loop {
+                let item = match stream.try_next().await {
+                    Ok(Some(item)) => item,
+                    Ok(None) => break,
+                    // A row over the message limit (`message_limit`): refused from its
+                    // header, never buffered. The result is cut there, as at the byte cap,
+                    // and the session closed (it stands mid-message).
+                    Err(e) if super::too_large(&e).is_some_and(|m| m.format == b'D') => {
+                        truncated = true;
+                        session.discard = true;
+                        break 'read;
+                    }
+                    Err(e) => return Err(err(e)),
+                };
                 let row = match item {
                     sqlx::Either::Left(_) => {
                         fetched = true;
@@ -271,23 +284,21 @@ impl PgBackend {
                 rows.push(out);
             }
         }
-        if rows.is_empty() && !session.discard {
-            // No row to read the shape from: a Parse/Describe of the query (nothing runs),
-            // in a read-only transaction of its own, since the first one has ended.
-            let again = match &self.reader_role {
-                Some(r) => format!("BEGIN READ ONLY; SET LOCAL ROLE {}", quote_ident(r)),
-                None => "BEGIN READ ONLY".to_string(),
-            };
-            sqlx::raw_sql(AssertSqlSafe(again))
-                .execute(&mut *conn)
-                .await
-                .map_err(err)?;
-            let prepared = conn
-                .prepare(AssertSqlSafe(sql.to_string()).into_sql_str())
-                .await
-                .map_err(err)?;
-            columns = prepared.columns().iter().map(column_of).collect();
-            end(conn, true).await?;
+        if columns.is_empty() {
+            // No row read to take the shape from (none came, or the first was too large to
+            // read): a Parse/Describe of the query (nothing runs), in a read-only
+            // transaction of its own, since the first one has ended — on another session
+            // when this one is to be closed.
+            if session.discard {
+                let mut other = self.pool.acquire().await.map_err(err)?;
+                // Used for this one transaction, then closed: whether the describe ends
+                // well, badly or not at all (the call dropped mid-way), nothing of it
+                // goes back to the pool.
+                other.close_on_drop();
+                columns = self.describe(&mut other, sql).await?;
+            } else {
+                columns = self.describe(conn, sql).await?;
+            }
         }
         // Our own catalog lookup (cached per type), after the rollback, in an implicit
         // transaction that the session's default makes read-only. A session cut at the byte
@@ -309,6 +320,31 @@ impl PgBackend {
             truncated,
             elapsed_ms: 0,
         })
+    }
+
+    /// The result columns of `sql` from a Parse/Describe (nothing runs), in a read-only
+    /// transaction of its own that is rolled back, the driver's named statement dropped.
+    async fn describe(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        sql: &str,
+    ) -> Result<Vec<Column>, GatewayError> {
+        let err = |e| classify(e, &[]);
+        let again = match &self.reader_role {
+            Some(r) => format!("BEGIN READ ONLY; SET LOCAL ROLE {}", quote_ident(r)),
+            None => "BEGIN READ ONLY".to_string(),
+        };
+        sqlx::raw_sql(AssertSqlSafe(again))
+            .execute(&mut *conn)
+            .await
+            .map_err(err)?;
+        let prepared = conn
+            .prepare(AssertSqlSafe(sql.to_string()).into_sql_str())
+            .await
+            .map_err(err)?;
+        let columns = prepared.columns().iter().map(column_of).collect();
+        end(conn, true).await?;
+        Ok(columns)
     }
 
     /// Fills in the names of types the driver reported as `?`, from the catalog (cached).

@@ -71,8 +71,23 @@ fn ssl(mode: SslMode) -> PgSslMode {
     }
 }
 
+/// The oversized message the driver refused from its header, if that is what `e` is.
+pub(crate) fn too_large(e: &sqlx::Error) -> Option<sqlx::postgres::PgMessageTooLarge> {
+    match e {
+        sqlx::Error::Io(io) => io
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<sqlx::postgres::PgMessageTooLarge>())
+            .copied(),
+        _ => None,
+    }
+}
+
 /// Classifies a driver error into a user-facing error; secrets are scrubbed.
 pub(crate) fn classify(e: sqlx::Error, secrets: &[&str]) -> GatewayError {
+    if let Some(m) = too_large(&e) {
+        let what = if m.format == b'D' { "a row" } else { "a reply" };
+        return GatewayError::Database(crate::backends::too_large_message(what, m.len, m.limit));
+    }
     match &e {
         sqlx::Error::Database(db) => {
             let code = db.code().map(|c| c.to_string()).unwrap_or_default();
@@ -126,7 +141,9 @@ impl PgBackend {
             // capacity of 0 alone is not enough (the driver then names the statement and
             // never closes it): every query here is also `persistent(false)`, and `end`
             // deallocates whatever a call prepared.
-            .statement_cache_capacity(0);
+            .statement_cache_capacity(0)
+            // No message larger than this is ever buffered (see `message_limit`).
+            .max_message_len(crate::backends::message_limit(limits.max_bytes));
         if let Some(u) = &spec.username {
             opts = opts.username(u);
         }
