@@ -507,6 +507,7 @@ impl Gateway {
         if !verdict.is_allowed() {
             return Err(GatewayError::refused(verdict));
         }
+        searched_params_are_short(&verdict, params)?;
         self.check_unknown_functions(open, policy, &verdict).await?;
         let settings = self.session_settings(open, call)?;
         let caps = Caps::new(limits, max_rows);
@@ -689,4 +690,31 @@ fn validate_identifier(kind: DbKind, s: &str) -> Result<(), GatewayError> {
         )));
     }
     Ok(())
+}
+
+/// When a parameter is what a search the server cannot stop looks for in a text of unknown
+/// size (the policy says so), every string parameter must be short: the policy bounds such
+/// searches to short constants, and a parameter is a constant known only at the call.
+fn searched_params_are_short(
+    verdict: &dbward_policy::Verdict,
+    params: &[Value],
+) -> Result<(), GatewayError> {
+    let max = dbward_policy::SEARCH_NEEDLE_MAX;
+    if !verdict.params_searched {
+        return Ok(());
+    }
+    match params
+        .iter()
+        .position(|p| p.as_str().is_some_and(|s| s.len() > max))
+    {
+        Some(i) => Err(GatewayError::ResolvedRefusal {
+            rule: "resource.bomb",
+            message: format!(
+                "parameter {} is {} bytes long, and the query searches a text of unknown size for a parameter: the database cannot stop such a search once it runs, so a searched-for value may be at most {max} bytes",
+                i + 1,
+                params[i].as_str().map_or(0, str::len)
+            ),
+        }),
+        None => Ok(()),
+    }
 }

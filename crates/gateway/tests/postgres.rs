@@ -987,6 +987,29 @@ async fn a_statement_that_ignores_cancel_is_gone_soon_after_its_call() {
         .await
         .expect_err("bomb");
     assert_eq!(e.rule(), Some("resource.bomb"));
+    // Nor does a text the query builds or reads, whose size the policy cannot see, searched
+    // for a long or computed string...
+    for sql in [
+        "SELECT strpos(string_agg('a', ''), 'X' || repeat('a', 50000)) FROM generate_series(1, 700000)",
+        "SELECT strpos(h, n) FROM (SELECT string_agg('a', '') AS h, 'X' || string_agg('a', '') AS n FROM generate_series(1, 300000)) s",
+        "SELECT replace(hostname, status, '') FROM servers",
+    ] {
+        let e = gw.execute_query(&id, sql, &[], None).await.expect_err(sql);
+        assert_eq!(e.rule(), Some("resource.bomb"), "{sql}: {e}");
+    }
+    // ...or for a long parameter; a short one runs.
+    let sql = "SELECT count(*) AS n FROM servers WHERE strpos(hostname, $1) > 0";
+    let long = json!(format!("X{}", "a".repeat(100)));
+    let e = gw
+        .execute_query(&id, sql, &[long], None)
+        .await
+        .expect_err("a long searched-for parameter");
+    assert_eq!(e.rule(), Some("resource.bomb"), "{e}");
+    let r = gw
+        .execute_query(&id, sql, &[json!("srv-1")], None)
+        .await
+        .expect("a short one runs");
+    assert_eq!(r.rows[0][0], json!(111));
     gw.close_connection(&id).await.expect("close");
     fx.drop().await;
 }

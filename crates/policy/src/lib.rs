@@ -313,6 +313,7 @@ pub(crate) struct Findings {
     pub(crate) types: Vec<FunctionRef>,
     pub(crate) relation_names: Vec<TableRef>,
     pub(crate) field_names: Vec<String>,
+    pub(crate) params_searched: bool,
 }
 
 impl Findings {
@@ -393,6 +394,11 @@ pub(crate) fn syntax_error(parser_message: &str) -> String {
     }
 }
 
+/// The longest string a search the server cannot stop (PostgreSQL's `strpos`, `replace`,
+/// `split_part`...; MariaDB's `LOCATE`, `INSTR`, `LIKE`...) may look for in a text whose size
+/// the query does not show: its work is then at most 64 comparisons per byte of text.
+pub const SEARCH_NEEDLE_MAX: usize = 64;
+
 /// Limits on constant expressions that would make the server build huge values while
 /// planning (before any statement timeout fires).
 pub(crate) mod bombs {
@@ -400,6 +406,26 @@ pub(crate) mod bombs {
     pub(crate) fn is_repeat(name: &str) -> bool {
         name.eq_ignore_ascii_case("repeat")
     }
+    /// PostgreSQL functions that look for their second argument in their first in one C
+    /// loop that never checks for interrupts (`text_position`): neither the statement
+    /// timeout, nor a cancel, nor a terminate stops it, and its worst case is the product
+    /// of the two lengths. (`position(a IN b)` is `position(b, a)` in the tree.)
+    pub(crate) fn is_uninterruptible_search(name: &str) -> bool {
+        [
+            "strpos",
+            "position",
+            "replace",
+            "split_part",
+            "string_to_array",
+            "string_to_table",
+        ]
+        .iter()
+        .any(|n| n.eq_ignore_ascii_case(name))
+    }
+    /// The longest search string such a function may look for in a text whose size is not
+    /// known from the query (a column, an aggregate, a computed value): its worst case is
+    /// then at most 64 comparisons per byte of text.
+    pub(crate) const SEARCH_NEEDLE_MAX: u128 = super::SEARCH_NEEDLE_MAX as u128;
     /// Functions whose output size is their second argument.
     pub(crate) fn is_pad(name: &str) -> bool {
         ["lpad", "rpad"]

@@ -89,7 +89,43 @@ fn is_search(name: &str) -> bool {
     )
 }
 
-/// Refuses a search over constant-built strings whose size product exceeds the budget.
+/// Which argument a search looks for in the other (`LOCATE(needle, text)`,
+/// `INSTR(text, needle)`, `POSITION(needle IN text)` given as `[needle, text]`,
+/// `text LIKE pattern` as `[text, pattern]`), for the searches whose work is the product of
+/// the two lengths.
+fn needle_index(name: &str) -> Option<usize> {
+    match name.to_ascii_lowercase().as_str() {
+        "locate" | "position" | "find_in_set" => Some(0),
+        "instr" | "replace" | "substring_index" | "like" => Some(1),
+        _ => None,
+    }
+}
+
+/// `?`, possibly cased, cast or parenthesized (`LOWER(?)`): a parameter, bound at the call.
+fn is_param(e: &Expr) -> bool {
+    match e {
+        Expr::Value(v) => matches!(v.value, sqlparser::ast::Value::Placeholder(_)),
+        Expr::Nested(inner) | Expr::Cast { expr: inner, .. } => is_param(inner),
+        Expr::Function(f) => {
+            let cased = f.name.0.last().and_then(|p| p.as_ident()).is_some_and(|i| {
+                ["lower", "upper", "lcase", "ucase"]
+                    .iter()
+                    .any(|n| i.value.eq_ignore_ascii_case(n))
+            });
+            match &f.args {
+                FunctionArguments::List(l) if cased && l.args.len() == 1 => {
+                    l.args.first().and_then(arg_expr).is_some_and(is_param)
+                }
+                _ => false,
+            }
+        }
+        _ => false,
+    }
+}
+
+/// Refuses a search over constant-built strings whose size product exceeds the budget, and
+/// a search of a text whose size the query does not show (a column, an aggregate, a computed
+/// value) for anything but a short constant.
 fn search_cost(
     name: &str,
     args: &[&Expr],
@@ -97,6 +133,31 @@ fn search_cost(
     budget: u128,
     out: &mut Findings,
 ) {
+    if let Some(i) = needle_index(name)
+        && let (Some(needle), Some(text)) = (args.get(i), args.get(1 - i))
+        && built_size(text).is_none()
+    {
+        // A parameter's size is known only at the call: the gateway bounds it.
+        if is_param(needle) {
+            out.params_searched = true;
+            return;
+        }
+    }
+    if let Some(i) = needle_index(name)
+        && let (Some(needle), Some(text)) = (args.get(i), args.get(1 - i))
+        && built_size(text).is_none()
+        && built_size(needle).is_none_or(|n| n > crate::bombs::SEARCH_NEEDLE_MAX)
+    {
+        out.refuse(
+            Rule::ResourceBomb,
+            format!(
+                "`{name}` must look for a constant of at most {} bytes when the text it searches is not a constant: the server does not stop `{name}` when the statement is killed, and a long or computed search string over a large text runs for minutes",
+                crate::bombs::SEARCH_NEEDLE_MAX
+            ),
+            position,
+        );
+        return;
+    }
     let sizes: Vec<u128> = args.iter().filter_map(|a| built_size(a)).collect();
     if sizes.len() < 2 {
         return;

@@ -578,6 +578,26 @@ impl Walker<'_> {
                 );
             }
         }
+        if bombs::is_uninterruptible_search(name) && args.len() >= 2 {
+            // A text of unknown size (read, aggregated or computed) may only be searched for
+            // a short constant; a constant text bounds the work on its own (it is at most
+            // `max_constant_string_bytes`, and a longer search string ends at once).
+            let text = crate::pg_consts::str_size(args[0]);
+            let needle = crate::pg_consts::str_size(args[1]);
+            // A parameter's size is known only at the call: the gateway bounds it.
+            let param = is_param(args[1]);
+            self.out.params_searched |= text.is_none() && param;
+            if text.is_none() && !param && needle.is_none_or(|n| n > bombs::SEARCH_NEEDLE_MAX) {
+                self.out.refuse(
+                    Rule::ResourceBomb,
+                    format!(
+                        "`{name}` must look for a constant of at most {} bytes when the text it searches is not a constant: PostgreSQL cannot cancel or stop `{name}` once it scans, and a long or computed search string over a large text runs for minutes",
+                        bombs::SEARCH_NEEDLE_MAX
+                    ),
+                    position,
+                );
+            }
+        }
         if bombs::is_format(name) && args.first().and_then(|a| str_const(a)).is_none() {
             self.out.refuse(
                 Rule::ResourceBomb,
@@ -813,6 +833,29 @@ pub(crate) fn inner(v: &Value) -> Option<(&str, &Value)> {
     let obj = v.get("node")?.as_object()?;
     let (k, body) = obj.iter().next()?;
     Some((k.as_str(), body))
+}
+
+/// `$n`, `$n::type` or `lower($n)`: a parameter, bound at the call.
+fn is_param(v: &Value) -> bool {
+    let Some((kind, body)) = inner(v) else {
+        return false;
+    };
+    match kind {
+        "ParamRef" => true,
+        "TypeCast" => body.get("arg").is_some_and(is_param),
+        // `lower($1)`, `upper($1)`: still the parameter's size.
+        "FuncCall" => {
+            let cased = body
+                .get("funcname")
+                .and_then(Value::as_array)
+                .and_then(|n| n.last())
+                .and_then(string_node)
+                .is_some_and(|n| n == "lower" || n == "upper");
+            let args = body.get("args").and_then(Value::as_array);
+            cased && args.is_some_and(|a| a.len() == 1 && is_param(&a[0]))
+        }
+        _ => false,
+    }
 }
 
 #[cfg(test)]

@@ -393,6 +393,11 @@ pub struct Verdict {
     /// call `f(t)` when `t` has no column `f`, so the database resolves these names too.
     #[serde(skip)]
     pub field_names: Vec<String>,
+    /// A parameter is the search string of a search the server cannot stop (PostgreSQL's
+    /// `strpos`, MariaDB's `LOCATE`...) over a text of unknown size: the gateway must refuse
+    /// the call if any string parameter is longer than [`crate::SEARCH_NEEDLE_MAX`] bytes.
+    #[serde(skip)]
+    pub params_searched: bool,
 }
 
 impl Verdict {
@@ -425,6 +430,7 @@ impl Verdict {
             types: Vec::new(),
             relation_names: Vec::new(),
             field_names: Vec::new(),
+            params_searched: false,
         }
     }
 
@@ -470,6 +476,7 @@ impl Verdict {
             types: findings.types,
             relation_names: findings.relation_names,
             field_names: findings.field_names,
+            params_searched: findings.params_searched,
         }
     }
 }

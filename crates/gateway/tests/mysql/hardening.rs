@@ -457,10 +457,23 @@ async fn searches_the_server_cannot_stop_are_refused_before_they_run() {
         "SELECT POSITION(REPEAT('a', 20000) IN REPEAT('a', 100000))",
         "SELECT REPLACE(REPEAT('a', 100000), REPEAT('a', 5000), 'b')",
         "SELECT REPEAT('a', 100000) LIKE CONCAT('%', REPEAT('a', 5000), 'b')",
+        // Texts whose size the query does not show, searched for long or computed strings.
+        "SELECT LOCATE(CONCAT(REPEAT('a', 5000), 'X'), GROUP_CONCAT(hostname SEPARATOR '')) FROM servers",
+        "SELECT INSTR(a.hostname, b.status) FROM servers a JOIN servers b ON a.id = b.id",
+        "SELECT hostname LIKE CONCAT('%', status, '%') FROM servers",
     ] {
         let e = gw.execute_query(&id, sql, &[], None).await.expect_err(sql);
         assert_eq!(e.rule(), Some("resource.bomb"), "{sql}: {e}");
     }
+    let sql = "SELECT COUNT(*) AS n FROM servers WHERE LOCATE(?, hostname) > 0";
+    let e = gw
+        .execute_query(&id, sql, &[json!("X".repeat(65))], None)
+        .await
+        .expect_err("a long searched-for parameter");
+    assert_eq!(e.rule(), Some("resource.bomb"), "{e}");
+    gw.execute_query(&id, sql, &[json!("srv-1")], None)
+        .await
+        .expect("a short one runs");
     let started = Instant::now();
     gw.execute_query(&id, "SELECT LOCATE('X', REPEAT('a', 100000))", &[], None)
         .await
