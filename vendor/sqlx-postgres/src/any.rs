@@ -93,7 +93,7 @@ impl AnyConnectionBackend for PgConnection {
         };
 
         Box::pin(
-            self.run(query, arguments, persistent, None)
+            self.run(query, arguments, persistent, None, None)
                 .try_flatten_stream()
                 .map(
                     move |res: sqlx_core::Result<Either<PgQueryResult, PgRow>>| match res? {
@@ -118,7 +118,7 @@ impl AnyConnectionBackend for PgConnection {
 
         Box::pin(async move {
             let arguments = arguments?;
-            let mut stream = pin!(self.run(query, arguments, persistent, None).await?);
+            let mut stream = pin!(self.run(query, arguments, persistent, None, None).await?);
 
             if let Some(Either::Right(row)) = stream.try_next().await? {
                 return Ok(Some(AnyRow::try_from(&row)?));

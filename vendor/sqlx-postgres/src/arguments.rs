@@ -102,6 +102,11 @@ impl PgArguments {
 
     // Apply patches
     // This should only go out and ask postgres if we have not seen the type name yet
+    // dbward patch: whether binding needs the described parameter types.
+    pub(crate) fn needs_describe(&self) -> bool {
+        !self.buffer.patches.is_empty() || !self.buffer.hole_types.is_empty()
+    }
+
     pub(crate) async fn apply_patches(
         &mut self,
         conn: &mut PgConnection,

@@ -202,6 +202,8 @@ impl PgConnection {
         arguments: Option<PgArguments>,
         persistent: bool,
         metadata_opt: Option<Arc<PgStatementMetadata>>,
+        // dbward patch: see `PgConnection::fetch_pipelined`.
+        then_simple: Option<String>,
     ) -> Result<impl Stream<Item = Result<Either<PgQueryResult, PgRow>, Error>> + 'e, Error> {
         let mut logger = QueryLogger::new(query, self.inner.log_settings.clone());
         let sql = logger.sql().as_str();
@@ -225,19 +227,46 @@ impl PgConnection {
                 )
             })?;
 
-            // prepare the statement if this our first time executing it
-            // always return the statement ID here
-            let (statement, metadata_) = self
-                .get_or_prepare(sql, &arguments.types, persistent, metadata_opt, false)
-                .await?;
+            // dbward patch: pipelined, the statement is parsed unnamed in the same flush as
+            // its Bind and Execute (no Describe, so no round trip of its own), with the
+            // arguments' own types. Arguments that need the described parameter types
+            // (patches, type holes) are refused.
+            let (statement, metadata_) = if then_simple.is_some() {
+                if arguments.needs_describe() {
+                    return Err(err_protocol!(
+                        "a pipelined query's arguments must not need the statement described"
+                    ));
+                }
+                let param_types = self.resolve_types(&arguments.types).await?;
+                self.wait_until_ready().await?;
+                self.inner.stream.write_msg(Parse {
+                    param_types: &param_types,
+                    query: sql,
+                    statement: StatementId::UNNAMED,
+                })?;
+                (
+                    StatementId::UNNAMED,
+                    Arc::new(PgStatementMetadata::default()),
+                )
+            } else {
+                // prepare the statement if this our first time executing it
+                // always return the statement ID here
+                self.get_or_prepare(sql, &arguments.types, persistent, metadata_opt, false)
+                    .await?
+            };
 
             metadata = metadata_;
 
             // patch holes created during encoding
-            arguments.apply_patches(self, &metadata.parameters).await?;
+            if then_simple.is_none() {
+                arguments.apply_patches(self, &metadata.parameters).await?;
+            }
 
             // consume messages till `ReadyForQuery` before bind and execute
-            self.wait_until_ready().await?;
+            // (dbward patch: pipelined, nothing is pending, and the Parse stays unflushed)
+            if then_simple.is_none() {
+                self.wait_until_ready().await?;
+            }
 
             // bind to attach the arguments to the statement and create a portal
             self.inner.stream.write_msg(Bind {
@@ -277,8 +306,14 @@ impl PgConnection {
             // termed batching might suit this.
             self.write_sync();
 
-            // prepared statements are binary
-            PgValueFormat::Binary
+            // dbward patch: the simple query goes in the same flush; its rows are text.
+            if let Some(simple) = &then_simple {
+                self.queue_simple_query(simple)?;
+                PgValueFormat::Text
+            } else {
+                // prepared statements are binary
+                PgValueFormat::Binary
+            }
         } else {
             // Query will trigger a ReadyForQuery
             self.queue_simple_query(sql)?;
@@ -359,7 +394,11 @@ impl PgConnection {
                     BackendMessageFormat::ReadyForQuery => {
                         // processing of the query string is complete
                         self.handle_ready_for_query(message)?;
-                        break;
+                        // dbward patch: pipelined, the simple query's own ReadyForQuery
+                        // ends the stream.
+                        if then_simple.is_none() || self.inner.pending_ready_for_query_count == 0 {
+                            break;
+                        }
                     }
 
                     _ => {
@@ -371,6 +410,35 @@ impl PgConnection {
                 }
             }
 
+            Ok(())
+        })
+    }
+}
+
+impl PgConnection {
+    /// dbward patch: runs `query` (one statement over the extended protocol, its arguments
+    /// bound with their own types) and then `then_simple` (simple-protocol text) in one
+    /// flush, without the round trip of a separate Parse/Describe: Parse (unnamed), Bind,
+    /// Execute, Close, Sync, Query. The stream yields both results in order, the simple
+    /// query's rows in text form, and ends at the simple query's ReadyForQuery. If
+    /// `query` fails, the server skips to the Sync and then runs `then_simple` in the failed
+    /// transaction; the error is what the stream yields.
+    pub fn fetch_pipelined<'e, 'q: 'e, E>(
+        &'e mut self,
+        mut query: E,
+        then_simple: String,
+    ) -> BoxStream<'e, Result<Either<PgQueryResult, PgRow>, Error>>
+    where
+        E: Execute<'q, Postgres> + 'q,
+    {
+        let arguments = query.take_arguments().map_err(Error::Encode);
+        let sql = query.sql();
+        Box::pin(try_stream! {
+            let arguments = arguments?.unwrap_or_default();
+            let mut s = pin!(self.run(sql, Some(arguments), false, None, Some(then_simple)).await?);
+            while let Some(v) = s.try_next().await? {
+                r#yield!(v);
+            }
             Ok(())
         })
     }
@@ -398,7 +466,7 @@ impl<'c> Executor<'c> for &'c mut PgConnection {
 
         Box::pin(try_stream! {
             let arguments = arguments?;
-            let mut s = pin!(self.run(sql, arguments, persistent, metadata).await?);
+            let mut s = pin!(self.run(sql, arguments, persistent, metadata, None).await?);
 
             while let Some(v) = s.try_next().await? {
                 r#yield!(v);
@@ -424,7 +492,7 @@ impl<'c> Executor<'c> for &'c mut PgConnection {
         Box::pin(async move {
             let sql = query.sql();
             let arguments = arguments?;
-            let mut s = pin!(self.run(sql, arguments, persistent, metadata).await?);
+            let mut s = pin!(self.run(sql, arguments, persistent, metadata, None).await?);
 
             // With deferred constraints we need to check all responses as we
             // could get a OK response (with uncommitted data), only to get an

@@ -73,6 +73,9 @@ pub struct PgConnectionInner {
 
     // current transaction status
     transaction_status: TransactionStatus,
+
+    // dbward patch: see `PgConnectOptions::quiet_idle_ping`.
+    quiet_idle_ping: bool,
     pub(crate) transaction_depth: usize,
 
     log_settings: LogSettings,
@@ -181,6 +184,16 @@ impl Connection for PgConnection {
         // Users were complaining about this showing up in query statistics on the server.
         // By sending a comment we avoid an error if the connection was in the middle of a rowset
         // self.execute("/* SQLx ping */").map_ok(|_| ()).boxed()
+
+        // dbward patch: nothing to flush or wait for on an idle connection
+        // (`PgConnectOptions::quiet_idle_ping`).
+        if self.inner.quiet_idle_ping
+            && self.inner.pending_ready_for_query_count == 0
+            && matches!(self.inner.transaction_status, TransactionStatus::Idle)
+            && self.inner.stream.write_buffer().is_empty()
+        {
+            return Ok(());
+        }
 
         // The simplest call-and-response that's possible.
         self.write_sync();

@@ -32,6 +32,8 @@ pub struct PgConnectOptions {
     pub(crate) options: Option<String>,
     // dbward patch: see `max_message_len`.
     pub(crate) max_message_len: Option<usize>,
+    // dbward patch: see `quiet_idle_ping`.
+    pub(crate) quiet_idle_ping: bool,
 }
 
 impl Default for PgConnectOptions {
@@ -100,6 +102,7 @@ impl PgConnectOptions {
             log_settings: Default::default(),
             options: var("PGOPTIONS").ok(),
             max_message_len: None,
+            quiet_idle_ping: false,
         }
     }
 
@@ -364,6 +367,16 @@ impl PgConnectOptions {
     /// closed (it stands mid-message). Default: no limit (upstream behaviour).
     pub fn max_message_len(mut self, len: usize) -> Self {
         self.max_message_len = Some(len);
+        self
+    }
+
+    /// dbward patch: `ping` returns at once, without a round trip, when the connection is
+    /// idle (its last ReadyForQuery said so, nothing is queued or unread). The pool pings
+    /// every connection it takes back: with this, a connection that ended its work cleanly
+    /// goes back without one. A ping that must reach the server (a connection that sat
+    /// idle) then has to be a real statement. Default: off (upstream behaviour).
+    pub fn quiet_idle_ping(mut self, quiet: bool) -> Self {
+        self.quiet_idle_ping = quiet;
         self
     }
 

@@ -202,28 +202,33 @@ impl PgBackend {
         for p in &bound {
             q = p.bind(q);
         }
-        q.execute(&mut *conn).await.map_err(err)?;
 
         // One FETCH of up to max_rows + 1 rows (the extra row tells a cut result from a
-        // complete one) and the end of the transaction, in one round trip. A row past the
-        // byte cap stops the reading there: the connection is then closed rather than
-        // drained, so the server's remaining output is never read (closing it ends the
-        // transaction on the server).
+        // complete one) and the end of the transaction. A row past the byte cap stops the
+        // reading there: the connection is then closed rather than drained, so the
+        // server's remaining output is never read (closing it ends the transaction on the
+        // server).
         // (FETCH takes an int4 count.)
         let fetch = format!(
             "FETCH FORWARD {} FROM dbward_cursor; {}",
             caps.max_rows.saturating_add(1).min(i32::MAX as usize),
             end_sql(named)
         );
+        // The DECLARE (extended protocol: one statement, unnamed, its parameters bound with
+        // their own types) and the FETCH with the end go out in one flush, one round trip
+        // (the driver's `fetch_pipelined`, `vendor/README.md`); the FETCH runs only if the
+        // DECLARE succeeded (after an error the server skips to the Sync, and the FETCH
+        // then fails in the aborted transaction).
         let mut columns: Vec<Column> = Vec::new();
         let mut unknown_oids: Vec<(usize, u32)> = Vec::new();
         let mut rows = Vec::new();
         let mut bytes = 0usize;
         let mut truncated = false;
         {
-            let mut stream = sqlx::raw_sql(AssertSqlSafe(fetch)).fetch_many(&mut *conn);
-            // Rows before the first CommandComplete are the FETCH's; after it come the
-            // end's own (pg_advisory_unlock_all's row).
+            let mut stream = conn.fetch_pipelined(q, fetch);
+            // The DECLARE's CommandComplete comes first; then the FETCH's rows until its
+            // CommandComplete; after it come the end's own (pg_advisory_unlock_all's row).
+            let mut declared = false;
             let mut fetched = false;
             'read: loop {
                 let item = match stream.try_next().await {
@@ -240,6 +245,10 @@ impl PgBackend {
                     Err(e) => return Err(err(e)),
                 };
                 let row = match item {
+                    sqlx::Either::Left(_) if !declared => {
+                        declared = true;
+                        continue;
+                    }
                     sqlx::Either::Left(_) => {
                         fetched = true;
                         continue;

@@ -5,11 +5,14 @@
 //! `idle_in_transaction_session_timeout` set locally (and `SET LOCAL ROLE` when a reader role
 //! is configured), as `DECLARE ... NO SCROLL CURSOR` over the extended protocol (one
 //! statement per message: a second statement cannot ride along), then one `FETCH` of at most
-//! the row cap plus one, read as it streams until the byte cap, and always rolled back (in
-//! the same round trip as the FETCH), with session-level advisory locks released (everything
-//! else a read-only statement can change is undone by the rollback). Before the DECLARE,
-//! in the same transaction, the query's names are resolved in the catalog and judged
-//! (`resolve.rs`). Five round trips in all (more for string parameters, `params.rs`).
+//! the row cap plus one, read as it streams until the byte cap, and always rolled back, with
+//! session-level advisory locks released (everything else a read-only statement can change
+//! is undone by the rollback). Before the DECLARE, in the same transaction, the query's
+//! names are resolved in the catalog and judged (`resolve.rs`). Two round trips in all: the
+//! BEGIN with the resolution, whose verdict must come back before the query is sent; then
+//! the DECLARE, the FETCH and the end in one flush (the driver's `fetch_pipelined`,
+//! `vendor/README.md`). String parameters add one (`params.rs`), session settings one. The
+//! pool takes a connection back without a round trip (`quiet_idle_ping`).
 //!
 //! The `FETCH` is our own constant text; it goes over the simple protocol so that every
 //! value of every type comes back in its text form (and is then converted to JSON by type
@@ -143,7 +146,11 @@ impl PgBackend {
             // deallocates whatever a call prepared.
             .statement_cache_capacity(0)
             // No message larger than this is ever buffered (see `message_limit`).
-            .max_message_len(crate::backends::message_limit(limits.max_bytes));
+            .max_message_len(crate::backends::message_limit(limits.max_bytes))
+            // The pool pings every connection it takes back; one that ended its call
+            // cleanly is idle with nothing queued, so that ping needs no round trip. (A
+            // connection that saw anything else is closed, never taken back: `execute.rs`.)
+            .quiet_idle_ping(true);
         if let Some(u) = &spec.username {
             opts = opts.username(u);
         }
@@ -165,7 +172,9 @@ impl PgBackend {
             .before_acquire(|conn, meta| {
                 Box::pin(async move {
                     if meta.idle_for > IDLE_BEFORE_PING {
-                        sqlx::Connection::ping(conn).await?;
+                        // A real round trip (an empty query): the driver's `ping` returns
+                        // at once on an idle connection (`quiet_idle_ping`).
+                        sqlx::raw_sql("").execute(&mut *conn).await?;
                     }
                     Ok(true)
                 })
