@@ -253,7 +253,7 @@ impl OidcLogin {
         let bad = |m: &str| SignInError::IdToken(m.to_string());
         let sent = claims.get("nonce").and_then(Value::as_str).unwrap_or("");
         if !bool::from(sent.as_bytes().ct_eq(nonce.as_bytes())) {
-            return Err(bad("the nonce is not this sign-in's"));
+            return Err(bad("the nonce is not the one this sign-in sent"));
         }
         if let Some(Value::Array(auds)) = claims.get("aud")
             && auds.len() > 1
