@@ -23,8 +23,8 @@ use secrecy::SecretString;
 pub struct WebArgs {
     #[command(subcommand)]
     action: Option<WebAction>,
-    /// Address to serve the UI on. A non-loopback address requires a login password
-    /// (DBWARD_WEB_PASSWORD).
+    /// Address to serve the UI on. A non-loopback address requires a login: named users,
+    /// a password (DBWARD_WEB_PASSWORD) or an identity provider ([web.oidc] in the config).
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
     /// Database URL for the child server (default: DBWARD_DATABASE_URL, read by the child
