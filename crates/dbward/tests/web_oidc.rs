@@ -25,7 +25,7 @@ fn client() -> reqwest::Client {
 }
 
 /// `[web.oidc]` for `idp` (named `corp`), the UI on `port`, and `extra` TOML after it.
-fn config(dir: &Path, idp: &Idp, port: u16, extra: &str) -> std::path::PathBuf {
+fn config(dir: &Path, issuer: &str, port: u16, extra: &str) -> std::path::PathBuf {
     let path = dir.join("dbward.toml");
     let text = format!(
         r#"
@@ -39,7 +39,7 @@ display_name = "Corp SSO"
 scopes = ["openid", "email", "groups"]
 {extra}
 "#,
-        idp.issuer,
+        issuer,
         idp::CLIENT_ID
     );
     std::fs::write(&path, text).expect("config written");
@@ -52,8 +52,12 @@ struct App {
 }
 
 async fn start(data: &Path, idp: &Idp, extra: &str, env: &[(&str, &str)]) -> App {
+    start_at(data, &idp.issuer, extra, env).await
+}
+
+async fn start_at(data: &Path, issuer: &str, extra: &str, env: &[(&str, &str)]) -> App {
     let port = free_port();
-    let cfg = config(data, idp, port, extra);
+    let cfg = config(data, issuer, port, extra);
     let listen = format!("127.0.0.1:{port}");
     let mut all = vec![("DBWARD_TEST_OIDC_SECRET", CLIENT_SECRET)];
     all.extend_from_slice(env);
@@ -492,4 +496,22 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+#[tokio::test]
+async fn a_provider_that_cannot_be_reached_is_said_so() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let nobody = format!("http://127.0.0.1:{}", free_port());
+    let app = start_at(data.path(), &nobody, "", &[]).await;
+    let http = client();
+    let (status, page) = get(&http, &format!("{}/login", app.base)).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("Sign in with Corp SSO"), "{page}");
+    let (status, page) = get(&http, &format!("{}/auth/login", app.base)).await;
+    assert_eq!(status, 502, "{page}");
+    assert!(page.contains("Corp SSO cannot be reached now"), "{page}");
+    assert!(
+        page.contains(&nobody),
+        "the URL that failed is named: {page}"
+    );
 }
