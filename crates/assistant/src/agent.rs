@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use dbward_mcp::client::ChildServer;
-use dbward_mcp::{HostEvent, HostEventKind};
+use dbward_mcp::{HostEvent, HostEventKind, HostSession};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -157,13 +157,14 @@ impl Assistant {
     }
 
     /// Answers one question; `history` holds the conversation so far and is extended.
-    /// `session` names the host's user (a browser session) to the server, which audits and
-    /// rate-limits each session apart; `None` calls as the host itself.
+    /// `session` names the host's user (a browser session, or the person signed in to it)
+    /// to the server, which audits and rate-limits each apart; `None` calls as the host
+    /// itself.
     pub async fn ask(
         &self,
         question: &str,
         history: &mut Vec<ChatMessage>,
-        session: Option<&str>,
+        session: Option<&HostSession>,
         progress: Option<&tokio::sync::mpsc::UnboundedSender<Progress>>,
     ) -> Result<Answer, AssistantError> {
         let q = question.trim();
@@ -252,7 +253,12 @@ impl Assistant {
     }
 
     /// Checks and runs one proposed call: the step for the UI, and the text for the model.
-    async fn run_call(&self, session: Option<&str>, name: &str, arguments: &str) -> (Step, String) {
+    async fn run_call(
+        &self,
+        session: Option<&HostSession>,
+        name: &str,
+        arguments: &str,
+    ) -> (Step, String) {
         let refused = |args: Value, why: String| {
             let text = format!("REFUSED: {why}");
             (
@@ -391,10 +397,14 @@ impl Assistant {
     }
 
     /// Reports a security event to the server (audited there); a failure is logged only.
-    async fn report(&self, session: Option<&str>, kind: HostEventKind) {
-        let event = HostEvent {
-            session: session.map(String::from),
-            kind,
+    async fn report(&self, session: Option<&HostSession>, kind: HostEventKind) {
+        let event = match session {
+            Some(s) => s.event(kind),
+            None => HostEvent {
+                session: None,
+                identity: None,
+                kind,
+            },
         };
         if let Err(e) = self.host.report(&event).await {
             tracing::warn!(error = %e, "security event not delivered to the server");

@@ -23,8 +23,8 @@ use secrecy::SecretString;
 pub struct WebArgs {
     #[command(subcommand)]
     action: Option<WebAction>,
-    /// Address to serve the UI on. A non-loopback address requires a login password
-    /// (DBWARD_WEB_PASSWORD).
+    /// Address to serve the UI on. A non-loopback address requires a login: named users,
+    /// a password (DBWARD_WEB_PASSWORD) or an identity provider ([web.oidc] in the config).
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
     /// Database URL for the child server (default: DBWARD_DATABASE_URL, read by the child
@@ -153,9 +153,28 @@ async fn web(args: WebArgs, demo: bool) -> anyhow::Result<()> {
     if !users.is_empty() {
         tracing::info!("named users configured: a login is required");
     }
-    if !args.listen.ip().is_loopback() && password.is_none() && users.is_empty() {
+    let config = match &args.config {
+        Some(path) => GatewayConfig::load(path)?,
+        None if args.connection.is_some() && !demo => {
+            GatewayConfig::load(std::path::Path::new("dbward.toml"))?
+        }
+        None => GatewayConfig::default(),
+    };
+    let oidc = config.web.oidc.clone();
+    // The client secret is read here, by name, and never passed to the child.
+    let oidc_secret = match oidc.as_ref().and_then(|o| o.client_secret_env.as_deref()) {
+        Some(var) => match std::env::var(var) {
+            Ok(v) if !v.is_empty() => Some(SecretString::from(v)),
+            _ => bail!("[web.oidc]: client_secret_env names {var}, which is not set"),
+        },
+        None => None,
+    };
+    if oidc.is_some() {
+        tracing::info!("sign-in through the identity provider configured: a login is required");
+    }
+    if !args.listen.ip().is_loopback() && password.is_none() && users.is_empty() && oidc.is_none() {
         bail!(
-            "refusing to serve the web UI on {} without a login: add users with `dbward web add-user NAME` or set DBWARD_WEB_PASSWORD (and serve it behind TLS with --secure-cookies), or listen on a loopback address",
+            "refusing to serve the web UI on {} without a login: add users with `dbward web add-user NAME`, set DBWARD_WEB_PASSWORD or configure [web.oidc] (and serve it behind TLS with --secure-cookies), or listen on a loopback address",
             args.listen
         );
     }
@@ -165,13 +184,6 @@ async fn web(args: WebArgs, demo: bool) -> anyhow::Result<()> {
             args.listen
         );
     }
-    let config = match &args.config {
-        Some(path) => GatewayConfig::load(path)?,
-        None if args.connection.is_some() && !demo => {
-            GatewayConfig::load(std::path::Path::new("dbward.toml"))?
-        }
-        None => GatewayConfig::default(),
-    };
     // The same file the child opens (it resolves the same flags and config the same way).
     let audit_path = config.audit.path_for(args.audit_log.clone(), &data_dir);
 
@@ -207,6 +219,9 @@ async fn web(args: WebArgs, demo: bool) -> anyhow::Result<()> {
     .to_vec();
     if demo {
         remove.push("DBWARD_DATABASE_URL".into());
+    }
+    if let Some(var) = oidc.as_ref().and_then(|o| o.client_secret_env.clone()) {
+        remove.push(var);
     }
     let host = Arc::new(ChildServer::spawn_with(&exe, &child_args, &env, &remove).await?);
 
@@ -257,6 +272,8 @@ async fn web(args: WebArgs, demo: bool) -> anyhow::Result<()> {
         trusted_proxies: args.trusted_proxies.clone(),
         data_dir,
         users,
+        oidc,
+        oidc_secret,
     };
     let state = WebState::new(host, assistant, options).await?;
     let listener = tokio::net::TcpListener::bind(args.listen)

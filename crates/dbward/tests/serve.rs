@@ -90,6 +90,22 @@ async fn stdio_serves_the_demo_database() {
     assert_eq!(r.is_error, Some(true));
     assert!(text(&r).contains("statement.kind"), "{}", text(&r));
 
+    // A person vouched for by the stdio host needs a [web.oidc] provider of that name;
+    // without one the call is refused outright, never run as plain `stdio`.
+    let mut params = CallToolRequestParams::new("execute_query")
+        .with_arguments(args(json!({"query": "SELECT 1"})));
+    let mut meta = rmcp::model::RequestMetaObject::new();
+    meta.0.insert(
+        "dbward/identity".into(),
+        json!({"provider": "corp", "sub": "alice"}),
+    );
+    params.meta = Some(meta);
+    let e = client
+        .call_tool(params)
+        .await
+        .expect_err("a protocol error");
+    assert!(e.to_string().contains("[web.oidc]"), "{e}");
+
     // The demo file was created where we said.
     assert!(dir.path().join("demo.db").exists());
     client.cancel().await.expect("closes");
@@ -261,11 +277,16 @@ async fn http_requires_the_bearer_token() {
     assert_eq!(r.is_error, Some(true));
     assert!(text(&r).contains("policy_refused"), "{}", text(&r));
     // Over HTTP a client cannot choose whom it is counted as: the stdio host's session
-    // label in `_meta` is ignored, and so is the host's security-event notification.
+    // label and vouched identity in `_meta` are ignored, and so is the host's
+    // security-event notification.
     let mut params = CallToolRequestParams::new("execute_query")
         .with_arguments(args(json!({"query": "SELECT 1"})));
     let mut meta = rmcp::model::RequestMetaObject::new();
     meta.0.insert("dbward/session".into(), json!("impostor"));
+    meta.0.insert(
+        "dbward/identity".into(),
+        json!({"provider": "impostor", "sub": "impostor"}),
+    );
     params.meta = Some(meta);
     let r = client.call_tool(params).await.expect("tool result");
     assert_eq!(r.is_error, Some(false), "{}", text(&r));

@@ -1,7 +1,8 @@
 //! `dbward web` over HTTP, for what issue 16 asked of the API: scripts continue their
 //! conversations by id (kept on disk), a model server that is down is reported, errors are
-//! said once, the audit keeps normalized queries, a question can be stopped, and named
-//! users are their own principals.
+//! said once, the audit keeps normalized queries, a question can be stopped (keeping the
+//! steps that finished), conversations can be deleted, and named users are their own
+//! principals.
 
 use std::time::Duration;
 
@@ -103,6 +104,18 @@ async fn bearer_scripts_continue_conversations_kept_on_disk() {
             .mode();
         assert_eq!(mode & 0o077, 0, "private: {mode:o}");
     }
+    // A script deletes it the same way (no cookie, so no CSRF token needed): gone from
+    // disk, and a second delete finds nothing.
+    for want in [200, 404] {
+        let r = http
+            .delete(format!("{base}/api/conversations/{id}"))
+            .bearer_auth(password)
+            .send()
+            .await
+            .expect("delete");
+        assert_eq!(r.status(), want);
+    }
+    assert!(walk(&data.path().join("web/conversations")).is_empty());
     child.kill().await.ok();
 }
 
@@ -389,5 +402,68 @@ async fn a_running_question_can_be_stopped() {
         .filter_map(|c| c["title"].as_str())
         .collect();
     assert!(titles.contains(&"slow one"), "{titles:?}");
+    child.kill().await.ok();
+}
+
+/// A question stopped after a tool call finished keeps that step, shown and stored, and
+/// marked as stopped; the model's history is left as it was before the question.
+#[tokio::test]
+async fn a_stopped_question_keeps_its_finished_steps() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let (llm, _) = scripted(vec![
+        json!({"choices": [{"message": {"tool_calls": [{"id": "c1", "type": "function", "function": {
+            "name": "execute_query", "arguments": "{\"query\": \"SELECT count(*) AS n FROM servers\"}"}}]}}]}),
+        json!({"delay_ms": 20_000, "then": {"choices": [{"message": {"content": "Too late."}}]}}),
+    ])
+    .await;
+    let (mut child, base) = start(
+        &[
+            ("DBWARD_LLM_MODEL", "scripted"),
+            ("DBWARD_LLM_BASE_URL", &llm),
+        ],
+        data.path(),
+    )
+    .await;
+    let http = browser();
+    let url = format!("{base}/api/chat");
+    get(&http, &format!("{base}/")).await;
+    let slow = {
+        let (http, url) = (http.clone(), url.clone());
+        tokio::spawn(async move { post_json(&http, &url, json!({"message": "count them"})).await })
+    };
+    // The step has finished once its call is in the audit log.
+    let audit = data.path().join("audit.jsonl");
+    for _ in 0..100 {
+        if std::fs::read_to_string(&audit).is_ok_and(|l| l.contains("SELECT count(*) AS n")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r: Value = post_json(&http, &format!("{base}/api/chat/stop"), json!({}))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(r["stopped"], true);
+    let slow = slow.await.expect("joined");
+    assert_eq!(slow.status(), 409);
+    let body: Value = slow.json().await.expect("json");
+    assert_eq!(body["error"], "stopped");
+    assert_eq!(body["steps"].as_array().map(Vec::len), Some(1), "{body}");
+    assert_eq!(body["steps"][0]["tool"], "execute_query", "{body}");
+    let id = body["conversation"].as_str().expect("id");
+    let stored: Value = http
+        .get(format!("{base}/api/conversations/{id}"))
+        .send()
+        .await
+        .expect("conversation")
+        .json()
+        .await
+        .expect("json");
+    let turn = &stored["turns"][0];
+    assert_eq!(turn["stopped"], true, "{stored}");
+    assert_eq!(turn["steps"][0]["row_count"], 1, "{stored}");
+    assert_eq!(turn["answer"], "", "{stored}");
     child.kill().await.ok();
 }

@@ -467,6 +467,12 @@ impl Gateway {
                 self.record_auth_failure(&format!("web-login:{peer}"), "web UI login")
                     .await;
             }
+            HostEventKind::SignInRefused { peer, reason } => {
+                let who = format!("web-login:{}", clip(&peer, 64));
+                self.record_auth_refusal(&who, "web UI sign-in", &reason)
+                    .await;
+                self.record_auth_failure(&who, "web UI sign-in").await;
+            }
             HostEventKind::LlmAuthFailed => {
                 self.record_auth_failure("llm-api", "LLM API key").await;
             }
@@ -721,6 +727,15 @@ pub enum HostEventKind {
     LoginFailed {
         /// The client address.
         peer: String,
+    },
+    /// A web UI sign-in through the identity provider from `peer` was refused (the
+    /// provider's error, a wrong or replayed `state`, an ID token that does not verify):
+    /// audited one by one with its reason, and counted as a failed authentication.
+    SignInRefused {
+        /// The client address.
+        peer: String,
+        /// Why (never a code, token or cookie).
+        reason: String,
     },
     /// The LLM API refused the configured key (401/403).
     LlmAuthFailed,

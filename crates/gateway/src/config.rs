@@ -35,6 +35,84 @@ pub struct GatewayConfig {
     pub access: Option<crate::access::AccessConfig>,
     /// How HTTP callers authenticate besides bearer tokens (`[auth.oauth]`).
     pub auth: AuthConfig,
+    /// The web UI's settings that belong in the file (`[web.oidc]`); the child server
+    /// reads them too, to know the one identity provider its web host may vouch for.
+    pub web: WebSettings,
+}
+
+/// `[web]`: the web UI's settings kept in the configuration file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebSettings {
+    /// Sign-in through an OpenID Connect provider (authorization code with PKCE).
+    pub oidc: Option<OidcLoginConfig>,
+}
+
+/// `[web.oidc]`: people sign in to the web UI through an OpenID Connect provider, and each
+/// is then the principal `NAME:SUB`, as an OAuth caller of that provider is over HTTP.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcLoginConfig {
+    /// The provider's issuer identifier (the `iss` of its ID tokens); its endpoints are
+    /// found at `ISSUER/.well-known/openid-configuration`.
+    pub issuer: String,
+    /// The client id registered at the provider for this UI (ID tokens' `aud`).
+    pub client_id: String,
+    /// The environment variable holding the client secret, for a confidential client
+    /// (sent with HTTP Basic authentication). Default none: a public client (PKCE only).
+    #[serde(default)]
+    pub client_secret_env: Option<String>,
+    /// The scopes asked for. Default `openid profile email`; `openid` is always asked.
+    #[serde(default = "default_oidc_scopes")]
+    pub scopes: Vec<String>,
+    /// The callback URL registered at the provider: the UI's public address with
+    /// `/auth/callback` (`https://dbward.example.com/auth/callback`).
+    pub redirect_url: String,
+    /// The provider's name on the login page ("Sign in with NAME"). Default: `name`.
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// The provider's short name, which prefixes subjects in principals (`corp:alice`).
+    /// Default: the issuer's host name, as `[auth.oauth]`'s `name`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Accepted ID token signature algorithms: `RS256`, `ES256` (default both).
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<String>,
+    /// Clock skew allowed on `exp` and `iat`, in seconds. Default 60.
+    #[serde(default = "default_clock_skew")]
+    pub clock_skew_s: u64,
+}
+
+fn default_oidc_scopes() -> Vec<String> {
+    vec!["openid".into(), "profile".into(), "email".into()]
+}
+
+impl OidcLoginConfig {
+    /// The short name of the provider, prefixing principals.
+    pub fn short_name(&self) -> String {
+        short_name(&self.issuer, self.name.as_deref())
+    }
+
+    /// The name the login page shows.
+    pub fn display(&self) -> String {
+        self.display_name
+            .clone()
+            .unwrap_or_else(|| self.short_name())
+    }
+}
+
+/// An issuer's short name: `name` when given, else the issuer URL's host.
+fn short_name(issuer: &str, name: Option<&str>) -> String {
+    if let Some(n) = name {
+        return n.to_string();
+    }
+    let rest = issuer.split_once("://").map(|(_, r)| r).unwrap_or(issuer);
+    let host = rest.split(['/', ':']).next().unwrap_or(rest);
+    if host.is_empty() {
+        "oauth".into()
+    } else {
+        host.to_string()
+    }
 }
 
 /// `[auth]`: authentication of HTTP callers beyond the token file.
@@ -83,20 +161,7 @@ fn default_clock_skew() -> u64 {
 impl OAuthConfig {
     /// The short name of the issuer, prefixing principals.
     pub fn short_name(&self) -> String {
-        if let Some(n) = &self.name {
-            return n.clone();
-        }
-        let rest = self
-            .issuer
-            .split_once("://")
-            .map(|(_, r)| r)
-            .unwrap_or(&self.issuer);
-        let host = rest.split(['/', ':']).next().unwrap_or(rest);
-        if host.is_empty() {
-            "oauth".into()
-        } else {
-            host.to_string()
-        }
+        short_name(&self.issuer, self.name.as_deref())
     }
 }
 
@@ -366,6 +431,7 @@ impl GatewayConfig {
         let c: GatewayConfig =
             toml::from_str(text).map_err(|e| GatewayError::Config(e.to_string()))?;
         crate::access::validate(&c)?;
+        c.validate_web()?;
         Ok(c)
     }
 
@@ -374,13 +440,72 @@ impl GatewayConfig {
         let c: GatewayConfig =
             serde_json::from_str(text).map_err(|e| GatewayError::Config(e.to_string()))?;
         crate::access::validate(&c)?;
+        c.validate_web()?;
         Ok(c)
+    }
+
+    /// `[web.oidc]` and `[auth.oauth]` of one issuer name its people alike: the same
+    /// person is the same principal (and `sub:NAME:SUB` member) on both paths.
+    fn validate_web(&self) -> Result<(), GatewayError> {
+        let Some(w) = &self.web.oidc else {
+            return Ok(());
+        };
+        if w.client_id.is_empty() || w.issuer.is_empty() || w.redirect_url.is_empty() {
+            return Err(GatewayError::Config(
+                "[web.oidc]: issuer, client_id and redirect_url are required".into(),
+            ));
+        }
+        let valid_name = |n: &str| {
+            !n.is_empty()
+                && n.len() <= 64
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        };
+        if !valid_name(&w.short_name()) {
+            return Err(GatewayError::Config(format!(
+                "[web.oidc]: name `{}` must be 1 to 64 letters, digits, '-', '_' or '.'",
+                w.short_name()
+            )));
+        }
+        if let Some(o) = &self.auth.oauth
+            && o.issuer.trim_end_matches('/') == w.issuer.trim_end_matches('/')
+            && o.short_name() != w.short_name()
+        {
+            return Err(GatewayError::Config(format!(
+                "[web.oidc] and [auth.oauth] share the issuer {} but name it `{}` and `{}`: give both the same `name`, so a person is one principal on both paths",
+                w.issuer,
+                w.short_name(),
+                o.short_name()
+            )));
+        }
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn web_oidc_and_oauth_of_one_issuer_name_people_alike() {
+        let base = r#"
+[web.oidc]
+issuer = "https://login.example.com"
+client_id = "dbward"
+redirect_url = "https://db.example.com/auth/callback"
+"#;
+        let c = GatewayConfig::from_toml(base).expect("parses");
+        let w = c.web.oidc.expect("oidc");
+        assert_eq!(w.short_name(), "login.example.com");
+        assert_eq!(w.display(), "login.example.com");
+        assert_eq!(w.scopes, vec!["openid", "profile", "email"]);
+        let clash = format!(
+            "{base}name = \"corp\"\n[auth.oauth]\nissuer = \"https://login.example.com\"\naudience = \"https://db.example.com/mcp\"\n"
+        );
+        let e = GatewayConfig::from_toml(&clash).expect_err("two names for one issuer");
+        assert!(e.to_string().contains("same `name`"), "{e}");
+        assert!(GatewayConfig::from_toml(&format!("{base}client_secret = \"x\"\n")).is_err());
+    }
 
     #[test]
     fn json_form_with_credentials_env() {

@@ -16,7 +16,39 @@ use rmcp::transport::{ConfigureCommandExt, TokioChildProcess};
 use serde_json::Value;
 
 use crate::error::McpError;
-use crate::server::{HOST_EVENT_METHOD, HOST_SESSION_META_KEY, HostEvent};
+use crate::server::{
+    HOST_EVENT_METHOD, HOST_IDENTITY_META_KEY, HOST_SESSION_META_KEY, HostEvent, HostIdentity,
+};
+
+/// One of the host's sessions, as the child is told of it with each call: its label
+/// (`stdio/<label>`), and the person signed in to it through the identity provider, if
+/// any (then the call is theirs: `NAME:SUB`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HostSession {
+    /// 1 to 32 letters, digits, `-`, `_`.
+    pub label: String,
+    /// The person the host vouches for (it verified their ID token).
+    pub identity: Option<HostIdentity>,
+}
+
+impl HostSession {
+    /// A session known by its label only.
+    pub fn labelled(label: impl Into<String>) -> HostSession {
+        HostSession {
+            label: label.into(),
+            identity: None,
+        }
+    }
+
+    /// A security event of this session.
+    pub fn event(&self, kind: dbward_gateway::HostEventKind) -> HostEvent {
+        HostEvent {
+            session: Some(self.label.clone()),
+            identity: self.identity.clone(),
+            kind,
+        }
+    }
+}
 
 /// A running `dbward serve` child and the MCP session to it.
 pub struct ChildServer {
@@ -93,20 +125,24 @@ impl ChildServer {
         self.call_as(None, name, arguments).await
     }
 
-    /// Calls one tool on behalf of one of the host's sessions (`session`, a label of 1 to
-    /// 32 letters, digits, `-`, `_`): the server audits and rate-limits it as
-    /// `stdio/<session>`, apart from the host's other sessions.
+    /// Calls one tool on behalf of one of the host's sessions: the server audits and
+    /// rate-limits it as `stdio/<label>`, or as the person signed in to it, apart from
+    /// the host's other sessions.
     pub async fn call_as(
         &self,
-        session: Option<&str>,
+        session: Option<&HostSession>,
         name: &str,
         arguments: serde_json::Map<String, Value>,
     ) -> Result<ToolOutput, McpError> {
         let mut params = CallToolRequestParams::new(name.to_string()).with_arguments(arguments);
-        if let Some(label) = session {
+        if let Some(s) = session {
             let mut meta = RequestMetaObject::new();
             meta.0
-                .insert(HOST_SESSION_META_KEY.into(), Value::String(label.into()));
+                .insert(HOST_SESSION_META_KEY.into(), Value::String(s.label.clone()));
+            if let Some(id) = &s.identity {
+                let v = serde_json::to_value(id).map_err(|e| McpError::Client(e.to_string()))?;
+                meta.0.insert(HOST_IDENTITY_META_KEY.into(), v);
+            }
             params.meta = Some(meta);
         }
         let r: CallToolResult = self

@@ -28,16 +28,19 @@ pub mod http;
 pub mod listener;
 mod malformed;
 pub mod oauth;
+pub mod provider;
 mod render;
 mod server;
 mod stdio;
 mod tools;
 
+pub use client::HostSession;
 pub use dbward_gateway::HostEventKind;
 pub use drain::Drain;
 pub use error::McpError;
 pub use http::{HttpOptions, Principal, TokenSet, check_exposure, serve_http};
 pub use server::{
-    DbwardServer, HOST_EVENT_METHOD, HOST_SESSION_META_KEY, HostEvent, ServerOptions,
+    DbwardServer, HOST_EVENT_METHOD, HOST_IDENTITY_META_KEY, HOST_SESSION_META_KEY, HostEvent,
+    HostIdentity, ServerOptions,
 };
 pub use stdio::serve_stdio;

@@ -6,28 +6,21 @@
 //! - A token is accepted only if its signature verifies with a key from the issuer's JWKS
 //!   under an algorithm the operator accepts (RS256, ES256; never `none` or an HMAC, whose
 //!   "key" would be public), and its `iss`, `aud`, `exp`, `nbf` and scopes hold.
-//! - Signatures are checked by `jsonwebtoken`; nothing here parses a signature itself.
+//! - Signatures are checked by `jsonwebtoken` (through `provider`, shared with the web UI's
+//!   sign-in); nothing here parses a signature itself.
 //! - The key set is fetched again at most once a minute, when a token names a key it does
 //!   not hold (rotation), so a flood of made-up `kid`s cannot make dbward flood the issuer.
 //! - Rejections name their reason (for the audit log) but never echo the token.
 
-use std::net::IpAddr;
-use std::time::{Duration, Instant};
-
 use dbward_gateway::access::Identity;
 use dbward_gateway::config::OAuthConfig;
-use jsonwebtoken::jwk::{Jwk, JwkSet};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Value, json};
 
 use crate::error::McpError;
+use crate::provider::{Expect, Provider, ProviderError};
 
-/// Least time between two fetches of the key set.
-pub const REFETCH_INTERVAL: Duration = Duration::from_secs(60);
-/// Longest access token looked at, in bytes.
-const MAX_TOKEN_BYTES: usize = 16 * 1024;
-/// Largest discovery document or key set read, in bytes.
-const MAX_DOCUMENT_BYTES: usize = 256 * 1024;
+pub use crate::provider::REFETCH_INTERVAL;
+
 /// Longest `sub` accepted, in bytes.
 const MAX_SUB_BYTES: usize = 256;
 
@@ -61,49 +54,21 @@ pub struct Verified {
     pub identity: Identity,
 }
 
-struct Keys {
-    set: JwkSet,
-    /// When a token naming an unknown key last made us fetch the set (successful or not);
-    /// the start-up fetch does not count, so a key rotated in just after start still works.
-    refetched: Option<Instant>,
-}
-
 /// Validates access tokens of one authorization server.
 pub struct OAuthVerifier {
-    issuer: String,
     audience: String,
     short: String,
-    algorithms: Vec<Algorithm>,
     leeway: u64,
     required_scopes: Vec<String>,
-    jwks_url: Option<String>,
-    http: reqwest::Client,
-    keys: tokio::sync::Mutex<Keys>,
+    provider: Provider,
 }
 
 impl std::fmt::Debug for OAuthVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OAuthVerifier")
-            .field("issuer", &self.issuer)
+            .field("issuer", &self.provider.issuer())
             .field("audience", &self.audience)
             .finish_non_exhaustive()
-    }
-}
-
-/// Whether `url` may be fetched: `https`, or `http` to a loopback host.
-fn fetchable(url: &str) -> bool {
-    let Ok(u) = url::Url::parse(url) else {
-        return false;
-    };
-    match u.scheme() {
-        "https" => true,
-        "http" => match u.host() {
-            Some(url::Host::Domain(d)) => d == "localhost",
-            Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-            Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-            None => false,
-        },
-        _ => false,
     }
 }
 
@@ -112,58 +77,22 @@ impl OAuthVerifier {
     /// key URLs that are neither `https` nor loopback `http`.
     pub fn new(config: &OAuthConfig) -> Result<OAuthVerifier, McpError> {
         let bad = |m: String| McpError::Refused(format!("[auth.oauth]: {m}"));
-        if !fetchable(&config.issuer) {
-            return Err(bad(format!(
-                "issuer `{}` must be an https URL (http only on a loopback address)",
-                config.issuer
-            )));
-        }
-        if let Some(u) = &config.jwks_url
-            && !fetchable(u)
-        {
-            return Err(bad(format!(
-                "jwks_url `{u}` must be an https URL (http only on a loopback address)"
-            )));
-        }
         if url::Url::parse(&config.audience).is_err() {
             return Err(bad(format!(
                 "audience `{}` must be this server's resource URL, e.g. https://db.example.com/mcp",
                 config.audience
             )));
         }
-        let mut algorithms = Vec::new();
-        for a in &config.algorithms {
-            algorithms.push(match a.as_str() {
-                "RS256" => Algorithm::RS256,
-                "ES256" => Algorithm::ES256,
-                other => {
-                    return Err(bad(format!(
-                        "algorithm `{other}` is not accepted (RS256, ES256): `none` and HMAC algorithms would let anyone holding the public key mint tokens"
-                    )));
-                }
-            });
-        }
-        if algorithms.is_empty() {
-            return Err(bad("algorithms is empty".into()));
-        }
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| bad(format!("HTTP client: {e}")))?;
+        let algorithms = crate::provider::algorithms("[auth.oauth]", &config.algorithms)
+            .map_err(|e| McpError::Refused(e.to_string()))?;
+        let provider = Provider::new(&config.issuer, config.jwks_url.as_deref(), algorithms)
+            .map_err(|e| bad(e.to_string()))?;
         Ok(OAuthVerifier {
-            issuer: config.issuer.clone(),
             audience: config.audience.clone(),
             short: config.short_name(),
-            algorithms,
             leeway: config.clock_skew_s,
             required_scopes: config.required_scopes.clone(),
-            jwks_url: config.jwks_url.clone(),
-            http,
-            keys: tokio::sync::Mutex::new(Keys {
-                set: JwkSet { keys: Vec::new() },
-                refetched: None,
-            }),
+            provider,
         })
     }
 
@@ -200,11 +129,12 @@ impl OAuthVerifier {
     pub fn metadata(&self) -> Value {
         json!({
             "resource": self.audience,
-            "authorization_servers": [self.issuer],
+            "authorization_servers": [self.provider.issuer()],
             "scopes_supported": self.required_scopes,
             "bearer_methods_supported": ["header"],
             "resource_signing_alg_values_supported": self
-                .algorithms
+                .provider
+                .algorithms()
                 .iter()
                 .map(|a| format!("{a:?}"))
                 .collect::<Vec<_>>(),
@@ -220,166 +150,25 @@ impl OAuthVerifier {
     /// Fetches the key set now (at start-up), so a misconfigured issuer shows in the log at
     /// once; failures are logged, not fatal (the issuer may come up later).
     pub async fn warm(&self) {
-        let mut keys = self.keys.lock().await;
-        match self.fetch().await {
-            Ok(set) => {
-                tracing::info!(issuer = %self.issuer, keys = set.keys.len(), "OAuth signing keys fetched");
-                keys.set = set;
-            }
-            Err(e) => {
-                tracing::warn!(issuer = %self.issuer, error = %e, "cannot fetch the OAuth signing keys yet; tokens are refused until they can be fetched");
-            }
-        }
-    }
-
-    /// Reads a JSON document, bounded in size and time.
-    async fn get_json(&self, url: &str) -> Result<Value, String> {
-        if !fetchable(url) {
-            return Err(format!("{url} is neither https nor loopback http"));
-        }
-        let mut resp = self
-            .http
-            .get(url)
-            .header("accept", "application/json")
-            .send()
-            .await
-            .map_err(|e| format!("{url}: {}", without_url(&e)))?;
-        if !resp.status().is_success() {
-            return Err(format!("{url}: HTTP {}", resp.status()));
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = resp
-            .chunk()
-            .await
-            .map_err(|e| format!("{url}: {}", without_url(&e)))?
-        {
-            body.extend_from_slice(&chunk);
-            if body.len() > MAX_DOCUMENT_BYTES {
-                return Err(format!("{url}: larger than {MAX_DOCUMENT_BYTES} bytes"));
-            }
-        }
-        serde_json::from_slice(&body).map_err(|e| format!("{url}: not JSON: {e}"))
-    }
-
-    /// The key set's URL: configured, or from the issuer's metadata (OpenID Connect
-    /// discovery, then RFC 8414), whose `issuer` must be ours.
-    async fn jwks_url(&self) -> Result<String, String> {
-        if let Some(u) = &self.jwks_url {
-            return Ok(u.clone());
-        }
-        let base = self.issuer.trim_end_matches('/');
-        let mut candidates = vec![format!("{base}/.well-known/openid-configuration")];
-        if let Ok(u) = url::Url::parse(&self.issuer) {
-            let path = u.path().trim_end_matches('/');
-            candidates.push(format!(
-                "{}/.well-known/oauth-authorization-server{path}",
-                u.origin().ascii_serialization()
-            ));
-        }
-        let mut last = String::new();
-        for c in candidates {
-            match self.get_json(&c).await {
-                Ok(doc) => {
-                    if doc.get("issuer").and_then(Value::as_str) != Some(self.issuer.as_str()) {
-                        last = format!("{c}: its issuer is not `{}`", self.issuer);
-                        continue;
-                    }
-                    match doc.get("jwks_uri").and_then(Value::as_str) {
-                        Some(j) => return Ok(j.to_string()),
-                        None => last = format!("{c}: no jwks_uri"),
-                    }
-                }
-                Err(e) => last = e,
-            }
-        }
-        Err(format!("no usable authorization server metadata ({last})"))
-    }
-
-    async fn fetch(&self) -> Result<JwkSet, String> {
-        let url = self.jwks_url().await?;
-        let doc = self.get_json(&url).await?;
-        serde_json::from_value::<JwkSet>(doc).map_err(|e| format!("{url}: not a JWK set: {e}"))
-    }
-
-    /// The key a token's header names, fetching the key set again if it is unknown and
-    /// the last fetch was long enough ago.
-    async fn key_for(&self, kid: Option<&str>, alg: Algorithm) -> Result<Jwk, Rejection> {
-        let mut keys = self.keys.lock().await;
-        if let Some(k) = pick(&keys.set, kid, alg)? {
-            return Ok(k);
-        }
-        let due = keys
-            .refetched
-            .is_none_or(|t| t.elapsed() >= REFETCH_INTERVAL);
-        if !due {
-            return Err(Rejection::Invalid(format!(
-                "unknown signing key {} (the key set was fetched less than a minute ago)",
-                kid.map(|k| format!("`{}`", clip(k))).unwrap_or_default()
-            )));
-        }
-        keys.refetched = Some(Instant::now());
-        match self.fetch().await {
-            Ok(set) => {
-                tracing::info!(issuer = %self.issuer, keys = set.keys.len(), "OAuth signing keys fetched again");
-                keys.set = set;
-            }
-            Err(e) => {
-                tracing::warn!(issuer = %self.issuer, error = %e, "cannot fetch the OAuth signing keys");
-                return Err(Rejection::Invalid(
-                    "the issuer's signing keys cannot be fetched".into(),
-                ));
-            }
-        }
-        pick(&keys.set, kid, alg)?.ok_or_else(|| {
-            Rejection::Invalid(format!(
-                "unknown signing key {}",
-                kid.map(|k| format!("`{}`", clip(k))).unwrap_or_default()
-            ))
-        })
+        self.provider.warm().await;
     }
 
     /// Validates `token`.
     pub async fn verify(&self, token: &str) -> Result<Verified, Rejection> {
         let invalid = |m: &str| Rejection::Invalid(m.to_string());
-        if token.len() > MAX_TOKEN_BYTES {
-            return Err(invalid("token too long"));
-        }
-        let header = jsonwebtoken::decode_header(token)
-            .map_err(|_| invalid("not a signed JWT, or its algorithm is not supported"))?;
-        if !self.algorithms.contains(&header.alg) {
-            return Err(Rejection::Invalid(format!(
-                "algorithm {:?} is not accepted",
-                header.alg
-            )));
-        }
-        let jwk = self.key_for(header.kid.as_deref(), header.alg).await?;
-        let key = DecodingKey::from_jwk(&jwk).map_err(|_| invalid("unusable signing key"))?;
-        let mut v = Validation::new(header.alg);
-        v.set_issuer(&[&self.issuer]);
-        v.set_audience(&[&self.audience]);
-        v.leeway = self.leeway;
-        v.validate_nbf = true;
-        v.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        let data = jsonwebtoken::decode::<serde_json::Map<String, Value>>(token, &key, &v)
-            .map_err(|e| {
-                use jsonwebtoken::errors::ErrorKind as K;
-                Rejection::Invalid(
-                    match e.kind() {
-                        K::ExpiredSignature => "token expired",
-                        K::ImmatureSignature => "token not valid yet (nbf)",
-                        K::InvalidAudience => "wrong audience",
-                        K::InvalidIssuer => "wrong issuer",
-                        K::InvalidSignature => "signature does not verify",
-                        K::MissingRequiredClaim(_) => {
-                            "a required claim (exp, iss, aud, sub) is missing"
-                        }
-                        K::InvalidAlgorithm => "algorithm does not match the key",
-                        _ => "malformed token",
-                    }
-                    .to_string(),
-                )
+        let expect = Expect {
+            audience: &self.audience,
+            leeway: self.leeway,
+            required: &["exp", "iss", "aud", "sub"],
+        };
+        let claims = self
+            .provider
+            .verify(token, &expect)
+            .await
+            .map_err(|e| match e {
+                ProviderError::Token(r) => Rejection::Invalid(r),
+                other => Rejection::Invalid(other.to_string()),
             })?;
-        let claims = data.claims;
         let sub = claims
             .get("sub")
             .and_then(Value::as_str)
@@ -409,33 +198,6 @@ impl OAuthVerifier {
     }
 }
 
-/// The key for `kid` (or the only key usable with `alg` when the token names none).
-fn pick(set: &JwkSet, kid: Option<&str>, alg: Algorithm) -> Result<Option<Jwk>, Rejection> {
-    let usable = |k: &&Jwk| {
-        k.common
-            .key_algorithm
-            .is_none_or(|ka| format!("{ka:?}") == format!("{alg:?}"))
-    };
-    match kid {
-        Some(kid) => Ok(set
-            .keys
-            .iter()
-            .filter(usable)
-            .find(|k| k.common.key_id.as_deref() == Some(kid))
-            .cloned()),
-        None => {
-            let candidates: Vec<&Jwk> = set.keys.iter().filter(usable).collect();
-            match candidates.as_slice() {
-                [] => Ok(None),
-                [one] => Ok(Some((*one).clone())),
-                _ => Err(Rejection::Invalid(
-                    "the token names no key (`kid`) and the issuer has several".into(),
-                )),
-            }
-        }
-    }
-}
-
 /// The scopes a token carries: `scope` (space-separated, RFC 8693/9068) or `scp` (a list
 /// or a string, as some issuers write it).
 fn scopes(claims: &serde_json::Map<String, Value>) -> Vec<String> {
@@ -450,16 +212,6 @@ fn scopes(claims: &serde_json::Map<String, Value>) -> Vec<String> {
         }
     }
     out
-}
-
-fn clip(s: &str) -> String {
-    s.chars().filter(|c| !c.is_control()).take(64).collect()
-}
-
-/// A reqwest error without its URL (ours, but it may carry a query string).
-fn without_url(e: &reqwest::Error) -> String {
-    let e = e.to_string();
-    e.split(" for url").next().unwrap_or(&e).to_string()
 }
 
 #[cfg(test)]

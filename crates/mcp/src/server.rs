@@ -95,6 +95,10 @@ pub struct HostEvent {
     /// session's.
     #[serde(default)]
     pub session: Option<String>,
+    /// The person signed in to that session through the identity provider (as in
+    /// [`HOST_IDENTITY_META_KEY`]): the event is then theirs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<HostIdentity>,
     /// What happened.
     pub kind: dbward_gateway::HostEventKind,
 }
@@ -120,10 +124,10 @@ impl ServerHandler for DbwardServer {
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         // With [access], a caller sees only the tools its roles grant.
-        let grants = self
-            .gateway
-            .access()
-            .grants(&identity_of(&context, &principal_of(&context)));
+        let (_, identity) = self
+            .caller(&context)
+            .map_err(|e| ErrorData::invalid_params(e, None))?;
+        let grants = self.gateway.access().grants(&identity);
         let tools = self
             .router
             .list_all()
@@ -155,9 +159,16 @@ impl ServerHandler for DbwardServer {
             tracing::warn!("malformed host event ignored");
             return;
         };
-        let principal = match event.session.as_deref().filter(|l| valid_label(l)) {
-            Some(label) => format!("stdio/{label}"),
-            None => "stdio".to_string(),
+        let principal = match event.identity.as_ref().map(|i| self.vouched(i)).transpose() {
+            Ok(Some((principal, _))) => principal,
+            Err(e) => {
+                tracing::warn!(error = %e, "host event with an unusable identity ignored");
+                return;
+            }
+            Ok(None) => match event.session.as_deref().filter(|l| valid_label(l)) {
+                Some(label) => format!("stdio/{label}"),
+                None => "stdio".to_string(),
+            },
         };
         self.gateway.record_host_event(&principal, event.kind).await;
     }
@@ -175,7 +186,9 @@ impl ServerHandler for DbwardServer {
                 None,
             ));
         }
-        let principal = principal_of(&context);
+        let (principal, identity) = self
+            .caller(&context)
+            .map_err(|e| ErrorData::invalid_params(e, None))?;
         let client = context
             .peer
             .peer_info()
@@ -190,7 +203,6 @@ impl ServerHandler for DbwardServer {
             .and_then(|p| p.extensions.get::<Ending>().cloned())
             .unwrap_or_default();
         // The gateway audits and rate-limits by this principal (never by a client header).
-        let identity = identity_of(&context, &principal);
         let mut caller = CallContext::new(principal.clone(), client).with_identity(identity);
         caller.ending = ending.clone();
         let _running = self.options.drain.enter();
@@ -256,6 +268,30 @@ impl ServerHandler for DbwardServer {
 /// browser session): the call's principal becomes `stdio/<label>`.
 pub const HOST_SESSION_META_KEY: &str = "dbward/session";
 
+/// The request `_meta` key a stdio host uses to vouch for the person signed in to one of
+/// its sessions through the `[web.oidc]` identity provider (a [`HostIdentity`]): the
+/// call's principal becomes `NAME:SUB`, the form an OAuth caller of that provider has.
+pub const HOST_IDENTITY_META_KEY: &str = "dbward/identity";
+
+/// Longest claims object a host may pass with an identity, in bytes of JSON.
+const MAX_HOST_CLAIMS_BYTES: usize = 16 * 1024;
+/// Longest subject, in bytes.
+const MAX_SUB_BYTES: usize = 256;
+
+/// A person a stdio host signed in through the `[web.oidc]` provider (it verified their
+/// ID token), as it vouches for them to this server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostIdentity {
+    /// The provider's short name (`[web.oidc]`'s `name`); must be this server's.
+    pub provider: String,
+    /// The ID token's `sub`.
+    pub sub: String,
+    /// The ID token's claims, for `claim:` members and `{claim:NAME}` settings.
+    #[serde(default)]
+    pub claims: serde_json::Map<String, serde_json::Value>,
+}
+
 /// The custom notification a stdio host sends to report a security event it saw itself
 /// (a failed login, an injection-shaped question, a rejected LLM API key).
 pub const HOST_EVENT_METHOD: &str = "notifications/dbward/host_event";
@@ -283,6 +319,70 @@ fn principal_of(context: &RequestContext<RoleServer>) -> String {
     {
         Some(label) => format!("stdio/{label}"),
         None => "stdio".to_string(),
+    }
+}
+
+impl DbwardServer {
+    /// Who is calling and what the transport verified of them: over HTTP, the auth
+    /// layer's principal and identity; over stdio, the person the host vouches for
+    /// ([`HOST_IDENTITY_META_KEY`]), else `stdio` or `stdio/<label>`. An identity the host
+    /// sends that this server cannot accept is an error, never a fall-back to `stdio`.
+    fn caller(
+        &self,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<(String, dbward_gateway::access::Identity), String> {
+        let over_http = context
+            .extensions
+            .get::<axum::http::request::Parts>()
+            .is_some();
+        if !over_http && let Some(v) = context.meta.0.get(HOST_IDENTITY_META_KEY) {
+            let id: HostIdentity = serde_json::from_value(v.clone())
+                .map_err(|e| format!("malformed `{HOST_IDENTITY_META_KEY}`: {e}"))?;
+            return self.vouched(&id);
+        }
+        let principal = principal_of(context);
+        let identity = identity_of(context, &principal);
+        Ok((principal, identity))
+    }
+
+    /// The principal and identity of a person the stdio host vouches for: only for the
+    /// provider this server's configuration names in `[web.oidc]`.
+    fn vouched(
+        &self,
+        id: &HostIdentity,
+    ) -> Result<(String, dbward_gateway::access::Identity), String> {
+        let Some(oidc) = &self.gateway.config().web.oidc else {
+            return Err(
+                "the host vouched for a person, but this server has no [web.oidc] provider".into(),
+            );
+        };
+        if id.provider != oidc.short_name() {
+            return Err(format!(
+                "the host vouched for a person of `{}`, not of this server's [web.oidc] provider",
+                id.provider.chars().take(64).collect::<String>()
+            ));
+        }
+        if id.sub.is_empty() || id.sub.len() > MAX_SUB_BYTES || id.sub.chars().any(char::is_control)
+        {
+            return Err("the vouched `sub` must be 1 to 256 printable bytes".into());
+        }
+        let size = serde_json::to_vec(&id.claims)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
+        if size > MAX_HOST_CLAIMS_BYTES {
+            return Err(format!(
+                "the vouched claims are over {MAX_HOST_CLAIMS_BYTES} bytes"
+            ));
+        }
+        let principal = format!("{}:{}", id.provider, id.sub);
+        Ok((
+            principal,
+            dbward_gateway::access::Identity {
+                keys: vec![format!("sub:{}:{}", id.provider, id.sub)],
+                sub: Some(id.sub.clone()),
+                claims: id.claims.clone(),
+            },
+        ))
     }
 }
 

@@ -217,13 +217,47 @@ function showAnswer(node, body) {
   }
 }
 
+// A stopped question: the steps that finished stay, marked, with a note instead of an answer.
+function markStopped(steps, answer) {
+  steps.classList.add('stopped');
+  const n = steps.querySelectorAll('.step').length;
+  answer.className = 'answer stopped-note';
+  answer.textContent = 'Stopped before the answer' +
+    (n ? ' · the ' + (n === 1 ? 'step' : n + ' steps') + ' that finished ' + (n === 1 ? 'is' : 'are') + ' kept above.' : '.');
+}
+
 function renderTurn(log, turn) {
   log.appendChild(el('p', turn.question, 'you'));
   const steps = el('div', undefined, 'steps'); log.appendChild(steps);
   (turn.steps || []).forEach(s => steps.appendChild(renderStep(s)));
   const answer = el('div', '', 'answer'); log.appendChild(answer);
-  if (turn.error) { answer.textContent = 'Error: ' + turn.error; answer.className = 'answer error'; }
+  if (turn.stopped) markStopped(steps, answer);
+  else if (turn.error) { answer.textContent = 'Error: ' + turn.error; answer.className = 'answer error'; }
   else showAnswer(answer, turn);
+}
+
+// The chat list's delete buttons are forms (they work without the script); the script
+// only asks first.
+function wireDeletes(scope) {
+  scope.querySelectorAll('form.delete-conversation').forEach(f => {
+    if (f.dataset.wired) return;
+    f.dataset.wired = '1';
+    f.addEventListener('submit', ev => {
+      const title = (f.previousElementSibling && f.previousElementSibling.textContent) || 'this conversation';
+      if (!window.confirm('Delete “' + title + '”? This cannot be undone.')) ev.preventDefault();
+    });
+  });
+}
+
+function deleteForm(id, title) {
+  const f = el('form', undefined, 'delete-conversation');
+  f.method = 'post'; f.action = '/conversations/' + id + '/delete';
+  const t = el('input'); t.type = 'hidden'; t.name = 'csrf'; t.value = csrf();
+  const b = el('button', 'Delete'); b.type = 'submit';
+  b.setAttribute('aria-label', 'Delete the conversation “' + title + '”');
+  b.title = 'Delete this conversation';
+  f.appendChild(t); f.appendChild(b);
+  return f;
 }
 
 function rememberConversation(id, title) {
@@ -233,7 +267,8 @@ function rememberConversation(id, title) {
   if (!list || list.querySelector('a[href="/?c=' + id + '"]')) return;
   const li = el('li'); const a = el('a', title);
   a.href = '/?c=' + id; a.setAttribute('aria-current', 'page');
-  li.appendChild(a); list.prepend(li);
+  li.appendChild(a); li.appendChild(deleteForm(id, title)); list.prepend(li);
+  wireDeletes(list);
 }
 
 async function ask(question, state) {
@@ -277,6 +312,7 @@ async function ask(question, state) {
       else if (event === 'step') { steps.appendChild(renderStep(body)); tokens = ''; answer.textContent = ''; }
       else if (event === 'token') { tokens += body.text; answer.textContent = tokens; }
       else if (event === 'answer') showAnswer(answer, body);
+      else if (event === 'error' && body.error === 'stopped') markStopped(steps, answer);
       else if (event === 'error') { answer.textContent = 'Error: ' + body.message; answer.className = 'answer error'; }
     }
   }
@@ -305,6 +341,7 @@ function wireChat() {
   if (!form) return;
   const log = document.getElementById('log');
   const state = { conversation: log.dataset.conversation || null };
+  wireDeletes(document);
   if (state.conversation) loadConversation(state.conversation, log);
   refreshStatus();
   const box = document.getElementById('question');

@@ -1,9 +1,9 @@
 //! The JSON API: `GET /api/status`, `POST /api/chat` (JSON, or server-sent events with
 //! `Accept: text/event-stream`), `POST /api/check` (the policy's verdict, nothing runs).
 //!
-//! Invariant: every POST passes [`api_gate`] (in the session layer): JSON only, no foreign
-//! `Origin`, and the CSRF token when the session cookie came along, so a cross-site page
-//! cannot drive the API with the visitor's cookie.
+//! Invariant: every request that is not a GET passes [`api_gate`] (in the session layer):
+//! no foreign `Origin`, a POST's body JSON only, and the CSRF token when the session cookie
+//! came along, so a cross-site page cannot drive the API with the visitor's cookie.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -85,14 +85,22 @@ pub(crate) async fn status(State(s): State<Arc<WebState>>) -> Response {
 }
 
 /// The gate every state-changing API request passes (called by the session layer for
-/// each `POST /api/...`, so a new endpoint cannot forget it): no foreign `Origin`, a JSON
-/// body, and for a request carrying the session cookie the CSRF token in `X-CSRF-Token`.
+/// each `/api/...` request but GET and HEAD, so a new endpoint cannot forget it): no foreign
+/// `Origin`, a JSON body for a POST (a DELETE has none: no cross-site form can send one),
+/// and for a request carrying the session cookie the CSRF token in `X-CSRF-Token`.
 #[allow(
     clippy::result_large_err,
     reason = "the error is the handler's response, returned at once"
 )]
-pub(crate) fn api_gate(headers: &HeaderMap, visitor: &Visitor) -> Result<(), Response> {
-    json_only(headers)?;
+pub(crate) fn api_gate(
+    method: &axum::http::Method,
+    headers: &HeaderMap,
+    visitor: &Visitor,
+) -> Result<(), Response> {
+    same_origin(headers)?;
+    if method == axum::http::Method::POST {
+        json_only(headers)?;
+    }
     if !visitor.api_csrf_ok(headers) {
         return Err(api_error(
             StatusCode::FORBIDDEN,
@@ -103,12 +111,12 @@ pub(crate) fn api_gate(headers: &HeaderMap, visitor: &Visitor) -> Result<(), Res
     Ok(())
 }
 
-/// Refuses cross-origin requests and non-JSON bodies.
+/// Refuses cross-origin requests.
 #[allow(
     clippy::result_large_err,
     reason = "the error is the handler's response, returned at once"
 )]
-fn json_only(headers: &HeaderMap) -> Result<(), Response> {
+fn same_origin(headers: &HeaderMap) -> Result<(), Response> {
     if let (Some(origin), Some(host)) = (
         headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()),
         headers.get(header::HOST).and_then(|v| v.to_str().ok()),
@@ -120,6 +128,15 @@ fn json_only(headers: &HeaderMap) -> Result<(), Response> {
             "cross-site requests are refused",
         ));
     }
+    Ok(())
+}
+
+/// Refuses non-JSON bodies.
+#[allow(
+    clippy::result_large_err,
+    reason = "the error is the handler's response, returned at once"
+)]
+fn json_only(headers: &HeaderMap) -> Result<(), Response> {
     let json_body = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -217,6 +234,7 @@ pub(crate) async fn chat(
     };
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Progress>();
     let state = s.clone();
+    let visitor_owner = visitor.owner.clone();
     let question = req.message.clone();
     // The question runs in its own task: a client that goes away does not cut a tool call
     // in half, and the conversation is saved whatever happens.
@@ -235,12 +253,33 @@ pub(crate) async fn chat(
         let mut conversation = conversation;
         let mut history = std::mem::take(&mut conversation.history);
         let before = history.clone();
+        // The steps pass through here on their way to the page, so that a stopped question
+        // keeps the ones that finished.
+        let (inner, mut progress) = tokio::sync::mpsc::unbounded_channel::<Progress>();
+        let mut finished: Vec<dbward_assistant::agent::Step> = Vec::new();
+        let pass_on = |p: Progress, finished: &mut Vec<_>| {
+            if let Progress::Step(step) = &p {
+                finished.push(step.clone());
+            }
+            let _ = tx.send(p);
+        };
         // The stop button drops the question where it is (a running tool call ends on the
         // database like any abandoned call); the model's history is left as it was.
-        let result = tokio::select! {
-            r = assistant.ask(&question, &mut history, Some(&visitor.label), Some(&tx)) => Some(r),
-            () = stop.notified() => None,
+        let host = visitor.host();
+        let result = {
+            let ask = assistant.ask(&question, &mut history, Some(&host), Some(&inner));
+            tokio::pin!(ask);
+            loop {
+                tokio::select! {
+                    r = &mut ask => break Some(r),
+                    Some(p) = progress.recv() => pass_on(p, &mut finished),
+                    () = stop.notified() => break None,
+                }
+            }
         };
+        while let Ok(p) = progress.try_recv() {
+            pass_on(p, &mut finished);
+        }
         let (turn, outcome) = match result {
             Some(Ok(answer)) => (
                 Turn {
@@ -252,6 +291,7 @@ pub(crate) async fn chat(
                         .collect(),
                     answer: answer.answer.clone(),
                     error: None,
+                    stopped: false,
                 },
                 Ok(answer),
             ),
@@ -271,7 +311,12 @@ pub(crate) async fn chat(
                 (
                     Turn {
                         question: question.clone(),
+                        steps: finished
+                            .iter()
+                            .filter_map(|st| serde_json::to_value(st).ok())
+                            .collect(),
                         error: Some(STOPPED.into()),
+                        stopped: true,
                         ..Turn::default()
                     },
                     Err(STOPPED.to_string()),
@@ -308,6 +353,9 @@ pub(crate) async fn chat(
                     Ok(Ok(answer)) => Event::default()
                         .event("answer")
                         .data(answer_json(&id, &model, &answer).to_string()),
+                    Ok(Err(e)) if e == STOPPED => Event::default()
+                        .event("error")
+                        .data(json!({"error": "stopped", "message": e}).to_string()),
                     Ok(Err(e)) => Event::default()
                         .event("error")
                         .data(json!({"error": "assistant_error", "message": e}).to_string()),
@@ -324,7 +372,24 @@ pub(crate) async fn chat(
     drop(rx);
     match task.await {
         Ok(Ok(answer)) => axum::Json(answer_json(&id, &model, &answer)).into_response(),
-        Ok(Err(e)) if e == STOPPED => api_error(StatusCode::CONFLICT, "stopped", &e),
+        Ok(Err(e)) if e == STOPPED => {
+            // What finished before the stop is kept in the conversation; say so.
+            let steps = s
+                .conversations
+                .load(&visitor_owner, &id)
+                .and_then(|c| c.turns.last().map(|t| t.steps.clone()))
+                .unwrap_or_default();
+            (
+                StatusCode::CONFLICT,
+                axum::Json(json!({
+                    "error": "stopped",
+                    "message": e,
+                    "conversation": id,
+                    "steps": steps,
+                })),
+            )
+                .into_response()
+        }
         Ok(Err(e)) => api_error(StatusCode::BAD_GATEWAY, "assistant_error", &e),
         Err(_) => api_error(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -373,6 +438,7 @@ pub(crate) async fn conversation(
                 "answer": t.answer,
                 "answer_html": crate::markdown::to_html(&t.answer),
                 "error": t.error,
+                "stopped": t.stopped,
             })
         })
         .collect();
@@ -383,6 +449,27 @@ pub(crate) async fn conversation(
         "turns": turns,
     }))
     .into_response()
+}
+
+/// `DELETE /api/conversations/{id}`: deletes one of the visitor's own conversations (an
+/// id of someone else's is not found).
+pub(crate) async fn delete_conversation(
+    State(s): State<Arc<WebState>>,
+    axum::Extension(visitor): axum::Extension<Visitor>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    match s.conversations.delete(&visitor.owner, &id) {
+        Ok(true) => axum::Json(json!({"deleted": id})).into_response(),
+        Ok(false) => api_error(StatusCode::NOT_FOUND, "not_found", "no such conversation"),
+        Err(e) => {
+            tracing::warn!(error = %e, "conversation not deleted");
+            api_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "not_deleted",
+                &e.to_string(),
+            )
+        }
+    }
 }
 
 #[derive(Deserialize)]

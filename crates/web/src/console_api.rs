@@ -80,7 +80,8 @@ pub(crate) async fn query(
     let mut args = Map::new();
     args.insert("query".into(), Value::String(req.query));
     args.insert("limit".into(), json!(CONSOLE_ROWS));
-    let call = s.host.call_as(Some(&visitor.label), "execute_query", args);
+    let host = visitor.host();
+    let call = s.host.call_as(Some(&host), "execute_query", args);
     // Dropping the call (on cancel) cancels it in the child, which cancels it on the
     // database.
     tokio::select! {
@@ -136,7 +137,7 @@ pub(crate) async fn catalog(
     }
     let listed = match s
         .host
-        .call_as(Some(&visitor.label), "list_tables", Map::new())
+        .call_as(Some(&visitor.host()), "list_tables", Map::new())
         .await
     {
         Ok(out) if !out.is_error => out.structured.unwrap_or(Value::Null),
@@ -166,7 +167,7 @@ pub(crate) async fn catalog(
         }
         let columns: Vec<Value> = match s
             .host
-            .call_as(Some(&visitor.label), "describe_table", args)
+            .call_as(Some(&visitor.host()), "describe_table", args)
             .await
         {
             Ok(out) if !out.is_error => out

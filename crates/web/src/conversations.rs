@@ -38,6 +38,9 @@ pub(crate) struct Turn {
     /// Why there is no answer (an error, or stopped).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Stopped by its asker: `steps` are the ones that finished before the stop.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stopped: bool,
 }
 
 /// A conversation.
@@ -184,6 +187,20 @@ impl Store {
         out
     }
 
+    /// Deletes the owner's conversation `id`: `false` if it does not exist (or is
+    /// someone else's: it is only ever looked for in the owner's folder).
+    pub(crate) fn delete(&self, owner: &str, id: &str) -> Result<bool, StoreError> {
+        if !valid_id(id) {
+            return Ok(false);
+        }
+        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        match std::fs::remove_file(self.owner_dir(owner).join(format!("{id}.json"))) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(StoreError::Io(e.kind())),
+        }
+    }
+
     /// Saves a conversation (whole), then deletes the owner's oldest beyond the cap.
     pub(crate) fn save(&self, owner: &str, c: &Conversation) -> Result<(), StoreError> {
         if !valid_id(&c.id) {
@@ -260,5 +277,14 @@ mod tests {
         assert_eq!(list.len(), MAX_CONVERSATIONS);
         assert_eq!(list[0].title, format!("q{}", MAX_CONVERSATIONS + 2));
         assert!(store.list("user:bob").is_empty());
+        let newest = list[0].id.clone();
+        assert!(
+            !store.delete("user:bob", &newest).expect("bob"),
+            "not bob's"
+        );
+        assert!(store.delete("user:alice", &newest).expect("alice"));
+        assert!(store.load("user:alice", &newest).is_none());
+        assert!(!store.delete("user:alice", &newest).expect("gone"));
+        assert!(!store.delete("user:alice", "../x").expect("not an id"));
     }
 }

@@ -16,8 +16,11 @@
 //! - A state-changing request is either a form carrying the session's CSRF token, or JSON
 //!   (which a cross-site page cannot send without a preflight we never grant) with no foreign
 //!   `Origin`. Cookies are `HttpOnly`, `SameSite=Strict`, and `Secure` when configured.
-//! - With a password configured every page and API call needs a login (or the password as a
-//!   bearer token); the binary refuses to bind a non-loopback address without one.
+//! - With a password, named users or an identity provider configured every page and API
+//!   call needs a login (or the password as a bearer token); the binary refuses to bind a
+//!   non-loopback address without one.
+//! - A person signed in through the identity provider (`sign_in`) is vouched for to the
+//!   child with each call (`HostSession`); nothing a browser sends can name that person.
 
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
@@ -27,8 +30,10 @@ mod browse;
 mod console_api;
 mod conversations;
 mod markdown;
+mod oidc;
 mod pages;
 mod session;
+mod sign_in;
 pub mod users;
 
 use std::net::SocketAddr;
@@ -52,6 +57,9 @@ pub enum WebError {
     /// The MCP child did not answer as expected.
     #[error("the database server child failed: {0}")]
     Child(String),
+    /// The web UI's configuration cannot work.
+    #[error("{0}")]
+    Config(String),
 }
 
 /// How the web app behaves.
@@ -74,6 +82,11 @@ pub struct WebOptions {
     pub data_dir: PathBuf,
     /// Named users (`dbward web add-user`); with any, a login is required.
     pub users: users::Users,
+    /// Sign-in through an OpenID Connect provider (`[web.oidc]`); with it, a login is
+    /// required.
+    pub oidc: Option<dbward_gateway::config::OidcLoginConfig>,
+    /// The client secret for `oidc`, read by the binary from `client_secret_env`.
+    pub oidc_secret: Option<SecretString>,
 }
 
 /// The web app's state: the child, the optional assistant, the sessions.
@@ -90,6 +103,10 @@ pub struct WebState {
     catalog: console_api::CatalogCache,
     /// The model server's last probe (when, and its error), reused for a few seconds.
     model_probe: std::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>>,
+    /// The identity provider people sign in through, if configured.
+    oidc: Option<oidc::OidcLogin>,
+    /// Sign-ins sent to the provider and not back yet.
+    pending: sign_in::PendingSignIns,
 }
 
 impl WebState {
@@ -113,7 +130,18 @@ impl WebState {
             .and_then(|t| serde_json::from_value::<DbKind>(t).ok())
             .ok_or_else(|| WebError::Child("no default connection of a known type".into()))?;
         let dialect = kind.dialect();
+        let oidc = match &options.oidc {
+            Some(c) => {
+                let o = oidc::OidcLogin::new(c, options.oidc_secret.clone())
+                    .map_err(|e| WebError::Config(e.to_string()))?;
+                o.warm().await;
+                Some(o)
+            }
+            None => None,
+        };
         Ok(WebState {
+            oidc,
+            pending: sign_in::PendingSignIns::default(),
             host,
             assistant,
             conversations: conversations::Store::new(&options.data_dir),
@@ -127,9 +155,10 @@ impl WebState {
 }
 
 impl WebState {
-    /// Whether a login is required: a shared password or named users are configured.
+    /// Whether a login is required: a shared password, named users or an identity
+    /// provider are configured.
     pub(crate) fn login_configured(&self) -> bool {
-        self.options.password.is_some() || !self.options.users.is_empty()
+        self.options.password.is_some() || !self.options.users.is_empty() || self.oidc.is_some()
     }
 }
 
@@ -149,6 +178,12 @@ pub fn router(state: Arc<WebState>) -> axum::Router {
         .route("/audit", get(pages::audit))
         .route("/login", get(session::login_page).post(session::login))
         .route("/logout", post(session::logout))
+        .route("/auth/login", get(sign_in::start))
+        .route("/auth/callback", get(sign_in::callback))
+        .route(
+            "/conversations/{id}/delete",
+            post(pages::delete_conversation),
+        )
         .route("/api/status", get(api::status))
         .route("/api/chat", post(api::chat))
         .route("/api/chat/stop", post(api::stop))
@@ -156,7 +191,10 @@ pub fn router(state: Arc<WebState>) -> axum::Router {
         .route("/api/query", post(console_api::query))
         .route("/api/query/cancel", post(console_api::cancel))
         .route("/api/catalog", get(console_api::catalog))
-        .route("/api/conversations/{id}", get(api::conversation))
+        .route(
+            "/api/conversations/{id}",
+            get(api::conversation).delete(api::delete_conversation),
+        )
         .route("/api/check", post(api::check))
         .route(
             "/assets/app.js",

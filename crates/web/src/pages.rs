@@ -43,12 +43,12 @@ pub(crate) struct Chrome {
     pub csrf: String,
     /// Whether a logout button is shown (a password is configured).
     pub login: bool,
-    /// The session's public label.
-    pub label: String,
     /// The response's style nonce (for the console's editor).
     pub style_nonce: String,
-    /// The named user signed in (empty: none).
+    /// The named user or person signed in (empty: none).
     pub user: String,
+    /// Who the child counts this session's calls as (`stdio/<label>`, `NAME:SUB`).
+    pub principal: String,
 }
 
 pub(crate) fn chrome(state: &WebState, visitor: &Visitor, nav: &'static str) -> Chrome {
@@ -56,8 +56,8 @@ pub(crate) fn chrome(state: &WebState, visitor: &Visitor, nav: &'static str) -> 
         nav,
         csrf: visitor.csrf.clone(),
         login: state.login_configured(),
-        user: visitor.user.clone().unwrap_or_default(),
-        label: visitor.label.clone(),
+        user: visitor.signed_in_as(),
+        principal: visitor.principal(),
         style_nonce: visitor.style_nonce.clone(),
     }
 }
@@ -169,7 +169,7 @@ pub(crate) async fn call(
             rule: None,
         });
     };
-    match state.host.call_as(Some(&visitor.label), tool, map).await {
+    match state.host.call_as(Some(&visitor.host()), tool, map).await {
         Err(e) => Err(ErrorView {
             code: "unavailable".into(),
             message: e.to_string(),
@@ -243,6 +243,32 @@ pub(crate) async fn chat(
         conversations,
         current,
     })
+}
+
+#[derive(Deserialize)]
+pub(crate) struct DeleteForm {
+    csrf: String,
+}
+
+/// `POST /conversations/{id}/delete`: the chat list's delete button (a form with the
+/// session's CSRF token); deletes one of the visitor's own conversations.
+pub(crate) async fn delete_conversation(
+    State(state): State<Arc<WebState>>,
+    axum::Extension(visitor): axum::Extension<Visitor>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    Form(form): Form<DeleteForm>,
+) -> Response {
+    if !visitor.csrf_ok(&form.csrf) {
+        return (StatusCode::FORBIDDEN, "CSRF token mismatch").into_response();
+    }
+    match state.conversations.delete(&visitor.owner, &id) {
+        Ok(true) => axum::response::Redirect::to("/").into_response(),
+        Ok(false) => (StatusCode::NOT_FOUND, "No such conversation.").into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "conversation not deleted");
+            (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response()
+        }
+    }
 }
 
 // ---- console ----

@@ -2,8 +2,9 @@
 //!
 //! A session is a random 256-bit cookie value (never shown, never logged) mapped to a public
 //! label (8 hex characters: the principal `stdio/<label>` in the child's audit), a CSRF token,
-//! whether it logged in, and its conversations. Scripts may instead send the password as a
-//! bearer token: they share one session, labelled `api`.
+//! whether it logged in, and who: a named user (`stdio/user-NAME`), or a person signed in
+//! through the identity provider (`sign_in`), whose principal is `NAME:SUB`. Scripts may
+//! instead send the password as a bearer token: they share one session, labelled `api`.
 //!
 //! Invariants:
 //! - A login rotates the cookie value (no session fixation); a logout forgets the session.
@@ -67,6 +68,18 @@ struct Session {
     last_seen: Instant,
     /// The named user logged in, if any (the label is then `user-<name>`).
     user: Option<String>,
+    /// The person signed in through the identity provider, if any.
+    person: Option<Arc<Person>>,
+}
+
+/// A person signed in through the identity provider: the child is told of them with each
+/// call, and counts the call as theirs (`NAME:SUB`).
+#[derive(Debug)]
+pub(crate) struct Person {
+    /// What the child is told.
+    pub identity: dbward_mcp::HostIdentity,
+    /// The name shown in the page header.
+    pub display: String,
 }
 
 impl Session {
@@ -77,6 +90,7 @@ impl Session {
             authenticated,
             last_seen: Instant::now(),
             user: None,
+            person: None,
         }
     }
 }
@@ -111,7 +125,7 @@ impl Default for Sessions {
 
 impl Sessions {
     /// Whether `ip` must wait before a password is checked again.
-    fn locked_out(&self, ip: IpAddr) -> bool {
+    pub(crate) fn locked_out(&self, ip: IpAddr) -> bool {
         let mut locked = self.locked.lock().unwrap_or_else(|p| p.into_inner());
         match locked.get(&ip) {
             Some(until) if *until > Instant::now() => true,
@@ -125,7 +139,7 @@ impl Sessions {
 
     /// Counts a failure from `ip`; `true` when it is one too many (the address is then
     /// locked out for a minute).
-    fn failed(&self, ip: IpAddr) -> bool {
+    pub(crate) fn failed(&self, ip: IpAddr) -> bool {
         if self.failures.check_key(&ip).is_ok() {
             return false;
         }
@@ -183,6 +197,17 @@ impl Sessions {
                 s
             }),
         }
+    }
+
+    /// Signs `person` in under a fresh cookie value; the session the callback arrived
+    /// with (`old`), if any, is forgotten, so a value planted before is worthless after.
+    pub(crate) fn sign_in_person(&self, old: Option<&str>, person: Person) -> Visitor {
+        if let Some(old) = old {
+            self.lock().remove(old);
+        }
+        let mut s = Session::new(true);
+        s.person = Some(Arc::new(person));
+        self.insert(hex::encode(rand::random::<[u8; 32]>()), s)
     }
 
     /// A new session under a fresh cookie value.
@@ -296,10 +321,13 @@ pub(crate) struct Visitor {
     pub authenticated: bool,
     /// The named user signed in, if any.
     pub user: Option<String>,
+    /// The person signed in through the identity provider, if any.
+    pub person: Option<Arc<Person>>,
     /// This response's style nonce (see `StyleNonce`), for the page's editor.
     pub style_nonce: String,
-    /// Whose conversations these are: `user:<name>` for a named user, `api` for scripts,
-    /// else `session:<label>` (the browser session).
+    /// Whose conversations these are: `user:<name>` for a named user, `oidc:<NAME:SUB>`
+    /// for a person signed in through the provider, `api` for scripts, else
+    /// `session:<label>` (the browser session).
     pub owner: String,
     /// The request presented this session's cookie (so a browser may have sent it on a
     /// cross-site request: JSON API calls must then carry the CSRF token in a header).
@@ -316,10 +344,12 @@ impl Visitor {
             authenticated: s.authenticated,
             style_nonce: String::new(),
             user: s.user.clone(),
-            owner: match &s.user {
-                Some(name) => format!("user:{name}"),
-                None if s.label == "api" => "api".into(),
-                None => format!("session:{}", s.label),
+            person: s.person.clone(),
+            owner: match (&s.user, &s.person) {
+                (_, Some(p)) => format!("oidc:{}:{}", p.identity.provider, p.identity.sub),
+                (Some(name), None) => format!("user:{name}"),
+                (None, None) if s.label == "api" => "api".into(),
+                (None, None) => format!("session:{}", s.label),
             },
             from_cookie: false,
         }
@@ -336,6 +366,31 @@ impl Visitor {
                 .is_some_and(|t| self.csrf_ok(t))
     }
 
+    /// The session as the child is told of it with each call.
+    pub fn host(&self) -> dbward_mcp::HostSession {
+        dbward_mcp::HostSession {
+            label: self.label.clone(),
+            identity: self.person.as_ref().map(|p| p.identity.clone()),
+        }
+    }
+
+    /// Who the child counts this session's calls as.
+    pub fn principal(&self) -> String {
+        match &self.person {
+            Some(p) => format!("{}:{}", p.identity.provider, p.identity.sub),
+            None => format!("stdio/{}", self.label),
+        }
+    }
+
+    /// The name shown as signed in (empty: nobody).
+    pub fn signed_in_as(&self) -> String {
+        match (&self.person, &self.user) {
+            (Some(p), _) => p.display.clone(),
+            (None, Some(u)) => u.clone(),
+            (None, None) => String::new(),
+        }
+    }
+
     /// Whether a form's CSRF token is this session's (constant time).
     pub fn csrf_ok(&self, presented: &str) -> bool {
         bool::from(presented.as_bytes().ct_eq(self.csrf.as_bytes()))
@@ -343,7 +398,7 @@ impl Visitor {
 }
 
 /// The session cookie; `remove` builds one that deletes it.
-fn cookie(state: &WebState, value: String, remove: bool) -> HeaderValue {
+pub(crate) fn cookie(state: &WebState, value: String, remove: bool) -> HeaderValue {
     let mut c = Cookie::build((cookie_name(state), value))
         .path("/")
         .http_only(true)
@@ -380,6 +435,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 async fn report_login_failure(state: &WebState, peer: IpAddr) {
     let event = HostEvent {
         session: None,
+        identity: None,
         kind: HostEventKind::LoginFailed {
             peer: peer.to_string(),
         },
@@ -466,7 +522,10 @@ pub(crate) async fn layer(
             }
         }
     };
-    let open = matches!(path.as_str(), "/login" | "/api/status");
+    let open = matches!(
+        path.as_str(),
+        "/login" | "/api/status" | "/auth/login" | "/auth/callback"
+    );
     if !visitor.authenticated && !open {
         let mut response = if is_api(&path) {
             api_error(
@@ -482,9 +541,13 @@ pub(crate) async fn layer(
         }
         return response;
     }
-    if req.method() == axum::http::Method::POST
+    let reads = matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    );
+    if !reads
         && is_api(&path)
-        && let Err(refused) = crate::api::api_gate(req.headers(), &visitor)
+        && let Err(refused) = crate::api::api_gate(req.method(), req.headers(), &visitor)
     {
         return refused;
     }
@@ -523,6 +586,27 @@ struct LoginPage {
     login_required: bool,
     /// Named users exist: the form asks for a name.
     named_users: bool,
+    /// A password or named users exist: the form is shown.
+    password_form: bool,
+    /// The identity provider's name ("Sign in with NAME"); empty: none.
+    provider: String,
+}
+
+impl LoginPage {
+    fn new(state: &WebState, csrf: String, error: Option<String>) -> LoginPage {
+        LoginPage {
+            csrf,
+            error,
+            login_required: state.login_configured(),
+            named_users: !state.options.users.is_empty(),
+            password_form: state.options.password.is_some() || !state.options.users.is_empty(),
+            provider: state
+                .oidc
+                .as_ref()
+                .map(|o| o.display().to_string())
+                .unwrap_or_default(),
+        }
+    }
 }
 
 /// `GET /login`.
@@ -533,12 +617,7 @@ pub(crate) async fn login_page(
     if visitor.authenticated {
         return Redirect::to("/").into_response();
     }
-    crate::pages::render(&LoginPage {
-        csrf: visitor.csrf,
-        error: None,
-        login_required: state.login_configured(),
-        named_users: !state.options.users.is_empty(),
-    })
+    crate::pages::render(&LoginPage::new(&state, visitor.csrf, None))
 }
 
 #[derive(Deserialize)]
@@ -558,17 +637,22 @@ pub(crate) async fn login(
     Form(form): Form<LoginForm>,
 ) -> Response {
     let again = |status: StatusCode, error: &str| {
-        let mut r = crate::pages::render(&LoginPage {
-            csrf: visitor.csrf.clone(),
-            error: Some(error.to_string()),
-            login_required: true,
-            named_users: !state.options.users.is_empty(),
-        });
+        let mut r = crate::pages::render(&LoginPage::new(
+            &state,
+            visitor.csrf.clone(),
+            Some(error.to_string()),
+        ));
         *r.status_mut() = status;
         r
     };
     if !visitor.csrf_ok(&form.csrf) {
         return again(StatusCode::FORBIDDEN, "The form expired; please try again.");
+    }
+    if state.options.password.is_none() && state.options.users.is_empty() {
+        return again(
+            StatusCode::FORBIDDEN,
+            "This server signs people in through its identity provider only.",
+        );
     }
     if state.sessions.locked_out(peer) {
         return again(

@@ -15,6 +15,8 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+pub mod idp;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_dbward");
 
 /// The scripted model's answers, in order, and every request body it received.
