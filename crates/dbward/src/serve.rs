@@ -140,7 +140,17 @@ pub struct ServeArgs {
 /// Runs the server; exit 1 on any failure, with the reason on stderr.
 pub fn run(args: ServeArgs) -> ExitCode {
     init_logging();
-    let runtime = match tokio::runtime::Runtime::new() {
+    // stdio serves one client whose calls mostly wait on the database: one thread runs
+    // them all (and the database drivers), so a call wakes no other runtime thread; stdin,
+    // stdout and SQLite have threads of their own. HTTP serves many clients at once: a
+    // worker per core.
+    let runtime = match args.transport {
+        Transport::Stdio => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        Transport::Http => tokio::runtime::Runtime::new(),
+    };
+    let runtime = match runtime {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -148,7 +158,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
         }
     };
     let outcome = runtime.block_on(serve(args));
-    // A blocking read of stdin cannot be cancelled; do not wait for it.
+    // A blocking task (a SQLite step being interrupted) is not waited for long.
     runtime.shutdown_timeout(Duration::from_millis(200));
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

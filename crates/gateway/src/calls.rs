@@ -559,7 +559,7 @@ impl Gateway {
     }
 
     /// Writes a call's audit entry (no-op without an audit log). The call counts as
-    /// finished from the moment its entry is queued: dropped before that, it audits itself.
+    /// finished from the moment its entry is written: dropped before that, it audits itself.
     async fn write_entry<T: Counted>(
         &self,
         call: &mut Call,
@@ -572,15 +572,14 @@ impl Gateway {
             tracing::error!(error = %e, "audit entry not written: result withheld");
             GatewayError::AuditUnavailable(e.to_string())
         };
-        // No await point between taking the call's facts and queueing its entry.
-        let slot = log.reserve().await.map_err(unwritten)?;
+        // No await point between taking the call's facts and writing its entry.
         let (outcome, rule) = match result {
             Ok(_) => ("ok".to_string(), None),
             Err(e) => (e.code().to_string(), e.rule()),
         };
         let rows = result.as_ref().ok().and_then(Counted::rows);
         let entry = call.take_entry(self, outcome, rule, rows);
-        slot.send(entry).await.map(|_| ()).map_err(unwritten)
+        log.append_now(entry).await.map(|_| ()).map_err(unwritten)
     }
 }
 

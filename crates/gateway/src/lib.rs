@@ -472,7 +472,11 @@ impl Gateway {
     ) -> Result<QueryResult, GatewayError> {
         let limits = &self.config.limits;
         let policy = &call.grants.policy;
-        let verdict = policy.check(open.info.kind.dialect(), sql);
+        // The verdict and normalized text of a text judged lately are kept by the policy
+        // (a pure function of its configuration and the text): an agent's point query sent
+        // again with other parameters is not parsed again.
+        let judged = policy.judge(open.info.kind.dialect(), sql);
+        let verdict = &judged.verdict;
         call.note(|f| {
             f.query.get_or_insert_with(|| sql.to_string());
             f.catalog |= verdict.tables.iter().any(|t| {
@@ -489,7 +493,7 @@ impl Gateway {
                     || t.name.starts_with("sqlite_")
             });
             f.statement_kind = verdict.kind.as_ref().map(ToString::to_string);
-            f.query_normalized = dbward_policy::normalize(open.info.kind.dialect(), sql);
+            f.query_normalized = judged.normalized.clone();
             f.verdict = Some(
                 if verdict.is_allowed() {
                     "allowed"
@@ -505,10 +509,10 @@ impl Gateway {
                 .collect();
         });
         if !verdict.is_allowed() {
-            return Err(GatewayError::refused(verdict));
+            return Err(GatewayError::refused(verdict.clone()));
         }
-        searched_params_are_short(&verdict, params)?;
-        self.check_unknown_functions(open, policy, &verdict).await?;
+        searched_params_are_short(verdict, params)?;
+        self.check_unknown_functions(open, policy, verdict).await?;
         let settings = self.session_settings(open, call)?;
         let caps = Caps::new(limits, max_rows);
         let utility = !matches!(
@@ -518,10 +522,10 @@ impl Gateway {
         let result = match &open.backend {
             Backend::Postgres(b) => {
                 let judge = |r: &backends::postgres::resolve::Resolution| {
-                    resolution::judge_pg(policy, &verdict, r)
+                    resolution::judge_pg(policy, verdict, r)
                 };
                 let resolver = backends::postgres::resolve::Resolver {
-                    names: resolution::names_of(&verdict),
+                    names: resolution::names_of(verdict),
                     judge: &judge,
                 };
                 let params = if utility { &[][..] } else { params };

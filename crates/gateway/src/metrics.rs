@@ -100,7 +100,7 @@ impl Default for Metrics {
         );
         registry.register(
             "audit_queue_depth",
-            "Audit entries waiting to be written",
+            "Audit entries being written or waiting for the log's lock",
             audit_queue.clone(),
         );
         Metrics {

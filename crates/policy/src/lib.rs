@@ -31,6 +31,7 @@ mod normalize;
 mod pg_consts;
 mod pg_scan;
 mod postgres;
+mod recent;
 pub mod sqlite;
 mod sqlparser_consts;
 mod sqlparser_dialects;
@@ -38,6 +39,7 @@ mod verdict;
 
 pub use config::{BUILTIN_DENIED_COLUMNS, BUILTIN_DENIED_TABLES, PolicyConfig};
 pub use normalize::normalize;
+pub use recent::Judged;
 pub use verdict::{
     Decision, Dialect, FunctionRef, Reason, Rule, Severity, StatementKind, TableRef, Verdict,
 };
@@ -60,6 +62,9 @@ pub struct Policy {
     allowed_tables: Vec<NamePattern>,
     /// `(table, column)` pairs.
     denied_columns: Vec<(NamePattern, String)>,
+    /// Recent judgements (see [`Policy::judge`]); clones share it, as they share the
+    /// configuration.
+    recent: std::sync::Arc<recent::Recent>,
 }
 
 impl Default for Policy {
@@ -98,6 +103,7 @@ impl Policy {
             denied_schemas: config.denied_schemas.clone(),
             denied_columns,
             config,
+            recent: Default::default(),
         }
     }
 
@@ -109,6 +115,16 @@ impl Policy {
     /// Decides whether `sql` may run against a database of `dialect`.
     pub fn check(&self, dialect: Dialect, sql: &str) -> Verdict {
         self.check_within(dialect, sql, self.config.max_query_chars)
+    }
+
+    /// [`Policy::check`] and [`normalize`] of `sql` together, judged once per recent text:
+    /// the same verdict `check` gives, without parsing a text seen lately again (see
+    /// `recent.rs` for the bounds).
+    pub fn judge(&self, dialect: Dialect, sql: &str) -> std::sync::Arc<Judged> {
+        self.recent.get_or(dialect, sql, || Judged {
+            verdict: self.check(dialect, sql),
+            normalized: normalize(dialect, sql),
+        })
     }
 
     /// Judges SQL the database itself stores and will run on a query's behalf (a MySQL
