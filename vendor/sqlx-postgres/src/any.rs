@@ -93,6 +93,7 @@ impl AnyConnectionBackend for PgConnection {
         };
 
         Box::pin(
+            // dbward patch: `run` takes `then_simple` (None: upstream behaviour).
             self.run(query, arguments, persistent, None, None)
                 .try_flatten_stream()
                 .map(
@@ -118,6 +119,7 @@ impl AnyConnectionBackend for PgConnection {
 
         Box::pin(async move {
             let arguments = arguments?;
+            // dbward patch: `run` takes `then_simple` (None: upstream behaviour).
             let mut stream = pin!(self.run(query, arguments, persistent, None, None).await?);
 
             if let Some(Either::Right(row)) = stream.try_next().await? {

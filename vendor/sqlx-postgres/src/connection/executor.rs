@@ -466,6 +466,7 @@ impl<'c> Executor<'c> for &'c mut PgConnection {
 
         Box::pin(try_stream! {
             let arguments = arguments?;
+            // dbward patch: `run` takes `then_simple` (None: upstream behaviour).
             let mut s = pin!(self.run(sql, arguments, persistent, metadata, None).await?);
 
             while let Some(v) = s.try_next().await? {
@@ -492,6 +493,7 @@ impl<'c> Executor<'c> for &'c mut PgConnection {
         Box::pin(async move {
             let sql = query.sql();
             let arguments = arguments?;
+            // dbward patch: `run` takes `then_simple` (None: upstream behaviour).
             let mut s = pin!(self.run(sql, arguments, persistent, metadata, None).await?);
 
             // With deferred constraints we need to check all responses as we
