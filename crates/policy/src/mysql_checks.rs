@@ -142,12 +142,9 @@ fn search_cost(
             out.params_searched = true;
             return;
         }
-    }
-    if let Some(i) = needle_index(name)
-        && let (Some(needle), Some(text)) = (args.get(i), args.get(1 - i))
-        && built_size(text).is_none()
-        && built_size(needle).is_none_or(|n| n > crate::bombs::SEARCH_NEEDLE_MAX)
-    {
+        if built_size(needle).is_some_and(|n| n <= crate::bombs::SEARCH_NEEDLE_MAX) {
+            return;
+        }
         out.refuse(
             Rule::ResourceBomb,
             format!(

@@ -48,6 +48,18 @@ pub(crate) fn message_limit(max_bytes: usize) -> usize {
     max_bytes.max(1 << 20).saturating_add(64 << 10)
 }
 
+/// The oversized message a patched driver refused from its header (`T`: its error type,
+/// `PgMessageTooLarge` or `MySqlPacketTooLarge`), if that is what `e` is.
+pub(crate) fn too_large<T: std::error::Error + Copy + 'static>(e: &sqlx::Error) -> Option<T> {
+    match e {
+        sqlx::Error::Io(io) => io
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<T>())
+            .copied(),
+        _ => None,
+    }
+}
+
 /// What a refused oversized message says: what it was, its size and the limit.
 pub(crate) fn too_large_message(what: &str, len: usize, limit: usize) -> String {
     format!(

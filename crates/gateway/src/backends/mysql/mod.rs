@@ -78,13 +78,7 @@ pub struct MyBackend {
 
 /// The oversized packet the driver refused from its header, if that is what `e` is.
 pub(crate) fn too_large(e: &sqlx::Error) -> Option<sqlx::mysql::MySqlPacketTooLarge> {
-    match e {
-        sqlx::Error::Io(io) => io
-            .get_ref()
-            .and_then(|inner| inner.downcast_ref::<sqlx::mysql::MySqlPacketTooLarge>())
-            .copied(),
-        _ => None,
-    }
+    crate::backends::too_large(e)
 }
 
 /// Classifies a driver error into a user-facing error; secrets are scrubbed.

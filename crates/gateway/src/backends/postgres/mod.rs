@@ -76,13 +76,7 @@ fn ssl(mode: SslMode) -> PgSslMode {
 
 /// The oversized message the driver refused from its header, if that is what `e` is.
 pub(crate) fn too_large(e: &sqlx::Error) -> Option<sqlx::postgres::PgMessageTooLarge> {
-    match e {
-        sqlx::Error::Io(io) => io
-            .get_ref()
-            .and_then(|inner| inner.downcast_ref::<sqlx::postgres::PgMessageTooLarge>())
-            .copied(),
-        _ => None,
-    }
+    crate::backends::too_large(e)
 }
 
 /// Classifies a driver error into a user-facing error; secrets are scrubbed.
