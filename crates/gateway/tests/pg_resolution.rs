@@ -552,3 +552,86 @@ async fn an_owner_search_path_cannot_hijack_dbwards_own_statements() {
     gw.close_connection(&id).await.expect("close");
     fx.drop().await;
 }
+
+/// A resolution answer is kept between calls (`resolve::Cache`), and the query then runs
+/// behind a guard instead of a fresh resolution. Every change the owner commits from
+/// another session afterwards (a view redefined to call their code, a same-named function
+/// put on the path, a new partition under a denied table's name, an RLS policy) must be
+/// seen by the very next call: the kept answer would pass the judge, so the guard is the
+/// only thing that stands in the way here.
+#[tokio::test]
+async fn a_kept_answer_is_never_used_after_the_owner_changes_what_a_name_resolves_to() {
+    let mut s = setup(denying_config()).await;
+    let mut owner = PgConnection::connect(&s.fx.url()).await.expect("owner");
+    sqlx::raw_sql(
+        "CREATE VIEW public.plain_view AS SELECT id, name FROM customers;
+         CREATE TABLE public.staff (id int, name text);
+         INSERT INTO staff VALUES (1, 'Cy');",
+    )
+    .execute(&mut owner)
+    .await
+    .expect("fixture");
+    let changes = [
+        // A view redefined to run the owner's code.
+        (
+            "SELECT id FROM plain_view ORDER BY id",
+            "CREATE OR REPLACE VIEW public.plain_view AS \
+             SELECT id, name, util.kick('v') AS k FROM customers",
+            "function.user_defined",
+        ),
+        // A same-named function newly on the path (the builtin still resolves first, but
+        // every candidate is judged).
+        (
+            "SELECT lower(name) FROM staff",
+            "CREATE FUNCTION public.lower(text) RETURNS text LANGUAGE sql VOLATILE \
+             AS $$ SELECT kill_victims()::text $$",
+            "function.user_defined",
+        ),
+        // A table made a view over a denied table, under the same name.
+        (
+            "SELECT name FROM staff",
+            "ALTER TABLE staff RENAME TO staff_old; \
+             CREATE VIEW public.staff AS SELECT amount AS id, 'x'::text AS name FROM payroll",
+            "table.denied",
+        ),
+    ];
+    for (sql, change, rule) in changes {
+        // Twice: the second call runs on the kept answer. (After a stale answer, answers
+        // are asked afresh for a second: wait it out, so the kept one is what is tried.)
+        tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+        for _ in 0..2 {
+            s.runs(sql).await;
+        }
+        sqlx::raw_sql(change)
+            .execute(&mut owner)
+            .await
+            .unwrap_or_else(|e| panic!("{change}: {e}"));
+        s.refused(sql, rule).await;
+        // And on every call after it.
+        s.refused(sql, rule).await;
+    }
+    // A change made by a transaction that was already open (its id already taken) when
+    // the answer was kept, committed after: the snapshot's horizon may not move, its list
+    // of transactions in progress does.
+    let mut open = PgConnection::connect(&s.fx.url()).await.expect("open");
+    sqlx::raw_sql(
+        "BEGIN; CREATE FUNCTION public.upper(text) RETURNS text LANGUAGE sql VOLATILE \
+         AS $$ SELECT kill_victims()::text $$",
+    )
+    .execute(&mut open)
+    .await
+    .expect("open transaction");
+    let sql = "SELECT upper(name) FROM customer_names";
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    for _ in 0..2 {
+        s.runs(sql).await;
+    }
+    sqlx::raw_sql("COMMIT")
+        .execute(&mut open)
+        .await
+        .expect("commit");
+    s.refused(sql, "function.user_defined").await;
+    open.close().await.ok();
+    owner.close().await.ok();
+    s.done().await;
+}

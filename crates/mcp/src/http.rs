@@ -290,9 +290,13 @@ pub async fn serve_http(
         .with_allowed_origins(options.allowed_origins.clone())
         .enforce_origin_validation()
         .with_max_request_body_bytes(options.max_body_bytes)
-        // A 2026-07-28 request (no session) whose handler sends nothing before its answer
-        // gets one JSON body instead of an SSE stream: less to frame, buffer and parse. A
-        // client that disconnects before the answer still cancels the call.
+        // Every request is served on its own, whatever protocol version the client
+        // negotiated: no MCP session is kept (dbward keeps nothing per MCP session; callers
+        // are told apart, audited, limited and blocked by their token's principal), and a
+        // request whose handler sends nothing before its answer gets one JSON body instead
+        // of an SSE stream: less to frame, buffer and parse, for the server and the client.
+        // A client that disconnects before the answer still cancels the call.
+        .with_legacy_session_mode(false)
         .with_json_response(true)
         .with_cancellation_token(ct.clone());
     let server = DbwardServer::new(gateway.clone(), default_connection, options.server.clone());

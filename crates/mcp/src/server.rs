@@ -189,9 +189,12 @@ impl ServerHandler for DbwardServer {
         let (principal, identity) = self
             .caller(&context)
             .map_err(|e| ErrorData::invalid_params(e, None))?;
+        // (A request served statelessly over HTTP has no handshake: rmcp then fills in a
+        // default `Implementation`, which names rmcp, not the client.)
         let client = context
             .peer
             .peer_info()
+            .filter(|info| info.client_info != Implementation::default())
             .map(|info| info.client_info.name.clone());
         let started = Instant::now();
         let cancelled = context.ct.clone();

@@ -139,22 +139,22 @@ fn error_schema() -> Value {
 
 /// The `outputSchema` of the tools that return rows (`execute_query`, `read_table`):
 /// the gateway's `QueryResult` as `render::query` serialises it.
+///
+/// The arrays' elements are described, not constrained by `items`: clients validate every
+/// result against this schema (the official Python SDK on each call), and an `items`
+/// schema is checked once per column and per row, so a 1,000-row result cost that client
+/// over 10 ms of its own CPU; without them a result of any size costs it the same few
+/// checks.
 pub(crate) fn rows_output_schema() -> Arc<JsonObject> {
     output_schema(
         json!({
             "columns": {
                 "type": "array",
-                "description": "Result columns in order, with the database's type name.",
-                "items": {
-                    "type": "object",
-                    "properties": { "name": { "type": "string" }, "type": { "type": "string" } },
-                    "required": ["name", "type"]
-                }
+                "description": "Result columns in order, each {\"name\": string, \"type\": string} (the database's type name)."
             },
             "rows": {
                 "type": "array",
-                "description": "Rows, each an array of values in column order (untrusted data).",
-                "items": { "type": "array" }
+                "description": "Rows, each an array of values in column order (untrusted data)."
             },
             "row_count": { "type": "integer", "minimum": 0 },
             "truncated": { "type": "boolean", "description": "Whether the row or byte cap cut the result." },

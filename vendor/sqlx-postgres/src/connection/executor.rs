@@ -203,7 +203,7 @@ impl PgConnection {
         persistent: bool,
         metadata_opt: Option<Arc<PgStatementMetadata>>,
         // dbward patch: see `PgConnection::fetch_pipelined`.
-        then_simple: Option<String>,
+        then_simple: Option<Pipelined>,
     ) -> Result<impl Stream<Item = Result<Either<PgQueryResult, PgRow>, Error>> + 'e, Error> {
         let mut logger = QueryLogger::new(query, self.inner.log_settings.clone());
         let sql = logger.sql().as_str();
@@ -239,6 +239,10 @@ impl PgConnection {
                 }
                 let param_types = self.resolve_types(&arguments.types).await?;
                 self.wait_until_ready().await?;
+                // dbward patch: a simple query of the caller's own first, in the same flush.
+                if let Some(before) = then_simple.as_ref().and_then(|p| p.before.as_ref()) {
+                    self.queue_simple_query(before)?;
+                }
                 self.inner.stream.write_msg(Parse {
                     param_types: &param_types,
                     query: sql,
@@ -308,7 +312,7 @@ impl PgConnection {
 
             // dbward patch: the simple query goes in the same flush; its rows are text.
             if let Some(simple) = &then_simple {
-                self.queue_simple_query(simple)?;
+                self.queue_simple_query(&simple.after)?;
                 PgValueFormat::Text
             } else {
                 // prepared statements are binary
@@ -415,16 +419,26 @@ impl PgConnection {
     }
 }
 
+/// dbward patch: the simple queries sent around a pipelined statement
+/// (`PgConnection::fetch_pipelined`).
+pub(crate) struct Pipelined {
+    before: Option<String>,
+    after: String,
+}
+
 impl PgConnection {
     /// dbward patch: runs `query` (one statement over the extended protocol, its arguments
     /// bound with their own types) and then `then_simple` (simple-protocol text) in one
     /// flush, without the round trip of a separate Parse/Describe: Parse (unnamed), Bind,
-    /// Execute, Close, Sync, Query. The stream yields both results in order, the simple
-    /// query's rows in text form, and ends at the simple query's ReadyForQuery. If
-    /// `query` fails, the server skips to the Sync and then runs `then_simple` in the failed
-    /// transaction; the error is what the stream yields.
+    /// Execute, Close, Sync, Query. With `before`, that simple query goes first, in the
+    /// same flush (Query, Parse, ..., Query). The stream yields every result in order, the
+    /// simple queries' rows in text form, and ends at the last ReadyForQuery. If a part
+    /// fails, the stream yields the error and ends; the server goes on with the rest
+    /// (after an error in a transaction block every later statement fails until it ends),
+    /// and `skip_pending` reads what it still sends.
     pub fn fetch_pipelined<'e, 'q: 'e, E>(
         &'e mut self,
+        before: Option<String>,
         mut query: E,
         then_simple: String,
     ) -> BoxStream<'e, Result<Either<PgQueryResult, PgRow>, Error>>
@@ -433,14 +447,35 @@ impl PgConnection {
     {
         let arguments = query.take_arguments().map_err(Error::Encode);
         let sql = query.sql();
+        let pipelined = Pipelined {
+            before,
+            after: then_simple,
+        };
         Box::pin(try_stream! {
             let arguments = arguments?.unwrap_or_default();
-            let mut s = pin!(self.run(sql, Some(arguments), false, None, Some(then_simple)).await?);
+            let mut s = pin!(self.run(sql, Some(arguments), false, None, Some(pipelined)).await?);
             while let Some(v) = s.try_next().await? {
                 r#yield!(v);
             }
             Ok(())
         })
+    }
+
+    /// dbward patch: reads and drops every message the server still owes (up to the last
+    /// ReadyForQuery it owes), errors included: after a pipelined stream ended at an
+    /// error, the rest of the pipeline's replies. The connection is then ready, in the
+    /// transaction state the server reported last.
+    pub async fn skip_pending(&mut self) -> Result<(), Error> {
+        if !self.inner.stream.write_buffer_mut().is_empty() {
+            self.inner.stream.flush().await?;
+        }
+        while self.inner.pending_ready_for_query_count > 0 {
+            let message = self.inner.stream.recv_unchecked().await?;
+            if let BackendMessageFormat::ReadyForQuery = message.format {
+                self.handle_ready_for_query(message)?;
+            }
+        }
+        Ok(())
     }
 }
 

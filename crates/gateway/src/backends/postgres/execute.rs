@@ -153,7 +153,44 @@ impl PgBackend {
             }
         }
         first.push_str("pg_catalog.pg_backend_pid()");
+        // The resolution statement for the query's names, also the key of a kept answer.
+        let executes = resolver.map(|r| resolve::statement(&r.names));
+        // A kept answer is used when the whole call can go in one flush (no session
+        // settings, no parameter whose type is to be inferred, not EXPLAIN or SHOW) and
+        // the judge passes it: the first message then ends with the guard, which lets the
+        // query run only if the database proves the answer is still the one it would give
+        // (`resolve::guard`). A refusal is always made on a fresh answer.
+        let kept = match (resolver, &executes) {
+            (Some(r), Some(key))
+                if self.snapshots && settings.is_empty() && !utility && savepoint.is_none() =>
+            {
+                self.resolutions
+                    .get(key)
+                    .filter(|k| (r.judge)(&k.resolution).is_ok())
+            }
+            _ => None,
+        };
         let mut head = vec!["BEGIN READ ONLY".to_string(), first];
+        if let Some(k) = kept {
+            let mut guarded = head.clone();
+            guarded.extend(role.clone());
+            guarded.push(resolve::guard(&k.fingerprint));
+            match self
+                .declare_and_fetch(conn, sql, params, caps, session, Some(guarded))
+                .await?
+            {
+                Some(r) => return Ok(r),
+                None => {
+                    // Stale: the transaction failed at the guard and nothing of the query
+                    // ran. Read the rest of the pipeline's replies, then start again with a
+                    // fresh answer, the rollback in the same message.
+                    conn.skip_pending().await.map_err(err)?;
+                    self.resolutions.stale();
+                    head.insert(0, "ROLLBACK".to_string());
+                }
+            }
+        }
+        let pid_at = head.len() - 1;
         // Settings are made as the login role, before `SET LOCAL ROLE` (so a reader role
         // need not be able to call set_config at all: `setup-role --rls-example` revokes
         // it), and before the savepoint (returning to it must not undo them). Without
@@ -161,33 +198,52 @@ impl PgBackend {
         // message too; with them, in a second after the settings.
         let mut tail: Vec<String> = role.into_iter().collect();
         tail.extend(savepoint.map(String::from));
-        if let Some(r) = resolver {
+        if let Some(x) = &executes {
+            if self.snapshots {
+                tail.push(resolve::fingerprint_sql());
+            }
             tail.extend(resolve::BEFORE.map(String::from));
-            tail.push(resolve::statement(&r.names));
+            tail.push(x.clone());
             tail.extend(resolve::AFTER.map(String::from));
         }
         let after_resolution = resolve::AFTER.len() + 1;
-        let resolved_at;
+        let fingerprint_before = resolve::BEFORE.len() + 1;
+        // Judges the resolution statement's rows (in `groups`, the results of a message of
+        // `at` statements that ends with the resolution and `AFTER`), after keeping the
+        // answer with the fingerprint read just before it.
+        let judge = |groups: Vec<Vec<sqlx::postgres::PgRow>>, at: usize| {
+            let (Some(r), Some(key)) = (resolver, &executes) else {
+                return Ok(());
+            };
+            let Some(i) = at.checked_sub(after_resolution) else {
+                return Err(GatewayError::Internal("no resolution statement".into()));
+            };
+            let fingerprint = match i.checked_sub(fingerprint_before) {
+                Some(f) if self.snapshots => first_text(&groups, f),
+                _ => None,
+            };
+            let rows = groups.into_iter().nth(i).unwrap_or_default();
+            let resolution = resolve::read(rows)?;
+            let verdict = (r.judge)(&resolution);
+            if let Some(f) = fingerprint {
+                self.resolutions.put(key, f, resolution);
+            }
+            verdict
+        };
         if settings.is_empty() {
             head.extend(tail);
-            resolved_at = resolver.map(|_| head.len() - after_resolution);
+            let statements_sent = head.len();
             let groups = statements(conn, &head.join("; ")).await?;
-            session.pid = pid_of(&groups);
-            if let (Some(r), Some(i)) = (resolver, resolved_at) {
-                let rows = groups.into_iter().nth(i).unwrap_or_default();
-                (r.judge)(&resolve::read(rows)?)?;
-            }
+            session.pid = pid_of(&groups, pid_at);
+            judge(groups, statements_sent)?;
         } else {
             let groups = statements(conn, &head.join("; ")).await?;
-            session.pid = pid_of(&groups);
+            session.pid = pid_of(&groups, pid_at);
             set_local(conn, settings).await?;
             if !tail.is_empty() {
-                resolved_at = resolver.map(|_| tail.len() - after_resolution);
+                let statements_sent = tail.len();
                 let groups = statements(conn, &tail.join("; ")).await?;
-                if let (Some(r), Some(i)) = (resolver, resolved_at) {
-                    let rows = groups.into_iter().nth(i).unwrap_or_default();
-                    (r.judge)(&resolve::read(rows)?)?;
-                }
+                judge(groups, statements_sent)?;
             }
         }
         if utility {
@@ -195,6 +251,27 @@ impl PgBackend {
             end(conn, false).await?;
             return Ok(r);
         }
+        let fetched = self
+            .declare_and_fetch(conn, sql, params, caps, session, None)
+            .await?;
+        fetched.ok_or_else(|| GatewayError::Internal("a guard failed with no guard sent".into()))
+    }
+
+    /// Declares the cursor for `sql` and reads it under the caps, the transaction ended
+    /// after (one round trip; `params.rs` adds one for parameters whose types are to be
+    /// inferred). With `head`, the call's first statements (its BEGIN, the pid, the role
+    /// and the guard of a kept answer) go first in the same flush; `None` back means the
+    /// guard failed (the answer was stale) and nothing of the query ran.
+    async fn declare_and_fetch(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        sql: &str,
+        params: &[Value],
+        caps: Caps,
+        session: &mut Session,
+        head: Option<Vec<String>>,
+    ) -> Result<Option<QueryResult>, GatewayError> {
+        let err = |e| classify(e, &[]);
         let declare = format!("DECLARE dbward_cursor NO SCROLL CURSOR FOR {sql}");
         let bound = params::infer(conn, &declare, params).await?;
         let named = params::describes(params);
@@ -225,15 +302,35 @@ impl PgBackend {
         let mut bytes = 0usize;
         let mut truncated = false;
         {
-            let mut stream = conn.fetch_pipelined(q, fetch);
-            // The DECLARE's CommandComplete comes first; then the FETCH's rows until its
+            let head_len = head.as_ref().map_or(0, Vec::len);
+            let mut stream = conn.fetch_pipelined(head.map(|h| h.join("; ")), q, fetch);
+            // The head's results come first (the pid is the second statement's row); then
+            // the DECLARE's CommandComplete; then the FETCH's rows until its
             // CommandComplete; after it come the end's own (pg_advisory_unlock_all's row).
+            let mut head_done = 0;
             let mut declared = false;
             let mut fetched = false;
             'read: loop {
                 let item = match stream.try_next().await {
+                    Ok(Some(item)) if head_done < head_len => {
+                        match item {
+                            sqlx::Either::Left(_) => head_done += 1,
+                            sqlx::Either::Right(row) if head_done == 1 => {
+                                session.pid = row_pid(&row);
+                            }
+                            sqlx::Either::Right(_) => {}
+                        }
+                        continue;
+                    }
                     Ok(Some(item)) => item,
                     Ok(None) => break,
+                    // The guard failed: a stale answer (any other failure of the head is
+                    // the call's error).
+                    Err(sqlx::Error::Database(e))
+                        if head_done < head_len && e.code().as_deref() == Some(resolve::STALE) =>
+                    {
+                        return Ok(None);
+                    }
                     // A row over the message limit (`message_limit`): refused from its
                     // header, never buffered. The result is cut there, as at the byte cap,
                     // and the session closed (it stands mid-message).
@@ -322,13 +419,13 @@ impl PgBackend {
                 self.name_types(conn, &mut columns, &unknown_oids).await?;
             }
         }
-        Ok(QueryResult {
+        Ok(Some(QueryResult {
             row_count: rows.len(),
             columns,
             rows,
             truncated,
             elapsed_ms: 0,
-        })
+        }))
     }
 
     /// The result columns of `sql` from a Parse/Describe (nothing runs), in a read-only
@@ -549,13 +646,23 @@ async fn statements(
     Ok(groups)
 }
 
-/// The backend's pid (the last column of the first message's second statement), so a
+/// The backend's pid (the last column of statement `at` of the first message), so a
 /// cancelled call can cancel its statement on the server.
-fn pid_of(groups: &[Vec<sqlx::postgres::PgRow>]) -> Option<i32> {
-    let row = groups.get(1)?.first()?;
+fn pid_of(groups: &[Vec<sqlx::postgres::PgRow>], at: usize) -> Option<i32> {
+    row_pid(groups.get(at)?.first()?)
+}
+
+/// The pid in the last column of `row`.
+fn row_pid(row: &sqlx::postgres::PgRow) -> Option<i32> {
     let last = row.len().checked_sub(1)?;
     let raw = row.try_get_raw(last).ok()?;
     raw.as_str().ok()?.parse().ok()
+}
+
+/// The text in the first column of the first row of statement `at`.
+fn first_text(groups: &[Vec<sqlx::postgres::PgRow>], at: usize) -> Option<String> {
+    let raw = groups.get(at)?.first()?.try_get_raw(0).ok()?;
+    raw.as_str().ok().map(str::to_string)
 }
 
 /// Sets the call's session settings for the rest of its transaction (`is_local`): names

@@ -8,11 +8,16 @@
 //! the row cap plus one, read as it streams until the byte cap, and always rolled back, with
 //! session-level advisory locks released (everything else a read-only statement can change
 //! is undone by the rollback). Before the DECLARE, in the same transaction, the query's
-//! names are resolved in the catalog and judged (`resolve.rs`). Two round trips in all: the
-//! BEGIN with the resolution, whose verdict must come back before the query is sent; then
-//! the DECLARE, the FETCH and the end in one flush (the driver's `fetch_pipelined`,
-//! `vendor/README.md`). String parameters add one (`params.rs`), session settings one. The
-//! pool takes a connection back without a round trip (`quiet_idle_ping`).
+//! names are resolved in the catalog and judged (`resolve.rs`). The first call of a query's
+//! names takes two round trips: the BEGIN with the resolution, whose verdict must come back
+//! before the query is sent; then the DECLARE, the FETCH and the end in one flush (the
+//! driver's `fetch_pipelined`, `vendor/README.md`). The answer is kept, and later calls are
+//! one round trip: the BEGIN, a guard that fails unless the database proves the kept answer
+//! is still the one it would give (`resolve::guard`), the DECLARE, the FETCH and the end,
+//! all in one flush; when the guard fails, nothing of the query has run and the call
+//! resolves afresh. String parameters add one round trip (`params.rs`), session settings
+//! one; both resolve on every call. The pool takes a connection back without a round trip
+//! (`quiet_idle_ping`).
 //!
 //! The `FETCH` is our own constant text; it goes over the simple protocol so that every
 //! value of every type comes back in its text form (and is then converted to JSON by type
@@ -57,6 +62,11 @@ pub struct PgBackend {
     /// over the simple protocol carry only the OID.
     type_names: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<u32, String>>>,
     reader_role: Option<String>,
+    /// Resolution answers kept, with what they were read under (`resolve::Cache`).
+    resolutions: std::sync::Arc<resolve::Cache>,
+    /// The server has `pg_current_snapshot()` (PostgreSQL 13 and later), which a kept
+    /// answer's fingerprint needs; without it every call resolves afresh.
+    snapshots: bool,
     /// The session's own statement, lock and idle-in-transaction timeouts (startup
     /// options): a call whose caps differ sets its own in its transaction.
     session_timeouts: [u64; 3],
@@ -190,11 +200,14 @@ impl PgBackend {
             .connect_with(opts)
             .await
             .map_err(|e| classify(e, &spec.secrets()))?;
-        let server_version: String = sqlx::query_scalar("SELECT pg_catalog.version()")
-            .persistent(false)
-            .fetch_one(&pool)
-            .await
-            .map_err(|e| classify(e, &spec.secrets()))?;
+        let (server_version, version_num): (String, i32) = sqlx::query_as(
+            "SELECT pg_catalog.version(), \
+             pg_catalog.current_setting('server_version_num')::pg_catalog.int4",
+        )
+        .persistent(false)
+        .fetch_one(&pool)
+        .await
+        .map_err(|e| classify(e, &spec.secrets()))?;
         Ok(PgBackend {
             pool,
             session_timeouts: [
@@ -204,6 +217,8 @@ impl PgBackend {
             ],
             type_names: Default::default(),
             reader_role: spec.reader_role.clone(),
+            resolutions: Default::default(),
+            snapshots: version_num >= 130_000,
             server_version,
         })
     }

@@ -15,8 +15,11 @@
 //!   row-level-security policies, domain checks and type I/O of the types the query casts
 //!   to, and user casts (to those types, or implicit/assignment casts anywhere).
 //!
-//! The gateway judges the answer ([`crate::resolution`]). Nothing is cached: an answer is
-//! never stale after the owner creates or redefines a function.
+//! The gateway judges the answer ([`crate::resolution`]). An answer is kept ([`Cache`]) with
+//! the fingerprint of what it was read from, and reused only while the database proves
+//! inside the call's own transaction, in the same flush as the query and just before it,
+//! that nothing it depends on can have changed ([`FINGERPRINT`], [`guard`]): an answer is
+//! never used after the owner creates or redefines a function.
 //!
 //! Invariant: this statement is our own constant text; the names travel hex-encoded (see
 //! [`statement`]), and every operator, function and type in it is `pg_catalog`'s.
@@ -297,13 +300,113 @@ pub(crate) fn statement(names: &Names) -> String {
         "t": pairs(&names.types),
     })
     .to_string();
+    format!("EXECUTE {PREPARED}('{}')", hex(doc.as_bytes()))
+}
+
+/// What a resolution depends on besides the names, as one text: the set of committed
+/// transactions (`pg_current_snapshot()`: every catalog change, by anyone, in any database
+/// of the cluster, commits a transaction and so changes it; nothing else can make the
+/// catalog read differently), the schemas a name is looked up in
+/// (`current_schemas(true)`, with `$user` and a session's temporary schema expanded), and
+/// the role the query runs as. Taken as its own statement, before the resolution (so a
+/// change committed between the two can only make the kept answer look stale, never
+/// fresh).
+pub(crate) const FINGERPRINT: &str = "pg_catalog.pg_current_snapshot()::pg_catalog.text \
+    OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) \
+    pg_catalog.current_schemas(true)::pg_catalog.text \
+    OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) CURRENT_USER::pg_catalog.text";
+
+/// `SELECT` [`FINGERPRINT`]: run before the resolution statement, its one row kept with the
+/// answer.
+pub(crate) fn fingerprint_sql() -> String {
+    format!("SELECT {FINGERPRINT}")
+}
+
+/// The SQLSTATE of a failed [`guard`] (`division_by_zero`).
+pub(crate) const STALE: &str = "22012";
+
+/// One statement of our own text that fails with [`STALE`] unless the session's
+/// [`FINGERPRINT`] is `fingerprint` (which travels hex-encoded: schema and role names may
+/// hold quotes). Sent in the call's first message in place of the resolution when a kept
+/// answer is used; the query follows it in the same flush, and after a failed statement
+/// the server runs nothing more of the transaction.
+pub(crate) fn guard(fingerprint: &str) -> String {
+    format!(
+        "SELECT 1 OPERATOR(pg_catalog./) (CASE WHEN {FINGERPRINT} OPERATOR(pg_catalog.=) \
+         pg_catalog.convert_from(pg_catalog.decode('{}', 'hex'), 'UTF8') THEN 1 ELSE 0 END)",
+        hex(fingerprint.as_bytes())
+    )
+}
+
+/// Lower-case hex of `bytes`.
+fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut hex = String::with_capacity(doc.len() * 2);
-    for b in doc.as_bytes() {
-        hex.push(char::from(DIGITS[usize::from(b >> 4)]));
-        hex.push(char::from(DIGITS[usize::from(b & 15)]));
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 15)]));
     }
-    format!("EXECUTE {PREPARED}('{hex}')")
+    out
+}
+
+/// Answers kept: at most this many per connection pool.
+const KEPT: usize = 256;
+/// The longest [`statement`] (the key) whose answer is kept, in bytes.
+const KEPT_KEY_MAX: usize = 8192;
+/// After a kept answer was found stale, answers are asked afresh for this long: on a
+/// database where transactions commit all the time, a guard would fail on most calls and
+/// cost a round trip each.
+const AFTER_STALE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A kept answer and the [`FINGERPRINT`] it was read under.
+#[derive(Debug)]
+pub(crate) struct Kept {
+    pub fingerprint: String,
+    pub resolution: Resolution,
+}
+
+/// Resolution answers, by [`statement`] (the names), for one connection pool (one login,
+/// database and reader role). Bounded: [`KEPT`] answers, keys up to [`KEPT_KEY_MAX`]; when
+/// full it starts again empty.
+#[derive(Debug, Default)]
+pub(crate) struct Cache {
+    kept: std::sync::Mutex<std::collections::HashMap<Box<str>, std::sync::Arc<Kept>>>,
+    stale_at: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl Cache {
+    /// The answer kept for `key`, unless one was found stale in the last [`AFTER_STALE`].
+    pub(crate) fn get(&self, key: &str) -> Option<std::sync::Arc<Kept>> {
+        let stale_at = *self.stale_at.lock().unwrap_or_else(|p| p.into_inner());
+        if stale_at.is_some_and(|t| t.elapsed() < AFTER_STALE) {
+            return None;
+        }
+        let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        kept.get(key).cloned()
+    }
+
+    /// Keeps `resolution`, read under `fingerprint`, for `key`.
+    pub(crate) fn put(&self, key: &str, fingerprint: String, resolution: Resolution) {
+        if key.len() > KEPT_KEY_MAX {
+            return;
+        }
+        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        if kept.len() >= KEPT && !kept.contains_key(key) {
+            kept.clear();
+        }
+        kept.insert(
+            key.into(),
+            std::sync::Arc::new(Kept {
+                fingerprint,
+                resolution,
+            }),
+        );
+    }
+
+    /// A guard failed: the kept answers are asked afresh for [`AFTER_STALE`].
+    pub(crate) fn stale(&self) {
+        *self.stale_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
+    }
 }
 
 /// Around [`statement`]: its generic plan is used from the first call (its cost does not
