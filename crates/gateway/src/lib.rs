@@ -138,8 +138,14 @@ impl Gateway {
     /// The Prometheus text exposition of the gateway's metrics, gauges read now.
     pub fn metrics_text(&self) -> String {
         let (mut in_use, mut idle) = (0i64, 0i64);
+        let mut resolutions = [0u64; 3];
         let opens: Vec<Arc<Open>> = lock(&self.registry).values().cloned().collect();
         for o in &opens {
+            if let Backend::Postgres(b) = &o.backend {
+                for (sum, n) in resolutions.iter_mut().zip(b.resolution_counts()) {
+                    *sum += n;
+                }
+            }
             let (size, idle_now) = match &o.backend {
                 Backend::Postgres(b) => b.pool_stats(),
                 Backend::Mysql(b) => b.pool_stats(),
@@ -150,6 +156,13 @@ impl Gateway {
         }
         let m = &self.metrics;
         m.open_connections.set(opens.len() as i64);
+        for (answer, n) in ["kept", "stale", "asked"].into_iter().zip(resolutions) {
+            m.pg_resolutions
+                .get_or_create(&metrics::AnswerLabel {
+                    answer: answer.into(),
+                })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
         m.pool_in_use.set(in_use);
         m.pool_idle.set(idle);
         m.principals.set(self.detector.principals() as i64);

@@ -30,6 +30,11 @@ pub(crate) struct RuleLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct AnswerLabel {
+    pub(crate) answer: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct LevelLabel {
     pub(crate) level: String,
 }
@@ -46,6 +51,7 @@ pub struct Metrics {
     pub(crate) pool_idle: Gauge,
     pub(crate) principals: Gauge,
     pub(crate) audit_queue: Gauge,
+    pub(crate) pg_resolutions: Family<AnswerLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -62,6 +68,7 @@ impl Default for Metrics {
         let pool_idle = Gauge::default();
         let principals = Gauge::default();
         let audit_queue = Gauge::default();
+        let pg_resolutions = Family::<AnswerLabel, Gauge>::default();
         registry.register(
             "tool_calls",
             "Tool calls by tool and outcome",
@@ -103,8 +110,15 @@ impl Default for Metrics {
             "Audit entries being written or waiting for the log's lock",
             audit_queue.clone(),
         );
+        registry.register(
+            "pg_resolutions",
+            "PostgreSQL calls by how their names were resolved, over the open connections: \
+             kept (a kept answer, its guard held), stale (its guard failed) or asked",
+            pg_resolutions.clone(),
+        );
         Metrics {
             registry,
+            pg_resolutions,
             calls,
             refusals,
             latency,

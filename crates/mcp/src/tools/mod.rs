@@ -140,13 +140,14 @@ fn error_schema() -> Value {
 /// The `outputSchema` of the tools that return rows (`execute_query`, `read_table`):
 /// the gateway's `QueryResult` as `render::query` serialises it.
 ///
-/// The arrays' elements are described, not constrained by `items`: clients validate every
-/// result against this schema (the official Python SDK on each call), and an `items`
-/// schema is checked once per column and per row, so a 1,000-row result cost that client
-/// over 10 ms of its own CPU; without them a result of any size costs it the same few
-/// checks.
+/// Kept cheap to check: clients validate every result against it (the official Python SDK
+/// on each call), and every subschema that applies is one more step of that check. So the
+/// arrays' elements are described, not constrained by `items` (an `items` schema is checked
+/// once per column and per row: a 1,000-row result cost that client over 10 ms of its own
+/// CPU), and the scalar members are described in `description` rather than each given a
+/// schema of its own; the required members are still checked.
 pub(crate) fn rows_output_schema() -> Arc<JsonObject> {
-    output_schema(
+    let mut schema = (*output_schema(
         json!({
             "columns": {
                 "type": "array",
@@ -155,13 +156,20 @@ pub(crate) fn rows_output_schema() -> Arc<JsonObject> {
             "rows": {
                 "type": "array",
                 "description": "Rows, each an array of values in column order (untrusted data)."
-            },
-            "row_count": { "type": "integer", "minimum": 0 },
-            "truncated": { "type": "boolean", "description": "Whether the row or byte cap cut the result." },
-            "elapsed_ms": { "type": "integer", "minimum": 0 }
+            }
         }),
         &["columns", "rows", "row_count", "truncated", "elapsed_ms"],
-    )
+    ))
+    .clone();
+    schema.insert(
+        "description".into(),
+        json!(
+            "A query result: columns, rows, row_count (rows returned, an integer), truncated \
+             (a boolean: whether the row or byte cap cut the result) and elapsed_ms (an \
+             integer)."
+        ),
+    );
+    Arc::new(schema)
 }
 
 /// `ConnectionInfo` as `connect` and `list_connections` return it.

@@ -152,6 +152,7 @@ impl PgBackend {
                 ));
             }
         }
+        let sets_timeouts = first.len() > "SELECT ".len();
         first.push_str("pg_catalog.pg_backend_pid()");
         // The resolution statement for the query's names, also the key of a kept answer.
         let executes = resolver.map(|r| resolve::statement(&r.names));
@@ -172,15 +173,22 @@ impl PgBackend {
         };
         let mut head = vec!["BEGIN READ ONLY".to_string(), first];
         if let Some(k) = kept {
-            let mut guarded = head.clone();
+            // The pid comes with the guard's row, unless timeouts are set (as the login
+            // role, before the role and the guard) in a statement that carries it.
+            let mut guarded = vec![head[0].clone()];
+            if sets_timeouts {
+                guarded.push(head[1].clone());
+            }
             guarded.extend(role.clone());
             guarded.push(resolve::guard(&k.fingerprint));
+            let pid_at = if sets_timeouts { 1 } else { guarded.len() - 1 };
             match self
-                .declare_and_fetch(conn, sql, params, caps, session, Some(guarded))
+                .declare_and_fetch(conn, sql, params, caps, session, Some((guarded, pid_at)))
                 .await?
             {
                 Some(r) => return Ok(r),
                 None => {
+                    self.resolutions.count(1);
                     // Stale: the transaction failed at the guard and nothing of the query
                     // ran. Read the rest of the pipeline's replies, then start again with a
                     // fresh answer, the rollback in the same message.
@@ -224,6 +232,7 @@ impl PgBackend {
             };
             let rows = groups.into_iter().nth(i).unwrap_or_default();
             let resolution = resolve::read(rows)?;
+            self.resolutions.count(2);
             let verdict = (r.judge)(&resolution);
             if let Some(f) = fingerprint {
                 self.resolutions.put(key, f, resolution);
@@ -259,9 +268,10 @@ impl PgBackend {
 
     /// Declares the cursor for `sql` and reads it under the caps, the transaction ended
     /// after (one round trip; `params.rs` adds one for parameters whose types are to be
-    /// inferred). With `head`, the call's first statements (its BEGIN, the pid, the role
-    /// and the guard of a kept answer) go first in the same flush; `None` back means the
-    /// guard failed (the answer was stale) and nothing of the query ran.
+    /// inferred). With `head`, the call's first statements (its BEGIN, the role and the
+    /// guard of a kept answer; the index of the one whose row's last column is the pid) go
+    /// first in the same flush; `None` back means the guard failed (the answer was stale)
+    /// and nothing of the query ran.
     async fn declare_and_fetch(
         &self,
         conn: &mut sqlx::PgConnection,
@@ -269,7 +279,7 @@ impl PgBackend {
         params: &[Value],
         caps: Caps,
         session: &mut Session,
-        head: Option<Vec<String>>,
+        head: Option<(Vec<String>, usize)>,
     ) -> Result<Option<QueryResult>, GatewayError> {
         let err = |e| classify(e, &[]);
         let declare = format!("DECLARE dbward_cursor NO SCROLL CURSOR FOR {sql}");
@@ -302,9 +312,9 @@ impl PgBackend {
         let mut bytes = 0usize;
         let mut truncated = false;
         {
-            let head_len = head.as_ref().map_or(0, Vec::len);
-            let mut stream = conn.fetch_pipelined(head.map(|h| h.join("; ")), q, fetch);
-            // The head's results come first (the pid is the second statement's row); then
+            let (head_len, pid_at) = head.as_ref().map_or((0, 0), |(h, at)| (h.len(), *at));
+            let mut stream = conn.fetch_pipelined(head.map(|(h, _)| h.join("; ")), q, fetch);
+            // The head's results come first (the pid in statement `pid_at`'s row); then
             // the DECLARE's CommandComplete; then the FETCH's rows until its
             // CommandComplete; after it come the end's own (pg_advisory_unlock_all's row).
             let mut head_done = 0;
@@ -314,8 +324,14 @@ impl PgBackend {
                 let item = match stream.try_next().await {
                     Ok(Some(item)) if head_done < head_len => {
                         match item {
-                            sqlx::Either::Left(_) => head_done += 1,
-                            sqlx::Either::Right(row) if head_done == 1 => {
+                            sqlx::Either::Left(_) => {
+                                head_done += 1;
+                                if head_done == head_len {
+                                    // The guard held: the call runs on a kept answer.
+                                    self.resolutions.count(0);
+                                }
+                            }
+                            sqlx::Either::Right(row) if head_done == pid_at => {
                                 session.pid = row_pid(&row);
                             }
                             sqlx::Either::Right(_) => {}

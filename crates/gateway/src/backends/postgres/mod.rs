@@ -233,6 +233,12 @@ impl PgBackend {
         (self.pool.size(), self.pool.num_idle())
     }
 
+    /// Calls whose names were resolved by a kept answer (its guard held), that found a kept
+    /// answer stale, and that asked afresh.
+    pub fn resolution_counts(&self) -> [u64; 3] {
+        self.resolutions.counts()
+    }
+
     /// The configured reader role, if any.
     pub fn reader_role(&self) -> Option<&str> {
         self.reader_role.as_deref()

@@ -329,11 +329,13 @@ pub(crate) const STALE: &str = "22012";
 /// [`FINGERPRINT`] is `fingerprint` (which travels hex-encoded: schema and role names may
 /// hold quotes). Sent in the call's first message in place of the resolution when a kept
 /// answer is used; the query follows it in the same flush, and after a failed statement
-/// the server runs nothing more of the transaction.
+/// the server runs nothing more of the transaction. Its row's last column is the session's
+/// pid.
 pub(crate) fn guard(fingerprint: &str) -> String {
     format!(
         "SELECT 1 OPERATOR(pg_catalog./) (CASE WHEN {FINGERPRINT} OPERATOR(pg_catalog.=) \
-         pg_catalog.convert_from(pg_catalog.decode('{}', 'hex'), 'UTF8') THEN 1 ELSE 0 END)",
+         pg_catalog.convert_from(pg_catalog.decode('{}', 'hex'), 'UTF8') THEN 1 ELSE 0 END), \
+         pg_catalog.pg_backend_pid()",
         hex(fingerprint.as_bytes())
     )
 }
@@ -372,6 +374,8 @@ pub(crate) struct Kept {
 pub(crate) struct Cache {
     kept: std::sync::Mutex<std::collections::HashMap<Box<str>, std::sync::Arc<Kept>>>,
     stale_at: std::sync::Mutex<Option<std::time::Instant>>,
+    /// Calls that ran on a kept answer, found one stale, and asked afresh.
+    counts: [std::sync::atomic::AtomicU64; 3],
 }
 
 impl Cache {
@@ -401,6 +405,21 @@ impl Cache {
                 resolution,
             }),
         );
+    }
+
+    /// Counts a call that ran on a kept answer (`0`), found one stale (`1`) or asked afresh
+    /// (`2`).
+    pub(crate) fn count(&self, which: usize) {
+        if let Some(c) = self.counts.get(which) {
+            c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// The counts of [`Cache::count`]: kept, stale, asked.
+    pub(crate) fn counts(&self) -> [u64; 3] {
+        self.counts
+            .each_ref()
+            .map(|c| c.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// A guard failed: the kept answers are asked afresh for [`AFTER_STALE`].
