@@ -42,7 +42,7 @@ declare -A us
 for round in 1 2 3; do
   for s in reference reference_one_message dbward_steady dbward_without_guard; do
     a=$(cpu)
-    pgbench -n -q -h 127.0.0.1 -U postgres -M simple -f "$work/$s.pgb" -t "$calls" -c 1 "$db" >/dev/null 2>&1
+    pgbench -n -h 127.0.0.1 -U postgres -M simple -f "$work/$s.pgb" -t "$calls" -c 1 "$db" >/dev/null 2>&1
     sleep 0.3
     b=$(cpu)
     us[$s]="${us[$s]:-} $(( (b - a) * 1000000 / ticks / calls ))"
