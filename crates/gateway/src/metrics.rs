@@ -113,7 +113,7 @@ impl Default for Metrics {
         registry.register(
             "pg_resolutions",
             "PostgreSQL calls by how their names were resolved, over the open connections: \
-             kept (a kept answer, its guard held), stale (its guard failed) or asked",
+             kept (sent behind the guard of a kept answer), stale (of those, the guard failed) or asked (resolved afresh)",
             pg_resolutions.clone(),
         );
         Metrics {

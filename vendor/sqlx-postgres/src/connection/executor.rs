@@ -239,9 +239,11 @@ impl PgConnection {
                 }
                 let param_types = self.resolve_types(&arguments.types).await?;
                 self.wait_until_ready().await?;
-                // dbward patch: a simple query of the caller's own first, in the same flush.
-                if let Some(before) = then_simple.as_ref().and_then(|p| p.before.as_ref()) {
-                    self.queue_simple_query(before)?;
+                // dbward patch: the caller's own statements first, in the same flush.
+                if let Some(p) = &then_simple {
+                    for before in &p.before {
+                        self.write_text_statement(before)?;
+                    }
                 }
                 self.inner.stream.write_msg(Parse {
                     param_types: &param_types,
@@ -308,11 +310,16 @@ impl PgConnection {
             // dozens of queries before a [Sync] and postgres can handle that. Execution on the server
             // is still serial but it would reduce round-trips. Some kind of builder pattern that is
             // termed batching might suit this.
+            // dbward patch: the caller's statements after it, then the one Sync, all in the
+            // same flush; their rows are text.
+            if let Some(p) = &then_simple {
+                for after in &p.after {
+                    self.write_text_statement(after)?;
+                }
+            }
             self.write_sync();
 
-            // dbward patch: the simple query goes in the same flush; its rows are text.
-            if let Some(simple) = &then_simple {
-                self.queue_simple_query(&simple.after)?;
+            if then_simple.is_some() {
                 PgValueFormat::Text
             } else {
                 // prepared statements are binary
@@ -419,38 +426,66 @@ impl PgConnection {
     }
 }
 
-/// dbward patch: the simple queries sent around a pipelined statement
+/// dbward patch: the statements sent around a pipelined statement
 /// (`PgConnection::fetch_pipelined`).
 pub(crate) struct Pipelined {
-    before: Option<String>,
-    after: String,
+    before: Vec<String>,
+    after: Vec<String>,
 }
 
 impl PgConnection {
-    /// dbward patch: runs `query` (one statement over the extended protocol, its arguments
-    /// bound with their own types) and then `then_simple` (simple-protocol text) in one
-    /// flush, without the round trip of a separate Parse/Describe: Parse (unnamed), Bind,
-    /// Execute, Close, Sync, Query. With `before`, that simple query goes first, in the
-    /// same flush (Query, Parse, ..., Query). The stream yields every result in order, the
-    /// simple queries' rows in text form, and ends at the last ReadyForQuery. If a part
-    /// fails, the stream yields the error and ends; the server goes on with the rest
-    /// (after an error in a transaction block every later statement fails until it ends),
-    /// and `skip_pending` reads what it still sends.
+    /// dbward patch: one statement of the caller's own (no parameters) over the extended
+    /// protocol, its result in text form: Parse (unnamed), Bind (text results), Describe
+    /// (portal), Execute. No Sync: it goes in the caller's batch.
+    fn write_text_statement(&mut self, sql: &str) -> Result<(), Error> {
+        self.inner.stream.write_msg(Parse {
+            param_types: &[],
+            query: sql,
+            statement: StatementId::UNNAMED,
+        })?;
+        self.inner.stream.write_msg(Bind {
+            portal: PortalId::UNNAMED,
+            statement: StatementId::UNNAMED,
+            // (One parameter format code, like upstream's own Binds: `Bind::encode_body`
+            // writes the count of result formats from the parameter formats'.)
+            formats: &[PgValueFormat::Text],
+            num_params: 0,
+            params: &[],
+            result_formats: &[PgValueFormat::Text],
+        })?;
+        self.inner
+            .stream
+            .write_msg(message::Describe::Portal(PortalId::UNNAMED))?;
+        self.inner.stream.write_msg(message::Execute {
+            portal: PortalId::UNNAMED,
+            limit: 0,
+        })?;
+        Ok(())
+    }
+
+    /// dbward patch: runs `before` (statements of the caller's own, no parameters), `query`
+    /// (one statement, its arguments bound with their own types) and `after` (the caller's
+    /// own again) as one batch of the extended protocol with one Sync at its end, in one
+    /// flush, without the round trip of a separate Parse/Describe: each statement is Parse
+    /// (unnamed), Bind, Describe and Execute (`query`: Parse, Bind, Execute, Close). The
+    /// server answers with one ReadyForQuery, so it flushes once (unless its output fills
+    /// its buffer). Every statement's rows are in text form, but `query`'s (binary: dbward's
+    /// is a DECLARE, with none). The stream yields every result in order and ends at the
+    /// ReadyForQuery. If a statement fails, the server skips the rest of the batch; the
+    /// stream yields the error and ends, and `skip_pending` reads what the server still
+    /// sends.
     pub fn fetch_pipelined<'e, 'q: 'e, E>(
         &'e mut self,
-        before: Option<String>,
+        before: Vec<String>,
         mut query: E,
-        then_simple: String,
+        after: Vec<String>,
     ) -> BoxStream<'e, Result<Either<PgQueryResult, PgRow>, Error>>
     where
         E: Execute<'q, Postgres> + 'q,
     {
         let arguments = query.take_arguments().map_err(Error::Encode);
         let sql = query.sql();
-        let pipelined = Pipelined {
-            before,
-            after: then_simple,
-        };
+        let pipelined = Pipelined { before, after };
         Box::pin(try_stream! {
             let arguments = arguments?.unwrap_or_default();
             let mut s = pin!(self.run(sql, Some(arguments), false, None, Some(pipelined)).await?);

@@ -88,6 +88,13 @@ pub(crate) struct TableData {
 }
 
 impl PgConnection {
+    /// dbward patch: the server process's id, from the BackendKeyData of the startup (the
+    /// pid a cancel request names; `pg_backend_pid()` when connected straight to the
+    /// server).
+    pub fn backend_pid(&self) -> u32 {
+        self.inner.process_id
+    }
+
     /// the version number of the server in `libpq` format
     pub fn server_version_num(&self) -> Option<u32> {
         self.inner.stream.server_version_num

@@ -182,6 +182,11 @@ impl PgBackend {
             guarded.extend(role.clone());
             guarded.push(resolve::guard(&k.fingerprint));
             let pid_at = if sets_timeouts { 1 } else { guarded.len() - 1 };
+            // The server answers the whole flush at once, so the guard's row (and its pid)
+            // comes back only with the query's: the pid a call abandoned before then needs
+            // for its cancel is the session's own, from its startup.
+            session.pid = i32::try_from(conn.backend_pid()).ok().filter(|p| *p != 0);
+            self.resolutions.count(0);
             match self
                 .declare_and_fetch(conn, sql, params, caps, session, Some((guarded, pid_at)))
                 .await?
@@ -296,16 +301,16 @@ impl PgBackend {
         // server's remaining output is never read (closing it ends the transaction on the
         // server).
         // (FETCH takes an int4 count.)
-        let fetch = format!(
-            "FETCH FORWARD {} FROM dbward_cursor; {}",
+        let mut fetch = vec![format!(
+            "FETCH FORWARD {} FROM dbward_cursor",
             caps.max_rows.saturating_add(1).min(i32::MAX as usize),
-            end_sql(named)
-        );
+        )];
+        fetch.extend(end_statements(named));
         // The DECLARE (extended protocol: one statement, unnamed, its parameters bound with
-        // their own types) and the FETCH with the end go out in one flush, one round trip
-        // (the driver's `fetch_pipelined`, `vendor/README.md`); the FETCH runs only if the
-        // DECLARE succeeded (after an error the server skips to the Sync, and the FETCH
-        // then fails in the aborted transaction).
+        // their own types), the FETCH and the end go out in one flush, one batch of the
+        // extended protocol with one Sync, answered with one flush (the driver's
+        // `fetch_pipelined`, `vendor/README.md`); nothing after a failed statement runs
+        // (the server skips the rest of the batch up to its Sync).
         let mut columns: Vec<Column> = Vec::new();
         let mut unknown_oids: Vec<(usize, u32)> = Vec::new();
         let mut rows = Vec::new();
@@ -313,7 +318,8 @@ impl PgBackend {
         let mut truncated = false;
         {
             let (head_len, pid_at) = head.as_ref().map_or((0, 0), |(h, at)| (h.len(), *at));
-            let mut stream = conn.fetch_pipelined(head.map(|(h, _)| h.join("; ")), q, fetch);
+            let mut stream =
+                conn.fetch_pipelined(head.map(|(h, _)| h).unwrap_or_default(), q, fetch);
             // The head's results come first (the pid in statement `pid_at`'s row); then
             // the DECLARE's CommandComplete; then the FETCH's rows until its
             // CommandComplete; after it come the end's own (pg_advisory_unlock_all's row).
@@ -324,13 +330,7 @@ impl PgBackend {
                 let item = match stream.try_next().await {
                     Ok(Some(item)) if head_done < head_len => {
                         match item {
-                            sqlx::Either::Left(_) => {
-                                head_done += 1;
-                                if head_done == head_len {
-                                    // The guard held: the call runs on a kept answer.
-                                    self.resolutions.count(0);
-                                }
-                            }
+                            sqlx::Either::Left(_) => head_done += 1,
                             sqlx::Either::Right(row) if head_done == pid_at => {
                                 session.pid = row_pid(&row);
                             }
@@ -628,17 +628,23 @@ fn columns_of(row: &sqlx::postgres::PgRow) -> Vec<Column> {
 }
 
 /// The end of every call's transaction (see [`end`]).
-const END: &str = "ROLLBACK; SELECT pg_catalog.pg_advisory_unlock_all()";
+const END: [&str; 2] = ["ROLLBACK", "SELECT pg_catalog.pg_advisory_unlock_all()"];
 
 /// [`END`], and when the call made the driver name a statement (a Describe), every
 /// prepared statement of the session dropped — the driver's hold the client's text, which
 /// the next caller could read in `pg_prepared_statements` — and ours prepared again.
-fn end_sql(named: bool) -> String {
+fn end_statements(named: bool) -> Vec<String> {
+    let mut out: Vec<String> = END.map(String::from).to_vec();
     if named {
-        format!("{END}; DEALLOCATE ALL; {}", resolve::prepare_sql())
-    } else {
-        END.to_string()
+        out.push("DEALLOCATE ALL".into());
+        out.push(resolve::prepare_sql());
     }
+    out
+}
+
+/// [`end_statements`] as one simple-protocol message.
+fn end_sql(named: bool) -> String {
+    end_statements(named).join("; ")
 }
 
 /// Runs `sql` (several statements of our own text, simple protocol) and returns each

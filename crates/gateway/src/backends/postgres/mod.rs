@@ -233,8 +233,8 @@ impl PgBackend {
         (self.pool.size(), self.pool.num_idle())
     }
 
-    /// Calls whose names were resolved by a kept answer (its guard held), that found a kept
-    /// answer stale, and that asked afresh.
+    /// Calls sent behind the guard of a kept answer, those of them whose guard failed, and
+    /// calls that resolved their names afresh.
     pub fn resolution_counts(&self) -> [u64; 3] {
         self.resolutions.counts()
     }

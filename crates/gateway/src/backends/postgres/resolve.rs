@@ -407,8 +407,8 @@ impl Cache {
         );
     }
 
-    /// Counts a call that ran on a kept answer (`0`), found one stale (`1`) or asked afresh
-    /// (`2`).
+    /// Counts a call sent behind the guard of a kept answer (`0`), one whose guard failed
+    /// (`1`, counted in `0` too), or one that asked afresh (`2`).
     pub(crate) fn count(&self, which: usize) {
         if let Some(c) = self.counts.get(which) {
             c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
