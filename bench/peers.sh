@@ -19,14 +19,9 @@ if [ ! -x "$venv/bin/python" ]; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check "mcp==2.3.0"
 fi
 db="dbward_peers_bench_$$"
-psql -q -h 127.0.0.1 -U postgres -c "CREATE DATABASE $db" >/dev/null
 trap 'psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null' EXIT
-psql -q -h 127.0.0.1 -U postgres -d "$db" -c "
-  CREATE TABLE servers AS SELECT g AS id, 'srv-' || g AS hostname,
-    (ARRAY['debian', 'ubuntu', 'rhel'])[1 + g % 3] AS os,
-    (ARRAY['active', 'maintenance', 'retired'])[1 + g % 3] AS status
-  FROM generate_series(1, 20000) g;
-  ALTER TABLE servers ADD PRIMARY KEY (id); ANALYZE servers;" >/dev/null
+. bench/servers_db.sh
+servers_db "$db"
 cargo build -q --release --bin dbward
 "$venv/bin/python" bench/peers.py --dbward target/release/dbward --db "$db" --peers "$peers" \
   --seconds "${1:-5}" --only "${2:-}"

@@ -13,14 +13,9 @@ cd "$(dirname "$0")/.."
 calls="${1:-8000}"
 db="dbward_pgstmt_bench_$$"
 work=$(mktemp -d)
-psql -q -h 127.0.0.1 -U postgres -c "CREATE DATABASE $db" >/dev/null
 trap 'psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null; rm -rf "$work"' EXIT
-psql -q -h 127.0.0.1 -U postgres -d "$db" -c "
-  CREATE TABLE servers AS SELECT g AS id, 'srv-' || g AS hostname,
-    (ARRAY['debian', 'ubuntu', 'rhel'])[1 + g % 3] AS os,
-    (ARRAY['active', 'maintenance', 'retired'])[1 + g % 3] AS status
-  FROM generate_series(1, 20000) g;
-  ALTER TABLE servers ADD PRIMARY KEY (id); ANALYZE servers;" >/dev/null
+. bench/servers_db.sh
+servers_db "$db"
 datadir=$(psql -h 127.0.0.1 -U postgres -Atc "SHOW data_directory")
 pm=$(head -1 "$datadir/postmaster.pid")
 fp="pg_catalog.pg_current_snapshot()::pg_catalog.text OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) pg_catalog.current_schemas(true)::pg_catalog.text OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) CURRENT_USER::pg_catalog.text"

@@ -64,23 +64,11 @@ async fn an_abandoned_call_on_a_kept_answer_is_cancelled_on_the_server() {
         }
     }
     assert!(on_kept, "an abandoned call ran on a kept answer");
-    // (The statement runs in the FETCH; the DECLARE only opened the cursor.)
-    let mut admin = common::pg_admin().await;
-    let mut running = 1;
-    for _ in 0..50 {
-        running = sqlx::query_scalar::<_, i64>(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'FETCH FORWARD % FROM dbward_cursor%' AND state = 'active'",
-        )
-        .bind(&fx.db)
-        .fetch_one(&mut admin)
-        .await
-        .expect("activity");
-        if running == 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert_eq!(running, 0, "the statement was cancelled on the server");
+    assert_eq!(
+        common::pg_fetches_still_running(&fx.db).await,
+        0,
+        "the statement was cancelled on the server"
+    );
     let r = gw
         .execute_query(&id, sql, &[json!(100_000)], None)
         .await

@@ -33,6 +33,28 @@ pub async fn pg_admin() -> PgConnection {
     })
 }
 
+/// How many of dbward's FETCHes (where a call's statement runs; the DECLARE only opens the
+/// cursor) are still active in database `db` after up to 5 s of waiting for none.
+pub async fn pg_fetches_still_running(db: &str) -> i64 {
+    let mut admin = pg_admin().await;
+    let mut running = 1;
+    for _ in 0..50 {
+        running = sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 \
+             AND query LIKE 'FETCH FORWARD % FROM dbward_cursor%' AND state = 'active'",
+        )
+        .bind(db)
+        .fetch_one(&mut admin)
+        .await
+        .expect("activity");
+        if running == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    running
+}
+
 /// The fixture CMDB plus a secrets table, as SQL.
 pub const PG_FIXTURE: &str = r#"
 CREATE TABLE departments (id serial PRIMARY KEY, name text NOT NULL UNIQUE, budget numeric(12,2));
