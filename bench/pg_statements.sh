@@ -20,7 +20,7 @@ datadir=$(psql -h 127.0.0.1 -U postgres -Atc "SHOW data_directory")
 pm=$(head -1 "$datadir/postmaster.pid")
 fp="pg_catalog.pg_current_snapshot()::pg_catalog.text OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) pg_catalog.current_schemas(true)::pg_catalog.text OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) CURRENT_USER::pg_catalog.text"
 # The guard as dbward sends it, here comparing with the session's own fingerprint.
-guard="SELECT 1 OPERATOR(pg_catalog./) (CASE WHEN $fp OPERATOR(pg_catalog.=) ($fp) THEN 1 ELSE 0 END), pg_catalog.pg_backend_pid()"
+guard="SELECT 1 OPERATOR(pg_catalog./) (CASE WHEN $fp OPERATOR(pg_catalog.=) ($fp) THEN 1 ELSE 0 END)"
 q="SELECT hostname, os, status FROM servers WHERE id = :id"
 cursor="DECLARE dbward_cursor NO SCROLL CURSOR FOR $q\\; FETCH FORWARD 1001 FROM dbward_cursor"
 end="ROLLBACK\\; SELECT pg_catalog.pg_advisory_unlock_all()"
@@ -30,7 +30,7 @@ $q;
 ROLLBACK;"
 mk reference_one_message "BEGIN READ ONLY\\; $q\\; ROLLBACK;"
 mk dbward_steady "BEGIN READ ONLY\\; $guard\\; $cursor\\; $end;"
-mk dbward_without_guard "BEGIN READ ONLY\\; SELECT pg_catalog.pg_backend_pid()\\; $cursor\\; $end;"
+mk dbward_without_guard "BEGIN READ ONLY\\; $cursor\\; $end;"
 cpu() { awk '{print $16 + $17}' "/proc/$pm/stat"; }
 ticks=$(getconf CLK_TCK)
 declare -A us

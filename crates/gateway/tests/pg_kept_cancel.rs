@@ -6,17 +6,8 @@
 mod common;
 
 use common::{PgFixture, client_config};
-use dbward_gateway::{ConnectRequest, Gateway};
-use secrecy::SecretString;
+use dbward_gateway::Gateway;
 use serde_json::json;
-
-async fn connect(gw: &Gateway, fx: &PgFixture) -> String {
-    let info = gw
-        .connect(ConnectRequest::Url(SecretString::from(fx.url())))
-        .await
-        .expect("connects");
-    info.id.to_string()
-}
 
 /// A call that runs on a kept resolution answer (one flush: BEGIN, the guard, the query,
 /// answered in one flush) and is abandoned mid-query is cancelled on the server too: its
@@ -28,7 +19,7 @@ async fn an_abandoned_call_on_a_kept_answer_is_cancelled_on_the_server() {
     // Only the cancel can end it within the wait below.
     cfg.limits.statement_timeout_ms = 120_000;
     let gw = Gateway::new(cfg);
-    let id = connect(&gw, &fx).await;
+    let id = common::pg_connect(&gw, &fx).await;
     let sql = "SELECT count(*) FROM servers a, servers b, servers c, servers d WHERE a.id > $1";
     // Calls that ran on a kept answer, from the gateway's metrics.
     let kept = |gw: &Gateway| {

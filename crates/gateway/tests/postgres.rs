@@ -20,14 +20,6 @@ async fn direct_backend(fx: &PgFixture) -> PgBackend {
         .expect("connect")
 }
 
-async fn connect(gw: &Gateway, fx: &PgFixture) -> String {
-    let info = gw
-        .connect(ConnectRequest::Url(SecretString::from(fx.url())))
-        .await
-        .expect("connects");
-    info.id.to_string()
-}
-
 #[tokio::test]
 async fn connection_string_is_masked_and_queries_return_typed_rows() {
     let fx = PgFixture::new().await;
@@ -160,7 +152,7 @@ async fn write_and_side_effect_attempts_change_nothing() {
     let fx = PgFixture::new().await;
     let before = fx.fingerprint().await;
     let gw = Gateway::new(client_config());
-    let id = connect(&gw, &fx).await;
+    let id = common::pg_connect(&gw, &fx).await;
     for sql in ATTACKS {
         let r = gw.execute_query(&id, sql, &[], None).await;
         let e = r.expect_err(sql);
@@ -275,7 +267,7 @@ async fn database_enforcement_holds_without_the_policy() {
 async fn caps_truncate_and_memory_is_bounded_by_the_cap() {
     let fx = PgFixture::new().await;
     let gw = Gateway::new(client_config());
-    let id = connect(&gw, &fx).await;
+    let id = common::pg_connect(&gw, &fx).await;
     let r = gw
         .execute_query(
             &id,
@@ -301,7 +293,7 @@ async fn caps_truncate_and_memory_is_bounded_by_the_cap() {
 async fn every_listed_type_becomes_faithful_json() {
     let fx = PgFixture::new().await;
     let gw = Gateway::new(client_config());
-    let id = connect(&gw, &fx).await;
+    let id = common::pg_connect(&gw, &fx).await;
     let r = gw
         .execute_query(
             &id,
@@ -354,7 +346,7 @@ async fn every_listed_type_becomes_faithful_json() {
 async fn catalog_tools_and_volatility_check() {
     let fx = PgFixture::new().await;
     let gw = Gateway::new(client_config());
-    let id = connect(&gw, &fx).await;
+    let id = common::pg_connect(&gw, &fx).await;
     let tables = gw.list_tables(&id, Some("public")).await.expect("tables");
     let names: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(
@@ -402,7 +394,7 @@ async fn catalog_tools_and_volatility_check() {
     let mut config = client_config();
     config.policy.allowed_functions = vec!["public.shout".into()];
     let gw = Gateway::new(config);
-    let id = connect(&gw, &fx).await;
+    let id = common::pg_connect(&gw, &fx).await;
     let r = gw
         .execute_query(&id, "SELECT shout('hi')", &[], None)
         .await
@@ -423,7 +415,7 @@ async fn read_table_search_stats_explain_and_posture() {
     use dbward_gateway::tools::read_table::{Filter, FilterOp, OrderBy, ReadTableRequest};
     let fx = PgFixture::new().await;
     let gw = Gateway::new(client_config());
-    let id = connect(&gw, &fx).await;
+    let id = common::pg_connect(&gw, &fx).await;
     let req = ReadTableRequest {
         table: "servers".into(),
         columns: Some(vec!["id".into(), "hostname".into(), "status".into()]),
@@ -661,23 +653,23 @@ async fn open_connections_are_limited_and_idle_ones_expire() {
     let mut cfg = client_config();
     cfg.limits.max_open_connections = 2;
     let gw = Gateway::new(cfg);
-    let a = connect(&gw, &fx).await;
-    let _b = connect(&gw, &fx).await;
+    let a = common::pg_connect(&gw, &fx).await;
+    let _b = common::pg_connect(&gw, &fx).await;
     let e = gw
         .connect(ConnectRequest::Url(SecretString::from(fx.url())))
         .await
         .expect_err("third connection");
     assert_eq!(e.code(), "too_many_connections");
     gw.close_connection(&a).await.expect("close");
-    let _c = connect(&gw, &fx).await;
+    let _c = common::pg_connect(&gw, &fx).await;
     assert_eq!(gw.list_connections().len(), 2);
 
     let mut cfg = client_config();
     cfg.limits.connection_idle_expiry_s = 0;
     let gw = Gateway::new(cfg);
-    let old = connect(&gw, &fx).await;
+    let old = common::pg_connect(&gw, &fx).await;
     tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
-    let _new = connect(&gw, &fx).await; // opening sweeps expired ids
+    let _new = common::pg_connect(&gw, &fx).await; // opening sweeps expired ids
     assert_eq!(
         gw.execute_query(&old, "SELECT 1", &[], None)
             .await
@@ -824,7 +816,7 @@ async fn no_prepared_statement_outlives_a_call() {
     let mut cfg = client_config();
     cfg.limits.pool_max_size = 1;
     let gw = Gateway::new(cfg);
-    let id = connect(&gw, &fx).await;
+    let id = common::pg_connect(&gw, &fx).await;
     gw.execute_query(
         &id,
         "SELECT hostname FROM servers WHERE id = $1",
@@ -861,7 +853,7 @@ async fn a_byte_capped_result_closes_its_session_and_a_row_capped_one_keeps_it()
     cfg.limits.pool_max_size = 1;
     cfg.limits.max_bytes = 10_000;
     let gw = Gateway::new(cfg);
-    let id = connect(&gw, &fx).await;
+    let id = common::pg_connect(&gw, &fx).await;
     let first = backend_pid(&gw, &id).await;
 
     let r = gw
@@ -932,7 +924,7 @@ async fn a_statement_that_ignores_cancel_is_gone_soon_after_its_call() {
     let mut config = client_config();
     config.limits.statement_timeout_ms = 300;
     let gw = Gateway::new(config);
-    let id = connect(&gw, &fx).await;
+    let id = common::pg_connect(&gw, &fx).await;
     let sql = "SELECT strpos(repeat('a', 100000), 'X' || repeat('a', 50000)) AS uninterruptible";
     let started = std::time::Instant::now();
     let outcome = gw.execute_query(&id, sql, &[], None).await;

@@ -33,6 +33,17 @@ pub async fn pg_admin() -> PgConnection {
     })
 }
 
+/// Connects `gw` to the fixture's database by its URL; the connection id.
+pub async fn pg_connect(gw: &dbward_gateway::Gateway, fx: &PgFixture) -> String {
+    gw.connect(dbward_gateway::ConnectRequest::Url(
+        secrecy::SecretString::from(fx.url()),
+    ))
+    .await
+    .expect("connects")
+    .id
+    .to_string()
+}
+
 /// How many of dbward's FETCHes (where a call's statement runs; the DECLARE only opens the
 /// cursor) are still active in database `db` after up to 5 s of waiting for none.
 pub async fn pg_fetches_still_running(db: &str) -> i64 {

@@ -137,6 +137,7 @@ impl PgBackend {
         let savepoint = (params::describes(params) && !utility).then_some(params::SAVEPOINT);
         // Timeouts that differ from the session's own (its startup options).
         let mut first = String::from("SELECT ");
+        let mut sets_timeouts = false;
         let wanted = [
             ("statement_timeout", caps.timeout_ms),
             ("lock_timeout", caps.lock_timeout_ms),
@@ -147,12 +148,12 @@ impl PgBackend {
         ];
         for ((name, value), session) in wanted.iter().zip(self.session_timeouts) {
             if *value != session {
+                sets_timeouts = true;
                 first.push_str(&format!(
                     "pg_catalog.set_config('{name}', '{value}', true), "
                 ));
             }
         }
-        let sets_timeouts = first.len() > "SELECT ".len();
         first.push_str("pg_catalog.pg_backend_pid()");
         // The resolution statement for the query's names, also the key of a kept answer.
         let executes = resolver.map(|r| resolve::statement(&r.names));
@@ -173,22 +174,22 @@ impl PgBackend {
         };
         let mut head = vec!["BEGIN READ ONLY".to_string(), first];
         if let Some(k) = kept {
-            // The pid comes with the guard's row, unless timeouts are set (as the login
-            // role, before the role and the guard) in a statement that carries it.
+            // Timeouts (if the call sets any) as the login role, then the role, then the
+            // guard.
             let mut guarded = vec![head[0].clone()];
             if sets_timeouts {
                 guarded.push(head[1].clone());
             }
             guarded.extend(role.clone());
             guarded.push(resolve::guard(&k.fingerprint));
-            let pid_at = if sets_timeouts { 1 } else { guarded.len() - 1 };
-            // The server answers the whole flush at once, so the guard's row (and its pid)
-            // comes back only with the query's: the pid a call abandoned before then needs
-            // for its cancel is the session's own, from its startup.
+            // The server answers the whole flush at once, so no row of it comes back before
+            // the query's: the pid a call abandoned before then needs for its cancel is the
+            // session's own, from its startup (`end_abandoned` cancels only a dbward
+            // session of that pid).
             session.pid = i32::try_from(conn.backend_pid()).ok().filter(|p| *p != 0);
             self.resolutions.count(0);
             match self
-                .declare_and_fetch(conn, sql, params, caps, session, Some((guarded, pid_at)))
+                .declare_and_fetch(conn, sql, params, caps, session, Some(guarded))
                 .await?
             {
                 Some(r) => return Ok(r),
@@ -274,9 +275,8 @@ impl PgBackend {
     /// Declares the cursor for `sql` and reads it under the caps, the transaction ended
     /// after (one round trip; `params.rs` adds one for parameters whose types are to be
     /// inferred). With `head`, the call's first statements (its BEGIN, the role and the
-    /// guard of a kept answer; the index of the one whose row's last column is the pid) go
-    /// first in the same flush; `None` back means the guard failed (the answer was stale)
-    /// and nothing of the query ran.
+    /// guard of a kept answer) go first in the same flush; `None` back means the guard
+    /// failed (the answer was stale) and nothing of the query ran.
     async fn declare_and_fetch(
         &self,
         conn: &mut sqlx::PgConnection,
@@ -284,7 +284,7 @@ impl PgBackend {
         params: &[Value],
         caps: Caps,
         session: &mut Session,
-        head: Option<(Vec<String>, usize)>,
+        head: Option<Vec<String>>,
     ) -> Result<Option<QueryResult>, GatewayError> {
         let err = |e| classify(e, &[]);
         let declare = format!("DECLARE dbward_cursor NO SCROLL CURSOR FOR {sql}");
@@ -317,10 +317,9 @@ impl PgBackend {
         let mut bytes = 0usize;
         let mut truncated = false;
         {
-            let (head_len, pid_at) = head.as_ref().map_or((0, 0), |(h, at)| (h.len(), *at));
-            let mut stream =
-                conn.fetch_pipelined(head.map(|(h, _)| h).unwrap_or_default(), q, fetch);
-            // The head's results come first (the pid in statement `pid_at`'s row); then
+            let head_len = head.as_ref().map_or(0, Vec::len);
+            let mut stream = conn.fetch_pipelined(head.unwrap_or_default(), q, fetch);
+            // The head's results come first; then
             // the DECLARE's CommandComplete; then the FETCH's rows until its
             // CommandComplete; after it come the end's own (pg_advisory_unlock_all's row).
             let mut head_done = 0;
@@ -329,12 +328,8 @@ impl PgBackend {
             'read: loop {
                 let item = match stream.try_next().await {
                     Ok(Some(item)) if head_done < head_len => {
-                        match item {
-                            sqlx::Either::Left(_) => head_done += 1,
-                            sqlx::Either::Right(row) if head_done == pid_at => {
-                                session.pid = row_pid(&row);
-                            }
-                            sqlx::Either::Right(_) => {}
+                        if let sqlx::Either::Left(_) = item {
+                            head_done += 1;
                         }
                         continue;
                     }
@@ -569,11 +564,16 @@ pub(super) async fn end_abandoned(pool: PgPool, pid: i32) {
         .await
         .unwrap_or(false)
     };
-    let r = sqlx::query("SELECT pg_catalog.pg_cancel_backend($1)")
-        .persistent(false)
-        .bind(pid)
-        .execute(&pool)
-        .await;
+    // Only a dbward session of that pid: the pid of a call on a kept answer comes from the
+    // connection's startup, which a pooler in between may have made up.
+    let r = sqlx::query(
+        "SELECT pg_catalog.pg_cancel_backend(pid) FROM pg_catalog.pg_stat_activity \
+         WHERE pid = $1 AND application_name = 'dbward'",
+    )
+    .persistent(false)
+    .bind(pid)
+    .execute(&pool)
+    .await;
     if let Err(e) = r {
         tracing::warn!(error = %e, pid, "could not cancel an abandoned query");
     }
@@ -671,11 +671,7 @@ async fn statements(
 /// The backend's pid (the last column of statement `at` of the first message), so a
 /// cancelled call can cancel its statement on the server.
 fn pid_of(groups: &[Vec<sqlx::postgres::PgRow>], at: usize) -> Option<i32> {
-    row_pid(groups.get(at)?.first()?)
-}
-
-/// The pid in the last column of `row`.
-fn row_pid(row: &sqlx::postgres::PgRow) -> Option<i32> {
+    let row = groups.get(at)?.first()?;
     let last = row.len().checked_sub(1)?;
     let raw = row.try_get_raw(last).ok()?;
     raw.as_str().ok()?.parse().ok()

@@ -329,13 +329,11 @@ pub(crate) const STALE: &str = "22012";
 /// [`FINGERPRINT`] is `fingerprint` (which travels hex-encoded: schema and role names may
 /// hold quotes). Sent in the call's first message in place of the resolution when a kept
 /// answer is used; the query follows it in the same flush, and after a failed statement
-/// the server runs nothing more of the transaction. Its row's last column is the session's
-/// pid.
+/// the server runs nothing more of the transaction.
 pub(crate) fn guard(fingerprint: &str) -> String {
     format!(
         "SELECT 1 OPERATOR(pg_catalog./) (CASE WHEN {FINGERPRINT} OPERATOR(pg_catalog.=) \
-         pg_catalog.convert_from(pg_catalog.decode('{}', 'hex'), 'UTF8') THEN 1 ELSE 0 END), \
-         pg_catalog.pg_backend_pid()",
+         pg_catalog.convert_from(pg_catalog.decode('{}', 'hex'), 'UTF8') THEN 1 ELSE 0 END)",
         hex(fingerprint.as_bytes())
     )
 }
