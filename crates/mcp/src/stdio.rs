@@ -22,9 +22,9 @@ pub async fn serve_stdio(
     let drain = options.drain.clone();
     let deadline = options.drain_deadline;
     let server = DbwardServer::new(gateway, default_connection, options);
-    let (ends, stdout) = checked_stdio().map_err(|e| McpError::Initialize(e.to_string()))?;
+    let (transport, stdout) = checked_stdio().map_err(|e| McpError::Initialize(e.to_string()))?;
     let running = server
-        .serve(ends)
+        .serve(transport)
         .await
         .map_err(|e| McpError::Initialize(e.to_string()))?;
     let ct = running.cancellation_token();
@@ -43,7 +43,7 @@ pub async fn serve_stdio(
             let _ = tokio::time::timeout(std::time::Duration::from_secs(2), waiting).await;
         }
     }
-    // Every answer rmcp wrote reaches stdout before the process ends.
+    // Every answer rmcp sent reaches stdout before the process ends.
     stdout.drain(std::time::Duration::from_secs(2)).await;
     Ok(())
 }
@@ -52,10 +52,13 @@ pub async fn serve_stdio(
 /// 16 MiB: far above any real request (the HTTP body limit is 1 MiB by default).
 const MAX_LINE: usize = 16 * 1024 * 1024;
 
-/// Lines waiting for the stdout thread at most; rmcp waits (and so stops reading) beyond.
+/// Lines waiting for the stdout writer at most; rmcp waits (and so stops reading) beyond.
 const OUT_QUEUE: usize = 64;
 
-/// What the stdout thread is asked to do.
+/// Messages read and checked, waiting for rmcp at most; the reader waits beyond.
+const IN_QUEUE: usize = 64;
+
+/// What the stdout writer is asked to do.
 enum Out {
     /// Write one whole line (newline included) and flush it.
     Line(Vec<u8>),
@@ -63,19 +66,63 @@ enum Out {
     Drained(tokio::sync::oneshot::Sender<()>),
 }
 
+/// A message from the client, as rmcp takes it.
+type Incoming = rmcp::service::RxJsonRpcMessage<rmcp::RoleServer>;
+
+/// rmcp's end of stdio: each line is read, checked and decoded once, by the reader, and
+/// each message rmcp sends is encoded at once and queued for the one stdout writer.
+/// (rmcp's own line transport would decode every message a second time, behind a copy
+/// through an in-memory pipe.)
+struct StdioTransport {
+    incoming: tokio::sync::mpsc::Receiver<Incoming>,
+    out: tokio::sync::mpsc::Sender<Out>,
+    /// Dropped with the transport: tells [`StdoutDrain`] that rmcp sends no more.
+    _open: tokio::sync::oneshot::Sender<()>,
+}
+
+impl rmcp::transport::Transport<rmcp::RoleServer> for StdioTransport {
+    type Error = std::io::Error;
+
+    fn send(
+        &mut self,
+        item: rmcp::service::TxJsonRpcMessage<rmcp::RoleServer>,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
+        let line = serde_json::to_vec(&item).map(|mut line| {
+            line.push(b'\n');
+            line
+        });
+        let out = self.out.clone();
+        async move {
+            let line = line.map_err(std::io::Error::other)?;
+            out.send(Out::Line(line))
+                .await
+                .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "stdout closed"))
+        }
+    }
+
+    fn receive(&mut self) -> impl Future<Output = Option<Incoming>> + Send {
+        // Cancel-safe: a message is taken off the queue only when it is returned.
+        self.incoming.recv()
+    }
+
+    async fn close(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
+}
+
 /// What `serve_stdio` waits for at the end: rmcp's last answers on stdout.
 struct StdoutDrain {
-    /// Ends when rmcp's output is closed and every line of it is queued for stdout.
-    forwarded: tokio::task::JoinHandle<()>,
+    /// Ends (with an error) when rmcp has dropped its transport.
+    closed: tokio::sync::oneshot::Receiver<()>,
     out: tokio::sync::mpsc::Sender<Out>,
 }
 
 impl StdoutDrain {
-    /// Waits (at most `limit`) until every answer rmcp wrote is on stdout, so that ending
+    /// Waits (at most `limit`) until every answer rmcp sent is on stdout, so that ending
     /// the process right after loses none.
     async fn drain(self, limit: std::time::Duration) {
         let drained = async move {
-            let _ = self.forwarded.await;
+            let _ = self.closed.await;
             let (ack, done) = tokio::sync::oneshot::channel();
             if self.out.send(Out::Drained(ack)).await.is_ok() {
                 let _ = done.await;
@@ -85,12 +132,10 @@ impl StdoutDrain {
     }
 }
 
-/// rmcp's input and output.
-type RmcpEnds = (tokio::io::DuplexStream, tokio::io::DuplexStream);
-
-/// stdin and stdout with every line checked before rmcp reads it: a line that cannot be
-/// read gets a JSON-RPC error (see [`crate::malformed`]) instead of silence. rmcp's output
-/// and these errors go to stdout through one writer, a whole line at a time.
+/// stdin and stdout for rmcp, with every line checked before rmcp sees it: a line that
+/// cannot be read gets a JSON-RPC error (see [`crate::malformed`]) instead of silence.
+/// rmcp's answers and these errors go to stdout through one writer, a whole line at a
+/// time.
 ///
 /// When stdin and stdout are pipes or sockets (as every MCP client starts a server), they
 /// are read and written by the runtime's own thread, through its event loop: a call wakes
@@ -98,12 +143,9 @@ type RmcpEnds = (tokio::io::DuplexStream, tokio::io::DuplexStream);
 /// to the blocking pool: two thread wake-ups per message.) Anything else (a file, a
 /// terminal, whose blocking mode must not be changed under another process) is served by
 /// two threads of their own, blocked in `read` and `write`. Either way, a client that
-/// stops reading stalls only the stdout writer, then rmcp's writes once the queue is full;
+/// stops reading stalls only the stdout writer, then rmcp's sends once the queue is full;
 /// the runtime keeps running calls, timers and signals.
-fn checked_stdio() -> std::io::Result<(RmcpEnds, StdoutDrain)> {
-    use tokio::io::{AsyncBufReadExt, BufReader};
-    let (rmcp_in, to_rmcp) = tokio::io::duplex(64 * 1024);
-    let (rmcp_out, from_rmcp) = tokio::io::duplex(64 * 1024);
+fn checked_stdio() -> std::io::Result<(StdioTransport, StdoutDrain)> {
     let (out, out_rx) = tokio::sync::mpsc::channel::<Out>(OUT_QUEUE);
     match ends::stdout()? {
         Some(stdout) => {
@@ -115,48 +157,26 @@ fn checked_stdio() -> std::io::Result<(RmcpEnds, StdoutDrain)> {
                 .spawn(move || write_stdout_blocking(out_rx))?;
         }
     }
-    let to_stdout = out.clone();
-    let forwarded = tokio::spawn(async move {
-        let mut lines = BufReader::new(from_rmcp);
-        loop {
-            let mut line = Vec::new();
-            match lines.read_until(b'\n', &mut line).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    if to_stdout.send(Out::Line(line)).await.is_err() {
-                        break;
-                    }
-                }
-            }
-        }
-    });
+    let (incoming_tx, incoming) = tokio::sync::mpsc::channel::<Incoming>(IN_QUEUE);
     let errors = out.clone();
     match ends::stdin()? {
         Some(stdin) => {
-            tokio::spawn(read_stdin(stdin, to_rmcp, errors));
+            tokio::spawn(read_stdin(stdin, incoming_tx, errors));
         }
         None => {
-            // Checked lines go to rmcp through this task (the duplex is async).
-            let (checked_tx, mut checked_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(OUT_QUEUE);
-            tokio::spawn(async move {
-                use tokio::io::AsyncWriteExt;
-                let mut to_rmcp = to_rmcp;
-                while let Some(line) = checked_rx.recv().await {
-                    if to_rmcp.write_all(&line).await.is_err() {
-                        break;
-                    }
-                }
-                // stdin closed: so is rmcp's input.
-                let _ = to_rmcp.shutdown().await;
-            });
             std::thread::Builder::new()
                 .name("dbward-stdin".into())
-                .spawn(move || read_stdin_blocking(&checked_tx, &errors))?;
+                .spawn(move || read_stdin_blocking(&incoming_tx, &errors))?;
         }
     }
-    Ok(((rmcp_in, rmcp_out), StdoutDrain { forwarded, out }))
+    let (open, closed) = tokio::sync::oneshot::channel();
+    let transport = StdioTransport {
+        incoming,
+        out: out.clone(),
+        _open: open,
+    };
+    Ok((transport, StdoutDrain { closed, out }))
 }
-
 /// stdin and stdout as the runtime's own asynchronous ends, when they are pipes or sockets.
 mod ends {
     use std::fs::File;
@@ -257,56 +277,75 @@ fn write_stdout_blocking(mut jobs: tokio::sync::mpsc::Receiver<Out>) {
 
 /// What becomes of one line read from stdin.
 enum Line {
-    /// Blank: nothing.
+    /// Blank, or a notification rmcp does not know (a notification is never answered).
     Skip,
-    /// Readable: passed on to rmcp, byte for byte (newline included).
-    Forward(Vec<u8>),
+    /// A message for rmcp.
+    Message(Box<Incoming>),
     /// Unreadable: this JSON-RPC error line goes back to the client.
     Answer(Vec<u8>),
 }
 
-/// Judges one line as read (at most `MAX_LINE + 1` bytes, newline included if it came).
-fn judge(mut line: Vec<u8>) -> Line {
-    let body = line.strip_suffix(b"\n").unwrap_or(&line);
+/// UTF-8 byte order mark: RFC 8259 lets a reader ignore one (rmcp's own transport does).
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Judges one line as read (at most `MAX_LINE + 1` bytes, newline included if it came):
+/// decoded once, as rmcp's message; when that fails, [`crate::malformed::check`] says
+/// why, and a message that is readable JSON-RPC but not an MCP message rmcp knows is
+/// answered "invalid request", as rmcp's own transport answers it.
+fn judge(line: &[u8]) -> Line {
+    let body = line.strip_suffix(b"\n").unwrap_or(line);
     let body = body.strip_suffix(b"\r").unwrap_or(body);
-    let body_len = body.len();
+    let body = body.strip_prefix(UTF8_BOM).unwrap_or(body);
     if body.iter().all(u8::is_ascii_whitespace) {
         return Line::Skip;
     }
-    let verdict = if line.len() > MAX_LINE {
-        Err(crate::malformed::Malformed(serde_json::json!({
+    if line.len() > MAX_LINE {
+        return answer(&serde_json::json!({
             "jsonrpc": "2.0", "id": null,
-            "error": {"code": -32700, "message": "parse error: line too long"}})))
-    } else {
-        crate::malformed::check(body)
-    };
-    match verdict {
-        Ok(()) => {
-            // rmcp gets the message and a bare newline.
-            line.truncate(body_len);
-            line.push(b'\n');
-            Line::Forward(line)
-        }
-        Err(crate::malformed::Malformed(answer)) => {
-            tracing::warn!(
-                code = %answer["error"]["code"],
-                "unreadable stdio message answered with an error"
-            );
-            let mut text = answer.to_string().into_bytes();
-            text.push(b'\n');
-            Line::Answer(text)
-        }
+            "error": {"code": -32700, "message": "parse error: line too long"}}));
     }
+    let decoded = match serde_json::from_slice::<Incoming>(body) {
+        Ok(message) => return Line::Message(Box::new(message)),
+        Err(e) => e,
+    };
+    if let Err(crate::malformed::Malformed(refusal)) = crate::malformed::check(body) {
+        return answer(&refusal);
+    }
+    let value: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let id = match value.get("id") {
+        Some(id @ (serde_json::Value::String(_) | serde_json::Value::Number(_))) => id.clone(),
+        Some(_) => serde_json::Value::Null,
+        None if value.is_object() => {
+            tracing::debug!(error = %decoded, "notification not understood: ignored");
+            return Line::Skip;
+        }
+        None => serde_json::Value::Null,
+    };
+    tracing::debug!(error = %decoded, "not an MCP message");
+    answer(&serde_json::json!({
+        "jsonrpc": "2.0", "id": id,
+        "error": {"code": -32600, "message": "Invalid request"}}))
+}
+
+/// The error line for an unreadable message.
+fn answer(refusal: &serde_json::Value) -> Line {
+    tracing::warn!(
+        code = %refusal["error"]["code"],
+        "unreadable stdio message answered with an error"
+    );
+    let mut text = refusal.to_string().into_bytes();
+    text.push(b'\n');
+    Line::Answer(text)
 }
 
 /// Reads stdin on the runtime until end of file (or until nobody listens), passes the
-/// readable lines on to rmcp and answers the others; then closes rmcp's input.
+/// readable messages on to rmcp and answers the others; then ends rmcp's input.
 async fn read_stdin(
     stdin: ends::Reader,
-    mut to_rmcp: tokio::io::DuplexStream,
+    incoming: tokio::sync::mpsc::Sender<Incoming>,
     errors: tokio::sync::mpsc::Sender<Out>,
 ) {
-    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
     let mut stdin = tokio::io::BufReader::with_capacity(64 * 1024, stdin);
     loop {
         let mut line = Vec::new();
@@ -324,17 +363,16 @@ async fn read_stdin(
                 break;
             }
         }
-        let sent = match judge(line) {
+        let sent = match judge(&line) {
             Line::Skip => true,
-            Line::Forward(line) => to_rmcp.write_all(&line).await.is_ok(),
+            Line::Message(message) => incoming.send(*message).await.is_ok(),
             Line::Answer(text) => errors.send(Out::Line(text)).await.is_ok(),
         };
         if !sent {
             break;
         }
     }
-    // stdin closed: so is rmcp's input.
-    let _ = to_rmcp.shutdown().await;
+    // stdin closed: dropping `incoming` ends rmcp's input.
 }
 
 /// Reads and drops bytes up to and including the next newline (or to end of file).
@@ -360,7 +398,7 @@ async fn skip_line(stdin: &mut (impl tokio::io::AsyncBufRead + Unpin)) -> std::i
 
 /// The stdin thread, when stdin is not a pipe or a socket: the same, blocked in `read`.
 fn read_stdin_blocking(
-    checked: &tokio::sync::mpsc::Sender<Vec<u8>>,
+    incoming: &tokio::sync::mpsc::Sender<Incoming>,
     errors: &tokio::sync::mpsc::Sender<Out>,
 ) {
     use std::io::{BufRead, Read};
@@ -400,13 +438,73 @@ fn read_stdin_blocking(
                 break;
             }
         }
-        let sent = match judge(line) {
+        let sent = match judge(&line) {
             Line::Skip => true,
-            Line::Forward(line) => checked.blocking_send(line).is_ok(),
+            Line::Message(message) => incoming.blocking_send(*message).is_ok(),
             Line::Answer(text) => errors.blocking_send(Out::Line(text)).is_ok(),
         };
         if !sent {
             break;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn answered(line: &[u8]) -> Value {
+        match judge(line) {
+            Line::Answer(text) => serde_json::from_slice(&text).expect("an answer is JSON"),
+            Line::Skip => panic!("skipped"),
+            Line::Message(m) => panic!("passed on: {m:?}"),
+        }
+    }
+
+    #[test]
+    fn each_line_is_decoded_once_or_answered() {
+        let call = br#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"list_tables","arguments":{}}}"#;
+        for line in [
+            call.to_vec(),
+            [call.as_slice(), b"\r\n"].concat(),
+            [UTF8_BOM, call.as_slice(), b"\n"].concat(),
+        ] {
+            match judge(&line) {
+                Line::Message(m) => assert_eq!(
+                    serde_json::to_value(&*m).expect("encodes")["params"]["name"],
+                    "list_tables"
+                ),
+                _ => panic!("not passed on: {}", String::from_utf8_lossy(&line)),
+            }
+        }
+        assert!(matches!(judge(b"  \r\n"), Line::Skip));
+        // A notification nobody knows is never answered.
+        assert!(matches!(
+            judge(br#"{"jsonrpc":"2.0","method":"notifications/whatever","params":5}"#),
+            Line::Skip
+        ));
+        assert_eq!(answered(b"{not json\n")["error"]["code"], -32700);
+        let bad = answered(br#"{"jsonrpc":"2.0","id":"a","method":"tools/call","params":"x"}"#);
+        assert_eq!(
+            (bad["error"]["code"].clone(), bad["id"].clone()),
+            (json!(-32602), json!("a"))
+        );
+        // Readable JSON-RPC that is no MCP message: invalid request, with its id.
+        let odd = answered(br#"{"jsonrpc":"2.0","id":9,"method":"initialize","params":7}"#);
+        assert_eq!(
+            (odd["error"]["code"].clone(), odd["id"].clone()),
+            (json!(-32600), json!(9))
+        );
+        let batch = answered(br#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#);
+        assert_eq!(
+            (batch["error"]["code"].clone(), batch["id"].clone()),
+            (json!(-32600), Value::Null)
+        );
+        let long = vec![b'x'; MAX_LINE + 1];
+        assert_eq!(
+            answered(&long)["error"]["message"],
+            "parse error: line too long"
+        );
     }
 }
