@@ -280,7 +280,7 @@ pub fn client_config_detecting() -> dbward_gateway::GatewayConfig {
 /// Asserts that a pooled session holds no prepared statement of an earlier call: reads
 /// `pg_prepared_statements` through the gateway (on a one-connection pool, the session
 /// earlier calls used) and allows only the statement doing the reading and dbward's own
-/// resolution statement, which is kept per session and holds no client text.
+/// resolution statement and guard, which are kept per session and hold no client text.
 pub async fn assert_no_statements_of_earlier_calls(gw: &dbward_gateway::Gateway, id: &str) {
     let r = gw
         .execute_query(
@@ -295,6 +295,7 @@ pub async fn assert_no_statements_of_earlier_calls(gw: &dbward_gateway::Gateway,
         .rows
         .iter()
         .filter(|row| row[0] != serde_json::json!("dbward_resolve"))
+        .filter(|row| row[0] != serde_json::json!("dbward_guard"))
         .map(|row| row[1].to_string())
         .collect();
     assert!(
@@ -306,6 +307,13 @@ pub async fn assert_no_statements_of_earlier_calls(gw: &dbward_gateway::Gateway,
             .iter()
             .any(|row| row[0] == serde_json::json!("dbward_resolve")),
         "the resolution statement is kept: {:?}",
+        r.rows
+    );
+    assert!(
+        r.rows
+            .iter()
+            .any(|row| row[0] == serde_json::json!("dbward_guard")),
+        "the guard is kept: {:?}",
         r.rows
     );
 }

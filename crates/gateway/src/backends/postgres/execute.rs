@@ -305,7 +305,7 @@ impl PgBackend {
             "FETCH FORWARD {} FROM dbward_cursor",
             caps.max_rows.saturating_add(1).min(i32::MAX as usize),
         )];
-        fetch.extend(end_statements(named));
+        fetch.extend(end_statements(conn, named));
         // The DECLARE (extended protocol: one statement, unnamed, its parameters bound with
         // their own types), the FETCH and the end go out in one flush, one batch of the
         // extended protocol with one Sync, answered with one flush (the driver's
@@ -633,18 +633,18 @@ const END: [&str; 2] = ["ROLLBACK", "SELECT pg_catalog.pg_advisory_unlock_all()"
 /// [`END`], and when the call made the driver name a statement (a Describe), every
 /// prepared statement of the session dropped — the driver's hold the client's text, which
 /// the next caller could read in `pg_prepared_statements` — and ours prepared again.
-fn end_statements(named: bool) -> Vec<String> {
+fn end_statements(conn: &sqlx::PgConnection, named: bool) -> Vec<String> {
     let mut out: Vec<String> = END.map(String::from).to_vec();
     if named {
         out.push("DEALLOCATE ALL".into());
-        out.push(resolve::prepare_sql());
+        out.extend(resolve::prepare_statements(conn));
     }
     out
 }
 
 /// [`end_statements`] as one simple-protocol message.
-fn end_sql(named: bool) -> String {
-    end_statements(named).join("; ")
+fn end_sql(conn: &sqlx::PgConnection, named: bool) -> String {
+    end_statements(conn, named).join("; ")
 }
 
 /// Runs `sql` (several statements of our own text, simple protocol) and returns each
@@ -718,7 +718,7 @@ async fn set_local(
 /// `pg_prepared_statements` — and prepares dbward's own resolution statement again. The
 /// driver's statement cache is off and every other statement is unnamed. One round trip.
 async fn end(conn: &mut sqlx::PgConnection, named: bool) -> Result<(), GatewayError> {
-    sqlx::raw_sql(AssertSqlSafe(end_sql(named)))
+    sqlx::raw_sql(AssertSqlSafe(end_sql(conn, named)))
         .execute(&mut *conn)
         .await
         .map_err(|e| classify(e, &[]))?;

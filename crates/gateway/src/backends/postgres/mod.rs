@@ -190,10 +190,13 @@ impl PgBackend {
             .after_connect(|conn, _meta| {
                 Box::pin(async move {
                     pin_catalog_first(conn).await?;
-                    // The resolution statement, prepared once per session (our own text).
-                    sqlx::raw_sql(sqlx::AssertSqlSafe(resolve::prepare_sql()))
-                        .execute(conn)
-                        .await?;
+                    // The resolution statement and the guard, prepared once per session (our
+                    // own text).
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(
+                        resolve::prepare_statements(conn).join("; "),
+                    ))
+                    .execute(conn)
+                    .await?;
                     Ok(())
                 })
             })

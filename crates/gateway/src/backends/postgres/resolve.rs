@@ -270,20 +270,35 @@ fn pairs(v: &[(Option<String>, String)]) -> serde_json::Value {
 }
 
 /// The name of the resolution statement, prepared once per pooled session
-/// ([`prepare_sql`]) and kept across calls: it holds no client text (the names come as its
+/// ([`prepare_statements`]) and kept across calls: it holds no client text (the names come as its
 /// argument), and keeping it saves planning a large statement on every call.
 pub(crate) const PREPARED: &str = "dbward_resolve";
 
-/// `PREPARE dbward_resolve(text) AS ...`: run when a session is opened, and again after a
-/// call had to drop every prepared statement of the session.
-pub(crate) fn prepare_sql() -> String {
-    format!(
+/// The guard ([`guard`]), prepared once per session like the resolution: its parse and
+/// plan are most of its cost.
+pub(crate) const GUARD_PREPARED: &str = "dbward_guard";
+
+/// `PREPARE dbward_resolve(text) AS ...` and, on PostgreSQL 13 and later (which have
+/// `pg_current_snapshot`), `PREPARE dbward_guard(text) AS ...`: run when a session is
+/// opened, and again after a call had to drop every prepared statement of the session.
+/// Both are our own text; neither holds anything of a client's. One statement each.
+pub(crate) fn prepare_statements(conn: &sqlx::PgConnection) -> Vec<String> {
+    let resolve = format!(
         "PREPARE {PREPARED}(pg_catalog.text) AS {}",
         RESOLVE.replace(
             "{ARGS}",
             "pg_catalog.convert_from(pg_catalog.decode($1, 'hex'), 'UTF8')::pg_catalog.jsonb",
         )
-    )
+    );
+    let mut out = vec![resolve];
+    if conn.server_version_num().is_some_and(|v| v >= 130_000) {
+        out.push(format!(
+            "PREPARE {GUARD_PREPARED}(pg_catalog.text) AS \
+             SELECT 1 OPERATOR(pg_catalog./) (CASE WHEN {FINGERPRINT} OPERATOR(pg_catalog.=) \
+             pg_catalog.convert_from(pg_catalog.decode($1, 'hex'), 'UTF8') THEN 1 ELSE 0 END)"
+        ));
+    }
+    out
 }
 
 /// `EXECUTE dbward_resolve('<hex>')` for `names`: one statement of our own text. The names
@@ -327,13 +342,13 @@ pub(crate) const STALE: &str = "22012";
 
 /// One statement of our own text that fails with [`STALE`] unless the session's
 /// [`FINGERPRINT`] is `fingerprint` (which travels hex-encoded: schema and role names may
-/// hold quotes). Sent in the call's first message in place of the resolution when a kept
-/// answer is used; the query follows it in the same flush, and after a failed statement
-/// the server runs nothing more of the transaction.
+/// hold quotes): `EXECUTE dbward_guard('<hex>')` (see [`prepare_statements`]). Sent in the call's
+/// first message in place of the resolution when a kept answer is used; the query follows
+/// it in the same flush, and after a failed statement the server runs nothing more of the
+/// transaction.
 pub(crate) fn guard(fingerprint: &str) -> String {
     format!(
-        "SELECT 1 OPERATOR(pg_catalog./) (CASE WHEN {FINGERPRINT} OPERATOR(pg_catalog.=) \
-         pg_catalog.convert_from(pg_catalog.decode('{}', 'hex'), 'UTF8') THEN 1 ELSE 0 END)",
+        "EXECUTE {GUARD_PREPARED}('{}')",
         hex(fingerprint.as_bytes())
     )
 }
