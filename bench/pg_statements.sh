@@ -4,6 +4,8 @@
 # three round trips (BEGIN; SELECT; ROLLBACK), the same in one message, and dbward's
 # steady-state call (BEGIN, the guard of a kept resolution answer with the pid, DECLARE,
 # FETCH, ROLLBACK, pg_advisory_unlock_all) in one message, with and without the guard.
+# (dbward prepares its guard once per session; pgbench cannot, so the guard here is parsed
+# and planned on every call: an upper bound. bench/cpu.sh measures the real call.)
 # CPU is read from the postmaster's reaped-children counters (/proc/PID/stat cutime +
 # cstime), so the backends' whole lives count; ratios are against the reference sequence
 # in the same run. Needs the local PostgreSQL and pgbench, run as a user that can read
