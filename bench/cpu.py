@@ -4,17 +4,19 @@ and waits for each answer before it sends the next). Run by bench/cpu.sh.
 
 For each server and database: start it over stdio, initialize, warm up, then read
 utime+stime from /proc/PID/stat and voluntary_ctxt_switches summed over /proc/PID/task/*
-before and after N sequential calls, and divide by N. Every answer is checked (a result,
-not an error, holding the expected row). Printed with ratios to the baseline server of the
-same run (`--baseline`: another dbward binary, e.g. one built from `main`; PostgreSQL also
-against the reference server @modelcontextprotocol/server-postgres when bench/peers.sh has
-installed it under target/).
+before and after N sequential calls, and divide by N; on PostgreSQL also the CPU of the
+server's backends (every session connected to the bench database, from /proc). Every
+answer is checked (a result, not an error, holding the expected row). Printed with ratios
+to the baseline server of the same run (`--baseline`: another dbward binary, e.g. one
+built from `main`; PostgreSQL also against the reference server
+@modelcontextprotocol/server-postgres when bench/peers.sh has installed it under target/).
 """
 
 import argparse
 import json
 import os
 import random
+import subprocess
 import subprocess
 import sys
 import tempfile
@@ -105,7 +107,18 @@ class Target:
         self.tool, self.args_for, self.expect_for = tool, args_for, expect_for
 
 
-def measure(t: Target, calls: int, rows: int) -> dict:
+def pg_backends(db: str | None) -> list[int]:
+    """PostgreSQL backends connected to `db` (not the psql asking)."""
+    if not db:
+        return []
+    r = subprocess.run(
+        ["psql", "-qAt", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-c",
+         f"SELECT pid FROM pg_stat_activity WHERE datname = '{db}' AND pid <> pg_backend_pid()"],
+        capture_output=True, text=True, check=True)
+    return [int(x) for x in r.stdout.split()]
+
+
+def measure(t: Target, calls: int, rows: int, pg_db: str | None) -> dict:
     p = Pipe(t.cmd, t.env)
     try:
         p.initialize()
@@ -120,13 +133,17 @@ def measure(t: Target, calls: int, rows: int) -> dict:
             one(1 + i % rows)
         threads = len(os.listdir(f"/proc/{p.proc.pid}/task"))
         ids = [random.randint(1, rows) for _ in range(calls)]
+        backends = pg_backends(pg_db)
+        b0 = sum(cpu_seconds(b) for b in backends)
         c0, s0, w0 = cpu_seconds(p.proc.pid), switches(p.proc.pid), time.perf_counter()
         for i in ids:
             one(i)
         w1, c1, s1 = time.perf_counter(), cpu_seconds(p.proc.pid), switches(p.proc.pid)
+        b1 = sum(cpu_seconds(b) for b in backends)
         vol, invol = switch_delta(s0, s1)
         return {
             "cpu_us": (c1 - c0) / calls * 1e6,
+            "pg_us": (b1 - b0) / calls * 1e6 if backends else None,
             "vcsw": vol / calls,
             "ivcsw": invol / calls,
             "calls_s": calls / (w1 - w0),
@@ -179,22 +196,27 @@ def main() -> None:
     results: dict[tuple[str, str], dict] = {}
     for _ in range(args.rounds):
         for db, rows, t in targets:  # interleaved, so a noisy moment hits every server
-            r = measure(t, args.calls, rows)
+            r = measure(t, args.calls, rows, args.pg_db if db == "postgres" else None)
             results.setdefault((db, t.name), []).append(r)
             print(f"{db} {t.name}: {json.dumps(r)}", file=sys.stderr, flush=True)
     med = {}
     for key, runs in results.items():
-        runs.sort(key=lambda r: r["cpu_us"])
-        med[key] = runs[len(runs) // 2]
-    print(f"\nmedian of {args.rounds} runs of {args.calls} sequential point queries over one stdio pipe")
-    print("| database | server | CPU us/call | vol. switches/call | invol./call | calls/s | threads | CPU vs baseline | CPU vs reference |")
-    print("|---|---|---|---|---|---|---|---|---|")
+        # Each figure's own median over the runs.
+        med[key] = {}
+        for k in runs[0]:
+            vals = sorted(r[k] for r in runs if r[k] is not None)
+            med[key][k] = vals[len(vals) // 2] if vals else None
+    print(f"\nmedians of {args.rounds} runs of {args.calls} sequential point queries over one stdio pipe")
+    print("| database | server | CPU us/call | PostgreSQL CPU us/call | vol. switches/call | invol./call | calls/s | threads | CPU vs baseline | CPU vs reference | PostgreSQL CPU vs baseline | PostgreSQL CPU vs reference |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for (db, name), r in med.items():
-        def ratio(other):
+        def ratio(other, key="cpu_us"):
             o = med.get((db, other))
-            return f"{r['cpu_us'] / o['cpu_us']:.2f}x" if o and o["cpu_us"] else "-"
-        print(f"| {db} | {name} | {r['cpu_us']:,.0f} | {r['vcsw']:.1f} | {r['ivcsw']:.1f} "
-              f"| {r['calls_s']:,.0f} | {r['threads']} | {ratio('baseline')} | {ratio('reference')} |")
+            return f"{r[key] / o[key]:.2f}x" if o and o.get(key) and r.get(key) else "-"
+        pg = f"{r['pg_us']:,.0f}" if r.get("pg_us") else "-"
+        print(f"| {db} | {name} | {r['cpu_us']:,.0f} | {pg} | {r['vcsw']:.1f} | {r['ivcsw']:.1f} "
+              f"| {r['calls_s']:,.0f} | {r['threads']} | {ratio('baseline')} | {ratio('reference')} "
+              f"| {ratio('baseline', 'pg_us')} | {ratio('reference', 'pg_us')} |")
 
 
 if __name__ == "__main__":

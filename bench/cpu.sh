@@ -2,8 +2,8 @@
 # dbward's own CPU (utime+stime) and voluntary context switches per point-query
 # `execute_query` call, over a bare JSON-RPC stdio pipe, on the SQLite demo (the database
 # costs almost nothing) and on PostgreSQL (`SELECT hostname, os, status FROM servers WHERE
-# id = $1`, 20,000 rows, as bench/peers.sh). Audit on, the detector's call-rate threshold
-# lifted. Ratios in the same run: against BASELINE (another dbward binary, e.g. one built
+# id = $1`, 20,000 rows, as bench/peers.sh), where the backends' CPU is read too. Audit
+# on, the detector's call-rate threshold lifted. Ratios in the same run: against BASELINE (another dbward binary, e.g. one built
 # from main and copied aside) and, on PostgreSQL, the reference server
 # @modelcontextprotocol/server-postgres when bench/peers.sh has installed it.
 # Needs the local PostgreSQL. Usage:

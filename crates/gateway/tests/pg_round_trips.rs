@@ -11,9 +11,14 @@ use common::{PgFixture, client_config};
 use dbward_gateway::{ConnectRequest, Gateway};
 use secrecy::SecretString;
 use serde_json::json;
-use sqlx::Connection;
+use sqlx::{AssertSqlSafe, Connection};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+/// Held by each test for its whole run: a transaction anywhere in the cluster makes a kept
+/// answer stale, so this binary's tests, which count the round trips of kept answers, do
+/// not run beside each other.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Round trips seen so far, over every relayed connection.
 #[derive(Default)]
@@ -77,10 +82,9 @@ async fn trips(
     wire.round_trips.load(Ordering::SeqCst) - before
 }
 
-#[tokio::test]
-async fn a_point_query_is_one_round_trip_in_the_steady_state() {
-    let fx = PgFixture::new().await;
-    let wire = Arc::new(Wire::default());
+/// A gateway with one pooled session to `fx`'s database through the relay; its
+/// connection id.
+async fn through_relay(fx: &PgFixture, wire: &Arc<Wire>) -> (Gateway, String) {
     let port = relay(wire.clone()).await;
     // Without TLS, so the relay sees the protocol (not needed for the count).
     let url = format!(
@@ -96,6 +100,15 @@ async fn a_point_query_is_one_round_trip_in_the_steady_state() {
         .expect("connects through the relay")
         .id
         .to_string();
+    (gw, id)
+}
+
+#[tokio::test]
+async fn a_point_query_is_one_round_trip_in_the_steady_state() {
+    let _serial = SERIAL.lock().await;
+    let fx = PgFixture::new().await;
+    let wire = Arc::new(Wire::default());
+    let (gw, id) = through_relay(&fx, &wire).await;
     let sql = "SELECT hostname, status FROM servers WHERE id = $1";
     // The first call resolves the names (BEGIN with the resolution; then the DECLARE, FETCH
     // and the end in one flush) and keeps the answer.
@@ -146,6 +159,46 @@ async fn a_point_query_is_one_round_trip_in_the_steady_state() {
         again.push(trips(&gw, &wire, &id, sql, &[json!(30 + i)]).await);
     }
     assert!(again.contains(&1), "the renewed answer is used: {again:?}");
+    owner.close().await.ok();
+    gw.close_connection(&id).await.expect("close");
+    fx.drop().await;
+}
+
+/// The guard takes the session's fingerprint as a bound parameter: a search path whose
+/// schema name holds quotes, a backslash and non-ASCII letters still matches exactly (the
+/// kept answer is used: one round trip), and the query sees that schema.
+#[tokio::test]
+async fn the_guard_matches_a_search_path_of_quoted_names() {
+    let _serial = SERIAL.lock().await;
+    let fx = PgFixture::new().await;
+    let mut owner = sqlx::PgConnection::connect(&fx.url()).await.expect("owner");
+    let db = fx.db.replace('"', "\"\"");
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        r#"CREATE SCHEMA "it's ""odd"" \ ü";
+           CREATE TABLE "it's ""odd"" \ ü".gadgets (id int, label text);
+           INSERT INTO "it's ""odd"" \ ü".gadgets VALUES (1, 'one'), (2, 'two'), (3, 'three');
+           ALTER DATABASE "{db}" SET search_path = "it's ""odd"" \ ü", public;"#
+    )))
+    .execute(&mut owner)
+    .await
+    .expect("fixture");
+    let wire = Arc::new(Wire::default());
+    let (gw, id) = through_relay(&fx, &wire).await;
+    let sql = "SELECT label FROM gadgets WHERE id = $1";
+    let r = gw
+        .execute_query(&id, sql, &[json!(2)], None)
+        .await
+        .expect("runs");
+    assert_eq!(r.rows, vec![vec![json!("two")]]);
+    // (A transaction committed anywhere in the cluster makes a kept answer stale, and
+    // answers are then asked afresh for a second: let that second pass.)
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let mut seen: Vec<usize> = Vec::new();
+    for i in 0..9 {
+        seen.push(trips(&gw, &wire, &id, sql, &[json!(1 + i % 3)]).await);
+    }
+    seen.sort_unstable();
+    assert_eq!(seen[4], 1, "round trips of 9 calls: {seen:?}");
     owner.close().await.ok();
     gw.close_connection(&id).await.expect("close");
     fx.drop().await;

@@ -280,7 +280,8 @@ pub fn client_config_detecting() -> dbward_gateway::GatewayConfig {
 /// Asserts that a pooled session holds no prepared statement of an earlier call: reads
 /// `pg_prepared_statements` through the gateway (on a one-connection pool, the session
 /// earlier calls used) and allows only the statement doing the reading and dbward's own
-/// resolution statement and guard, which are kept per session and hold no client text.
+/// resolution statement, unlock and guard, which are kept per session and hold no client
+/// text.
 pub async fn assert_no_statements_of_earlier_calls(gw: &dbward_gateway::Gateway, id: &str) {
     let r = gw
         .execute_query(
@@ -291,29 +292,22 @@ pub async fn assert_no_statements_of_earlier_calls(gw: &dbward_gateway::Gateway,
         )
         .await
         .expect("pg_prepared_statements");
+    let own = ["dbward_resolve", "dbward_guard", "dbward_unlock"];
     let texts: Vec<String> = r
         .rows
         .iter()
-        .filter(|row| row[0] != serde_json::json!("dbward_resolve"))
-        .filter(|row| row[0] != serde_json::json!("dbward_guard"))
+        .filter(|row| !own.iter().any(|n| row[0] == serde_json::json!(n)))
         .map(|row| row[1].to_string())
         .collect();
     assert!(
         texts.iter().all(|t| t.contains("pg_prepared_statements")),
         "statements of earlier calls survived in the pooled session: {texts:?}"
     );
-    assert!(
-        r.rows
-            .iter()
-            .any(|row| row[0] == serde_json::json!("dbward_resolve")),
-        "the resolution statement is kept: {:?}",
-        r.rows
-    );
-    assert!(
-        r.rows
-            .iter()
-            .any(|row| row[0] == serde_json::json!("dbward_guard")),
-        "the guard is kept: {:?}",
-        r.rows
-    );
+    for name in own {
+        assert!(
+            r.rows.iter().any(|row| row[0] == serde_json::json!(name)),
+            "{name} is kept: {:?}",
+            r.rows
+        );
+    }
 }

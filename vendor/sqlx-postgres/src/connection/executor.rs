@@ -242,7 +242,7 @@ impl PgConnection {
                 // dbward patch: the caller's own statements first, in the same flush.
                 if let Some(p) = &then_simple {
                     for before in &p.before {
-                        self.write_text_statement(before)?;
+                        self.write_own_statement(before)?;
                     }
                 }
                 self.inner.stream.write_msg(Parse {
@@ -314,7 +314,7 @@ impl PgConnection {
             // same flush; their rows are text.
             if let Some(p) = &then_simple {
                 for after in &p.after {
-                    self.write_text_statement(after)?;
+                    self.write_own_statement(after)?;
                 }
             }
             self.write_sync();
@@ -429,14 +429,56 @@ impl PgConnection {
 /// dbward patch: the statements sent around a pipelined statement
 /// (`PgConnection::fetch_pipelined`).
 pub(crate) struct Pipelined {
-    before: Vec<String>,
-    after: Vec<String>,
+    before: Vec<PipelinedStatement>,
+    after: Vec<PipelinedStatement>,
+}
+
+/// dbward patch: one statement of the caller's own around a pipelined statement
+/// (`PgConnection::fetch_pipelined`), its rows in text form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PipelinedStatement {
+    /// A statement's text, without parameters: Parse (unnamed), Bind, Describe, Execute.
+    Text(String),
+    /// A statement the session has prepared by name (SQL `PREPARE`), with its parameters'
+    /// text: Bind, Describe, Execute. Nothing is parsed or planned again.
+    Prepared {
+        /// The prepared statement's name.
+        name: String,
+        /// Each parameter's text, bound as a protocol value.
+        params: Vec<String>,
+    },
+}
+
+impl From<String> for PipelinedStatement {
+    fn from(sql: String) -> Self {
+        PipelinedStatement::Text(sql)
+    }
 }
 
 impl PgConnection {
     /// dbward patch: one statement of the caller's own (no parameters) over the extended
     /// protocol, its result in text form: Parse (unnamed), Bind (text results), Describe
     /// (portal), Execute. No Sync: it goes in the caller's batch.
+    fn write_own_statement(&mut self, statement: &PipelinedStatement) -> Result<(), Error> {
+        match statement {
+            PipelinedStatement::Text(sql) => self.write_text_statement(sql),
+            PipelinedStatement::Prepared { name, params } => {
+                self.inner.stream.write_msg(message::BindPrepared {
+                    statement: name,
+                    params,
+                })?;
+                self.inner
+                    .stream
+                    .write_msg(message::Describe::Portal(PortalId::UNNAMED))?;
+                self.inner.stream.write_msg(message::Execute {
+                    portal: PortalId::UNNAMED,
+                    limit: 0,
+                })?;
+                Ok(())
+            }
+        }
+    }
+
     fn write_text_statement(&mut self, sql: &str) -> Result<(), Error> {
         self.inner.stream.write_msg(Parse {
             param_types: &[],
@@ -476,9 +518,9 @@ impl PgConnection {
     /// sends.
     pub fn fetch_pipelined<'e, 'q: 'e, E>(
         &'e mut self,
-        before: Vec<String>,
+        before: Vec<PipelinedStatement>,
         mut query: E,
-        after: Vec<String>,
+        after: Vec<PipelinedStatement>,
     ) -> BoxStream<'e, Result<Either<PgQueryResult, PgRow>, Error>>
     where
         E: Execute<'q, Postgres> + 'q,

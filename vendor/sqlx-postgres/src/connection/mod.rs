@@ -22,6 +22,7 @@ pub(crate) use sqlx_core::connection::*;
 use sqlx_core::sql_str::SqlSafeStr;
 
 pub use self::stream::PgStream;
+pub use self::executor::PipelinedStatement;
 
 #[cfg(feature = "offline")]
 mod describe;

@@ -32,7 +32,7 @@ mod terminate;
 
 pub use authentication::{Authentication, AuthenticationSasl};
 pub use backend_key_data::BackendKeyData;
-pub use bind::Bind;
+pub use bind::{Bind, BindPrepared};
 pub use close::Close;
 pub use command_complete::CommandComplete;
 pub use copy::{CopyData, CopyDone, CopyFail, CopyInResponse, CopyOutResponse, CopyResponseData};

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::TryStreamExt;
 use serde_json::Value;
-use sqlx::postgres::PgPool;
+use sqlx::postgres::{PgPool, PipelinedStatement};
 use sqlx::{
     AssertSqlSafe, Column as _, Executor, Row, SqlSafeStr, Statement as _, TypeInfo, ValueRef,
 };
@@ -176,11 +176,11 @@ impl PgBackend {
         if let Some(k) = kept {
             // Timeouts (if the call sets any) as the login role, then the role, then the
             // guard.
-            let mut guarded = vec![head[0].clone()];
+            let mut guarded: Vec<PipelinedStatement> = vec![head[0].clone().into()];
             if sets_timeouts {
-                guarded.push(head[1].clone());
+                guarded.push(head[1].clone().into());
             }
-            guarded.extend(role.clone());
+            guarded.extend(role.clone().map(PipelinedStatement::from));
             guarded.push(resolve::guard(&k.fingerprint));
             // The server answers the whole flush at once, so no row of it comes back before
             // the query's: the pid a call abandoned before then needs for its cancel is the
@@ -284,7 +284,7 @@ impl PgBackend {
         params: &[Value],
         caps: Caps,
         session: &mut Session,
-        head: Option<Vec<String>>,
+        head: Option<Vec<PipelinedStatement>>,
     ) -> Result<Option<QueryResult>, GatewayError> {
         let err = |e| classify(e, &[]);
         let declare = format!("DECLARE dbward_cursor NO SCROLL CURSOR FOR {sql}");
@@ -301,11 +301,11 @@ impl PgBackend {
         // server's remaining output is never read (closing it ends the transaction on the
         // server).
         // (FETCH takes an int4 count.)
-        let mut fetch = vec![format!(
+        let mut fetch = vec![PipelinedStatement::Text(format!(
             "FETCH FORWARD {} FROM dbward_cursor",
             caps.max_rows.saturating_add(1).min(i32::MAX as usize),
-        )];
-        fetch.extend(end_statements(conn, named));
+        ))];
+        fetch.extend(end_pipelined(conn, named));
         // The DECLARE (extended protocol: one statement, unnamed, its parameters bound with
         // their own types), the FETCH and the end go out in one flush, one batch of the
         // extended protocol with one Sync, answered with one flush (the driver's
@@ -628,7 +628,7 @@ fn columns_of(row: &sqlx::postgres::PgRow) -> Vec<Column> {
 }
 
 /// The end of every call's transaction (see [`end`]).
-const END: [&str; 2] = ["ROLLBACK", "SELECT pg_catalog.pg_advisory_unlock_all()"];
+const END: [&str; 2] = ["ROLLBACK", resolve::UNLOCK];
 
 /// [`END`], and when the call made the driver name a statement (a Describe), every
 /// prepared statement of the session dropped — the driver's hold the client's text, which
@@ -640,6 +640,24 @@ fn end_statements(conn: &sqlx::PgConnection, named: bool) -> Vec<String> {
         out.extend(resolve::prepare_statements(conn));
     }
     out
+}
+
+/// [`end_statements`] for the end of a pipelined batch: the unlock is the session's
+/// prepared `dbward_unlock`, bound by name (not parsed or planned again).
+fn end_pipelined(conn: &sqlx::PgConnection, named: bool) -> Vec<PipelinedStatement> {
+    end_statements(conn, named)
+        .into_iter()
+        .map(|s| {
+            if s == resolve::UNLOCK {
+                PipelinedStatement::Prepared {
+                    name: resolve::UNLOCK_PREPARED.to_string(),
+                    params: Vec::new(),
+                }
+            } else {
+                PipelinedStatement::Text(s)
+            }
+        })
+        .collect()
 }
 
 /// [`end_statements`] as one simple-protocol message.

@@ -25,6 +25,7 @@
 //! [`statement`]), and every operator, function and type in it is `pg_catalog`'s.
 
 use sqlx::Row;
+use sqlx::postgres::PipelinedStatement;
 
 use crate::error::GatewayError;
 
@@ -278,10 +279,19 @@ pub(crate) const PREPARED: &str = "dbward_resolve";
 /// plan are most of its cost.
 pub(crate) const GUARD_PREPARED: &str = "dbward_guard";
 
-/// `PREPARE dbward_resolve(text) AS ...` and, on PostgreSQL 13 and later (which have
+/// `SELECT pg_advisory_unlock_all()`, the last statement of every call's end (see
+/// `execute::end`), prepared once per session: bound by name in the call's one batch, it is
+/// neither parsed nor planned again.
+pub(crate) const UNLOCK_PREPARED: &str = "dbward_unlock";
+
+/// The statement [`UNLOCK_PREPARED`] names.
+pub(crate) const UNLOCK: &str = "SELECT pg_catalog.pg_advisory_unlock_all()";
+
+/// `PREPARE dbward_resolve(text) AS ...`, `PREPARE dbward_unlock AS SELECT
+/// pg_advisory_unlock_all()` and, on PostgreSQL 13 and later (which have
 /// `pg_current_snapshot`), `PREPARE dbward_guard(text) AS ...`: run when a session is
 /// opened, and again after a call had to drop every prepared statement of the session.
-/// Both are our own text; neither holds anything of a client's. One statement each.
+/// All are our own text; none holds anything of a client's. One statement each.
 pub(crate) fn prepare_statements(conn: &sqlx::PgConnection) -> Vec<String> {
     let resolve = format!(
         "PREPARE {PREPARED}(pg_catalog.text) AS {}",
@@ -290,12 +300,12 @@ pub(crate) fn prepare_statements(conn: &sqlx::PgConnection) -> Vec<String> {
             "pg_catalog.convert_from(pg_catalog.decode($1, 'hex'), 'UTF8')::pg_catalog.jsonb",
         )
     );
-    let mut out = vec![resolve];
+    let mut out = vec![resolve, format!("PREPARE {UNLOCK_PREPARED} AS {UNLOCK}")];
     if conn.server_version_num().is_some_and(|v| v >= 130_000) {
         out.push(format!(
             "PREPARE {GUARD_PREPARED}(pg_catalog.text) AS \
              SELECT 1 OPERATOR(pg_catalog./) (CASE WHEN {FINGERPRINT} OPERATOR(pg_catalog.=) \
-             pg_catalog.convert_from(pg_catalog.decode($1, 'hex'), 'UTF8') THEN 1 ELSE 0 END)"
+             $1 THEN 1 ELSE 0 END)"
         ));
     }
     out
@@ -340,17 +350,18 @@ pub(crate) fn fingerprint_sql() -> String {
 /// The SQLSTATE of a failed [`guard`] (`division_by_zero`).
 pub(crate) const STALE: &str = "22012";
 
-/// One statement of our own text that fails with [`STALE`] unless the session's
-/// [`FINGERPRINT`] is `fingerprint` (which travels hex-encoded: schema and role names may
-/// hold quotes): `EXECUTE dbward_guard('<hex>')` (see [`prepare_statements`]). Sent in the call's
-/// first message in place of the resolution when a kept answer is used; the query follows
-/// it in the same flush, and after a failed statement the server runs nothing more of the
-/// transaction.
-pub(crate) fn guard(fingerprint: &str) -> String {
-    format!(
-        "EXECUTE {GUARD_PREPARED}('{}')",
-        hex(fingerprint.as_bytes())
-    )
+/// One statement of our own that fails with [`STALE`] unless the session's
+/// [`FINGERPRINT`] is `fingerprint`: the prepared `dbward_guard` (see
+/// [`prepare_statements`]) bound by name, the fingerprint its one parameter (a protocol
+/// value: schema and role names in it may hold quotes, and nothing of it is parsed as
+/// SQL). Sent in the call's one batch in place of the resolution when a kept answer is
+/// used; the query follows it, and after a failed statement the server runs nothing more
+/// of the batch.
+pub(crate) fn guard(fingerprint: &str) -> PipelinedStatement {
+    PipelinedStatement::Prepared {
+        name: GUARD_PREPARED.to_string(),
+        params: vec![fingerprint.to_string()],
+    }
 }
 
 /// Lower-case hex of `bytes`.
