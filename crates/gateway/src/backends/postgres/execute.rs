@@ -630,34 +630,41 @@ fn columns_of(row: &sqlx::postgres::PgRow) -> Vec<Column> {
 /// The end of every call's transaction (see [`end`]).
 const END: [&str; 2] = ["ROLLBACK", resolve::UNLOCK];
 
-/// [`END`], and when the call made the driver name a statement (a Describe), every
+/// After [`END`], when the call made the driver name a statement (a Describe): every
 /// prepared statement of the session dropped — the driver's hold the client's text, which
 /// the next caller could read in `pg_prepared_statements` — and ours prepared again.
+fn reprepare(conn: &sqlx::PgConnection, named: bool) -> Vec<String> {
+    if !named {
+        return Vec::new();
+    }
+    let mut out = vec!["DEALLOCATE ALL".to_string()];
+    out.extend(resolve::prepare_statements(conn));
+    out
+}
+
+/// [`END`] and [`reprepare`], as text.
 fn end_statements(conn: &sqlx::PgConnection, named: bool) -> Vec<String> {
     let mut out: Vec<String> = END.map(String::from).to_vec();
-    if named {
-        out.push("DEALLOCATE ALL".into());
-        out.extend(resolve::prepare_statements(conn));
-    }
+    out.extend(reprepare(conn, named));
     out
 }
 
 /// [`end_statements`] for the end of a pipelined batch: the unlock is the session's
 /// prepared `dbward_unlock`, bound by name (not parsed or planned again).
 fn end_pipelined(conn: &sqlx::PgConnection, named: bool) -> Vec<PipelinedStatement> {
-    end_statements(conn, named)
-        .into_iter()
-        .map(|s| {
-            if s == resolve::UNLOCK {
-                PipelinedStatement::Prepared {
-                    name: resolve::UNLOCK_PREPARED.to_string(),
-                    params: Vec::new(),
-                }
-            } else {
-                PipelinedStatement::Text(s)
-            }
-        })
-        .collect()
+    let mut out = vec![
+        PipelinedStatement::Text(END[0].to_string()),
+        PipelinedStatement::Prepared {
+            name: resolve::UNLOCK_PREPARED.to_string(),
+            params: Vec::new(),
+        },
+    ];
+    out.extend(
+        reprepare(conn, named)
+            .into_iter()
+            .map(PipelinedStatement::Text),
+    );
+    out
 }
 
 /// [`end_statements`] as one simple-protocol message.
@@ -733,7 +740,7 @@ async fn set_local(
 /// (the Parse/Describe of an empty result's shape, or of parameters' types), `named` drops
 /// every prepared statement of the session — a named statement outlives the transaction
 /// with its text, which the next caller on this pooled session could read in
-/// `pg_prepared_statements` — and prepares dbward's own resolution statement again. The
+/// `pg_prepared_statements` — and prepares dbward's own statements again. The
 /// driver's statement cache is off and every other statement is unnamed. One round trip.
 async fn end(conn: &mut sqlx::PgConnection, named: bool) -> Result<(), GatewayError> {
     sqlx::raw_sql(AssertSqlSafe(end_sql(conn, named)))

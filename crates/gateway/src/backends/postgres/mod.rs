@@ -190,8 +190,8 @@ impl PgBackend {
             .after_connect(|conn, _meta| {
                 Box::pin(async move {
                     pin_catalog_first(conn).await?;
-                    // The resolution statement and the guard, prepared once per session (our
-                    // own text).
+                    // The resolution statement, the unlock and the guard, prepared once per
+                    // session (our own text).
                     sqlx::raw_sql(sqlx::AssertSqlSafe(
                         resolve::prepare_statements(conn).join("; "),
                     ))
