@@ -255,6 +255,62 @@ pub fn read_head(path: &Path) -> Option<(u64, String)> {
     Some((seq, hash))
 }
 
+/// The end of an existing log, as `open` needs it.
+#[derive(Debug, PartialEq)]
+struct Tail {
+    /// Where the complete lines end (the file's length once a cut line is removed).
+    keep: u64,
+    /// Bytes after `keep`: a line a crash left without its newline.
+    cut: u64,
+    /// The last complete line, without its newline (`None` for an empty log).
+    last_line: Option<Vec<u8>>,
+}
+
+/// Reads the log backwards, a block at a time, until it holds the last complete line (or
+/// the whole file): the cost does not grow with the log.
+fn read_tail(file: &mut File) -> std::io::Result<Tail> {
+    const BLOCK: u64 = 64 * 1024;
+    let len = file.metadata()?.len();
+    let mut start = len;
+    let mut buf: Vec<u8> = Vec::new();
+    loop {
+        // `buf` holds the file from `start` to its end.
+        let keep = buf
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map(|i| start + i as u64 + 1);
+        if let Some(keep) = keep {
+            let end = (keep - 1 - start) as usize;
+            if let Some(i) = buf[..end].iter().rposition(|b| *b == b'\n') {
+                return Ok(Tail {
+                    keep,
+                    cut: len - keep,
+                    last_line: Some(buf[i + 1..end].to_vec()),
+                });
+            }
+            if start == 0 {
+                return Ok(Tail {
+                    keep,
+                    cut: len - keep,
+                    last_line: Some(buf[..end].to_vec()),
+                });
+            }
+        } else if start == 0 {
+            return Ok(Tail {
+                keep: 0,
+                cut: len,
+                last_line: None,
+            });
+        }
+        let from = start.saturating_sub(BLOCK);
+        let mut block = vec![0u8; (start - from) as usize];
+        file.read_exact_at(&mut block, from)?;
+        block.extend_from_slice(&buf);
+        buf = block;
+        start = from;
+    }
+}
+
 impl AuditLog {
     /// Opens (or creates) the log, recovers the chain, and starts the fsync thread (under
     /// `every N ms`).
@@ -269,18 +325,18 @@ impl AuditLog {
             .create(true)
             .open(&cfg.path)
             .map_err(io)?;
-        let mut text = String::new();
-        file.read_to_string(&mut text).map_err(io)?;
+        // Only the tail is read: the last complete line carries the chain's position, and
+        // a log of any size (up to `max_file_bytes` before rotation) starts as fast as an
+        // empty one. `dbward audit verify` reads the whole chain.
+        let tail = read_tail(&mut file).map_err(io)?;
         let mut recovered = None;
-        if !text.is_empty() && !text.ends_with('\n') {
+        if tail.cut > 0 {
             // A line cut mid-write by a crash: it was never acknowledged.
-            let keep = text.rfind('\n').map(|i| i + 1).unwrap_or(0);
-            let cut = text.len() - keep;
-            file.set_len(keep as u64).map_err(io)?;
+            file.set_len(tail.keep).map_err(io)?;
             file.seek(SeekFrom::End(0)).map_err(io)?;
-            text.truncate(keep);
             recovered = Some(format!(
-                "cut {cut} bytes of an entry left incomplete by a crash"
+                "cut {} bytes of an entry left incomplete by a crash",
+                tail.cut
             ));
         }
         let head = OpenOptions::new()
@@ -289,9 +345,11 @@ impl AuditLog {
             .truncate(false)
             .open(head_path(&cfg.path))
             .map_err(io)?;
-        let (next_seq, last_hash) = match text.lines().last() {
+        let (next_seq, last_hash) = match tail.last_line.as_deref() {
             None => (0, GENESIS_PREV.to_string()),
             Some(line) => {
+                let line = std::str::from_utf8(line)
+                    .map_err(|_| AuditError::Damaged("not UTF-8".into()))?;
                 let cut = line
                     .rfind(",\"hash\":\"")
                     .ok_or_else(|| AuditError::Damaged("no hash".into()))?;
@@ -306,7 +364,7 @@ impl AuditLog {
         };
         let mut state = State {
             _lock: lock,
-            size: text.len() as u64,
+            size: tail.keep,
             file: Arc::new(file),
             head: Arc::new(head),
             path: cfg.path.clone(),
@@ -584,5 +642,93 @@ impl Drop for State {
     /// released.
     fn drop(&mut self) {
         let _ = self.sync();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tail_of(bytes: &[u8]) -> Tail {
+        let path = std::env::temp_dir().join(format!(
+            "dbward-tail-{}-{}",
+            std::process::id(),
+            bytes.len()
+        ));
+        std::fs::write(&path, bytes).expect("write");
+        let mut f = File::open(&path).expect("open");
+        let t = read_tail(&mut f).expect("tail");
+        std::fs::remove_file(&path).expect("remove");
+        t
+    }
+
+    fn line(s: &str) -> Option<Vec<u8>> {
+        Some(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn the_tail_is_the_last_complete_line_and_what_follows_it() {
+        assert_eq!(
+            tail_of(b""),
+            Tail {
+                keep: 0,
+                cut: 0,
+                last_line: None
+            }
+        );
+        assert_eq!(
+            tail_of(b"half"),
+            Tail {
+                keep: 0,
+                cut: 4,
+                last_line: None
+            }
+        );
+        assert_eq!(
+            tail_of(b"one\n"),
+            Tail {
+                keep: 4,
+                cut: 0,
+                last_line: line("one")
+            }
+        );
+        assert_eq!(
+            tail_of(b"one\ntwo\n"),
+            Tail {
+                keep: 8,
+                cut: 0,
+                last_line: line("two")
+            }
+        );
+        assert_eq!(
+            tail_of(b"one\ntwo\nhal"),
+            Tail {
+                keep: 8,
+                cut: 3,
+                last_line: line("two")
+            }
+        );
+    }
+
+    #[test]
+    fn lines_longer_than_a_block_and_logs_of_many_blocks_are_read_whole() {
+        // A last line of 200 KiB (three blocks) after 1 MiB of earlier lines, then a cut
+        // line of 100 KiB: the line comes back whole, the cut is measured exactly.
+        let mut log = Vec::new();
+        for i in 0..10_000 {
+            log.extend_from_slice(format!("{i:0>100}\n").as_bytes());
+        }
+        let long = "x".repeat(200 * 1024);
+        log.extend_from_slice(long.as_bytes());
+        log.push(b'\n');
+        let keep = log.len() as u64;
+        log.extend(std::iter::repeat_n(b'y', 100 * 1024));
+        let t = tail_of(&log);
+        assert_eq!(t.keep, keep);
+        assert_eq!(t.cut, 100 * 1024);
+        assert_eq!(t.last_line, line(&long));
+        // One line only, longer than a block.
+        let t = tail_of(format!("{long}\n").as_bytes());
+        assert_eq!(t.last_line, line(&long));
     }
 }
