@@ -290,8 +290,14 @@ impl Gateway {
         };
         // What the role could do if every other layer failed, read once at connect time.
         let posture = match &backend {
-            Backend::Postgres(b) => b.posture().await?,
-            Backend::Mysql(b) => b.posture().await?,
+            Backend::Postgres(b) => match b.connect_posture() {
+                Some(p) => p,
+                None => b.posture().await?,
+            },
+            Backend::Mysql(b) => match b.connect_posture() {
+                Some(p) => p,
+                None => b.posture().await?,
+            },
             Backend::Sqlite(_) => tools::security_posture::RolePosture {
                 role: "(file opened read-only)".into(),
                 ..Default::default()

@@ -681,3 +681,27 @@ mod grants;
 mod hardening;
 #[path = "mysql/views.rs"]
 mod views;
+
+/// Connecting reads the version and the user's posture on the one session it opens:
+/// start-up pays for one connect, not one per start-up query.
+#[tokio::test]
+async fn connecting_opens_one_session() {
+    let fx = MyFixture::new().await;
+    let gw = Gateway::new(client_config());
+    let id = connect(&gw, &fx).await;
+    let mut admin = common::mysql::my_admin().await;
+    let (sessions,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = ?")
+            .bind(&fx.user)
+            .fetch_one(&mut admin)
+            .await
+            .expect("sessions");
+    assert_eq!(sessions, 1, "sessions opened by connect");
+    let info = gw
+        .list_connections()
+        .into_iter()
+        .find(|c| c.id.to_string() == id)
+        .expect("listed");
+    assert!(!info.role.is_empty(), "the posture was read: {info:?}");
+    gw.close_connection(&id).await.expect("close");
+}

@@ -85,6 +85,15 @@ async fn trips(
 /// A gateway with one pooled session to `fx`'s database through the relay; its
 /// connection id.
 async fn through_relay(fx: &PgFixture, wire: &Arc<Wire>) -> (Gateway, String) {
+    through_relay_with_pool(fx, wire, 1).await
+}
+
+/// [`through_relay`] with a pool of up to `pool_max_size` sessions.
+async fn through_relay_with_pool(
+    fx: &PgFixture,
+    wire: &Arc<Wire>,
+    pool_max_size: u32,
+) -> (Gateway, String) {
     let port = relay(wire.clone()).await;
     // Without TLS, so the relay sees the protocol (not needed for the count).
     let url = format!(
@@ -92,7 +101,7 @@ async fn through_relay(fx: &PgFixture, wire: &Arc<Wire>) -> (Gateway, String) {
         fx.url().replace(":5432/", &format!(":{port}/"))
     );
     let mut config = client_config();
-    config.limits.pool_max_size = 1;
+    config.limits.pool_max_size = pool_max_size;
     let gw = Gateway::new(config);
     let id = gw
         .connect(ConnectRequest::Url(SecretString::from(url)))
@@ -202,4 +211,30 @@ async fn the_guard_matches_a_search_path_of_quoted_names() {
     owner.close().await.ok();
     gw.close_connection(&id).await.expect("close");
     fx.drop().await;
+}
+
+/// Connecting reads the server's version and the role's posture on the one session it
+/// opens: start-up pays for one connect (its handshake and prepares), not two.
+#[tokio::test]
+async fn connecting_opens_one_session() {
+    let _serial = SERIAL.lock().await;
+    let fx = PgFixture::new().await;
+    let wire = Arc::new(Wire::default());
+    let (gw, id) = through_relay_with_pool(&fx, &wire, 4).await;
+    let mut admin = common::pg_admin().await;
+    let (sessions,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND application_name = 'dbward'",
+    )
+    .bind(&fx.db)
+    .fetch_one(&mut admin)
+    .await
+    .expect("sessions");
+    assert_eq!(sessions, 1, "sessions opened by connect");
+    let info = gw
+        .list_connections()
+        .into_iter()
+        .find(|c| c.id.to_string() == id)
+        .expect("listed");
+    assert!(!info.role.is_empty(), "the posture was read: {info:?}");
+    gw.close_connection(&id).await.expect("close");
 }

@@ -424,18 +424,27 @@ impl MyBackend {
     pub async fn posture(
         &self,
     ) -> Result<crate::tools::security_posture::RolePosture, GatewayError> {
-        let err = |e| classify(e, &[]);
-        let who = sqlx::query("SELECT CAST(CURRENT_USER() AS CHAR)")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(err)?;
-        let role = text_at(&who, 0).unwrap_or_default();
-        // GRANTEE looks like 'user'@'host', which is how CURRENT_USER() is quoted there.
-        let grantee = match role.rsplit_once('@') {
-            Some((u, h)) => format!("'{u}'@'{h}'"),
-            None => role.clone(),
-        };
-        let privs = sqlx::query(
+        let mut conn = self.pool.acquire().await.map_err(|e| classify(e, &[]))?;
+        posture_on(&mut conn).await
+    }
+}
+
+/// [`MyBackend::posture`] on a given connection.
+pub(crate) async fn posture_on(
+    conn: &mut sqlx::MySqlConnection,
+) -> Result<crate::tools::security_posture::RolePosture, GatewayError> {
+    let err = |e| classify(e, &[]);
+    let who = sqlx::query("SELECT CAST(CURRENT_USER() AS CHAR)")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(err)?;
+    let role = text_at(&who, 0).unwrap_or_default();
+    // GRANTEE looks like 'user'@'host', which is how CURRENT_USER() is quoted there.
+    let grantee = match role.rsplit_once('@') {
+        Some((u, h)) => format!("'{u}'@'{h}'"),
+        None => role.clone(),
+    };
+    let privs = sqlx::query(
             "SELECT CAST(PRIVILEGE_TYPE AS CHAR), 'global' FROM information_schema.USER_PRIVILEGES WHERE GRANTEE = ? \
              UNION ALL SELECT CAST(PRIVILEGE_TYPE AS CHAR), 'schema' FROM information_schema.SCHEMA_PRIVILEGES WHERE GRANTEE = ? \
              UNION ALL SELECT CAST(PRIVILEGE_TYPE AS CHAR), 'table' FROM information_schema.TABLE_PRIVILEGES WHERE GRANTEE = ?",
@@ -443,63 +452,62 @@ impl MyBackend {
         .bind(&grantee)
         .bind(&grantee)
         .bind(&grantee)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *conn)
         .await
         .map_err(err)?;
-        const WRITE: &[&str] = &[
-            "INSERT",
-            "UPDATE",
-            "DELETE",
-            "DROP",
-            "ALTER",
-            "CREATE",
-            "INDEX",
-            "TRIGGER",
-            "EXECUTE",
-            "CREATE ROUTINE",
-            "ALTER ROUTINE",
-            "EVENT",
-            "LOCK TABLES",
-        ];
-        const DANGEROUS: &[&str] = &[
-            "FILE",
-            "SUPER",
-            "PROCESS",
-            "SHUTDOWN",
-            "GRANT OPTION",
-            "CREATE USER",
-            "RELOAD",
-            "BINLOG ADMIN",
-            "CONNECTION ADMIN",
-        ];
-        let mut writes = 0i64;
-        let mut superuser = false;
-        let mut can_create = false;
-        let mut dangerous = Vec::new();
-        for r in &privs {
-            let p = text_at(r, 0).unwrap_or_default();
-            let scope = text_at(r, 1).unwrap_or_default();
-            if p == "SUPER" || (scope == "global" && p == "ALL PRIVILEGES") {
-                superuser = true;
-            }
-            if WRITE.contains(&p.as_str()) {
-                writes += 1;
-                if p.starts_with("CREATE") {
-                    can_create = true;
-                }
-            }
-            if DANGEROUS.contains(&p.as_str()) && !dangerous.contains(&p) {
-                dangerous.push(p);
+    const WRITE: &[&str] = &[
+        "INSERT",
+        "UPDATE",
+        "DELETE",
+        "DROP",
+        "ALTER",
+        "CREATE",
+        "INDEX",
+        "TRIGGER",
+        "EXECUTE",
+        "CREATE ROUTINE",
+        "ALTER ROUTINE",
+        "EVENT",
+        "LOCK TABLES",
+    ];
+    const DANGEROUS: &[&str] = &[
+        "FILE",
+        "SUPER",
+        "PROCESS",
+        "SHUTDOWN",
+        "GRANT OPTION",
+        "CREATE USER",
+        "RELOAD",
+        "BINLOG ADMIN",
+        "CONNECTION ADMIN",
+    ];
+    let mut writes = 0i64;
+    let mut superuser = false;
+    let mut can_create = false;
+    let mut dangerous = Vec::new();
+    for r in &privs {
+        let p = text_at(r, 0).unwrap_or_default();
+        let scope = text_at(r, 1).unwrap_or_default();
+        if p == "SUPER" || (scope == "global" && p == "ALL PRIVILEGES") {
+            superuser = true;
+        }
+        if WRITE.contains(&p.as_str()) {
+            writes += 1;
+            if p.starts_with("CREATE") {
+                can_create = true;
             }
         }
-        Ok(crate::tools::security_posture::RolePosture {
-            role,
-            superuser,
-            writable_tables: writes,
-            can_create,
-            can_write: superuser || writes > 0 || !dangerous.is_empty(),
-            dangerous_roles: dangerous,
-            ..Default::default()
-        })
+        if DANGEROUS.contains(&p.as_str()) && !dangerous.contains(&p) {
+            dangerous.push(p);
+        }
     }
+    Ok(crate::tools::security_posture::RolePosture {
+        role,
+        superuser,
+        writable_tables: writes,
+        can_create,
+        can_write: superuser || writes > 0 || !dangerous.is_empty(),
+        dangerous_roles: dangerous,
+        ..Default::default()
+    })
 }

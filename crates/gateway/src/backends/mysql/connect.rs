@@ -86,10 +86,19 @@ impl MyBackend {
             .connect_with(opts)
             .await
             .map_err(|e| classify_connect(e, &secrets))?;
-        let row = sqlx::query("SELECT version()")
-            .fetch_one(&pool)
+        // The version and the posture on one checkout: a connection given back is
+        // returned by a spawned task, so checkouts right after each other would each open
+        // a session of their own at start-up.
+        let mut conn = pool
+            .acquire()
             .await
             .map_err(|e| classify_connect(e, &secrets))?;
+        let row = sqlx::query("SELECT version()")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|e| classify_connect(e, &secrets))?;
+        let posture = super::catalog::posture_on(&mut conn).await?;
+        drop(conn);
         let server_version = text_at(&row, 0).unwrap_or_default();
         let mariadb = server_version.to_ascii_lowercase().contains("mariadb");
         Ok(MyBackend {
@@ -98,6 +107,7 @@ impl MyBackend {
             server_version,
             catalog_timeout_ms: limits.statement_timeout_ms,
             catalog_lock_timeout_ms: limits.lock_timeout_ms,
+            connect_posture: std::sync::Arc::new(std::sync::Mutex::new(Some(posture))),
         })
     }
 }

@@ -74,6 +74,21 @@ pub struct MyBackend {
     catalog_timeout_ms: u64,
     /// The lock wait bound of catalog reads (the connection's `lock_timeout_ms`).
     catalog_lock_timeout_ms: u64,
+    /// The login user's posture, read at connect time on the connection that read the
+    /// version (`connect_posture`).
+    connect_posture:
+        std::sync::Arc<std::sync::Mutex<Option<crate::tools::security_posture::RolePosture>>>,
+}
+
+impl MyBackend {
+    /// The posture read at connect time, once (later reads go to the server:
+    /// [`MyBackend::posture`]).
+    pub fn connect_posture(&self) -> Option<crate::tools::security_posture::RolePosture> {
+        self.connect_posture
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
 }
 
 /// The oversized packet the driver refused from its header, if that is what `e` is.

@@ -293,8 +293,18 @@ impl PgBackend {
     pub async fn posture(
         &self,
     ) -> Result<crate::tools::security_posture::RolePosture, GatewayError> {
-        type Row = (String, bool, bool, bool, i64, i64, Vec<String>);
-        let (role, superuser, createrole, createdb, writable, create_schemas, dangerous): Row =
+        let mut conn = self.pool.acquire().await.map_err(|e| classify(e, &[]))?;
+        posture_on(&mut conn, self.reader_role.as_deref()).await
+    }
+}
+
+/// [`PgBackend::posture`] on a given connection, for `reader_role` (or the login role).
+pub(crate) async fn posture_on(
+    conn: &mut sqlx::PgConnection,
+    reader_role: Option<&str>,
+) -> Result<crate::tools::security_posture::RolePosture, GatewayError> {
+    type Row = (String, bool, bool, bool, i64, i64, Vec<String>);
+    let (role, superuser, createrole, createdb, writable, create_schemas, dangerous): Row =
             sqlx::query_as(
                 "WITH me AS (SELECT coalesce($1::text, current_user::text) AS name) \
                  SELECT r.rolname::text, r.rolsuper, r.rolcreaterole, r.rolcreatedb OR has_database_privilege(r.rolname, current_database(), 'CREATE'), \
@@ -313,19 +323,18 @@ impl PgBackend {
                  FROM pg_catalog.pg_roles r, me WHERE r.rolname = me.name",
             )
             .persistent(false)
-            .bind(self.reader_role.as_deref())
-            .fetch_one(&self.pool)
+            .bind(reader_role)
+            .fetch_one(conn)
             .await
             .map_err(|e| classify(e, &[]))?;
-        let can_create = createrole || createdb || create_schemas > 0;
-        Ok(crate::tools::security_posture::RolePosture {
-            role,
-            superuser,
-            writable_tables: writable,
-            can_create,
-            can_write: superuser || writable > 0 || can_create || !dangerous.is_empty(),
-            dangerous_roles: dangerous,
-            ..Default::default()
-        })
-    }
+    let can_create = createrole || createdb || create_schemas > 0;
+    Ok(crate::tools::security_posture::RolePosture {
+        role,
+        superuser,
+        writable_tables: writable,
+        can_create,
+        can_write: superuser || writable > 0 || can_create || !dangerous.is_empty(),
+        dangerous_roles: dangerous,
+        ..Default::default()
+    })
 }

@@ -72,6 +72,10 @@ pub struct PgBackend {
     session_timeouts: [u64; 3],
     /// The server's version string.
     pub server_version: String,
+    /// The role's posture, read at connect time on the connection that read the version
+    /// (`connect_posture`).
+    connect_posture:
+        std::sync::Arc<std::sync::Mutex<Option<crate::tools::security_posture::RolePosture>>>,
 }
 
 fn ssl(mode: SslMode) -> PgSslMode {
@@ -203,14 +207,23 @@ impl PgBackend {
             .connect_with(opts)
             .await
             .map_err(|e| classify(e, &spec.secrets()))?;
+        // The version and the role's posture on one checkout: a connection given back is
+        // returned to the pool by a spawned task, so a second checkout right after would
+        // open a second session (its connect and prepares) for nothing at start-up.
+        let mut conn = pool
+            .acquire()
+            .await
+            .map_err(|e| classify(e, &spec.secrets()))?;
         let (server_version, version_num): (String, i32) = sqlx::query_as(
             "SELECT pg_catalog.version(), \
              pg_catalog.current_setting('server_version_num')::pg_catalog.int4",
         )
         .persistent(false)
-        .fetch_one(&pool)
+        .fetch_one(&mut *conn)
         .await
         .map_err(|e| classify(e, &spec.secrets()))?;
+        let posture = catalog::posture_on(&mut conn, spec.reader_role.as_deref()).await?;
+        drop(conn);
         Ok(PgBackend {
             pool,
             session_timeouts: [
@@ -223,7 +236,17 @@ impl PgBackend {
             resolutions: Default::default(),
             snapshots: version_num >= 130_000,
             server_version,
+            connect_posture: std::sync::Arc::new(std::sync::Mutex::new(Some(posture))),
         })
+    }
+
+    /// The posture read at connect time, once (later reads go to the database:
+    /// [`PgBackend::posture`]).
+    pub fn connect_posture(&self) -> Option<crate::tools::security_posture::RolePosture> {
+        self.connect_posture
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
     }
 
     /// Closes the pool.
