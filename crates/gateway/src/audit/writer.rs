@@ -27,7 +27,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
 use secrecy::{ExposeSecret, SecretBox};
@@ -119,6 +119,63 @@ struct Shared {
     writing: AtomicUsize,
     /// Appends handed to a task or the blocking pool and not yet written.
     detached: AtomicUsize,
+    /// Wakes the fsync thread (`every N ms`).
+    nudge: Arc<Nudge>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.nudge.set(Nudged::Closed);
+    }
+}
+
+/// What the fsync thread waits for: it sleeps until an entry is written, so an idle log
+/// costs no wake-ups.
+#[derive(Default)]
+struct Nudge {
+    state: Mutex<Nudged>,
+    wake: Condvar,
+}
+
+#[derive(Default, Clone, Copy, PartialEq)]
+enum Nudged {
+    /// Nothing written since the thread last looked.
+    #[default]
+    Idle,
+    /// An entry was written (or a sync failed): a sync is due.
+    Written,
+    /// The log is closed: the thread ends.
+    Closed,
+}
+
+impl Nudge {
+    fn lock(&self) -> MutexGuard<'_, Nudged> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records `to` and wakes the thread when that changes what it waits for (the first
+    /// write after it looked, or the end); later writes only take the uncontended lock.
+    fn set(&self, to: Nudged) {
+        let mut state = self.lock();
+        if *state == Nudged::Idle || to == Nudged::Closed {
+            *state = to;
+            self.wake.notify_one();
+        }
+    }
+
+    /// Waits for a write; `false` when the log closed instead. Marks the write seen, so
+    /// entries written from now on wake the thread again.
+    fn wait_for_write(&self) -> bool {
+        let mut state = self.lock();
+        while *state == Nudged::Idle {
+            state = self.wake.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+        if *state == Nudged::Closed {
+            return false;
+        }
+        *state = Nudged::Idle;
+        true
+    }
 }
 
 impl Shared {
@@ -142,6 +199,9 @@ impl Shared {
         self.writing.fetch_add(1, Ordering::Relaxed);
         let r = self.lock().append(entry);
         self.writing.fetch_sub(1, Ordering::Relaxed);
+        if matches!(self.fsync, FsyncPolicy::EveryMs(_)) {
+            self.nudge.set(Nudged::Written);
+        }
         r
     }
 
@@ -159,6 +219,8 @@ impl Shared {
         if let Err(e) = file.sync_data().and_then(|()| head.sync_data()) {
             tracing::error!(error = %e, "the audit log could not be synced to disk");
             self.lock().dirty = true;
+            // Tried again a period later.
+            self.nudge.set(Nudged::Written);
         }
     }
 }
@@ -392,20 +454,24 @@ impl AuditLog {
             })?;
         }
         state.sync()?;
+        let nudge = Arc::new(Nudge::default());
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
             fsync: cfg.fsync,
             writing: AtomicUsize::new(0),
             detached: AtomicUsize::new(0),
+            nudge: nudge.clone(),
         });
         if let FsyncPolicy::EveryMs(ms) = cfg.fsync {
-            // A weak handle: when the last `AuditLog` goes, the state is dropped (synced,
-            // its lock released) and this thread ends at its next tick.
+            // Sleeps until an entry is written, then lets the period pass and syncs: an
+            // entry reaches the disk within N ms of its write, and an idle log wakes no
+            // one. A weak handle: when the last `AuditLog` goes, the state is dropped
+            // (synced, its lock released) and the nudge ends this thread.
             let weak: Weak<Shared> = Arc::downgrade(&shared);
             std::thread::Builder::new()
                 .name("dbward-audit-fsync".into())
                 .spawn(move || {
-                    loop {
+                    while nudge.wait_for_write() {
                         std::thread::sleep(Duration::from_millis(ms.max(1)));
                         let Some(shared) = weak.upgrade() else { break };
                         shared.sync_in_background();
