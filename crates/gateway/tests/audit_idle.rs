@@ -36,6 +36,21 @@ fn switches() -> u64 {
     threads[0].1
 }
 
+/// The thread's count once it has stopped changing for 100 ms (a sync on a busy disk can
+/// take a while): what it does next is then what it does while nothing is written.
+async fn settled() -> u64 {
+    let mut last = switches();
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = switches();
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+    panic!("the fsync thread never settled: {last} switches");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_idle_log_wakes_no_thread_and_a_write_is_still_synced() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -43,8 +58,7 @@ async fn an_idle_log_wakes_no_thread_and_a_write_is_still_synced() {
     cfg.fsync = FsyncPolicy::EveryMs(20);
     let log = AuditLog::open(cfg).expect("opens");
     // Let the thread start and settle in its wait.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let idle_from = switches();
+    let idle_from = settled().await;
     // Ten periods with nothing written: the thread never runs (it used to wake every
     // period to look).
     tokio::time::sleep(Duration::from_millis(200)).await;
