@@ -39,6 +39,13 @@ fn switches() -> u64 {
 /// The thread's count once it has stopped changing for 100 ms (a sync on a busy disk can
 /// take a while): what it does next is then what it does while nothing is written.
 async fn settled() -> u64 {
+    // The new thread names itself once it runs: wait for it to appear.
+    for _ in 0..500 {
+        if !fsync_threads().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let mut last = switches();
     for _ in 0..100 {
         tokio::time::sleep(Duration::from_millis(100)).await;
