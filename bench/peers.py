@@ -7,8 +7,10 @@ For each server: cold start to the first result, sequential p50/p99 over one std
 with the server's and PostgreSQL's CPU per call (from /proc) and the client's own, calls/s
 with 8 stdio sessions (8 server processes, as desktop clients run them), and calls/s with 8
 and 32 HTTP clients where the server speaks HTTP. Every answer is checked (one row, the
-right hostname). Figures are printed with ratios to the reference server
-(@modelcontextprotocol/server-postgres), measured in the same run.
+right hostname). The servers take turns over several rounds (the machine's load drifts; a
+server measured in one window alone can look twice as fast or slow as in the next), and
+figures are printed as medians over the rounds, with ratios to the reference server
+(@modelcontextprotocol/server-postgres) taken within each round: their median and range.
 """
 
 import argparse
@@ -288,31 +290,39 @@ def servers(args, url: str, data_dir: str) -> list[Server]:
     return [s for s in out if not args.only or args.only in s.name]
 
 
+def measure(s: Server, args) -> dict:
+    """One round of every measurement of one server."""
+    r: dict = {"cold_ms": asyncio.run(cold_start(s)) * 1e3}
+    r.update(asyncio.run(sequential(s, args.seconds, args.db)))
+    r["stdio8"] = throughput(
+        many(stdio_worker, [(s, args.seconds, i) for i in range(8)]), args.seconds)
+    if s.http_cmd:
+        r["http8"] = http_run(s, 8, args.seconds)
+        r["http32"] = http_run(s, 32, args.seconds)
+    return r
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--dbward", required=True)
     ap.add_argument("--db", required=True, help="database name on 127.0.0.1:5432")
     ap.add_argument("--peers", required=True, help="folder with node_modules of the peers")
     ap.add_argument("--seconds", type=float, default=5)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--only", default="")
     args = ap.parse_args()
     url = f"postgresql://postgres@127.0.0.1:5432/{args.db}?sslmode=disable"
     data_dir = tempfile.mkdtemp(prefix="dbward-peers-")
-    results: dict[str, dict] = {}
-    for s in servers(args, url, data_dir):
-        r: dict = {}
-        starts = [asyncio.run(cold_start(s)) for _ in range(3)]
-        r["cold_ms"] = statistics.median(starts) * 1e3
-        r.update(asyncio.run(sequential(s, args.seconds, args.db)))
-        r["stdio8"] = throughput(
-            many(stdio_worker, [(s, args.seconds, i) for i in range(8)]), args.seconds)
-        if s.http_cmd:
-            r["http8"] = http_run(s, 8, args.seconds)
-            r["http32"] = http_run(s, 32, args.seconds)
-        results[s.name] = r
-        print(f"{s.name}: {json.dumps(r)}", file=sys.stderr, flush=True)
-    ref = results.get("server-postgres 0.6.2")
-    dbhub = results.get("dbhub")
+    chosen = servers(args, url, data_dir)
+    # The servers take turns, round after round: a machine whose load drifts moves them
+    # together, and each ratio is taken within a round (then its median over rounds).
+    rounds: dict[str, list[dict]] = {s.name: [] for s in chosen}
+    for i in range(args.rounds):
+        for s in chosen:
+            r = measure(s, args)
+            rounds[s.name].append(r)
+            print(f"round {i + 1} {s.name}: {json.dumps(r)}", file=sys.stderr, flush=True)
+    ref = "server-postgres 0.6.2"
     rows = [
         ("sequential p50 (ms)", lambda r: r["p50_ms"]),
         ("sequential p99 (ms)", lambda r: r["p99_ms"]),
@@ -325,19 +335,31 @@ def main() -> None:
         ("HTTP 32 clients (calls/s)", lambda r: r.get("http32", {}).get("calls_s")),
         ("cold start to first result (ms)", lambda r: r["cold_ms"]),
     ]
-    names = list(results)
+
+    def ratio(get, other: str) -> str:
+        """Median over rounds of dbward's figure over `other`'s in the same round, and
+        the range."""
+        if "dbward" not in rounds or other not in rounds:
+            return "-"
+        each = [get(a) / get(b) for a, b in zip(rounds["dbward"], rounds[other])
+                if get(a) is not None and get(b)]
+        if not each:
+            return "-"
+        if len(each) == 1:
+            return f"{each[0]:.2f}x"
+        return f"{statistics.median(each):.2f}x ({min(each):.2f}-{max(each):.2f})"
+
+    names = list(rounds)
+    print(f"medians of {args.rounds} rounds of {args.seconds:g} s per measurement; ratios: "
+          "median of the per-round ratios (range)")
     print("| measured in one run | " + " | ".join(names) + " | dbward / reference | dbward / dbhub |")
     print("|---" * (len(names) + 3) + "|")
     for label, get in rows:
         cells = []
         for n in names:
-            v = get(results[n])
-            cells.append("-" if v is None else f"{v:,.1f}")
-        ratio = lambda other: (
-            f"{get(results['dbward']) / get(other):.2f}x"
-            if other and "dbward" in results and get(other) and get(results["dbward"]) is not None
-            else "-")
-        print(f"| {label} | " + " | ".join(cells) + f" | {ratio(ref)} | {ratio(dbhub)} |")
+            values = [get(r) for r in rounds[n] if get(r) is not None]
+            cells.append(f"{statistics.median(values):,.1f}" if values else "-")
+        print(f"| {label} | " + " | ".join(cells) + f" | {ratio(get, ref)} | {ratio(get, 'dbhub')} |")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@
 # stdio sessions, HTTP with 8 and 32 clients, cold start; ratios to the reference server.
 # Installs @modelcontextprotocol/server-postgres@0.6.2 and @bytebase/dbhub@0.21.2 from npm
 # and the mcp SDK from PyPI under target/ (never committed). Needs the local PostgreSQL.
+# The servers take turns over ROUNDS rounds; ratios are per round (median and range).
 # Usage: bench/peers.sh [SECONDS per measurement, default 5] [only: dbward|dbhub|server-postgres]
+#   [ROUNDS, default 3]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 peers=target/bench-peers
@@ -24,4 +26,4 @@ trap 'psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS $db WITH (FOR
 servers_db "$db"
 cargo build -q --release --bin dbward
 "$venv/bin/python" bench/peers.py --dbward target/release/dbward --db "$db" --peers "$peers" \
-  --seconds "${1:-5}" --only "${2:-}"
+  --seconds "${1:-5}" --only "${2:-}" --rounds "${3:-3}"
