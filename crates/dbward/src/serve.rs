@@ -103,6 +103,7 @@ pub struct ServeArgs {
     /// An accepted Host header value (repeatable). Default: localhost, 127.0.0.1, ::1.
     #[arg(long = "allowed-host", value_name = "HOST")]
     allowed_hosts: Vec<String>,
+    #[allow(rustdoc::bare_urls)]
     /// An accepted Origin header value, e.g. https://app.example.com:443 (repeatable).
     /// Default: none, so requests from web pages are refused.
     #[arg(long = "allowed-origin", value_name = "ORIGIN")]

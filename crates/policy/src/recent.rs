@@ -22,12 +22,12 @@ const ENTRIES: usize = 256;
 /// Longest text kept, in bytes.
 const MAX_TEXT: usize = 4096;
 
-/// A query judged: the verdict and the query's normalized text (see [`crate::normalize`]).
+/// A query judged: the verdict and the query's normalized text (see [`crate::normalize()`]).
 #[derive(Debug)]
 pub struct Judged {
     /// The policy's verdict, as [`crate::Policy::check`] gives it.
     pub verdict: Verdict,
-    /// [`crate::normalize`] of the text: literals replaced by placeholders.
+    /// [`crate::normalize()`] of the text: literals replaced by placeholders.
     pub normalized: Option<String>,
 }
 
