@@ -8,17 +8,7 @@
 # Usage: bench/answer_cost.sh [ROUNDS, default 12] [CALLS per round, default 2000]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-peers=target/bench-peers
-mkdir -p "$peers"
-if [ ! -d "$peers/node_modules/@bytebase/dbhub" ] || [ ! -d "$peers/node_modules/@modelcontextprotocol/server-postgres" ]; then
-  (cd "$peers" && npm init -y >/dev/null && npm install --no-audit --no-fund --silent \
-    @modelcontextprotocol/server-postgres@0.6.2 @bytebase/dbhub@0.21.2)
-fi
-venv=target/bench-venv
-if [ ! -x "$venv/bin/python" ]; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "mcp==2.3.0"
-fi
+. bench/peers_install.sh
 db="dbward_answer_bench_$$"
 trap 'psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null' EXIT
 . bench/servers_db.sh
