@@ -6,14 +6,32 @@
 # on, the detector's call-rate threshold lifted. Ratios in the same run: against BASELINE (another dbward binary, e.g. one built
 # from main and copied aside) and, on PostgreSQL, the reference server
 # @modelcontextprotocol/server-postgres when bench/peers.sh has installed it.
-# Needs the local PostgreSQL. Usage:
-#   bench/cpu.sh [CALLS per run, default 3000] [BASELINE binary]
+# With BENCH_WRITES_PER_S=N, pgbench commits N small write transactions a second in
+# another database of the same cluster during the whole run (a database in use: every
+# commit changes the snapshot a kept resolution answer is fingerprinted with).
+# Needs the local PostgreSQL (and pgbench for BENCH_WRITES_PER_S). Usage:
+#   [BENCH_WRITES_PER_S=N] bench/cpu.sh [CALLS per run, default 3000] [BASELINE binary]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 db="dbward_cpu_bench_$$"
-trap 'psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null' EXIT
+side="dbward_cpu_writes_$$"
+writer=
+cleanup() {
+  if [ -n "$writer" ]; then kill "$writer" 2>/dev/null || true; wait "$writer" 2>/dev/null || true; fi
+  psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" \
+    -c "DROP DATABASE IF EXISTS $side WITH (FORCE)" >/dev/null
+}
+trap cleanup EXIT
 . bench/servers_db.sh
 servers_db "$db"
+if [ "${BENCH_WRITES_PER_S:-0}" != 0 ]; then
+  psql -q -h 127.0.0.1 -U postgres -c "CREATE DATABASE $side" >/dev/null
+  pgbench -i -q -h 127.0.0.1 -U postgres "$side" >/dev/null 2>&1
+  pgbench -n -h 127.0.0.1 -U postgres -b simple-update -c 1 -R "$BENCH_WRITES_PER_S" \
+    -T 86400 "$side" >/dev/null 2>&1 &
+  writer=$!
+  echo "a writer commits $BENCH_WRITES_PER_S transactions/s in database $side" >&2
+fi
 cargo build -q --release --bin dbward
 reference=target/bench-peers/node_modules/@modelcontextprotocol/server-postgres/dist/index.js
 args=(--dbward target/release/dbward --pg-db "$db" --calls "${1:-3000}")
