@@ -304,6 +304,67 @@ async fn refused_sign_ins_are_explained_and_audited() {
     );
 }
 
+/// RFC 9207: the provider names itself (`iss`) in every answer and says so in its
+/// metadata. An answer naming another issuer, or none, is not this provider's (a mix-up:
+/// the browser was sent to another provider too): its code is never exchanged, its error
+/// never repeated as this provider's.
+#[tokio::test]
+async fn an_answer_from_another_provider_is_refused() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let idp = idp::start("127.0.0.1").await;
+    let app = start(data.path(), &idp, "", &[]).await;
+    let base = &app.base;
+    let http = client();
+    get(&http, &format!("{base}/login")).await;
+    let ours = format!("iss={}", idp.issuer.replace(':', "%3A").replace('/', "%2F"));
+    let exchanges = || {
+        let (matched, refused) = idp.pkce();
+        matched + refused
+    };
+
+    idp.next("alice-1", json!({}), Spoil::Nothing);
+    let back = to_provider_and_back(&http, base).await;
+    assert!(back.contains(&ours), "the stand-in names itself: {back}");
+    let other = back.replace(&ours, "iss=https%3A%2F%2Fevil.example.com");
+    let (status, page) = get(&http, &other).await;
+    assert_eq!(status, 403, "{page}");
+    assert!(page.contains("names another issuer"), "{page}");
+    audited(data.path(), &["auth_refused", "names another issuer"]).await;
+    assert_eq!(
+        exchanges(),
+        0,
+        "the code of a mixed-up answer is not exchanged"
+    );
+
+    // An answer without iss, from a provider whose metadata says it always sends one.
+    let back = to_provider_and_back(&http, base).await;
+    let (status, page) = get(&http, &back.replace(&format!("&{ours}"), "")).await;
+    assert_eq!(status, 403, "{page}");
+    assert!(page.contains("has no iss"), "{page}");
+    audited(data.path(), &["auth_refused", "has no iss"]).await;
+    assert_eq!(exchanges(), 0);
+
+    // Another provider's error is not reported as this one's.
+    idp.next("alice-1", json!({}), Spoil::Deny);
+    let back = to_provider_and_back(&http, base).await;
+    let (status, page) = get(
+        &http,
+        &back.replace(&ours, "iss=https%3A%2F%2Fevil.example.com"),
+    )
+    .await;
+    assert_eq!(status, 403, "{page}");
+    assert!(page.contains("names another issuer"), "{page}");
+    assert!(!page.contains("access_denied"), "{page}");
+
+    // The provider's own answer still signs in.
+    idp.next("alice-1", json!({}), Spoil::Nothing);
+    let (status, page) = sign_in(&http, base).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(exchanges(), 1);
+    let (_, home) = get(&http, &format!("{base}/")).await;
+    assert!(home.contains("corp:alice-1"), "{home}");
+}
+
 #[tokio::test]
 async fn a_code_without_its_verifier_is_refused() {
     // The provider refuses a code exchanged without the verifier whose challenge it saw;

@@ -97,6 +97,10 @@ pub struct Metadata {
     pub token_endpoint: Option<String>,
     /// The PKCE methods it says it supports (empty: it does not say).
     pub code_challenge_methods: Vec<String>,
+    /// It names itself in every authorization response (`iss`, RFC 9207:
+    /// `authorization_response_iss_parameter_supported`), so an answer without it is not
+    /// its.
+    pub iss_in_authorization_response: bool,
 }
 
 struct Keys {
@@ -309,6 +313,10 @@ impl Provider {
                                     .collect()
                             })
                             .unwrap_or_default(),
+                        iss_in_authorization_response: doc
+                            .get("authorization_response_iss_parameter_supported")
+                            .and_then(Value::as_bool)
+                            .unwrap_or(false),
                     };
                     *cached = Some((Instant::now(), m.clone()));
                     return Ok(m);

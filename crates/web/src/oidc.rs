@@ -8,6 +8,9 @@
 //!   ES256), `iss` the configured issuer, `aud` holding the client id (and `azp` the client
 //!   id when there are several audiences), unexpired, with an `iat`, and the `nonce` this
 //!   sign-in sent (compared in constant time).
+//! - An authorization response is used only if it is the provider's (RFC 9207): its `iss`
+//!   must be the configured issuer when present, and present when the provider's metadata
+//!   says it always sends it; otherwise neither its code nor its error is used.
 //! - The client secret, the code, the verifier and the tokens never appear in an error,
 //!   a log line, an audit entry or a page. Errors carry the reason only.
 
@@ -40,6 +43,10 @@ pub(crate) enum SignInError {
     /// The ID token did not verify.
     #[error("the ID token was not accepted: {0}")]
     IdToken(String),
+    /// The authorization response is not the provider's (RFC 9207: its `iss` is another
+    /// issuer's, or missing from a provider that always sends it).
+    #[error("the answer is not from the configured provider: {0}")]
+    Response(String),
 }
 
 impl From<ProviderError> for SignInError {
@@ -199,6 +206,28 @@ impl OidcLogin {
             .append_pair("code_challenge", &challenge(s.verifier.expose_secret()))
             .append_pair("code_challenge_method", "S256");
         Ok(url.into())
+    }
+
+    /// RFC 9207: an authorization response that names an issuer must name the configured
+    /// one (simple string comparison), and a provider whose metadata says it always names
+    /// itself must have done so. Otherwise the response may come from another provider the
+    /// browser was sent to (a mix-up attack), and neither its code nor its error is used.
+    pub(crate) async fn check_response_issuer(&self, iss: Option<&str>) -> Result<(), SignInError> {
+        match iss {
+            Some(i) if i == self.provider.issuer() => Ok(()),
+            Some(_) => Err(SignInError::Response("its iss names another issuer".into())),
+            None if self
+                .provider
+                .metadata()
+                .await?
+                .iss_in_authorization_response =>
+            {
+                Err(SignInError::Response(
+                    "it has no iss, which this provider always sends".into(),
+                ))
+            }
+            None => Ok(()),
+        }
     }
 
     /// Exchanges `code` (with the verifier) at the token endpoint and checks the ID token

@@ -188,6 +188,9 @@ pub(crate) struct CallbackQuery {
     state: Option<String>,
     #[serde(default)]
     error: Option<String>,
+    /// The issuer the answer says it comes from (RFC 9207).
+    #[serde(default)]
+    iss: Option<String>,
 }
 
 /// Reports a refused sign-in to the child (audited there with its reason), counts it
@@ -250,6 +253,23 @@ pub(crate) async fn callback(
         .as_deref()
         .filter(|s| s.len() <= MAX_PARAM_BYTES)
         .and_then(|s| state.pending.take(s));
+    // Whose answer this is comes first (for a live sign-in, or an error): a code or an
+    // error from another provider is not used, nor repeated as this provider's.
+    let answered = pending.is_some() || q.error.is_some();
+    if answered && let Err(e) = oidc.check_response_issuer(q.iss.as_deref()).await {
+        let status = match e {
+            SignInError::Unavailable(_) => StatusCode::BAD_GATEWAY,
+            _ => StatusCode::FORBIDDEN,
+        };
+        return refuse(
+            &state,
+            peer,
+            status,
+            e.to_string(),
+            format!("{name} could not sign you in: {e}. {again}"),
+        )
+        .await;
+    }
     if let Some(error) = &q.error {
         let code = error_code(error);
         return refuse(

@@ -150,6 +150,7 @@ async fn discovery(State(s): State<Shared>) -> Response {
         "response_types_supported": ["code"],
         "code_challenge_methods_supported": ["S256"],
         "id_token_signing_alg_values_supported": ["RS256"],
+        "authorization_response_iss_parameter_supported": true,
     }))
     .into_response()
 }
@@ -187,9 +188,11 @@ async fn authorize(State(s): State<Shared>, Query(q): Query<HashMap<String, Stri
     let state = get("state");
     let next = s.next.lock().expect("next").clone();
     let sep = if redirect.contains('?') { '&' } else { '?' };
+    // Every answer names its issuer (RFC 9207), form-encoded.
+    let iss = s.issuer.replace(':', "%3A").replace('/', "%2F");
     if next.spoil == Spoil::Deny {
         return Redirect::to(&format!(
-            "{redirect}{sep}error=access_denied&error_description=The+user+said+no&state={state}"
+            "{redirect}{sep}error=access_denied&error_description=The+user+said+no&state={state}&iss={iss}"
         ))
         .into_response();
     }
@@ -203,7 +206,10 @@ async fn authorize(State(s): State<Shared>, Query(q): Query<HashMap<String, Stri
             next,
         },
     );
-    Redirect::to(&format!("{redirect}{sep}code={code}&state={state}")).into_response()
+    Redirect::to(&format!(
+        "{redirect}{sep}code={code}&state={state}&iss={iss}"
+    ))
+    .into_response()
 }
 
 fn rand_hex() -> String {
