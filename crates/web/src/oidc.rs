@@ -45,7 +45,7 @@ pub(crate) enum SignInError {
     IdToken(String),
     /// The authorization response is not the provider's (RFC 9207: its `iss` is another
     /// issuer's, or missing from a provider that always sends it).
-    #[error("the answer is not from the configured provider: {0}")]
+    #[error("the answer is not from the configured provider ({0})")]
     Response(String),
 }
 
