@@ -45,6 +45,8 @@ use crate::session::{Peer, Person, Visitor};
 pub(crate) const PENDING_TTL: Duration = Duration::from_secs(600);
 /// Most sign-ins pending at once; the oldest is dropped beyond it.
 const MAX_PENDING: usize = 10_000;
+/// What a refused sign-in's page says to do next.
+const AGAIN: &str = "Start again from the login page.";
 /// Longest `code` or `state` looked at.
 const MAX_PARAM_BYTES: usize = 2048;
 /// The binding cookie; with `Secure`, the `__Host-` form.
@@ -227,6 +229,23 @@ async fn refuse(
     r
 }
 
+/// [`refuse`] for a sign-in the provider's side failed: a provider that cannot be reached
+/// is a bad gateway, anything else forbidden; the page says why.
+async fn refuse_failed(state: &WebState, peer: IpAddr, name: &str, e: SignInError) -> Response {
+    let status = match e {
+        SignInError::Unavailable(_) => StatusCode::BAD_GATEWAY,
+        _ => StatusCode::FORBIDDEN,
+    };
+    refuse(
+        state,
+        peer,
+        status,
+        e.to_string(),
+        format!("{name} could not sign you in: {e}. {AGAIN}"),
+    )
+    .await
+}
+
 /// `GET /auth/callback`: the provider's answer.
 pub(crate) async fn callback(
     State(state): State<Arc<WebState>>,
@@ -246,7 +265,7 @@ pub(crate) async fn callback(
             "Too many failed sign-ins from this address; wait a minute.".into(),
         );
     }
-    let again = "Start again from the login page.";
+    let again = AGAIN;
     // The state is used up whatever comes next.
     let pending = q
         .state
@@ -257,18 +276,7 @@ pub(crate) async fn callback(
     // error from another provider is not used, nor repeated as this provider's.
     let answered = pending.is_some() || q.error.is_some();
     if answered && let Err(e) = oidc.check_response_issuer(q.iss.as_deref()).await {
-        let status = match e {
-            SignInError::Unavailable(_) => StatusCode::BAD_GATEWAY,
-            _ => StatusCode::FORBIDDEN,
-        };
-        return refuse(
-            &state,
-            peer,
-            status,
-            e.to_string(),
-            format!("{name} could not sign you in: {e}. {again}"),
-        )
-        .await;
+        return refuse_failed(&state, peer, &name, e).await;
     }
     if let Some(error) = &q.error {
         let code = error_code(error);
@@ -317,20 +325,7 @@ pub(crate) async fn callback(
     }
     let signed_in = match oidc.finish(code, &pending.verifier, &pending.nonce).await {
         Ok(p) => p,
-        Err(e) => {
-            let status = match e {
-                SignInError::Unavailable(_) => StatusCode::BAD_GATEWAY,
-                _ => StatusCode::FORBIDDEN,
-            };
-            return refuse(
-                &state,
-                peer,
-                status,
-                e.to_string(),
-                format!("{name} could not sign you in: {e}. {again}"),
-            )
-            .await;
-        }
+        Err(e) => return refuse_failed(&state, peer, &name, e).await,
     };
     tracing::info!(
         provider = %signed_in.identity.provider,
