@@ -9,8 +9,11 @@
 # With BENCH_WRITES_PER_S=N, pgbench commits N small write transactions a second in
 # another database of the same cluster during the whole run (a database in use: every
 # commit changes the snapshot a kept resolution answer is fingerprinted with).
+# With BENCH_CATALOG_VERSION=1, dbward's catalog version (`dbward setup-role
+# --catalog-version`) is installed in the bench database first, so kept answers are
+# fingerprinted with it instead of the snapshot.
 # Needs the local PostgreSQL (and pgbench for BENCH_WRITES_PER_S). Usage:
-#   [BENCH_WRITES_PER_S=N] bench/cpu.sh [CALLS per run, default 3000] [BASELINE binary]
+#   [BENCH_WRITES_PER_S=N] [BENCH_CATALOG_VERSION=1] bench/cpu.sh [CALLS per run, default 3000] [BASELINE binary]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 db="dbward_cpu_bench_$$"
@@ -24,6 +27,11 @@ cleanup() {
 trap cleanup EXIT
 . bench/servers_db.sh
 servers_db "$db"
+cargo build -q --release --bin dbward
+if [ "${BENCH_CATALOG_VERSION:-0}" = 1 ]; then
+  target/release/dbward setup-role --catalog-version | psql -q -h 127.0.0.1 -U postgres -d "$db" >/dev/null
+  echo "dbward's catalog version is installed in $db" >&2
+fi
 if [ "${BENCH_WRITES_PER_S:-0}" != 0 ]; then
   psql -q -h 127.0.0.1 -U postgres -c "CREATE DATABASE $side" >/dev/null
   pgbench -i -q -h 127.0.0.1 -U postgres "$side" >/dev/null 2>&1
@@ -32,7 +40,6 @@ if [ "${BENCH_WRITES_PER_S:-0}" != 0 ]; then
   writer=$!
   echo "a writer commits $BENCH_WRITES_PER_S transactions/s in database $side" >&2
 fi
-cargo build -q --release --bin dbward
 reference=target/bench-peers/node_modules/@modelcontextprotocol/server-postgres/dist/index.js
 args=(--dbward target/release/dbward --pg-db "$db" --calls "${1:-3000}")
 if [ -n "${2:-}" ]; then args+=(--baseline "$2"); fi

@@ -31,6 +31,12 @@ pub struct SetupRoleArgs {
     /// sets from the caller's verified identity (`session_settings`).
     #[arg(long, value_name = "TABLE")]
     rls_example: Option<String>,
+    /// Print instead the PostgreSQL catalog version (run it as a superuser in each
+    /// database dbward reads): a counter an event trigger raises with every DDL command,
+    /// so that dbward's kept resolution answers survive writes (without it, any commit in
+    /// the cluster makes them stale and each call resolves its names afresh).
+    #[arg(long, conflicts_with = "rls_example")]
+    catalog_version: bool,
     /// With --rls-example: the column compared with the caller's setting.
     #[arg(long, default_value = "department_id", requires = "rls_example")]
     rls_column: String,
@@ -109,18 +115,62 @@ GRANT EXECUTE ON FUNCTION pg_catalog.set_config(text, text, boolean) TO {login};
     ))
 }
 
+/// The `--catalog-version` script, with what it does and costs.
+fn catalog_version_sql() -> String {
+    format!(
+        "-- dbward's catalog version for PostgreSQL 13 or later. Review, then run as a superuser in\n\
+-- each database dbward reads (event triggers are per database).\n\
+--\n\
+-- Before a query runs, dbward asks the database what its names resolve to and keeps the\n\
+-- answer, reusing it only while the database proves nothing it depends on has changed.\n\
+-- Without this, that proof is \"no transaction has committed since\", so on a database\n\
+-- in use every call resolves afresh (about a millisecond of the server's CPU). With it,\n\
+-- the proof is this number, raised in the same transaction by every DDL command, so\n\
+-- writes leave kept answers alone. dbward trusts it only while the event trigger, its\n\
+-- function, the table and the schema are a superuser's, the trigger fires for every\n\
+-- command, and no one else may write the table; it checks this when a session opens\n\
+-- and falls back to the snapshot in the same statement should the trigger be disabled.\n\
+-- Cost: each DDL command updates one row, so concurrent DDL transactions (temporary\n\
+-- tables included) wait for each other's commit. To remove it: DROP EVENT TRIGGER\n\
+-- dbward_catalog_version; DROP SCHEMA dbward CASCADE; then reconnect dbward.\n\
+{}",
+        dbward_gateway::backends::postgres::resolve::CATALOG_VERSION_SQL
+    )
+}
+
+/// An option only PostgreSQL has, asked for with another `--type`: says `why` and exits 2.
+fn postgres_only(args: &SetupRoleArgs, why: &str) -> Option<ExitCode> {
+    let other = args
+        .kind
+        .as_deref()
+        .is_some_and(|k| !k.starts_with("postgres"));
+    other.then(|| {
+        eprintln!("error: {why}");
+        ExitCode::from(2)
+    })
+}
+
 /// Prints the SQL to stdout.
 pub fn run(args: &SetupRoleArgs) -> ExitCode {
-    if let Some(table) = &args.rls_example {
-        if args
-            .kind
-            .as_deref()
-            .is_some_and(|k| !k.starts_with("postgres"))
+    if args.catalog_version {
+        if let Some(refused) = postgres_only(
+            args,
+            "--catalog-version is PostgreSQL's: MySQL/MariaDB routines are resolved on every call (never kept), and SQLite has no DDL from other sessions to follow",
+        ) {
+            return refused;
+        }
+        #[allow(clippy::print_stdout)] // command output
         {
-            eprintln!(
-                "error: --rls-example is PostgreSQL's: MySQL/MariaDB and SQLite have no row-level security (use views per audience, or a separate connection per role)"
-            );
-            return ExitCode::from(2);
+            println!("{}", catalog_version_sql());
+        }
+        return ExitCode::SUCCESS;
+    }
+    if let Some(table) = &args.rls_example {
+        if let Some(refused) = postgres_only(
+            args,
+            "--rls-example is PostgreSQL's: MySQL/MariaDB and SQLite have no row-level security (use views per audience, or a separate connection per role)",
+        ) {
+            return refused;
         }
         return match rls_example(args, table) {
             Ok(sql) => {

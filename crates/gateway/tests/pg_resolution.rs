@@ -55,6 +55,12 @@ struct Setup {
 }
 
 async fn setup(config: GatewayConfig) -> Setup {
+    setup_with(config, false).await
+}
+
+/// [`setup`], with dbward's catalog version installed by a superuser first when
+/// `versioned` (`dbward setup-role --catalog-version`).
+async fn setup_with(config: GatewayConfig, versioned: bool) -> Setup {
     let fx = PgFixture::new().await;
     let mut owner = PgConnection::connect(&fx.url()).await.expect("owner");
     sqlx::raw_sql(ATTACK_FIXTURE)
@@ -62,6 +68,9 @@ async fn setup(config: GatewayConfig) -> Setup {
         .await
         .expect("attack fixture");
     owner.close().await.ok();
+    if versioned {
+        common::pg_install_catalog_version(&fx.db).await;
+    }
     let victim = PgConnection::connect(&format!("{}?application_name=dbward_victim", fx.url()))
         .await
         .expect("victim");
@@ -561,7 +570,20 @@ async fn an_owner_search_path_cannot_hijack_dbwards_own_statements() {
 /// only thing that stands in the way here.
 #[tokio::test]
 async fn a_kept_answer_is_never_used_after_the_owner_changes_what_a_name_resolves_to() {
-    let mut s = setup(denying_config()).await;
+    kept_answers_follow_every_change(false).await;
+}
+
+/// The same changes, where a superuser has installed dbward's catalog version: kept
+/// answers then survive writes (a row committed between two calls leaves the second on the
+/// kept answer, its guard passing), and every one of the owner's changes, a DDL command,
+/// still makes the very next call resolve afresh.
+#[tokio::test]
+async fn with_the_catalog_version_a_kept_answer_survives_writes_but_not_a_change() {
+    kept_answers_follow_every_change(true).await;
+}
+
+async fn kept_answers_follow_every_change(versioned: bool) {
+    let mut s = setup_with(denying_config(), versioned).await;
     let mut owner = PgConnection::connect(&s.fx.url()).await.expect("owner");
     sqlx::raw_sql(
         "CREATE VIEW public.plain_view AS SELECT id, name FROM customers;
@@ -601,6 +623,21 @@ async fn a_kept_answer_is_never_used_after_the_owner_changes_what_a_name_resolve
         tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
         for _ in 0..2 {
             s.runs(sql).await;
+        }
+        if versioned {
+            // A write (the owner's, committed): the kept answer still stands.
+            sqlx::raw_sql("INSERT INTO staff VALUES (9, 'Wren'); DELETE FROM staff WHERE id = 9")
+                .execute(&mut owner)
+                .await
+                .expect("a write");
+            let before = common::pg_resolution_counts(&s.gw);
+            s.runs(sql).await;
+            let after = common::pg_resolution_counts(&s.gw);
+            assert_eq!(
+                (after[0] - before[0], after[1] - before[1]),
+                (1, 0),
+                "{sql}: after a write, on the kept answer and its guard passing ({before:?} -> {after:?})"
+            );
         }
         sqlx::raw_sql(change)
             .execute(&mut owner)

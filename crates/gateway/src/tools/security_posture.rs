@@ -52,6 +52,11 @@ pub struct Layers {
     pub reader_role: Option<String>,
     /// Whether client-supplied connection strings are accepted.
     pub client_connections_allowed: bool,
+    /// PostgreSQL: whether the database has dbward's catalog version
+    /// (`dbward setup-role --catalog-version`), so kept resolution answers survive writes
+    /// (without it any commit makes them stale and calls resolve their names afresh).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub catalog_version: Option<bool>,
 }
 
 /// The answer of `security_posture`.
@@ -71,6 +76,10 @@ impl Gateway {
         let call = self.begin("security_posture", Some(id), None).await?;
         let result = async {
         let open = self.get(id)?;
+        let catalog_version = match &open.backend {
+            Backend::Postgres(b) => Some(b.catalog_versioned()),
+            _ => None,
+        };
         let (role, reader_role) = match &open.backend {
             Backend::Postgres(b) => {
                 let mut role = b.posture().await?;
@@ -133,6 +142,7 @@ impl Gateway {
                 byte_cap: l.max_bytes,
                 reader_role,
                 client_connections_allowed: self.config.allow_client_connections,
+                catalog_version,
             },
             warnings,
         })

@@ -125,6 +125,33 @@ async fn drop_stale(admin: &mut PgConnection) {
     }
 }
 
+/// Installs dbward's catalog version in database `db`, as the superuser
+/// (`dbward setup-role --catalog-version`).
+#[allow(dead_code)]
+pub async fn pg_install_catalog_version(db: &str) {
+    let mut su = PgConnection::connect(&format!("postgresql://postgres@127.0.0.1:5432/{db}"))
+        .await
+        .expect("superuser");
+    sqlx::raw_sql(dbward_gateway::backends::postgres::resolve::CATALOG_VERSION_SQL)
+        .execute(&mut su)
+        .await
+        .expect("install the catalog version");
+    su.close().await.ok();
+}
+
+/// The gateway's PostgreSQL resolution counts: calls sent behind the guard of a kept answer,
+/// those whose guard failed, and those resolved afresh (`dbward_pg_resolutions`).
+#[allow(dead_code)]
+pub fn pg_resolution_counts(gw: &dbward_gateway::Gateway) -> [u64; 3] {
+    let text = gw.metrics_text();
+    ["kept", "stale", "asked"].map(|answer| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("dbward_pg_resolutions{{answer=\"{answer}\"}} ")))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
+    })
+}
+
 /// A fresh PostgreSQL database owned by a fresh login role with [`PASSWORD`].
 pub struct PgFixture {
     pub db: String,

@@ -47,7 +47,8 @@ fn output_schema() -> std::sync::Arc<rmcp::model::JsonObject> {
                     "row_cap": { "type": "integer" },
                     "byte_cap": { "type": "integer" },
                     "reader_role": { "type": "string" },
-                    "client_connections_allowed": { "type": "boolean" }
+                    "client_connections_allowed": { "type": "boolean" },
+                    "catalog_version": { "type": "boolean" }
                 },
                 "required": ["policy", "read_only_transaction", "statement_timeout_ms", "row_cap", "byte_cap", "client_connections_allowed"]
             },
@@ -91,14 +92,16 @@ impl DbwardServer {
                     r.dangerous_roles.join(", ")
                 ),
                 format!(
-                    "layers: policy={} read_only_transaction={} statement_timeout_ms={} row_cap={} byte_cap={} reader_role={} client_connections_allowed={}",
+                    "layers: policy={} read_only_transaction={} statement_timeout_ms={} row_cap={} byte_cap={} reader_role={} client_connections_allowed={} catalog_version={}",
                     l.policy,
                     l.read_only_transaction,
                     l.statement_timeout_ms,
                     l.row_cap,
                     l.byte_cap,
                     l.reader_role.as_deref().unwrap_or("-"),
-                    l.client_connections_allowed
+                    l.client_connections_allowed,
+                    l.catalog_version
+                        .map_or("-", |v| if v { "on" } else { "off" })
                 ),
             ];
             lines.extend(p.warnings.iter().map(|w| format!("warning: {w}")));

@@ -214,7 +214,7 @@ impl PgBackend {
         tail.extend(savepoint.map(String::from));
         if let Some(x) = &executes {
             if self.snapshots {
-                tail.push(resolve::fingerprint_sql());
+                tail.push(resolve::fingerprint_sql(self.catalog_versioned()));
             }
             tail.extend(resolve::BEFORE.map(String::from));
             tail.push(x.clone());
@@ -263,7 +263,7 @@ impl PgBackend {
         }
         if utility {
             let r = utility_rows(conn, sql, caps).await?;
-            end(conn, false).await?;
+            end(conn, false, self.catalog_versioned()).await?;
             return Ok(r);
         }
         let fetched = self
@@ -305,7 +305,7 @@ impl PgBackend {
             "FETCH FORWARD {} FROM dbward_cursor",
             caps.max_rows.saturating_add(1).min(i32::MAX as usize),
         ))];
-        fetch.extend(end_pipelined(conn, named));
+        fetch.extend(end_pipelined(conn, named, self.catalog_versioned()));
         // The DECLARE (extended protocol: one statement, unnamed, its parameters bound with
         // their own types), the FETCH and the end go out in one flush, one batch of the
         // extended protocol with one Sync, answered with one flush (the driver's
@@ -460,7 +460,7 @@ impl PgBackend {
             .await
             .map_err(err)?;
         let columns = prepared.columns().iter().map(column_of).collect();
-        end(conn, true).await?;
+        end(conn, true, self.catalog_versioned()).await?;
         Ok(columns)
     }
 
@@ -633,25 +633,29 @@ const END: [&str; 2] = ["ROLLBACK", resolve::UNLOCK];
 /// After [`END`], when the call made the driver name a statement (a Describe): every
 /// prepared statement of the session dropped — the driver's hold the client's text, which
 /// the next caller could read in `pg_prepared_statements` — and ours prepared again.
-fn reprepare(conn: &sqlx::PgConnection, named: bool) -> Vec<String> {
+fn reprepare(conn: &sqlx::PgConnection, named: bool, versioned: bool) -> Vec<String> {
     if !named {
         return Vec::new();
     }
     let mut out = vec!["DEALLOCATE ALL".to_string()];
-    out.extend(resolve::prepare_statements(conn));
+    out.extend(resolve::prepare_statements(conn, versioned));
     out
 }
 
 /// [`END`] and [`reprepare`], as text.
-fn end_statements(conn: &sqlx::PgConnection, named: bool) -> Vec<String> {
+fn end_statements(conn: &sqlx::PgConnection, named: bool, versioned: bool) -> Vec<String> {
     let mut out: Vec<String> = END.map(String::from).to_vec();
-    out.extend(reprepare(conn, named));
+    out.extend(reprepare(conn, named, versioned));
     out
 }
 
 /// [`end_statements`] for the end of a pipelined batch: the unlock is the session's
 /// prepared `dbward_unlock`, bound by name (not parsed or planned again).
-fn end_pipelined(conn: &sqlx::PgConnection, named: bool) -> Vec<PipelinedStatement> {
+fn end_pipelined(
+    conn: &sqlx::PgConnection,
+    named: bool,
+    versioned: bool,
+) -> Vec<PipelinedStatement> {
     let mut out = vec![
         PipelinedStatement::Text(END[0].to_string()),
         PipelinedStatement::Prepared {
@@ -660,7 +664,7 @@ fn end_pipelined(conn: &sqlx::PgConnection, named: bool) -> Vec<PipelinedStateme
         },
     ];
     out.extend(
-        reprepare(conn, named)
+        reprepare(conn, named, versioned)
             .into_iter()
             .map(PipelinedStatement::Text),
     );
@@ -668,8 +672,8 @@ fn end_pipelined(conn: &sqlx::PgConnection, named: bool) -> Vec<PipelinedStateme
 }
 
 /// [`end_statements`] as one simple-protocol message.
-fn end_sql(conn: &sqlx::PgConnection, named: bool) -> String {
-    end_statements(conn, named).join("; ")
+fn end_sql(conn: &sqlx::PgConnection, named: bool, versioned: bool) -> String {
+    end_statements(conn, named, versioned).join("; ")
 }
 
 /// Runs `sql` (several statements of our own text, simple protocol) and returns each
@@ -742,8 +746,12 @@ async fn set_local(
 /// with its text, which the next caller on this pooled session could read in
 /// `pg_prepared_statements` — and prepares dbward's own statements again. The
 /// driver's statement cache is off and every other statement is unnamed. One round trip.
-async fn end(conn: &mut sqlx::PgConnection, named: bool) -> Result<(), GatewayError> {
-    sqlx::raw_sql(AssertSqlSafe(end_sql(conn, named)))
+async fn end(
+    conn: &mut sqlx::PgConnection,
+    named: bool,
+    versioned: bool,
+) -> Result<(), GatewayError> {
+    sqlx::raw_sql(AssertSqlSafe(end_sql(conn, named, versioned)))
         .execute(&mut *conn)
         .await
         .map_err(|e| classify(e, &[]))?;

@@ -15,7 +15,9 @@
 //! one round trip: the BEGIN, a guard that fails unless the database proves the kept answer
 //! is still the one it would give (`resolve::guard`), the DECLARE, the FETCH and the end,
 //! all in one flush; when the guard fails, nothing of the query has run and the call
-//! resolves afresh. String parameters add one round trip (`params.rs`), session settings
+//! resolves afresh. (By default the guard fails after any commit in the cluster; where a
+//! superuser installed dbward's catalog version, `resolve::CATALOG_VERSION_SQL`, only after
+//! a DDL command in the database.) String parameters add one round trip (`params.rs`), session settings
 //! one; both resolve on every call. The pool takes a connection back without a round trip
 //! (`quiet_idle_ping`).
 //!
@@ -67,6 +69,10 @@ pub struct PgBackend {
     /// The server has `pg_current_snapshot()` (PostgreSQL 13 and later), which a kept
     /// answer's fingerprint needs; without it every call resolves afresh.
     snapshots: bool,
+    /// The database has dbward's catalog version, as the last session opened found it
+    /// (`resolve::VERSIONED_CHECK`): kept answers are then fingerprinted with it, not with
+    /// the snapshot (`resolve::fingerprint`).
+    versioned: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// The session's own statement, lock and idle-in-transaction timeouts (startup
     /// options): a call whose caps differ sets its own in its transaction.
     session_timeouts: [u64; 3],
@@ -168,6 +174,9 @@ impl PgBackend {
         if let Some(d) = &spec.database {
             opts = opts.database(d);
         }
+        let versioned = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let versioned_at_open = versioned.clone();
+        let reader = spec.reader_role.clone();
         let pool = PgPoolOptions::new()
             .max_connections(limits.pool_max_size)
             .acquire_timeout(Duration::from_millis(limits.acquire_timeout_ms))
@@ -190,14 +199,18 @@ impl PgBackend {
             // `pg_catalog` first on every session's path, whatever the database's or
             // role's default: an owner who put their schema before it could otherwise
             // stand their own `=` or `version()` in for the builtins, in dbward's own
-            // statements and in the client's (see `pin_catalog_first`).
-            .after_connect(|conn, _meta| {
+            // statements and in the client's (see `start_session`).
+            .after_connect(move |conn, _meta| {
+                let reader = reader.clone();
+                let versioned = versioned_at_open.clone();
                 Box::pin(async move {
-                    pin_catalog_first(conn).await?;
+                    let found =
+                        start_session(conn, reader.as_deref()).await? && resolve::snapshots(conn);
+                    versioned.store(found, std::sync::atomic::Ordering::Relaxed);
                     // The resolution statement, the unlock and the guard, prepared once per
                     // session (our own text).
                     sqlx::raw_sql(sqlx::AssertSqlSafe(
-                        resolve::prepare_statements(conn).join("; "),
+                        resolve::prepare_statements(conn, found).join("; "),
                     ))
                     .execute(conn)
                     .await?;
@@ -235,6 +248,7 @@ impl PgBackend {
             reader_role: spec.reader_role.clone(),
             resolutions: Default::default(),
             snapshots: version_num >= 130_000,
+            versioned,
             server_version,
             connect_posture: std::sync::Arc::new(std::sync::Mutex::new(Some(posture))),
         })
@@ -265,26 +279,41 @@ impl PgBackend {
         self.resolutions.counts()
     }
 
+    /// Whether the database has dbward's catalog version, as the last session opened
+    /// found it (kept resolution answers then survive writes).
+    pub fn catalog_versioned(&self) -> bool {
+        self.versioned.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The configured reader role, if any.
     pub fn reader_role(&self) -> Option<&str> {
         self.reader_role.as_deref()
     }
 }
 
-/// Puts `pg_catalog` first on the session's `search_path` (it stays on the path where the
-/// default had it too; PostgreSQL skips a schema listed twice). Every builtin then shadows
-/// a same-signature function, operator or type of the database owner's, for dbward's own
-/// statements and for the client's. Our own constant statement; the old path is read and
-/// written back as a bound value, never spliced.
-async fn pin_catalog_first(conn: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
-    sqlx::query(
+/// Opens a session: puts `pg_catalog` first on its `search_path` (it stays on the path
+/// where the default had it too; PostgreSQL skips a schema listed twice), so every builtin
+/// shadows a same-signature function, operator or type of the database owner's, for
+/// dbward's own statements and for the client's; and, in the same statement, reads whether
+/// the database has a catalog version dbward can trust for `reader` (the role queries run
+/// as; `None`: the login role), see `resolve::VERSIONED_CHECK`. Our own constant
+/// statement; the old path is read and written back as a bound value, never spliced.
+async fn start_session(
+    conn: &mut sqlx::PgConnection,
+    reader: Option<&str>,
+) -> Result<bool, sqlx::Error> {
+    let (_, versioned): (String, bool) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT pg_catalog.set_config('search_path', \
-         'pg_catalog, ' OPERATOR(pg_catalog.||) pg_catalog.current_setting('search_path'), false)",
-    )
+         'pg_catalog, ' OPERATOR(pg_catalog.||) pg_catalog.current_setting('search_path'), false), \
+         ({})",
+        resolve::VERSIONED_CHECK
+    )))
+    .bind(reader)
+    .bind(resolve::BUMP_BODY)
     .persistent(false)
-    .execute(conn)
+    .fetch_one(conn)
     .await?;
-    Ok(())
+    Ok(versioned)
 }
 
 /// Quotes an identifier the way PostgreSQL's `quote_ident` does.

@@ -18,8 +18,10 @@
 //! The gateway judges the answer ([`crate::resolution`]). An answer is kept ([`Cache`]) with
 //! the fingerprint of what it was read from, and reused only while the database proves
 //! inside the call's own transaction, in the same flush as the query and just before it,
-//! that nothing it depends on can have changed ([`FINGERPRINT`], [`guard`]): an answer is
-//! never used after the owner creates or redefines a function.
+//! that nothing it depends on can have changed ([`fingerprint`], [`guard`]): an answer is
+//! never used after the owner creates or redefines a function. By default that proof is
+//! that no transaction has committed since (any write makes it fail); where a superuser has
+//! installed dbward's catalog version ([`CATALOG_VERSION_SQL`]), that no DDL command has.
 //!
 //! Invariant: this statement is our own constant text; the names travel hex-encoded (see
 //! [`statement`]), and every operator, function and type in it is `pg_catalog`'s.
@@ -289,10 +291,12 @@ pub(crate) const UNLOCK: &str = "SELECT pg_catalog.pg_advisory_unlock_all()";
 
 /// `PREPARE dbward_resolve(text) AS ...`, `PREPARE dbward_unlock AS SELECT
 /// pg_advisory_unlock_all()` and, on PostgreSQL 13 and later (which have
-/// `pg_current_snapshot`), `PREPARE dbward_guard(text) AS ...`: run when a session is
-/// opened, and again after a call had to drop every prepared statement of the session.
-/// All are our own text; none holds anything of a client's. One statement each.
-pub(crate) fn prepare_statements(conn: &sqlx::PgConnection) -> Vec<String> {
+/// `pg_current_snapshot`), `PREPARE dbward_guard(text) AS ...` with the session's
+/// [`fingerprint`] (`versioned`: the database has dbward's catalog version, see
+/// [`CATALOG_VERSION_SQL`]): run when a session is opened, and again after a call had to
+/// drop every prepared statement of the session. All are our own text; none holds anything
+/// of a client's. One statement each.
+pub(crate) fn prepare_statements(conn: &sqlx::PgConnection, versioned: bool) -> Vec<String> {
     let resolve = format!(
         "PREPARE {PREPARED}(pg_catalog.text) AS {}",
         RESOLVE.replace(
@@ -301,14 +305,21 @@ pub(crate) fn prepare_statements(conn: &sqlx::PgConnection) -> Vec<String> {
         )
     );
     let mut out = vec![resolve, format!("PREPARE {UNLOCK_PREPARED} AS {UNLOCK}")];
-    if conn.server_version_num().is_some_and(|v| v >= 130_000) {
+    if snapshots(conn) {
         out.push(format!(
             "PREPARE {GUARD_PREPARED}(pg_catalog.text) AS \
-             SELECT 1 OPERATOR(pg_catalog./) (CASE WHEN {FINGERPRINT} OPERATOR(pg_catalog.=) \
-             $1 THEN 1 ELSE 0 END)"
+             SELECT 1 OPERATOR(pg_catalog./) (CASE WHEN {} OPERATOR(pg_catalog.=) \
+             $1 THEN 1 ELSE 0 END)",
+            fingerprint(versioned)
         ));
     }
     out
+}
+
+/// The server has `pg_current_snapshot()` (PostgreSQL 13 and later), which every
+/// [`fingerprint`] needs (the versioned one falls back to it): without it no answer is kept.
+pub(crate) fn snapshots(conn: &sqlx::PgConnection) -> bool {
+    conn.server_version_num().is_some_and(|v| v >= 130_000)
 }
 
 /// `EXECUTE dbward_resolve('<hex>')` for `names`: one statement of our own text. The names
@@ -328,30 +339,121 @@ pub(crate) fn statement(names: &Names) -> String {
     format!("EXECUTE {PREPARED}('{}')", hex(doc.as_bytes()))
 }
 
-/// What a resolution depends on besides the names, as one text: the set of committed
-/// transactions (`pg_current_snapshot()`: every catalog change, by anyone, in any database
-/// of the cluster, commits a transaction and so changes it; nothing else can make the
-/// catalog read differently), the schemas a name is looked up in
-/// (`current_schemas(true)`, with `$user` and a session's temporary schema expanded), and
-/// the role the query runs as. Taken as its own statement, before the resolution (so a
-/// change committed between the two can only make the kept answer look stale, never
-/// fresh).
-pub(crate) const FINGERPRINT: &str = "pg_catalog.pg_current_snapshot()::pg_catalog.text \
-    OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) \
-    pg_catalog.current_schemas(true)::pg_catalog.text \
-    OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) CURRENT_USER::pg_catalog.text";
-
-/// `SELECT` [`FINGERPRINT`]: run before the resolution statement, its one row kept with the
-/// answer.
-pub(crate) fn fingerprint_sql() -> String {
-    format!("SELECT {FINGERPRINT}")
+/// What a resolution depends on besides the names, as one text: the state of the catalog,
+/// the schemas a name is looked up in (`current_schemas(true)`, with `$user` and a
+/// session's temporary schema expanded), and the role the query runs as. Taken as its own
+/// statement before the resolution, or in the guard's own statement, so that a change
+/// committed between the two can only make a kept answer look stale, never fresh.
+///
+/// The state of the catalog is, by default, the set of committed transactions
+/// (`pg_current_snapshot()`): every catalog change, by anyone, in any database of the
+/// cluster, commits a transaction and so changes it; nothing else can make the catalog
+/// read differently. But so does every write, so on a database in use a kept answer is
+/// stale within milliseconds. With `versioned` (the database has dbward's catalog version,
+/// [`CATALOG_VERSION_SQL`], checked when the session opened by [`VERSIONED_CHECK`]), it is
+/// instead the number a superuser's event trigger raises, in the same transaction, with
+/// every DDL command in this database: writes leave it alone. Should that trigger stop
+/// firing (disabled or dropped, which only a superuser can do), the text falls back to the
+/// snapshot's, which no kept versioned answer can match.
+pub(crate) fn fingerprint(versioned: bool) -> String {
+    let state = if versioned {
+        VERSIONED_STATE
+    } else {
+        "pg_catalog.pg_current_snapshot()::pg_catalog.text"
+    };
+    format!(
+        "{state} OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) \
+         pg_catalog.current_schemas(true)::pg_catalog.text \
+         OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) CURRENT_USER::pg_catalog.text"
+    )
 }
+
+/// The catalog's state in a versioned [`fingerprint`]: `catalog version N` while dbward's
+/// event trigger fires for this session's commands, the snapshot otherwise.
+const VERSIONED_STATE: &str = "(CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_event_trigger t \
+     WHERE t.evtname OPERATOR(pg_catalog.=) 'dbward_catalog_version' \
+       AND (t.evtenabled OPERATOR(pg_catalog.=) 'O'::pg_catalog.\"char\" \
+         OR t.evtenabled OPERATOR(pg_catalog.=) 'A'::pg_catalog.\"char\")) \
+   THEN 'catalog version ' OPERATOR(pg_catalog.||) \
+     (SELECT v.version FROM dbward.catalog_version v)::pg_catalog.text \
+   ELSE pg_catalog.pg_current_snapshot()::pg_catalog.text END)";
+
+/// `SELECT` [`fingerprint`]: run before the resolution statement, its one row kept with the
+/// answer.
+pub(crate) fn fingerprint_sql(versioned: bool) -> String {
+    format!("SELECT {}", fingerprint(versioned))
+}
+
+/// The body of dbward's event trigger function (checked word for word by
+/// [`VERSIONED_CHECK`]).
+pub const BUMP_BODY: &str = " BEGIN UPDATE dbward.catalog_version SET version = version + 1; END ";
+
+/// The SQL that gives a PostgreSQL database dbward's catalog version, for a superuser to
+/// review and run in each database dbward reads (`dbward setup-role --catalog-version`):
+/// a one-row table in a schema of its own and an event trigger that raises the number, in
+/// the DDL command's own transaction, at the end of every DDL command in the database.
+/// dbward then keeps resolution answers across writes (see [`fingerprint`]). Everything is
+/// the superuser's: the database's owner can neither drop, disable nor write any of it.
+pub const CATALOG_VERSION_SQL: &str = "\
+CREATE SCHEMA dbward;
+GRANT USAGE ON SCHEMA dbward TO PUBLIC;
+CREATE TABLE dbward.catalog_version (
+  one boolean PRIMARY KEY DEFAULT true CHECK (one),
+  version bigint NOT NULL
+);
+INSERT INTO dbward.catalog_version (version) VALUES (0);
+GRANT SELECT ON dbward.catalog_version TO PUBLIC;
+CREATE FUNCTION dbward.bump_catalog_version() RETURNS event_trigger
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog
+  AS $$ BEGIN UPDATE dbward.catalog_version SET version = version + 1; END $$;
+REVOKE ALL ON FUNCTION dbward.bump_catalog_version() FROM PUBLIC;
+CREATE EVENT TRIGGER dbward_catalog_version ON ddl_command_end
+  EXECUTE FUNCTION dbward.bump_catalog_version();
+";
+
+/// Whether this database's catalog version can be trusted, run when a session opens (`$1`:
+/// the role queries run as, or null for the login role): the event trigger fires for every
+/// DDL command (enabled, no tag filter), it and its function are a superuser's and the
+/// function is [`BUMP_BODY`] word for word; the table and its schema are a superuser's and
+/// no one else may change the table; the role queries run as can read it. One `bool`.
+pub(crate) const VERSIONED_CHECK: &str = "\
+SELECT EXISTS (
+  SELECT FROM pg_catalog.pg_event_trigger t
+  JOIN pg_catalog.pg_roles tr ON tr.oid OPERATOR(pg_catalog.=) t.evtowner
+  JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) t.evtfoid
+  JOIN pg_catalog.pg_namespace pn ON pn.oid OPERATOR(pg_catalog.=) p.pronamespace
+  JOIN pg_catalog.pg_roles pr ON pr.oid OPERATOR(pg_catalog.=) p.proowner
+  WHERE t.evtname OPERATOR(pg_catalog.=) 'dbward_catalog_version'
+    AND t.evtevent OPERATOR(pg_catalog.=) 'ddl_command_end'
+    AND t.evttags IS NULL
+    AND (t.evtenabled OPERATOR(pg_catalog.=) 'O'::pg_catalog.\"char\"
+      OR t.evtenabled OPERATOR(pg_catalog.=) 'A'::pg_catalog.\"char\")
+    AND tr.rolsuper AND pr.rolsuper
+    AND pn.nspname OPERATOR(pg_catalog.=) 'dbward'
+    AND p.proname OPERATOR(pg_catalog.=) 'bump_catalog_version'
+    AND p.prosrc OPERATOR(pg_catalog.=) $2
+) AND EXISTS (
+  SELECT FROM pg_catalog.pg_class c
+  JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+  JOIN pg_catalog.pg_roles cr ON cr.oid OPERATOR(pg_catalog.=) c.relowner
+  JOIN pg_catalog.pg_roles nr ON nr.oid OPERATOR(pg_catalog.=) n.nspowner
+  JOIN pg_catalog.pg_roles q ON q.rolname OPERATOR(pg_catalog.=) COALESCE($1, CURRENT_USER::pg_catalog.text)
+  WHERE n.nspname OPERATOR(pg_catalog.=) 'dbward'
+    AND c.relname OPERATOR(pg_catalog.=) 'catalog_version'
+    AND c.relkind OPERATOR(pg_catalog.=) 'r'::pg_catalog.\"char\"
+    AND cr.rolsuper AND nr.rolsuper
+    AND NOT EXISTS (SELECT FROM pg_catalog.aclexplode(c.relacl) a
+                    WHERE a.privilege_type OPERATOR(pg_catalog.<>) 'SELECT'
+                      AND a.grantee OPERATOR(pg_catalog.<>) c.relowner)
+    AND pg_catalog.has_schema_privilege(q.oid, n.oid, 'USAGE')
+    AND pg_catalog.has_table_privilege(q.oid, c.oid, 'SELECT')
+)";
 
 /// The SQLSTATE of a failed [`guard`] (`division_by_zero`).
 pub(crate) const STALE: &str = "22012";
 
 /// One statement of our own that fails with [`STALE`] unless the session's
-/// [`FINGERPRINT`] is `fingerprint`: the prepared `dbward_guard` (see
+/// [`fingerprint`] is `fingerprint`: the prepared `dbward_guard` (see
 /// [`prepare_statements`]) bound by name, the fingerprint its one parameter (a protocol
 /// value: schema and role names in it may hold quotes, and nothing of it is parsed as
 /// SQL). Sent in the call's one batch in place of the resolution when a kept answer is
@@ -384,7 +486,7 @@ const KEPT_KEY_MAX: usize = 8192;
 /// cost a round trip each.
 const AFTER_STALE: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// A kept answer and the [`FINGERPRINT`] it was read under.
+/// A kept answer and the [`fingerprint`] it was read under.
 #[derive(Debug)]
 pub(crate) struct Kept {
     pub fingerprint: String,

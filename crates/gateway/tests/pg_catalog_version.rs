@@ -1,0 +1,240 @@
+//! PostgreSQL: dbward's catalog version (`dbward setup-role --catalog-version`), the number
+//! a superuser's event trigger raises with every DDL command, which kept resolution answers
+//! are fingerprinted with instead of the snapshot (so writes no longer make them stale).
+//!
+//! It stands in for the snapshot only while nothing but a superuser could change it: each
+//! install the database's owner could alter is ignored, the owner cannot disable, drop or
+//! rewind the real one, and a trigger a superuser disables makes kept answers fall back to
+//! the snapshot in the very next call.
+
+mod common;
+
+use common::{PgFixture, client_config};
+use dbward_gateway::Gateway;
+use dbward_gateway::backends::postgres::resolve::{BUMP_BODY, CATALOG_VERSION_SQL};
+use sqlx::{Connection, PgConnection};
+
+const QUERY: &str = "SELECT name FROM departments WHERE id = 1";
+
+async fn version(c: &mut PgConnection) -> i64 {
+    sqlx::query_scalar("SELECT version FROM dbward.catalog_version")
+        .fetch_one(c)
+        .await
+        .expect("read the version")
+}
+
+async fn superuser(db: &str) -> PgConnection {
+    PgConnection::connect(&format!("postgresql://postgres@127.0.0.1:5432/{db}"))
+        .await
+        .expect("superuser")
+}
+
+async fn run(sql: &str, conn: &mut PgConnection) {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+        .execute(conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// Whether a kept answer outlives a write: the query runs twice (its answer kept), the
+/// owner commits a row, and the next call must run on the kept answer with its guard
+/// passing. `false` when the guard failed (the answer was stale).
+async fn survives_a_write(gw: &Gateway, id: &str, owner: &mut PgConnection) -> bool {
+    // First a call that ran on the kept answer with its guard passing. (A stale answer makes
+    // the next second's calls ask afresh: each try waits that out.)
+    let mut on_kept = false;
+    for _ in 0..5 {
+        tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+        gw.execute_query(id, QUERY, &[], None).await.expect("runs");
+        let before = common::pg_resolution_counts(gw);
+        gw.execute_query(id, QUERY, &[], None).await.expect("runs");
+        let after = common::pg_resolution_counts(gw);
+        if after[0] - before[0] == 1 && after[1] == before[1] {
+            on_kept = true;
+            break;
+        }
+    }
+    assert!(on_kept, "a call ran on a kept answer");
+    run(
+        "INSERT INTO departments VALUES (99, 'Temp'); DELETE FROM departments WHERE id = 99",
+        owner,
+    )
+    .await;
+    let before = common::pg_resolution_counts(gw);
+    gw.execute_query(id, QUERY, &[], None).await.expect("runs");
+    let after = common::pg_resolution_counts(gw);
+    assert_eq!(
+        after[0] - before[0],
+        1,
+        "the call was sent on a kept answer"
+    );
+    after[1] == before[1]
+}
+
+/// A fixture database with `install` run in it as the superuser first, and a gateway
+/// connected to it as the owner; whether a kept answer survives a write there.
+async fn survives_with(install: &str) -> bool {
+    let fx = PgFixture::new().await;
+    if !install.is_empty() {
+        let mut su = superuser(&fx.db).await;
+        run(&install.replace("{owner}", &fx.role), &mut su).await;
+        su.close().await.ok();
+    }
+    let gw = Gateway::new(client_config());
+    let id = common::pg_connect(&gw, &fx).await;
+    let mut owner = PgConnection::connect(&fx.url()).await.expect("owner");
+    let survived = survives_a_write(&gw, &id, &mut owner).await;
+    let posture = gw.security_posture(&id).await.expect("posture");
+    assert_eq!(
+        posture.layers.catalog_version,
+        Some(survived),
+        "the posture says what the guard did"
+    );
+    owner.close().await.ok();
+    gw.close_connection(&id).await.expect("close");
+    fx.drop().await;
+    survived
+}
+
+#[test]
+fn the_install_script_holds_the_body_the_check_expects() {
+    assert!(CATALOG_VERSION_SQL.contains(&format!("$${BUMP_BODY}$$")));
+}
+
+/// Without it, every commit makes a kept answer stale; installed as printed, a write does
+/// not; any install the owner could change (their table, their schema, a table they may
+/// write, another function body) is not trusted and the snapshot is used as before.
+#[tokio::test]
+async fn only_an_install_that_only_a_superuser_can_change_is_trusted() {
+    assert!(!survives_with("").await, "no catalog version: stale");
+    assert!(
+        survives_with(CATALOG_VERSION_SQL).await,
+        "installed as printed: a write leaves the answer kept"
+    );
+    for (what, install) in [
+        (
+            "a table the owner may write",
+            format!("{CATALOG_VERSION_SQL} GRANT UPDATE ON dbward.catalog_version TO {{owner}};"),
+        ),
+        (
+            "a table the owner owns",
+            format!("{CATALOG_VERSION_SQL} ALTER TABLE dbward.catalog_version OWNER TO {{owner}};"),
+        ),
+        (
+            "a schema the owner owns",
+            format!("{CATALOG_VERSION_SQL} ALTER SCHEMA dbward OWNER TO {{owner}};"),
+        ),
+        (
+            "another function body",
+            CATALOG_VERSION_SQL.replace(
+                "SET version = version + 1;",
+                "SET version = version + 1 WHERE false;",
+            ),
+        ),
+        (
+            "a trigger for some commands only",
+            CATALOG_VERSION_SQL.replace(
+                "ON ddl_command_end\n",
+                "ON ddl_command_end WHEN TAG IN ('CREATE FUNCTION')\n",
+            ),
+        ),
+        (
+            "a disabled trigger",
+            format!("{CATALOG_VERSION_SQL} ALTER EVENT TRIGGER dbward_catalog_version DISABLE;"),
+        ),
+    ] {
+        assert_ne!(install, CATALOG_VERSION_SQL, "{what}: the variant differs");
+        assert!(!survives_with(&install).await, "{what}: not trusted");
+    }
+}
+
+/// The database's owner (not a superuser) can neither stop the count nor wind it back, and
+/// their own DDL raises it (the trigger's function runs as its superuser owner).
+#[tokio::test]
+async fn the_owner_cannot_disable_drop_or_rewind_the_catalog_version() {
+    let fx = PgFixture::new().await;
+    common::pg_install_catalog_version(&fx.db).await;
+    let mut owner = PgConnection::connect(&fx.url()).await.expect("owner");
+    let start = version(&mut owner).await;
+    for attack in [
+        "ALTER EVENT TRIGGER dbward_catalog_version DISABLE",
+        "ALTER EVENT TRIGGER dbward_catalog_version ENABLE REPLICA",
+        "DROP EVENT TRIGGER dbward_catalog_version",
+        "UPDATE dbward.catalog_version SET version = 0",
+        "DELETE FROM dbward.catalog_version",
+        "TRUNCATE dbward.catalog_version",
+        "INSERT INTO dbward.catalog_version VALUES (false, 0)",
+        "ALTER TABLE dbward.catalog_version RENAME TO old",
+        "DROP SCHEMA dbward CASCADE",
+        "ALTER SCHEMA dbward RENAME TO old",
+        "CREATE OR REPLACE FUNCTION dbward.bump_catalog_version() RETURNS event_trigger \
+         LANGUAGE plpgsql AS $$ BEGIN END $$",
+        "CREATE TABLE dbward.other (x int)",
+        "SET session_replication_role = replica",
+        "ALTER DATABASE CURRENT SET session_replication_role = replica",
+    ] {
+        let r = sqlx::raw_sql(sqlx::AssertSqlSafe(attack.to_string()))
+            .execute(&mut owner)
+            .await;
+        assert!(r.is_err(), "the owner could: {attack}");
+    }
+    assert_eq!(version(&mut owner).await, start, "nothing moved it");
+    run(
+        "CREATE FUNCTION public.f() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$",
+        &mut owner,
+    )
+    .await;
+    run("ALTER FUNCTION public.f() RENAME TO g", &mut owner).await;
+    run("DROP FUNCTION public.g()", &mut owner).await;
+    assert_eq!(
+        version(&mut owner).await,
+        start + 3,
+        "each of the owner's DDL commands raised it"
+    );
+    owner.close().await.ok();
+    fx.drop().await;
+}
+
+/// Sessions opened while the trigger was on keep the versioned guard; once a superuser
+/// disables the trigger, that guard reads the snapshot instead, in the same statement: the
+/// next write makes the kept answer stale again, and a change is seen.
+#[tokio::test]
+async fn a_disabled_trigger_falls_back_to_the_snapshot_at_once() {
+    let fx = PgFixture::new().await;
+    common::pg_install_catalog_version(&fx.db).await;
+    let gw = Gateway::new(client_config());
+    let id = common::pg_connect(&gw, &fx).await;
+    let mut owner = PgConnection::connect(&fx.url()).await.expect("owner");
+    assert!(survives_a_write(&gw, &id, &mut owner).await, "versioned");
+    let mut su = superuser(&fx.db).await;
+    run(
+        "ALTER EVENT TRIGGER dbward_catalog_version DISABLE",
+        &mut su,
+    )
+    .await;
+    assert!(
+        !survives_a_write(&gw, &id, &mut owner).await,
+        "disabled: the snapshot again"
+    );
+    // With the trigger off, a DDL command does not raise the number; the snapshot still
+    // sees it.
+    let lower = "SELECT lower(name) FROM departments";
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    for _ in 0..2 {
+        gw.execute_query(&id, lower, &[], None).await.expect("runs");
+    }
+    run(
+        "CREATE FUNCTION public.lower(text) RETURNS text LANGUAGE sql VOLATILE AS $$ SELECT 'x' $$",
+        &mut owner,
+    )
+    .await;
+    let e = gw
+        .execute_query(&id, lower, &[], None)
+        .await
+        .expect_err("the owner's lower(text) is on the path now");
+    assert_eq!(e.rule(), Some("function.user_defined"), "{e}");
+    su.close().await.ok();
+    owner.close().await.ok();
+    gw.close_connection(&id).await.expect("close");
+    fx.drop().await;
+}
