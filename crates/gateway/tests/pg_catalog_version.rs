@@ -16,6 +16,11 @@ use sqlx::{Connection, PgConnection};
 
 const QUERY: &str = "SELECT name FROM departments WHERE id = 1";
 
+/// Held by each test for its whole run: a commit anywhere in the cluster makes an answer
+/// kept under the snapshot stale, so the tests that watch for one do not run beside each
+/// other's DDL.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn version(c: &mut PgConnection) -> i64 {
     sqlx::query_scalar("SELECT version FROM dbward.catalog_version")
         .fetch_one(c)
@@ -106,6 +111,7 @@ fn the_install_script_holds_the_body_the_check_expects() {
 /// write, another function body) is not trusted and the snapshot is used as before.
 #[tokio::test]
 async fn only_an_install_that_only_a_superuser_can_change_is_trusted() {
+    let _serial = SERIAL.lock().await;
     assert!(!survives_with("").await, "no catalog version: stale");
     assert!(
         survives_with(CATALOG_VERSION_SQL).await,
@@ -139,6 +145,10 @@ async fn only_an_install_that_only_a_superuser_can_change_is_trusted() {
             ),
         ),
         (
+            "a trigger that does not fire in replicating sessions",
+            format!("{CATALOG_VERSION_SQL} ALTER EVENT TRIGGER dbward_catalog_version ENABLE;"),
+        ),
+        (
             "a disabled trigger",
             format!("{CATALOG_VERSION_SQL} ALTER EVENT TRIGGER dbward_catalog_version DISABLE;"),
         ),
@@ -152,6 +162,7 @@ async fn only_an_install_that_only_a_superuser_can_change_is_trusted() {
 /// their own DDL raises it (the trigger's function runs as its superuser owner).
 #[tokio::test]
 async fn the_owner_cannot_disable_drop_or_rewind_the_catalog_version() {
+    let _serial = SERIAL.lock().await;
     let fx = PgFixture::new().await;
     common::pg_install_catalog_version(&fx.db).await;
     let mut owner = PgConnection::connect(&fx.url()).await.expect("owner");
@@ -191,6 +202,19 @@ async fn the_owner_cannot_disable_drop_or_rewind_the_catalog_version() {
         start + 3,
         "each of the owner's DDL commands raised it"
     );
+    // A superuser's session replicating changes (where ordinary triggers are off) too.
+    let mut su = superuser(&fx.db).await;
+    run(
+        "SET session_replication_role = replica; CREATE TABLE public.r (x int)",
+        &mut su,
+    )
+    .await;
+    su.close().await.ok();
+    assert_eq!(
+        version(&mut owner).await,
+        start + 4,
+        "a replica session's DDL"
+    );
     owner.close().await.ok();
     fx.drop().await;
 }
@@ -200,6 +224,7 @@ async fn the_owner_cannot_disable_drop_or_rewind_the_catalog_version() {
 /// next write makes the kept answer stale again, and a change is seen.
 #[tokio::test]
 async fn a_disabled_trigger_falls_back_to_the_snapshot_at_once() {
+    let _serial = SERIAL.lock().await;
     let fx = PgFixture::new().await;
     common::pg_install_catalog_version(&fx.db).await;
     let gw = Gateway::new(client_config());
@@ -235,6 +260,76 @@ async fn a_disabled_trigger_falls_back_to_the_snapshot_at_once() {
     assert_eq!(e.rule(), Some("function.user_defined"), "{e}");
     su.close().await.ok();
     owner.close().await.ok();
+    gw.close_connection(&id).await.expect("close");
+    fx.drop().await;
+}
+
+/// A database dropped and created again under the same name, the catalog version
+/// installed again and raised to the same number: a different catalog, which an answer
+/// kept from the first must not pass for (the number goes with the counter table's OID).
+#[tokio::test]
+async fn a_database_made_again_under_the_same_name_does_not_reuse_answers() {
+    let _serial = SERIAL.lock().await;
+    let fx = PgFixture::new().await;
+    common::pg_install_catalog_version(&fx.db).await;
+    let gw = Gateway::new(client_config());
+    let id = common::pg_connect(&gw, &fx).await;
+    let mut owner = PgConnection::connect(&fx.url()).await.expect("owner");
+    for _ in 0..3 {
+        run(
+            "CREATE TABLE public.filler (x int); DROP TABLE public.filler",
+            &mut owner,
+        )
+        .await;
+    }
+    let first = version(&mut owner).await;
+    owner.close().await.ok();
+    let lower = "SELECT lower(name) FROM departments";
+    for _ in 0..2 {
+        gw.execute_query(&id, lower, &[], None).await.expect("runs");
+    }
+    let mut admin = common::pg_admin().await;
+    for sql in [
+        format!("DROP DATABASE {} WITH (FORCE)", fx.db),
+        format!("CREATE DATABASE {} OWNER {}", fx.db, fx.role),
+    ] {
+        run(&sql, &mut admin).await;
+    }
+    admin.close().await.ok();
+    let mut su = superuser(&fx.db).await;
+    run(CATALOG_VERSION_SQL, &mut su).await;
+    su.close().await.ok();
+    let mut owner = PgConnection::connect(&fx.url()).await.expect("owner");
+    run(
+        "CREATE TABLE departments (id int, name text); INSERT INTO departments VALUES (1, 'Ops'); \
+         CREATE FUNCTION public.lower(text) RETURNS text LANGUAGE sql VOLATILE AS $$ SELECT 'owner code' $$",
+        &mut owner,
+    )
+    .await;
+    while version(&mut owner).await < first {
+        run(
+            "CREATE TABLE public.filler (x int); DROP TABLE public.filler",
+            &mut owner,
+        )
+        .await;
+    }
+    assert_eq!(version(&mut owner).await, first, "the same number again");
+    owner.close().await.ok();
+    // The pool's sessions died with the first database: a call may fail on one before a
+    // new session is opened.
+    let mut last = None;
+    for _ in 0..3 {
+        match gw.execute_query(&id, lower, &[], None).await {
+            Err(e) if e.rule().is_none() => last = Some(e.to_string()),
+            other => {
+                let e = other.expect_err("the owner's lower(text) must not run");
+                assert_eq!(e.rule(), Some("function.user_defined"), "{e}");
+                last = None;
+                break;
+            }
+        }
+    }
+    assert!(last.is_none(), "no call got through: {last:?}");
     gw.close_connection(&id).await.expect("close");
     fx.drop().await;
 }

@@ -369,13 +369,21 @@ pub(crate) fn fingerprint(versioned: bool) -> String {
 }
 
 /// The catalog's state in a versioned [`fingerprint`]: `catalog version N` while dbward's
-/// event trigger fires for this session's commands, the snapshot otherwise.
+/// event trigger fires for every session's commands (enabled `ALWAYS`: in a session set
+/// to `session_replication_role = replica` too), the snapshot otherwise. With the number go
+/// the counter table's OID and the server's start time: a database dropped and created
+/// again under the same name, with its own counter from 0, or DDL made while the server
+/// ran in single-user mode (where event triggers do not fire), cannot pass for the state
+/// a kept answer was read in.
 const VERSIONED_STATE: &str = "(CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_event_trigger t \
      WHERE t.evtname OPERATOR(pg_catalog.=) 'dbward_catalog_version' \
-       AND (t.evtenabled OPERATOR(pg_catalog.=) 'O'::pg_catalog.\"char\" \
-         OR t.evtenabled OPERATOR(pg_catalog.=) 'A'::pg_catalog.\"char\")) \
+       AND t.evtenabled OPERATOR(pg_catalog.=) 'A'::pg_catalog.\"char\") \
    THEN 'catalog version ' OPERATOR(pg_catalog.||) \
      (SELECT v.version FROM dbward.catalog_version v)::pg_catalog.text \
+     OPERATOR(pg_catalog.||) ' of ' OPERATOR(pg_catalog.||) \
+     'dbward.catalog_version'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text \
+     OPERATOR(pg_catalog.||) ' since ' OPERATOR(pg_catalog.||) \
+     pg_catalog.pg_postmaster_start_time()::pg_catalog.text \
    ELSE pg_catalog.pg_current_snapshot()::pg_catalog.text END)";
 
 /// `SELECT` [`fingerprint`]: run before the resolution statement, its one row kept with the
@@ -393,7 +401,8 @@ pub const BUMP_BODY: &str = " BEGIN UPDATE dbward.catalog_version SET version = 
 /// a one-row table in a schema of its own and an event trigger that raises the number, in
 /// the DDL command's own transaction, at the end of every DDL command in the database.
 /// dbward then keeps resolution answers across writes (see [`fingerprint`]). Everything is
-/// the superuser's: the database's owner can neither drop, disable nor write any of it.
+/// the superuser's: the database's owner can neither drop, disable nor write any of it. The
+/// trigger is enabled `ALWAYS`, so it fires in sessions replicating changes too.
 pub const CATALOG_VERSION_SQL: &str = "\
 CREATE SCHEMA dbward;
 GRANT USAGE ON SCHEMA dbward TO PUBLIC;
@@ -409,11 +418,12 @@ CREATE FUNCTION dbward.bump_catalog_version() RETURNS event_trigger
 REVOKE ALL ON FUNCTION dbward.bump_catalog_version() FROM PUBLIC;
 CREATE EVENT TRIGGER dbward_catalog_version ON ddl_command_end
   EXECUTE FUNCTION dbward.bump_catalog_version();
+ALTER EVENT TRIGGER dbward_catalog_version ENABLE ALWAYS;
 ";
 
 /// Whether this database's catalog version can be trusted, run when a session opens (`$1`:
 /// the role queries run as, or null for the login role): the event trigger fires for every
-/// DDL command (enabled, no tag filter), it and its function are a superuser's and the
+/// DDL command (enabled `ALWAYS`, no tag filter), it and its function are a superuser's and the
 /// function is [`BUMP_BODY`] word for word; the table and its schema are a superuser's and
 /// no one else may change the table; the role queries run as can read it. One `bool`.
 pub(crate) const VERSIONED_CHECK: &str = "\
@@ -426,8 +436,7 @@ SELECT EXISTS (
   WHERE t.evtname OPERATOR(pg_catalog.=) 'dbward_catalog_version'
     AND t.evtevent OPERATOR(pg_catalog.=) 'ddl_command_end'
     AND t.evttags IS NULL
-    AND (t.evtenabled OPERATOR(pg_catalog.=) 'O'::pg_catalog.\"char\"
-      OR t.evtenabled OPERATOR(pg_catalog.=) 'A'::pg_catalog.\"char\")
+    AND t.evtenabled OPERATOR(pg_catalog.=) 'A'::pg_catalog.\"char\"
     AND tr.rolsuper AND pr.rolsuper
     AND pn.nspname OPERATOR(pg_catalog.=) 'dbward'
     AND p.proname OPERATOR(pg_catalog.=) 'bump_catalog_version'
