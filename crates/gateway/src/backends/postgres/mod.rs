@@ -237,6 +237,21 @@ impl PgBackend {
         .map_err(|e| classify(e, &spec.secrets()))?;
         let posture = catalog::posture_on(&mut conn, spec.reader_role.as_deref()).await?;
         drop(conn);
+        if version_num >= 130_000 {
+            // (The first session, just opened, has looked for it.)
+            let target = spec.masked();
+            if versioned.load(std::sync::atomic::Ordering::Relaxed) {
+                tracing::info!(
+                    %target,
+                    "resolution answers are reused across writes: dbward's catalog version is installed"
+                );
+            } else {
+                tracing::info!(
+                    %target,
+                    "resolution answers are reused only until the next commit anywhere in the cluster (on a database in use, most calls resolve their names afresh); to reuse them across writes, a superuser can run `dbward setup-role --catalog-version` in this database"
+                );
+            }
+        }
         Ok(PgBackend {
             pool,
             session_timeouts: [
