@@ -333,3 +333,35 @@ async fn a_database_made_again_under_the_same_name_does_not_reuse_answers() {
     gw.close_connection(&id).await.expect("close");
     fx.drop().await;
 }
+
+/// A call whose string parameter needs its type inferred makes the session drop every
+/// prepared statement and prepare dbward's again (`execute.rs`, `reprepare`): the guard
+/// prepared again is the versioned one, so answers kept afterwards still survive writes.
+#[tokio::test]
+async fn statements_prepared_again_keep_the_catalog_version() {
+    let _serial = SERIAL.lock().await;
+    let fx = PgFixture::new().await;
+    common::pg_install_catalog_version(&fx.db).await;
+    let mut config = client_config();
+    config.limits.pool_max_size = 1;
+    let gw = Gateway::new(config);
+    let id = common::pg_connect(&gw, &fx).await;
+    let r = gw
+        .execute_query(
+            &id,
+            "SELECT count(*) FROM departments WHERE name = $1",
+            &[serde_json::json!("Ops")],
+            None,
+        )
+        .await
+        .expect("runs");
+    assert_eq!(r.rows[0][0], serde_json::json!(1));
+    let mut owner = PgConnection::connect(&fx.url()).await.expect("owner");
+    assert!(
+        survives_a_write(&gw, &id, &mut owner).await,
+        "the one session's guard, prepared again, is versioned"
+    );
+    owner.close().await.ok();
+    gw.close_connection(&id).await.expect("close");
+    fx.drop().await;
+}
