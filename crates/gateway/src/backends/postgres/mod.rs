@@ -204,8 +204,7 @@ impl PgBackend {
                 let reader = reader.clone();
                 let versioned = versioned_at_open.clone();
                 Box::pin(async move {
-                    let found =
-                        start_session(conn, reader.as_deref()).await? && resolve::snapshots(conn);
+                    let found = start_session(conn, reader.as_deref()).await?;
                     versioned.store(found, std::sync::atomic::Ordering::Relaxed);
                     // The resolution statement, the unlock and the guard, prepared once per
                     // session (our own text).
@@ -317,10 +316,15 @@ async fn start_session(
     conn: &mut sqlx::PgConnection,
     reader: Option<&str>,
 ) -> Result<bool, sqlx::Error> {
+    let pin = "SELECT pg_catalog.set_config('search_path', \
+         'pg_catalog, ' OPERATOR(pg_catalog.||) pg_catalog.current_setting('search_path'), false)";
+    // Before PostgreSQL 13 no answer is kept (no `pg_current_snapshot`): no need to look.
+    if !resolve::snapshots(conn) {
+        sqlx::query(pin).persistent(false).execute(conn).await?;
+        return Ok(false);
+    }
     let (_, versioned): (String, bool) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT pg_catalog.set_config('search_path', \
-         'pg_catalog, ' OPERATOR(pg_catalog.||) pg_catalog.current_setting('search_path'), false), \
-         ({})",
+        "{pin}, ({})",
         resolve::VERSIONED_CHECK
     )))
     .bind(reader)
