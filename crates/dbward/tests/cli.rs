@@ -165,6 +165,7 @@ fn setup_role_prints_sql_for_each_database() {
     assert!(out.contains("CREATE ROLE \"dbward_reader\" LOGIN"), "{out}");
     assert!(out.contains("GRANT SELECT, SHOW VIEW ON `cmdb`.*"), "{out}");
     assert!(out.contains("chmod 0444"), "{out}");
+    assert!(out.contains("dbward setup-role --catalog-version"), "{out}");
     assert!(!out.contains("GRANT ALL"), "{out}");
 }
 

@@ -176,7 +176,9 @@ pub fn setup_role_sql(kind: DbKind, role: &str, database: &str) -> String {
                  --   REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA public FROM PUBLIC;\n\
                  --   ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;\n\
                  -- Keep credential tables out of reach, e.g.: REVOKE SELECT ON public.secrets FROM {r};\n\
-                 -- Then: [connections.<name>] reader_role = \"{role}\" (SET LOCAL ROLE per query), or log in as it.\n"
+                 -- Then: [connections.<name>] reader_role = \"{role}\" (SET LOCAL ROLE per query), or log in as it.\n\
+                 -- On a database in use, also `dbward setup-role --catalog-version` (as a superuser): dbward then\n\
+                 -- reuses what it learned of a query's names across writes instead of asking again each call.\n"
             )
         }
         DbKind::Mysql => {
