@@ -6,11 +6,9 @@
 mod common;
 
 use dbward_gateway::{ConnectSpec, Gateway, GatewayConfig};
-use sqlx::{Connection, Executor, PgConnection};
+use sqlx::{Connection, Executor};
 
 use common::BIN;
-
-const PG_ADMIN: &str = "postgresql://postgres@127.0.0.1:5432/postgres";
 
 /// Calls sent behind the guard of a kept answer and those whose guard failed.
 fn kept_and_stale(g: &Gateway) -> (u64, u64) {
@@ -37,31 +35,9 @@ fn catalog_version_is_postgresqls_only() {
 
 #[tokio::test]
 async fn the_printed_catalog_version_keeps_answers_across_writes_for_a_reader_role() {
-    let n = std::process::id();
-    let db = format!("dbward_t_catver_{n}");
-    let reader = format!("dbward_t_catver_reader_{n}");
-    let mut admin = PgConnection::connect(PG_ADMIN)
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL must be running on 127.0.0.1:5432: {e}"));
-    for sql in [
-        format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"),
-        format!("CREATE DATABASE {db}"),
-    ] {
-        admin
-            .execute(sqlx::AssertSqlSafe(sql))
-            .await
-            .expect("database");
-    }
-    let _ = admin
-        .execute(sqlx::AssertSqlSafe(format!("DROP ROLE IF EXISTS {reader}")))
-        .await;
-    admin
-        .execute(sqlx::AssertSqlSafe(format!("CREATE ROLE {reader} NOLOGIN")))
-        .await
-        .expect("role");
-    let mut su = PgConnection::connect(&format!("postgresql://postgres@127.0.0.1:5432/{db}"))
-        .await
-        .expect("connect");
+    let fresh = common::pg::Fresh::new("catver").await;
+    let (db, reader) = (fresh.db.clone(), fresh.reader.clone());
+    let mut su = fresh.superuser().await;
     su.execute(sqlx::AssertSqlSafe(format!(
         "CREATE TABLE servers (id int PRIMARY KEY, name text);
          INSERT INTO servers SELECT g, 'srv-' || g FROM generate_series(1, 20) g;
@@ -139,14 +115,5 @@ reader_role = "{reader}"
 
     g.close_connection(&id).await.expect("close");
     su.close().await.ok();
-    admin
-        .execute(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {db} WITH (FORCE)"
-        )))
-        .await
-        .expect("drop");
-    admin
-        .execute(sqlx::AssertSqlSafe(format!("DROP ROLE IF EXISTS {reader}")))
-        .await
-        .expect("drop role");
+    fresh.drop().await;
 }

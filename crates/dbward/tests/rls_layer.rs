@@ -14,11 +14,9 @@ use dbward_gateway::backends::postgres::PgBackend;
 use dbward_gateway::calls::{CallContext, with_context};
 use dbward_gateway::{ConnectSpec, Gateway, GatewayConfig};
 use serde_json::{Value, json};
-use sqlx::{Connection, Executor, PgConnection};
+use sqlx::Executor;
 
 use common::BIN;
-
-const PG_ADMIN: &str = "postgresql://postgres@127.0.0.1:5432/postgres";
 
 fn caller(department: Option<&str>) -> CallContext {
     let mut claims = serde_json::Map::new();
@@ -50,32 +48,9 @@ async fn count(
 
 #[tokio::test]
 async fn the_printed_rls_policy_filters_by_the_callers_claim_and_the_reader_cannot_change_it() {
-    let n = std::process::id();
-    let db = format!("dbward_t_rls_{n}");
-    let reader = format!("dbward_t_rls_reader_{n}");
-    let mut admin = PgConnection::connect(PG_ADMIN)
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL must be running on 127.0.0.1:5432: {e}"));
-    admin
-        .execute(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {db} WITH (FORCE)"
-        )))
-        .await
-        .expect("drop");
-    admin
-        .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}")))
-        .await
-        .expect("create");
-    let _ = admin
-        .execute(sqlx::AssertSqlSafe(format!("DROP ROLE IF EXISTS {reader}")))
-        .await;
-    admin
-        .execute(sqlx::AssertSqlSafe(format!("CREATE ROLE {reader} NOLOGIN")))
-        .await
-        .expect("role");
-    let mut c = PgConnection::connect(&format!("postgresql://postgres@127.0.0.1:5432/{db}"))
-        .await
-        .expect("connect");
+    let fresh = common::pg::Fresh::new("rls").await;
+    let (db, reader) = (fresh.db.clone(), fresh.reader.clone());
+    let mut c = fresh.superuser().await;
     c.execute(sqlx::AssertSqlSafe(format!(
         "CREATE TABLE servers (id int PRIMARY KEY, department_id int);
          INSERT INTO servers SELECT g, 1 + g % 4 FROM generate_series(1, 40) g;
@@ -177,12 +152,5 @@ session_settings = {{ "app.user_dept" = "{{claim:department}}" }}
     assert_eq!(r.rows[0][0], json!(0));
     backend.close().await;
     drop(g);
-    let _ = admin
-        .execute(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {db} WITH (FORCE)"
-        )))
-        .await;
-    let _ = admin
-        .execute(sqlx::AssertSqlSafe(format!("DROP ROLE IF EXISTS {reader}")))
-        .await;
+    fresh.drop().await;
 }

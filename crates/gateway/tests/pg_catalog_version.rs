@@ -10,8 +10,8 @@
 mod common;
 
 use common::{PgFixture, client_config};
-use dbward_gateway::Gateway;
 use dbward_gateway::backends::postgres::resolve::{BUMP_BODY, CATALOG_VERSION_SQL};
+use dbward_gateway::{Gateway, GatewayConfig};
 use sqlx::{Connection, PgConnection};
 
 const QUERY: &str = "SELECT name FROM departments WHERE id = 1";
@@ -76,28 +76,53 @@ async fn survives_a_write(gw: &Gateway, id: &str, owner: &mut PgConnection) -> b
     after[1] == before[1]
 }
 
-/// A fixture database with `install` run in it as the superuser first, and a gateway
-/// connected to it as the owner; whether a kept answer survives a write there.
-async fn survives_with(install: &str) -> bool {
+/// A fixture database, a gateway connected to it as its owner, and the owner's own session.
+struct Setup {
+    fx: PgFixture,
+    gw: Gateway,
+    id: String,
+    owner: PgConnection,
+}
+
+/// [`Setup`], with `install` run in the database as the superuser first (`{owner}` stands
+/// for the owner role).
+async fn setup(install: &str, config: GatewayConfig) -> Setup {
     let fx = PgFixture::new().await;
     if !install.is_empty() {
         let mut su = superuser(&fx.db).await;
         run(&install.replace("{owner}", &fx.role), &mut su).await;
         su.close().await.ok();
     }
-    let gw = Gateway::new(client_config());
+    let gw = Gateway::new(config);
     let id = common::pg_connect(&gw, &fx).await;
-    let mut owner = PgConnection::connect(&fx.url()).await.expect("owner");
-    let survived = survives_a_write(&gw, &id, &mut owner).await;
-    let posture = gw.security_posture(&id).await.expect("posture");
+    let owner = PgConnection::connect(&fx.url()).await.expect("owner");
+    Setup { fx, gw, id, owner }
+}
+
+impl Setup {
+    /// [`survives_a_write`] on this setup.
+    async fn survives_a_write(&mut self) -> bool {
+        survives_a_write(&self.gw, &self.id, &mut self.owner).await
+    }
+
+    async fn done(self) {
+        self.owner.close().await.ok();
+        self.gw.close_connection(&self.id).await.expect("close");
+        self.fx.drop().await;
+    }
+}
+
+/// Whether a kept answer survives a write in a database with `install` run in it.
+async fn survives_with(install: &str) -> bool {
+    let mut s = setup(install, client_config()).await;
+    let survived = s.survives_a_write().await;
+    let posture = s.gw.security_posture(&s.id).await.expect("posture");
     assert_eq!(
         posture.layers.catalog_version,
         Some(survived),
         "the posture says what the guard did"
     );
-    owner.close().await.ok();
-    gw.close_connection(&id).await.expect("close");
-    fx.drop().await;
+    s.done().await;
     survived
 }
 
@@ -225,43 +250,36 @@ async fn the_owner_cannot_disable_drop_or_rewind_the_catalog_version() {
 #[tokio::test]
 async fn a_disabled_trigger_falls_back_to_the_snapshot_at_once() {
     let _serial = SERIAL.lock().await;
-    let fx = PgFixture::new().await;
-    common::pg_install_catalog_version(&fx.db).await;
-    let gw = Gateway::new(client_config());
-    let id = common::pg_connect(&gw, &fx).await;
-    let mut owner = PgConnection::connect(&fx.url()).await.expect("owner");
-    assert!(survives_a_write(&gw, &id, &mut owner).await, "versioned");
-    let mut su = superuser(&fx.db).await;
+    let mut s = setup(CATALOG_VERSION_SQL, client_config()).await;
+    assert!(s.survives_a_write().await, "versioned");
+    let mut su = superuser(&s.fx.db).await;
     run(
         "ALTER EVENT TRIGGER dbward_catalog_version DISABLE",
         &mut su,
     )
     .await;
-    assert!(
-        !survives_a_write(&gw, &id, &mut owner).await,
-        "disabled: the snapshot again"
-    );
+    assert!(!s.survives_a_write().await, "disabled: the snapshot again");
     // With the trigger off, a DDL command does not raise the number; the snapshot still
     // sees it.
     let lower = "SELECT lower(name) FROM departments";
     tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
     for _ in 0..2 {
-        gw.execute_query(&id, lower, &[], None).await.expect("runs");
+        s.gw.execute_query(&s.id, lower, &[], None)
+            .await
+            .expect("runs");
     }
     run(
         "CREATE FUNCTION public.lower(text) RETURNS text LANGUAGE sql VOLATILE AS $$ SELECT 'x' $$",
-        &mut owner,
+        &mut s.owner,
     )
     .await;
-    let e = gw
-        .execute_query(&id, lower, &[], None)
-        .await
-        .expect_err("the owner's lower(text) is on the path now");
+    let e =
+        s.gw.execute_query(&s.id, lower, &[], None)
+            .await
+            .expect_err("the owner's lower(text) is on the path now");
     assert_eq!(e.rule(), Some("function.user_defined"), "{e}");
     su.close().await.ok();
-    owner.close().await.ok();
-    gw.close_connection(&id).await.expect("close");
-    fx.drop().await;
+    s.done().await;
 }
 
 /// A database dropped and created again under the same name, the catalog version
@@ -270,56 +288,54 @@ async fn a_disabled_trigger_falls_back_to_the_snapshot_at_once() {
 #[tokio::test]
 async fn a_database_made_again_under_the_same_name_does_not_reuse_answers() {
     let _serial = SERIAL.lock().await;
-    let fx = PgFixture::new().await;
-    common::pg_install_catalog_version(&fx.db).await;
-    let gw = Gateway::new(client_config());
-    let id = common::pg_connect(&gw, &fx).await;
-    let mut owner = PgConnection::connect(&fx.url()).await.expect("owner");
+    let mut s = setup(CATALOG_VERSION_SQL, client_config()).await;
     for _ in 0..3 {
         run(
             "CREATE TABLE public.filler (x int); DROP TABLE public.filler",
-            &mut owner,
+            &mut s.owner,
         )
         .await;
     }
-    let first = version(&mut owner).await;
-    owner.close().await.ok();
+    let first = version(&mut s.owner).await;
     let lower = "SELECT lower(name) FROM departments";
     for _ in 0..2 {
-        gw.execute_query(&id, lower, &[], None).await.expect("runs");
+        s.gw.execute_query(&s.id, lower, &[], None)
+            .await
+            .expect("runs");
     }
     let mut admin = common::pg_admin().await;
     for sql in [
-        format!("DROP DATABASE {} WITH (FORCE)", fx.db),
-        format!("CREATE DATABASE {} OWNER {}", fx.db, fx.role),
+        format!("DROP DATABASE {} WITH (FORCE)", s.fx.db),
+        format!("CREATE DATABASE {} OWNER {}", s.fx.db, s.fx.role),
     ] {
         run(&sql, &mut admin).await;
     }
     admin.close().await.ok();
-    let mut su = superuser(&fx.db).await;
+    let mut su = superuser(&s.fx.db).await;
     run(CATALOG_VERSION_SQL, &mut su).await;
     su.close().await.ok();
-    let mut owner = PgConnection::connect(&fx.url()).await.expect("owner");
+    // (The owner's first session died with the first database.)
+    s.owner = PgConnection::connect(&s.fx.url()).await.expect("owner");
+    let owner = &mut s.owner;
     run(
         "CREATE TABLE departments (id int, name text); INSERT INTO departments VALUES (1, 'Ops'); \
          CREATE FUNCTION public.lower(text) RETURNS text LANGUAGE sql VOLATILE AS $$ SELECT 'owner code' $$",
-        &mut owner,
+        owner,
     )
     .await;
-    while version(&mut owner).await < first {
+    while version(owner).await < first {
         run(
             "CREATE TABLE public.filler (x int); DROP TABLE public.filler",
-            &mut owner,
+            owner,
         )
         .await;
     }
-    assert_eq!(version(&mut owner).await, first, "the same number again");
-    owner.close().await.ok();
+    assert_eq!(version(owner).await, first, "the same number again");
     // The pool's sessions died with the first database: a call may fail on one before a
     // new session is opened.
     let mut last = None;
     for _ in 0..3 {
-        match gw.execute_query(&id, lower, &[], None).await {
+        match s.gw.execute_query(&s.id, lower, &[], None).await {
             Err(e) if e.rule().is_none() => last = Some(e.to_string()),
             other => {
                 let e = other.expect_err("the owner's lower(text) must not run");
@@ -330,8 +346,7 @@ async fn a_database_made_again_under_the_same_name_does_not_reuse_answers() {
         }
     }
     assert!(last.is_none(), "no call got through: {last:?}");
-    gw.close_connection(&id).await.expect("close");
-    fx.drop().await;
+    s.done().await;
 }
 
 /// A call whose string parameter needs its type inferred makes the session drop every
@@ -340,15 +355,12 @@ async fn a_database_made_again_under_the_same_name_does_not_reuse_answers() {
 #[tokio::test]
 async fn statements_prepared_again_keep_the_catalog_version() {
     let _serial = SERIAL.lock().await;
-    let fx = PgFixture::new().await;
-    common::pg_install_catalog_version(&fx.db).await;
     let mut config = client_config();
     config.limits.pool_max_size = 1;
-    let gw = Gateway::new(config);
-    let id = common::pg_connect(&gw, &fx).await;
-    let r = gw
-        .execute_query(
-            &id,
+    let mut s = setup(CATALOG_VERSION_SQL, config).await;
+    let r =
+        s.gw.execute_query(
+            &s.id,
             "SELECT count(*) FROM departments WHERE name = $1",
             &[serde_json::json!("Ops")],
             None,
@@ -356,12 +368,9 @@ async fn statements_prepared_again_keep_the_catalog_version() {
         .await
         .expect("runs");
     assert_eq!(r.rows[0][0], serde_json::json!(1));
-    let mut owner = PgConnection::connect(&fx.url()).await.expect("owner");
     assert!(
-        survives_a_write(&gw, &id, &mut owner).await,
+        s.survives_a_write().await,
         "the one session's guard, prepared again, is versioned"
     );
-    owner.close().await.ok();
-    gw.close_connection(&id).await.expect("close");
-    fx.drop().await;
+    s.done().await;
 }

@@ -16,6 +16,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 pub mod idp;
+pub mod pg;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_dbward");
 
