@@ -163,6 +163,14 @@ async fn only_an_install_that_only_a_superuser_can_change_is_trusted() {
             ),
         ),
         (
+            "a function run with the caller's search_path",
+            CATALOG_VERSION_SQL.replace(" SET search_path = pg_catalog", ""),
+        ),
+        (
+            "a function run as its caller",
+            CATALOG_VERSION_SQL.replace(" SECURITY DEFINER", ""),
+        ),
+        (
             "a trigger for some commands only",
             CATALOG_VERSION_SQL.replace(
                 "ON ddl_command_end\n",
@@ -215,6 +223,30 @@ async fn the_owner_cannot_disable_drop_or_rewind_the_catalog_version() {
         assert!(r.is_err(), "the owner could: {attack}");
     }
     assert_eq!(version(&mut owner).await, start, "nothing moved it");
+    // Nor can the owner's own `+` before the builtin on their path hold it still: the
+    // function runs with `search_path = pg_catalog`.
+    run(
+        "CREATE SCHEMA evil; \
+         CREATE FUNCTION evil.same(bigint, integer) RETURNS bigint LANGUAGE sql AS $$ SELECT $1 $$; \
+         CREATE OPERATOR evil.+ (LEFTARG = bigint, RIGHTARG = integer, FUNCTION = evil.same)",
+        &mut owner,
+    )
+    .await;
+    let start = version(&mut owner).await;
+    run(
+        "SET search_path = evil, pg_catalog, public; \
+         CREATE FUNCTION public.f() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$; \
+         RESET search_path",
+        &mut owner,
+    )
+    .await;
+    assert_eq!(
+        version(&mut owner).await,
+        start + 1,
+        "the hijacked + was not used"
+    );
+    run("DROP FUNCTION public.f()", &mut owner).await;
+    let start = version(&mut owner).await;
     run(
         "CREATE FUNCTION public.f() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$",
         &mut owner,

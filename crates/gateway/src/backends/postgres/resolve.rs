@@ -424,7 +424,9 @@ ALTER EVENT TRIGGER dbward_catalog_version ENABLE ALWAYS;
 /// Whether this database's catalog version can be trusted, run when a session opens (`$1`:
 /// the role queries run as, or null for the login role): the event trigger fires for every
 /// DDL command (enabled `ALWAYS`, no tag filter), it and its function are a superuser's and the
-/// function is [`BUMP_BODY`] word for word; the table and its schema are a superuser's and
+/// function is [`BUMP_BODY`] word for word, in PL/pgSQL, `SECURITY DEFINER` and run with
+/// `search_path = pg_catalog` (with the caller's path, the DDL's author could put their own
+/// `+` before the builtin and hold the number still, running it as the superuser); the table and its schema are a superuser's and
 /// no one else may change the table; the role queries run as can read it. One `bool`.
 pub(crate) const VERSIONED_CHECK: &str = "\
 SELECT EXISTS (
@@ -441,6 +443,10 @@ SELECT EXISTS (
     AND pn.nspname OPERATOR(pg_catalog.=) 'dbward'
     AND p.proname OPERATOR(pg_catalog.=) 'bump_catalog_version'
     AND p.prosrc OPERATOR(pg_catalog.=) $2
+    AND p.prolang OPERATOR(pg_catalog.=) (SELECT l.oid FROM pg_catalog.pg_language l
+                                          WHERE l.lanname OPERATOR(pg_catalog.=) 'plpgsql')
+    AND p.prosecdef
+    AND p.proconfig OPERATOR(pg_catalog.=) '{search_path=pg_catalog}'::pg_catalog.text[]
 ) AND EXISTS (
   SELECT FROM pg_catalog.pg_class c
   JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
