@@ -5,7 +5,7 @@
 
 mod common;
 
-use dbward_gateway::{ConnectSpec, Gateway, GatewayConfig};
+use dbward_gateway::Gateway;
 use sqlx::{Connection, Executor};
 
 use common::BIN;
@@ -36,7 +36,7 @@ fn catalog_version_is_postgresqls_only() {
 #[tokio::test]
 async fn the_printed_catalog_version_keeps_answers_across_writes_for_a_reader_role() {
     let fresh = common::pg::Fresh::new("catver").await;
-    let (db, reader) = (fresh.db.clone(), fresh.reader.clone());
+    let reader = fresh.reader.clone();
     let mut su = fresh.superuser().await;
     su.execute(sqlx::AssertSqlSafe(format!(
         "CREATE TABLE servers (id int PRIMARY KEY, name text);
@@ -46,35 +46,13 @@ async fn the_printed_catalog_version_keeps_answers_across_writes_for_a_reader_ro
     .await
     .expect("fixture");
     // The SQL exactly as printed, comments and all.
-    let out = std::process::Command::new(BIN)
-        .args(["setup-role", "--catalog-version"])
-        .output()
-        .expect("setup-role runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let sql = String::from_utf8(out.stdout).expect("utf-8");
+    let sql = common::pg::setup_role_sql(&["--catalog-version"]);
     assert!(sql.contains("CREATE EVENT TRIGGER"), "{sql}");
     su.execute(sqlx::AssertSqlSafe(sql))
         .await
         .expect("the printed SQL applies");
 
-    let config = GatewayConfig::from_toml(&format!(
-        r#"
-[connections.main]
-type = "postgresql"
-host = "127.0.0.1"
-database = "{db}"
-sslmode = "disable"
-reader_role = "{reader}"
-"#
-    ))
-    .expect("config");
-    let named = config.connections["main"].clone();
-    let mut spec = ConnectSpec::from_named("main", &named).expect("spec");
-    spec.username = Some("postgres".into());
+    let (config, spec) = fresh.gateway_config("");
     let g = Gateway::new(config);
     let id = g.connect_trusted(spec).await.expect("opens").id.to_string();
     let posture = g.security_posture(&id).await.expect("posture");

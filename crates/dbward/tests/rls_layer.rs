@@ -8,15 +8,13 @@ mod common;
 
 use std::sync::Arc;
 
+use dbward_gateway::Gateway;
 use dbward_gateway::access::Identity;
 use dbward_gateway::backends::Caps;
 use dbward_gateway::backends::postgres::PgBackend;
 use dbward_gateway::calls::{CallContext, with_context};
-use dbward_gateway::{ConnectSpec, Gateway, GatewayConfig};
 use serde_json::{Value, json};
 use sqlx::Executor;
-
-use common::BIN;
 
 fn caller(department: Option<&str>) -> CallContext {
     let mut claims = serde_json::Map::new();
@@ -49,7 +47,7 @@ async fn count(
 #[tokio::test]
 async fn the_printed_rls_policy_filters_by_the_callers_claim_and_the_reader_cannot_change_it() {
     let fresh = common::pg::Fresh::new("rls").await;
-    let (db, reader) = (fresh.db.clone(), fresh.reader.clone());
+    let reader = fresh.reader.clone();
     let mut c = fresh.superuser().await;
     c.execute(sqlx::AssertSqlSafe(format!(
         "CREATE TABLE servers (id int PRIMARY KEY, department_id int);
@@ -60,17 +58,14 @@ async fn the_printed_rls_policy_filters_by_the_callers_claim_and_the_reader_cann
     .await
     .expect("fixture");
     // The SQL exactly as `setup-role --rls-example` prints it.
-    let out = std::process::Command::new(BIN)
-        .args(["setup-role", "--rls-example", "servers", "--role", &reader])
-        .args(["--login-role", "postgres"])
-        .output()
-        .expect("setup-role runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let sql = String::from_utf8(out.stdout).expect("utf-8");
+    let sql = common::pg::setup_role_sql(&[
+        "--rls-example",
+        "servers",
+        "--role",
+        &reader,
+        "--login-role",
+        "postgres",
+    ]);
     assert!(
         sql.contains("CREATE POLICY") && sql.contains("REVOKE EXECUTE"),
         "{sql}"
@@ -79,22 +74,8 @@ async fn the_printed_rls_policy_filters_by_the_callers_claim_and_the_reader_cann
         .await
         .expect("the printed SQL applies");
 
-    let config = GatewayConfig::from_toml(&format!(
-        r#"
-[connections.main]
-type = "postgresql"
-host = "127.0.0.1"
-database = "{db}"
-sslmode = "disable"
-reader_role = "{reader}"
-session_settings = {{ "app.user_dept" = "{{claim:department}}" }}
-"#
-    ))
-    .expect("config");
-    let named = config.connections["main"].clone();
-    // Trust auth: the login is the superuser postgres (the reader role is SET per call).
-    let mut spec = ConnectSpec::from_named("main", &named).expect("spec");
-    spec.username = Some("postgres".into());
+    let (config, spec) =
+        fresh.gateway_config(r#"session_settings = { "app.user_dept" = "{claim:department}" }"#);
     let g = Arc::new(Gateway::new(config));
     let info = g.connect_trusted(spec).await.expect("opens");
     let id = info.id.to_string();
@@ -129,8 +110,7 @@ session_settings = {{ "app.user_dept" = "{{claim:department}}" }}
 
     // Layer 2 alone: no dbward policy at all (the backend directly), the reader role cannot
     // call set_config, so it cannot pick its own department.
-    let mut raw = ConnectSpec::from_named("main", &named).expect("spec");
-    raw.username = Some("postgres".into());
+    let (_, raw) = fresh.gateway_config("");
     let backend = PgBackend::connect(&raw, &dbward_gateway::Limits::default())
         .await
         .expect("backend");

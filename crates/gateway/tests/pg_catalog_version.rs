@@ -28,6 +28,17 @@ async fn version(c: &mut PgConnection) -> i64 {
         .expect("read the version")
 }
 
+/// Raises the catalog version to at least `n` with the owner's DDL, two commands at a time.
+async fn raise_to(owner: &mut PgConnection, n: i64) {
+    while version(owner).await < n {
+        run(
+            "CREATE TABLE public.filler (x int); DROP TABLE public.filler",
+            owner,
+        )
+        .await;
+    }
+}
+
 async fn superuser(db: &str) -> PgConnection {
     PgConnection::connect(&format!("postgresql://postgres@127.0.0.1:5432/{db}"))
         .await
@@ -321,13 +332,7 @@ async fn a_disabled_trigger_falls_back_to_the_snapshot_at_once() {
 async fn a_database_made_again_under_the_same_name_does_not_reuse_answers() {
     let _serial = SERIAL.lock().await;
     let mut s = setup(CATALOG_VERSION_SQL, client_config()).await;
-    for _ in 0..3 {
-        run(
-            "CREATE TABLE public.filler (x int); DROP TABLE public.filler",
-            &mut s.owner,
-        )
-        .await;
-    }
+    raise_to(&mut s.owner, 6).await;
     let first = version(&mut s.owner).await;
     let lower = "SELECT lower(name) FROM departments";
     for _ in 0..2 {
@@ -355,13 +360,7 @@ async fn a_database_made_again_under_the_same_name_does_not_reuse_answers() {
         owner,
     )
     .await;
-    while version(owner).await < first {
-        run(
-            "CREATE TABLE public.filler (x int); DROP TABLE public.filler",
-            owner,
-        )
-        .await;
-    }
+    raise_to(owner, first).await;
     assert_eq!(version(owner).await, first, "the same number again");
     // The pool's sessions died with the first database: a call may fail on one before a
     // new session is opened.

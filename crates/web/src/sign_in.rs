@@ -265,7 +265,6 @@ pub(crate) async fn callback(
             "Too many failed sign-ins from this address; wait a minute.".into(),
         );
     }
-    let again = AGAIN;
     // The state is used up whatever comes next.
     let pending = q
         .state
@@ -285,7 +284,7 @@ pub(crate) async fn callback(
             peer,
             StatusCode::FORBIDDEN,
             format!("the provider answered {code}"),
-            format!("{name} did not sign you in ({code}). {again}"),
+            format!("{name} did not sign you in ({code}). {AGAIN}"),
         )
         .await;
     }
@@ -304,7 +303,7 @@ pub(crate) async fn callback(
             peer,
             StatusCode::BAD_REQUEST,
             reason.into(),
-            format!("This sign-in is unknown, expired or already used. {again}"),
+            format!("This sign-in is unknown, expired or already used. {AGAIN}"),
         )
         .await;
     };
@@ -319,7 +318,7 @@ pub(crate) async fn callback(
             peer,
             StatusCode::BAD_REQUEST,
             "the state is not bound to this browser".into(),
-            format!("This sign-in was started in another browser. {again}"),
+            format!("This sign-in was started in another browser. {AGAIN}"),
         )
         .await;
     }

@@ -51,3 +51,39 @@ impl Fresh {
         }
     }
 }
+
+/// `dbward setup-role ARGS`'s SQL, exactly as printed (the command must succeed).
+pub fn setup_role_sql(args: &[&str]) -> String {
+    let out = std::process::Command::new(super::BIN)
+        .arg("setup-role")
+        .args(args)
+        .output()
+        .expect("setup-role runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+impl Fresh {
+    /// A config whose connection `main` reads the database through the reader role, with
+    /// `extra` TOML lines in that connection's table, and its spec logging in as the
+    /// superuser `postgres` (trust auth; the reader role is SET per call).
+    pub fn gateway_config(
+        &self,
+        extra: &str,
+    ) -> (dbward_gateway::GatewayConfig, dbward_gateway::ConnectSpec) {
+        let config = dbward_gateway::GatewayConfig::from_toml(&format!(
+            "[connections.main]\ntype = \"postgresql\"\nhost = \"127.0.0.1\"\ndatabase = \"{}\"\n\
+             sslmode = \"disable\"\nreader_role = \"{}\"\n{extra}\n",
+            self.db, self.reader
+        ))
+        .expect("config");
+        let named = config.connections["main"].clone();
+        let mut spec = dbward_gateway::ConnectSpec::from_named("main", &named).expect("spec");
+        spec.username = Some("postgres".into());
+        (config, spec)
+    }
+}

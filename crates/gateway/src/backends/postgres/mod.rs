@@ -236,7 +236,8 @@ impl PgBackend {
         .map_err(|e| classify(e, &spec.secrets()))?;
         let posture = catalog::posture_on(&mut conn, spec.reader_role.as_deref()).await?;
         drop(conn);
-        if version_num >= 130_000 {
+        let snapshots = version_num >= 130_000;
+        if snapshots {
             // (The first session, just opened, has looked for it.)
             let target = spec.masked();
             if versioned.load(std::sync::atomic::Ordering::Relaxed) {
@@ -261,7 +262,7 @@ impl PgBackend {
             type_names: Default::default(),
             reader_role: spec.reader_role.clone(),
             resolutions: Default::default(),
-            snapshots: version_num >= 130_000,
+            snapshots,
             versioned,
             server_version,
             connect_posture: std::sync::Arc::new(std::sync::Mutex::new(Some(posture))),

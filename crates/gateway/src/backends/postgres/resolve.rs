@@ -357,9 +357,9 @@ pub(crate) fn statement(names: &Names) -> String {
 /// snapshot's, which no kept versioned answer can match.
 pub(crate) fn fingerprint(versioned: bool) -> String {
     let state = if versioned {
-        VERSIONED_STATE
+        VERSIONED_STATE.replace("{SNAPSHOT}", SNAPSHOT_STATE)
     } else {
-        "pg_catalog.pg_current_snapshot()::pg_catalog.text"
+        SNAPSHOT_STATE.to_string()
     };
     format!(
         "{state} OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) \
@@ -374,7 +374,7 @@ pub(crate) fn fingerprint(versioned: bool) -> String {
 /// the counter table's OID and the server's start time: a database dropped and created
 /// again under the same name, with its own counter from 0, or DDL made while the server
 /// ran in single-user mode (where event triggers do not fire), cannot pass for the state
-/// a kept answer was read in.
+/// a kept answer was read in. (`{SNAPSHOT}` stands for [`SNAPSHOT_STATE`].)
 const VERSIONED_STATE: &str = "(CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_event_trigger t \
      WHERE t.evtname OPERATOR(pg_catalog.=) 'dbward_catalog_version' \
        AND t.evtenabled OPERATOR(pg_catalog.=) 'A'::pg_catalog.\"char\") \
@@ -384,7 +384,10 @@ const VERSIONED_STATE: &str = "(CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_even
      'dbward.catalog_version'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text \
      OPERATOR(pg_catalog.||) ' since ' OPERATOR(pg_catalog.||) \
      pg_catalog.pg_postmaster_start_time()::pg_catalog.text \
-   ELSE pg_catalog.pg_current_snapshot()::pg_catalog.text END)";
+   ELSE {SNAPSHOT} END)";
+
+/// The catalog's state in a [`fingerprint`] by default: the set of committed transactions.
+const SNAPSHOT_STATE: &str = "pg_catalog.pg_current_snapshot()::pg_catalog.text";
 
 /// `SELECT` [`fingerprint`]: run before the resolution statement, its one row kept with the
 /// answer.
