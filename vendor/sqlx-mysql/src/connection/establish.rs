@@ -17,6 +17,14 @@ impl MySqlConnection {
 
         let handshake = match &options.socket {
             Some(path) => crate::net::connect_uds(path, do_handshake).await?,
+            // dbward patch: on tokio, the TCP socket is opened here so that Nagle's
+            // algorithm can be turned off (`TCP_NODELAY`, as libmariadb does).
+            None if tokio::runtime::Handle::try_current().is_ok() => {
+                let host = options.host.trim_matches(&['[', ']'][..]);
+                let socket = tokio::net::TcpStream::connect((host, options.port)).await?;
+                socket.set_nodelay(true)?;
+                crate::net::WithSocket::with_socket(do_handshake, socket).await
+            }
             None => crate::net::connect_tcp(&options.host, options.port, do_handshake).await?,
         };
 

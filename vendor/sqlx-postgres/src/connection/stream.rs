@@ -47,6 +47,17 @@ impl PgStream {
     pub(super) async fn connect(options: &PgConnectOptions) -> Result<Self, Error> {
         let socket_result = match options.fetch_socket() {
             Some(ref path) => net::connect_uds(path, MaybeUpgradeTls(options)).await?,
+            // dbward patch: on tokio, the TCP socket is opened here so that Nagle's
+            // algorithm can be turned off (`TCP_NODELAY`, as libpq does): sqlx writes a
+            // message over its 8 KiB buffer in more than one piece, and the last piece
+            // then waited for the server's delayed acknowledgement of the first (40 ms on
+            // Linux).
+            None if tokio::runtime::Handle::try_current().is_ok() => {
+                let host = options.host.trim_matches(&['[', ']'][..]);
+                let socket = tokio::net::TcpStream::connect((host, options.port)).await?;
+                socket.set_nodelay(true)?;
+                net::WithSocket::with_socket(MaybeUpgradeTls(options), socket).await
+            }
             None => net::connect_tcp(&options.host, options.port, MaybeUpgradeTls(options)).await?,
         };
 
