@@ -141,7 +141,7 @@ impl Gateway {
     /// The Prometheus text exposition of the gateway's metrics, gauges read now.
     pub fn metrics_text(&self) -> String {
         let (mut in_use, mut idle) = (0i64, 0i64);
-        let mut resolutions = [0u64; 3];
+        let mut resolutions = [0u64; 4];
         let opens: Vec<Arc<Open>> = lock(&self.registry).values().cloned().collect();
         for o in &opens {
             if let Backend::Postgres(b) = &o.backend {
@@ -159,7 +159,10 @@ impl Gateway {
         }
         let m = &self.metrics;
         m.open_connections.set(opens.len() as i64);
-        for (answer, n) in ["kept", "stale", "asked"].into_iter().zip(resolutions) {
+        for (answer, n) in ["kept", "stale", "asked", "rechecked"]
+            .into_iter()
+            .zip(resolutions)
+        {
             m.pg_resolutions
                 .get_or_create(&metrics::AnswerLabel {
                     answer: answer.into(),

@@ -113,7 +113,8 @@ impl Default for Metrics {
         registry.register(
             "pg_resolutions",
             "PostgreSQL calls by how their names were resolved, over the open connections: \
-             kept (sent behind the guard of a kept answer), stale (of those, the guard failed) or asked (resolved afresh)",
+             kept (sent behind the guard of a kept answer), stale (of those, the guard failed), asked (resolved afresh) \
+             or rechecked (of the stale, sent again behind a recheck that reads the answer afresh and runs the query if it is the same)",
             pg_resolutions.clone(),
         );
         Metrics {

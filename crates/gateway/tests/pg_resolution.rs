@@ -111,6 +111,18 @@ impl Setup {
         assert_eq!(one, 1);
     }
 
+    /// The resolution counts (`common::pg_resolution_counts`): kept, stale, asked,
+    /// rechecked.
+    fn counts(&self) -> [u64; 4] {
+        common::pg_resolution_counts(&self.gw)
+    }
+
+    /// How much each count grew since `before`.
+    fn since(&self, before: [u64; 4]) -> [u64; 4] {
+        let now = self.counts();
+        [0, 1, 2, 3].map(|i| now[i] - before[i])
+    }
+
     async fn runs(&self, sql: &str) -> dbward_gateway::backends::QueryResult {
         self.gw
             .execute_query(&self.id, sql, &[], None)
@@ -570,7 +582,17 @@ async fn an_owner_search_path_cannot_hijack_dbwards_own_statements() {
 /// only thing that stands in the way here.
 #[tokio::test]
 async fn a_kept_answer_is_never_used_after_the_owner_changes_what_a_name_resolves_to() {
-    kept_answers_follow_every_change(false).await;
+    kept_answers_follow_every_change(Db::Idle).await;
+}
+
+/// The same changes on a database in use without the catalog version: every write moves
+/// the fingerprint, so the call after one finds its guard failing and is sent again behind
+/// the recheck, which reads the answer afresh in its own statement and lets the query run
+/// only if it is the same. Each of the owner's changes must still be refused on the very
+/// next call, caught by the recheck itself.
+#[tokio::test]
+async fn on_a_database_in_use_a_kept_answer_is_rechecked_and_never_used_after_a_change() {
+    kept_answers_follow_every_change(Db::InUse).await;
 }
 
 /// The same changes, where a superuser has installed dbward's catalog version: kept
@@ -579,10 +601,22 @@ async fn a_kept_answer_is_never_used_after_the_owner_changes_what_a_name_resolve
 /// still makes the very next call resolve afresh.
 #[tokio::test]
 async fn with_the_catalog_version_a_kept_answer_survives_writes_but_not_a_change() {
-    kept_answers_follow_every_change(true).await;
+    kept_answers_follow_every_change(Db::Versioned).await;
 }
 
-async fn kept_answers_follow_every_change(versioned: bool) {
+/// The database of [`kept_answers_follow_every_change`].
+#[derive(Clone, Copy, PartialEq)]
+enum Db {
+    /// No write between calls.
+    Idle,
+    /// dbward's catalog version installed; writes between calls.
+    Versioned,
+    /// Writes between calls, no catalog version.
+    InUse,
+}
+
+async fn kept_answers_follow_every_change(db: Db) {
+    let versioned = db == Db::Versioned;
     let mut s = setup_with(denying_config(), versioned).await;
     let mut owner = PgConnection::connect(&s.fx.url()).await.expect("owner");
     sqlx::raw_sql(
@@ -624,26 +658,49 @@ async fn kept_answers_follow_every_change(versioned: bool) {
         for _ in 0..2 {
             s.runs(sql).await;
         }
-        if versioned {
-            // A write (the owner's, committed): the kept answer still stands.
-            sqlx::raw_sql("INSERT INTO staff VALUES (9, 'Wren'); DELETE FROM staff WHERE id = 9")
+        if db != Db::Idle {
+            // A write (the owner's, committed), twice. With the catalog version the kept
+            // answer's guard still passes. Without it the guard fails (the snapshot moved)
+            // and the recheck passes (the answer is the same): the query runs on the kept
+            // answer, with no fresh resolution and judgement, and the answer is kept under
+            // the new fingerprint.
+            let expected = if versioned {
+                [1, 0, 0, 0]
+            } else {
+                [1, 1, 0, 1]
+            };
+            for _ in 0..2 {
+                sqlx::raw_sql(
+                    "INSERT INTO staff VALUES (9, 'Wren'); DELETE FROM staff WHERE id = 9",
+                )
                 .execute(&mut owner)
                 .await
                 .expect("a write");
-            let before = common::pg_resolution_counts(&s.gw);
-            s.runs(sql).await;
-            let after = common::pg_resolution_counts(&s.gw);
-            assert_eq!(
-                (after[0] - before[0], after[1] - before[1]),
-                (1, 0),
-                "{sql}: after a write, on the kept answer and its guard passing ({before:?} -> {after:?})"
-            );
+                let before = s.counts();
+                s.runs(sql).await;
+                assert_eq!(s.since(before), expected, "{sql}: a call after a write");
+            }
         }
-        sqlx::raw_sql(change)
-            .execute(&mut owner)
-            .await
-            .unwrap_or_else(|e| panic!("{change}: {e}"));
-        s.refused(sql, rule).await;
+        if db == Db::InUse {
+            // The change is caught by the recheck, then read afresh and refused.
+            sqlx::raw_sql(change)
+                .execute(&mut owner)
+                .await
+                .unwrap_or_else(|e| panic!("{change}: {e}"));
+            let before = s.counts();
+            s.refused(sql, rule).await;
+            assert_eq!(
+                s.since(before),
+                [1, 1, 1, 1],
+                "{sql}: the recheck fails on the change"
+            );
+        } else {
+            sqlx::raw_sql(change)
+                .execute(&mut owner)
+                .await
+                .unwrap_or_else(|e| panic!("{change}: {e}"));
+            s.refused(sql, rule).await;
+        }
         // And on every call after it.
         s.refused(sql, rule).await;
     }

@@ -142,9 +142,9 @@ pub async fn pg_install_catalog_version(db: &str) {
 /// The gateway's PostgreSQL resolution counts: calls sent behind the guard of a kept answer,
 /// those whose guard failed, and those resolved afresh (`dbward_pg_resolutions`).
 #[allow(dead_code)]
-pub fn pg_resolution_counts(gw: &dbward_gateway::Gateway) -> [u64; 3] {
+pub fn pg_resolution_counts(gw: &dbward_gateway::Gateway) -> [u64; 4] {
     let text = gw.metrics_text();
-    ["kept", "stale", "asked"].map(|answer| {
+    ["kept", "stale", "asked", "rechecked"].map(|answer| {
         text.lines()
             .find_map(|l| l.strip_prefix(&format!("dbward_pg_resolutions{{answer=\"{answer}\"}} ")))
             .and_then(|n| n.trim().parse().ok())
@@ -307,7 +307,7 @@ pub fn client_config_detecting() -> dbward_gateway::GatewayConfig {
 /// Asserts that a pooled session holds no prepared statement of an earlier call: reads
 /// `pg_prepared_statements` through the gateway (on a one-connection pool, the session
 /// earlier calls used) and allows only the statement doing the reading and dbward's own
-/// resolution statement, unlock and guard, which are kept per session and hold no client
+/// resolution statement, unlock, guard and recheck, which are kept per session and hold no client
 /// text.
 pub async fn assert_no_statements_of_earlier_calls(gw: &dbward_gateway::Gateway, id: &str) {
     let r = gw
@@ -319,7 +319,12 @@ pub async fn assert_no_statements_of_earlier_calls(gw: &dbward_gateway::Gateway,
         )
         .await
         .expect("pg_prepared_statements");
-    let own = ["dbward_resolve", "dbward_guard", "dbward_unlock"];
+    let own = [
+        "dbward_resolve",
+        "dbward_guard",
+        "dbward_recheck",
+        "dbward_unlock",
+    ];
     let texts: Vec<String> = r
         .rows
         .iter()

@@ -10,6 +10,7 @@ use sqlx::{
     AssertSqlSafe, Column as _, Executor, Row, SqlSafeStr, Statement as _, TypeInfo, ValueRef,
 };
 
+use super::kept::OnKept;
 use super::resolve::{self, Resolver};
 use super::types::text_to_json;
 use super::{PgBackend, classify, params, quote_ident};
@@ -125,7 +126,6 @@ impl PgBackend {
         settings: &[(String, String)],
         session: &mut Session,
     ) -> Result<QueryResult, GatewayError> {
-        let err = |e| classify(e, &[]);
         // The first round trip is one simple-protocol message of our own text: the numbers
         // are ours, the role comes from config and is quoted, and the names to resolve
         // travel hex-encoded (`resolve::statement`). No client text goes over it.
@@ -157,6 +157,7 @@ impl PgBackend {
         first.push_str("pg_catalog.pg_backend_pid()");
         // The resolution statement for the query's names, also the key of a kept answer.
         let executes = resolver.map(|r| resolve::statement(&r.names));
+        let names_hex = resolver.map(|r| resolve::names_hex(&r.names));
         // A kept answer is used when the whole call can go in one flush (no session
         // settings, no parameter whose type is to be inferred, not EXPLAIN or SHOW) and
         // the judge passes it: the first message then ends with the guard, which lets the
@@ -173,35 +174,29 @@ impl PgBackend {
             _ => None,
         };
         let mut head = vec!["BEGIN READ ONLY".to_string(), first];
-        if let Some(k) = kept {
-            // Timeouts (if the call sets any) as the login role, then the role, then the
-            // guard.
-            let mut guarded: Vec<PipelinedStatement> = vec![head[0].clone().into()];
+        if let (Some(k), Some(key), Some(names)) = (&kept, &executes, &names_hex) {
+            // Timeouts (if the call sets any) as the login role, then the role; the guard
+            // follows (`kept.rs`).
+            let mut prefix: Vec<PipelinedStatement> = vec![head[0].clone().into()];
             if sets_timeouts {
-                guarded.push(head[1].clone().into());
+                prefix.push(head[1].clone().into());
             }
-            guarded.extend(role.clone().map(PipelinedStatement::from));
-            guarded.push(resolve::guard(&k.fingerprint));
-            // The server answers the whole flush at once, so no row of it comes back before
-            // the query's: the pid a call abandoned before then needs for its cancel is the
-            // session's own, from its startup (`end_abandoned` cancels only a dbward
-            // session of that pid).
-            session.pid = i32::try_from(conn.backend_pid()).ok().filter(|p| *p != 0);
-            self.resolutions.count(0);
+            prefix.extend(role.clone().map(PipelinedStatement::from));
+            let on_kept = OnKept {
+                kept: k,
+                key,
+                names_hex: names,
+                prefix,
+            };
             match self
-                .declare_and_fetch(conn, sql, params, caps, session, Some(guarded))
+                .run_kept(conn, sql, params, caps, session, on_kept)
                 .await?
             {
                 Some(r) => return Ok(r),
-                None => {
-                    self.resolutions.count(1);
-                    // Stale: the transaction failed at the guard and nothing of the query
-                    // ran. Read the rest of the pipeline's replies, then start again with a
-                    // fresh answer, the rollback in the same message.
-                    conn.skip_pending().await.map_err(err)?;
-                    self.resolutions.stale();
-                    head.insert(0, "ROLLBACK".to_string());
-                }
+                // Stale: nothing of the query ran, and the transaction failed; start again
+                // with a fresh answer, the rollback in the same message. (Whether the
+                // answer itself changed is known once the fresh one is read: see `judge`.)
+                None => head.insert(0, "ROLLBACK".to_string()),
             }
         }
         let pid_at = head.len() - 1;
@@ -237,11 +232,17 @@ impl PgBackend {
                 _ => None,
             };
             let rows = groups.into_iter().nth(i).unwrap_or_default();
-            let resolution = resolve::read(rows)?;
+            let (resolution, canonical) = resolve::read(rows)?;
             self.resolutions.count(2);
             let verdict = (r.judge)(&resolution);
+            // After a kept answer was found stale (its guard and its recheck failed): if
+            // the answer changed, every kept answer is asked afresh for a while
+            // (`resolve::Cache::stale`).
+            if kept.as_ref().is_some_and(|k| k.canonical != canonical) {
+                self.resolutions.stale();
+            }
             if let Some(f) = fingerprint {
-                self.resolutions.put(key, f, resolution);
+                self.resolutions.put(key, f, (resolution, canonical));
             }
             verdict
         };
@@ -277,14 +278,14 @@ impl PgBackend {
     /// inferred). With `head`, the call's first statements (its BEGIN, the role and the
     /// guard of a kept answer) go first in the same flush; `None` back means the guard
     /// failed (the answer was stale) and nothing of the query ran.
-    async fn declare_and_fetch(
+    pub(super) async fn declare_and_fetch(
         &self,
         conn: &mut sqlx::PgConnection,
         sql: &str,
         params: &[Value],
         caps: Caps,
         session: &mut Session,
-        head: Option<Vec<PipelinedStatement>>,
+        head: Option<Head<'_>>,
     ) -> Result<Option<QueryResult>, GatewayError> {
         let err = |e| classify(e, &[]);
         let declare = format!("DECLARE dbward_cursor NO SCROLL CURSOR FOR {sql}");
@@ -317,8 +318,9 @@ impl PgBackend {
         let mut bytes = 0usize;
         let mut truncated = false;
         {
-            let head_len = head.as_ref().map_or(0, Vec::len);
-            let mut stream = conn.fetch_pipelined(head.unwrap_or_default(), q, fetch);
+            let (head, mut head_rows) = head.map_or((Vec::new(), None), |h| (h.statements, h.rows));
+            let head_len = head.len();
+            let mut stream = conn.fetch_pipelined(head, q, fetch);
             // The head's results come first; then
             // the DECLARE's CommandComplete; then the FETCH's rows until its
             // CommandComplete; after it come the end's own (pg_advisory_unlock_all's row).
@@ -328,8 +330,13 @@ impl PgBackend {
             'read: loop {
                 let item = match stream.try_next().await {
                     Ok(Some(item)) if head_done < head_len => {
-                        if let sqlx::Either::Left(_) = item {
-                            head_done += 1;
+                        match item {
+                            sqlx::Either::Left(_) => head_done += 1,
+                            sqlx::Either::Right(row) => {
+                                if let Some(rows) = head_rows.as_deref_mut() {
+                                    rows.push(row);
+                                }
+                            }
                         }
                         continue;
                     }
@@ -513,11 +520,18 @@ struct InFlight {
     armed: bool,
 }
 
+/// The statements a call sends before its query, in the same flush
+/// ([`PgBackend::declare_and_fetch`]), and where their rows go (`None`: dropped).
+pub(super) struct Head<'a> {
+    pub statements: Vec<PipelinedStatement>,
+    pub rows: Option<&'a mut Vec<sqlx::postgres::PgRow>>,
+}
+
 /// What a call learns about its pooled session as it runs.
 #[derive(Default)]
-struct Session {
+pub(super) struct Session {
     /// The server process, for a cancel request from another connection.
-    pid: Option<i32>,
+    pub(super) pid: Option<i32>,
     /// The session must not be reused (reading stopped mid-result at the byte cap).
     discard: bool,
 }

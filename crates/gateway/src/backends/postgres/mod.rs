@@ -38,6 +38,7 @@ mod catalog;
 mod catalog_conn;
 mod execute;
 pub mod grants;
+mod kept;
 mod params;
 pub mod resolve;
 mod types;
@@ -288,9 +289,10 @@ impl PgBackend {
         (self.pool.size(), self.pool.num_idle())
     }
 
-    /// Calls sent behind the guard of a kept answer, those of them whose guard failed, and
-    /// calls that resolved their names afresh.
-    pub fn resolution_counts(&self) -> [u64; 3] {
+    /// Calls sent behind the guard of a kept answer, those of them whose guard failed,
+    /// calls that resolved their names afresh, and calls sent behind a recheck (counted in
+    /// the first too).
+    pub fn resolution_counts(&self) -> [u64; 4] {
         self.resolutions.counts()
     }
 

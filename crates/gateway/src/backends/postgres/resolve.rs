@@ -298,11 +298,11 @@ pub(crate) const UNLOCK: &str = "SELECT pg_catalog.pg_advisory_unlock_all()";
 /// of a client's. One statement each.
 pub(crate) fn prepare_statements(conn: &sqlx::PgConnection, versioned: bool) -> Vec<String> {
     let resolve = format!(
-        "PREPARE {PREPARED}(pg_catalog.text) AS {}",
-        RESOLVE.replace(
-            "{ARGS}",
-            "pg_catalog.convert_from(pg_catalog.decode($1, 'hex'), 'UTF8')::pg_catalog.jsonb",
-        )
+        "PREPARE {PREPARED}(pg_catalog.text) AS WITH res AS MATERIALIZED ({}) \
+         SELECT * FROM res UNION ALL \
+         SELECT '{CANONICAL_KIND}'::pg_catalog.text, (SELECT {CANONICAL} FROM res x), '', '', \
+                false, false, false, NULL::pg_catalog.text",
+        resolve_of("$1")
     );
     let mut out = vec![resolve, format!("PREPARE {UNLOCK_PREPARED} AS {UNLOCK}")];
     if snapshots(conn) {
@@ -312,9 +312,41 @@ pub(crate) fn prepare_statements(conn: &sqlx::PgConnection, versioned: bool) -> 
              $1 THEN 1 ELSE 0 END)",
             fingerprint(versioned)
         ));
+        out.push(format!(
+            "PREPARE {RECHECK_PREPARED}(pg_catalog.text, pg_catalog.text, pg_catalog.text) AS \
+             SELECT 1 OPERATOR(pg_catalog./) (CASE WHEN {fp} OPERATOR(pg_catalog.=) $1 THEN 1 \
+             WHEN (SELECT {CANONICAL} FROM ({}) x) OPERATOR(pg_catalog.=) $3 THEN 1 \
+             ELSE 0 END), {fp}",
+            resolve_of("$2"),
+            fp = fingerprint(versioned),
+        ));
     }
     out
 }
+
+/// [`RESOLVE`] with the names from the hex-encoded parameter `param`.
+fn resolve_of(param: &str) -> String {
+    RESOLVE.replace(
+        "{ARGS}",
+        &format!(
+            "pg_catalog.convert_from(pg_catalog.decode({param}, 'hex'), 'UTF8')::pg_catalog.jsonb"
+        ),
+    )
+}
+
+/// The canonical text of a resolution's rows `x`: each row's text (`record_out`, which
+/// quotes any field holding a separator, a quote or white space), sorted bytewise, joined by
+/// newlines. Two answers with the same text are the same rows, so the same answer; the
+/// resolution statement reports it as one more row ([`CANONICAL_KIND`]), and
+/// [`RECHECK_PREPARED`] computes it afresh to compare.
+const CANONICAL: &str = "COALESCE(pg_catalog.string_agg(x::pg_catalog.text, \
+     E'\\n' ORDER BY x::pg_catalog.text COLLATE pg_catalog.\"C\"), '')";
+
+/// The kind of the resolution statement's last row, which holds its [`CANONICAL`] text.
+const CANONICAL_KIND: &str = "canonical";
+
+/// The recheck ([`recheck`]), prepared once per session like the guard.
+pub(crate) const RECHECK_PREPARED: &str = "dbward_recheck";
 
 /// The server has `pg_current_snapshot()` (PostgreSQL 13 and later), which every
 /// [`fingerprint`] needs (the versioned one falls back to it): without it no answer is kept.
@@ -329,6 +361,11 @@ pub(crate) fn snapshots(conn: &sqlx::PgConnection) -> bool {
 /// in the same round trip. Run it between [`BEFORE`] and [`AFTER`]: its plan is then made
 /// once per session.
 pub(crate) fn statement(names: &Names) -> String {
+    format!("EXECUTE {PREPARED}('{}')", names_hex(names))
+}
+
+/// The names as the resolution takes them: the hex of their JSON (see [`statement`]).
+pub(crate) fn names_hex(names: &Names) -> String {
     let doc = serde_json::json!({
         "f": pairs(&names.functions),
         "o": pairs(&names.operators),
@@ -336,7 +373,7 @@ pub(crate) fn statement(names: &Names) -> String {
         "t": pairs(&names.types),
     })
     .to_string();
-    format!("EXECUTE {PREPARED}('{}')", hex(doc.as_bytes()))
+    hex(doc.as_bytes())
 }
 
 /// What a resolution depends on besides the names, as one text: the state of the catalog,
@@ -485,6 +522,25 @@ pub(crate) fn guard(fingerprint: &str) -> PipelinedStatement {
 }
 
 /// Lower-case hex of `bytes`.
+/// The recheck of a kept answer whose [`guard`] failed: one statement of our own, the
+/// prepared `dbward_recheck` bound by name, that fails with [`STALE`] unless the session's
+/// [`fingerprint`] is still `fingerprint` or the names (`names_hex`, see [`names_hex`])
+/// resolve now to rows whose [`CANONICAL`] text is `canonical`: the same answer, read
+/// afresh in the same statement. Its one row's second column is the fingerprint now, read
+/// in the same statement as the answer. Its plan is made like the resolution's: send it
+/// between [`BEFORE`] and [`AFTER`]. The parameters are protocol values; nothing of them is
+/// parsed as SQL.
+pub(crate) fn recheck(fingerprint: &str, names_hex: &str, canonical: &str) -> PipelinedStatement {
+    PipelinedStatement::Prepared {
+        name: RECHECK_PREPARED.to_string(),
+        params: vec![
+            fingerprint.to_string(),
+            names_hex.to_string(),
+            canonical.to_string(),
+        ],
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
@@ -509,6 +565,8 @@ const AFTER_STALE: std::time::Duration = std::time::Duration::from_secs(1);
 pub(crate) struct Kept {
     pub fingerprint: String,
     pub resolution: Resolution,
+    /// The answer's [`CANONICAL`] text.
+    pub canonical: String,
 }
 
 /// Resolution answers, by [`statement`] (the names), for one connection pool (one login,
@@ -519,7 +577,7 @@ pub(crate) struct Cache {
     kept: std::sync::Mutex<std::collections::HashMap<Box<str>, std::sync::Arc<Kept>>>,
     stale_at: std::sync::Mutex<Option<std::time::Instant>>,
     /// Calls that ran on a kept answer, found one stale, and asked afresh.
-    counts: [std::sync::atomic::AtomicU64; 3],
+    counts: [std::sync::atomic::AtomicU64; 4],
 }
 
 impl Cache {
@@ -533,8 +591,9 @@ impl Cache {
         kept.get(key).cloned()
     }
 
-    /// Keeps `resolution`, read under `fingerprint`, for `key`.
-    pub(crate) fn put(&self, key: &str, fingerprint: String, resolution: Resolution) {
+    /// Keeps `answer` (a resolution and its canonical text), read under `fingerprint`, for
+    /// `key`.
+    pub(crate) fn put(&self, key: &str, fingerprint: String, answer: (Resolution, String)) {
         if key.len() > KEPT_KEY_MAX {
             return;
         }
@@ -546,21 +605,23 @@ impl Cache {
             key.into(),
             std::sync::Arc::new(Kept {
                 fingerprint,
-                resolution,
+                resolution: answer.0,
+                canonical: answer.1,
             }),
         );
     }
 
     /// Counts a call sent behind the guard of a kept answer (`0`), one whose guard failed
-    /// (`1`, counted in `0` too), or one that asked afresh (`2`).
+    /// (`1`, counted in `0` too), one that asked afresh (`2`), or one sent behind a
+    /// [`recheck`] (`3`, after a failed guard: counted in `0` and `1` too).
     pub(crate) fn count(&self, which: usize) {
         if let Some(c) = self.counts.get(which) {
             c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
-    /// The counts of [`Cache::count`]: kept, stale, asked.
-    pub(crate) fn counts(&self) -> [u64; 3] {
+    /// The counts of [`Cache::count`]: kept, stale, asked, rechecked.
+    pub(crate) fn counts(&self) -> [u64; 4] {
         self.counts
             .each_ref()
             .map(|c| c.load(std::sync::atomic::Ordering::Relaxed))
@@ -588,9 +649,10 @@ pub(crate) const AFTER: [&str; 3] = [
     "SET LOCAL enable_mergejoin TO DEFAULT",
 ];
 
-/// Reads the resolution statement's rows.
-pub(crate) fn read(rows: Vec<sqlx::postgres::PgRow>) -> Result<Resolution, GatewayError> {
+/// Reads the resolution statement's rows: the answer and its [`CANONICAL`] text.
+pub(crate) fn read(rows: Vec<sqlx::postgres::PgRow>) -> Result<(Resolution, String), GatewayError> {
     let mut out = Resolution::default();
+    let mut canonical = None;
     let bad = |e: sqlx::Error| GatewayError::Internal(format!("resolution row: {e}"));
     for row in rows {
         let kind: String = row.try_get(0).map_err(bad)?;
@@ -599,6 +661,7 @@ pub(crate) fn read(rows: Vec<sqlx::postgres::PgRow>) -> Result<Resolution, Gatew
         let name: String = row.try_get(3).map_err(bad)?;
         let via: Option<String> = row.try_get(7).map_err(bad)?;
         match kind.as_str() {
+            CANONICAL_KIND => canonical = second,
             "relation" => {
                 let how = match second.as_deref() {
                     Some("view") => Reach::View,
@@ -626,7 +689,9 @@ pub(crate) fn read(rows: Vec<sqlx::postgres::PgRow>) -> Result<Resolution, Gatew
             }),
         }
     }
-    Ok(out)
+    let canonical = canonical
+        .ok_or_else(|| GatewayError::Internal("resolution without its canonical row".into()))?;
+    Ok((out, canonical))
 }
 
 /// A query's names and the judge of what they resolve to: run by the backend inside the
