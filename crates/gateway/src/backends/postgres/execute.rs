@@ -156,8 +156,8 @@ impl PgBackend {
         }
         first.push_str("pg_catalog.pg_backend_pid()");
         // The resolution statement for the query's names, also the key of a kept answer.
-        let executes = resolver.map(|r| resolve::statement(&r.names));
         let names_hex = resolver.map(|r| resolve::names_hex(&r.names));
+        let executes = names_hex.as_ref().map(resolve::statement);
         // A kept answer is used when the whole call can go in one flush (no session
         // settings, no parameter whose type is to be inferred, not EXPLAIN or SHOW) and
         // the judge passes it: the first message then ends with the guard, which lets the

@@ -27,7 +27,7 @@ pub(super) struct OnKept<'a> {
     /// Its key (`resolve::statement`).
     pub key: &'a str,
     /// The names, as the resolution takes them (`resolve::names_hex`).
-    pub names_hex: &'a str,
+    pub names_hex: &'a resolve::NamesHex,
     /// The call's first statements: its BEGIN, the timeouts it sets, its role.
     pub prefix: Vec<PipelinedStatement>,
 }

@@ -354,18 +354,22 @@ pub(crate) fn snapshots(conn: &sqlx::PgConnection) -> bool {
     conn.server_version_num().is_some_and(|v| v >= 130_000)
 }
 
-/// `EXECUTE dbward_resolve('<hex>')` for `names`: one statement of our own text. The names
+/// `EXECUTE dbward_resolve('<hex>')` for the names: one statement of our own text. The names
 /// (which come from the client's query) travel as a hex string of their JSON: the text is
 /// constant but for the characters `0-9a-f`, so nothing of the client's can end or extend
 /// the literal. That lets it go in the call's first simple-protocol message, with `BEGIN`,
 /// in the same round trip. Run it between [`BEFORE`] and [`AFTER`]: its plan is then made
 /// once per session.
-pub(crate) fn statement(names: &Names) -> String {
-    format!("EXECUTE {PREPARED}('{}')", names_hex(names))
+pub(crate) fn statement(names: &NamesHex) -> String {
+    format!("EXECUTE {PREPARED}('{}')", names.0)
 }
 
-/// The names as the resolution takes them: the hex of their JSON (see [`statement`]).
-pub(crate) fn names_hex(names: &Names) -> String {
+/// The names as the resolution takes them: the hex of their JSON, only `0-9a-f` (made only
+/// by [`names_hex`]).
+pub(crate) struct NamesHex(String);
+
+/// The names as the resolution takes them (see [`statement`]).
+pub(crate) fn names_hex(names: &Names) -> NamesHex {
     let doc = serde_json::json!({
         "f": pairs(&names.functions),
         "o": pairs(&names.operators),
@@ -373,7 +377,7 @@ pub(crate) fn names_hex(names: &Names) -> String {
         "t": pairs(&names.types),
     })
     .to_string();
-    hex(doc.as_bytes())
+    NamesHex(hex(doc.as_bytes()))
 }
 
 /// What a resolution depends on besides the names, as one text: the state of the catalog,
@@ -521,26 +525,25 @@ pub(crate) fn guard(fingerprint: &str) -> PipelinedStatement {
     }
 }
 
-/// Lower-case hex of `bytes`.
 /// The recheck of a kept answer whose [`guard`] failed: one statement of our own, the
 /// prepared `dbward_recheck` bound by name, that fails with [`STALE`] unless the session's
-/// [`fingerprint`] is still `fingerprint` or the names (`names_hex`, see [`names_hex`])
-/// resolve now to rows whose [`CANONICAL`] text is `canonical`: the same answer, read
-/// afresh in the same statement. Its one row's second column is the fingerprint now, read
+/// [`fingerprint`] is still `fingerprint` or the `names` resolve now to rows whose
+/// [`CANONICAL`] text is `canonical`: the same answer, read afresh in the same statement. Its one row's second column is the fingerprint now, read
 /// in the same statement as the answer. Its plan is made like the resolution's: send it
 /// between [`BEFORE`] and [`AFTER`]. The parameters are protocol values; nothing of them is
 /// parsed as SQL.
-pub(crate) fn recheck(fingerprint: &str, names_hex: &str, canonical: &str) -> PipelinedStatement {
+pub(crate) fn recheck(fingerprint: &str, names: &NamesHex, canonical: &str) -> PipelinedStatement {
     PipelinedStatement::Prepared {
         name: RECHECK_PREPARED.to_string(),
         params: vec![
             fingerprint.to_string(),
-            names_hex.to_string(),
+            names.0.clone(),
             canonical.to_string(),
         ],
     }
 }
 
+/// Lower-case hex of `bytes`.
 fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
