@@ -379,7 +379,8 @@ pub struct Limits {
     pub idle_in_transaction_timeout_ms: u64,
     /// Connections per pool. Default 5.
     pub pool_max_size: u32,
-    /// Wait for a pooled connection at most this long. Default 5,000 ms.
+    /// Wait for a pooled connection at most this long. Default 5,000 ms. (SQLite: a
+    /// connection being opened for the call is waited for at least 1 s.)
     pub acquire_timeout_ms: u64,
     /// Close pooled connections idle this long. Default 300 s.
     pub idle_timeout_s: u64,

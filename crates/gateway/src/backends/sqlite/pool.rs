@@ -127,12 +127,26 @@ pub(super) enum Checkout {
     },
 }
 
+/// The least a checkout waits for a connection being opened for it.
+const OPEN_AT_LEAST: Duration = Duration::from_secs(1);
+
 /// A pooled connection with the hooks `purpose` needs installed, and no others.
 pub(super) fn checkout(
     pool: &r2d2::Pool<SqliteConnectionManager>,
     purpose: Checkout,
 ) -> Result<r2d2::PooledConnection<SqliteConnectionManager>, GatewayError> {
-    let conn = pool.get().map_err(|e| {
+    // The acquire timeout bounds the wait for a busy connection. When none is idle and
+    // the pool has room, the wait is for one to be opened (on the housekeeping thread):
+    // that gets at least OPEN_AT_LEAST, so a short timeout (0 is taken as 1 ms) does not
+    // fail the first call on a loaded machine.
+    let state = pool.state();
+    let opening = state.idle_connections == 0 && state.connections < pool.max_size();
+    let wait = if opening {
+        pool.connection_timeout().max(OPEN_AT_LEAST)
+    } else {
+        pool.connection_timeout()
+    };
+    let conn = pool.get_timeout(wait).map_err(|e| {
         GatewayError::ConnectionUnavailable(format!("no SQLite connection became free: {e}"))
     })?;
     match purpose {
