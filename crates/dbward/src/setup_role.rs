@@ -34,7 +34,7 @@ pub struct SetupRoleArgs {
     /// Print instead the PostgreSQL catalog version (run it as a superuser in each
     /// database dbward reads): a counter an event trigger raises with every DDL command,
     /// so that dbward's kept resolution answers survive writes (without it, any commit in
-    /// the cluster makes them stale and each call resolves its names afresh).
+    /// the cluster makes the next call re-read its answer: one more round trip).
     #[arg(long, conflicts_with = "rls_example")]
     catalog_version: bool,
     /// With --rls-example: the column compared with the caller's setting.
@@ -124,15 +124,16 @@ fn catalog_version_sql() -> String {
 -- Before a query runs, dbward asks the database what its names resolve to and keeps the\n\
 -- answer, reusing it only while the database proves nothing it depends on has changed.\n\
 -- Without this, that proof is \"no transaction has committed since\", so on a database\n\
--- in use every call resolves afresh (about a millisecond of the server's CPU). With it,\n\
--- the proof is this number, raised in the same transaction by every DDL command, so\n\
--- writes leave kept answers alone. dbward trusts it only while the event trigger, its\n\
--- function, the table and the schema are a superuser's, the trigger fires for every\n\
--- command, and no one else may write the table; it checks this when a session opens\n\
--- and falls back to the snapshot in the same statement should the trigger be disabled.\n\
--- Cost: each DDL command updates one row, so concurrent DDL transactions (temporary\n\
--- tables included) wait for each other's commit. To remove it: DROP EVENT TRIGGER\n\
--- dbward_catalog_version; DROP SCHEMA dbward CASCADE; then reconnect dbward.\n\
+-- in use the call after each commit reads its answer again (one more round trip and a\n\
+-- fraction of a millisecond of the server's CPU). With it, the proof is this number,\n\
+-- raised in the same transaction by every DDL command, so writes leave kept answers\n\
+-- alone. dbward trusts it only while the event trigger, its function, the table and the\n\
+-- schema are a superuser's, the trigger fires for every command, and no one else may\n\
+-- write the table; it checks this when a session opens and falls back to the snapshot in\n\
+-- the same statement should the trigger be disabled. Cost: each DDL command updates one\n\
+-- row, so concurrent DDL transactions (temporary tables included) wait for each other's\n\
+-- commit. To remove it: DROP EVENT TRIGGER dbward_catalog_version; DROP SCHEMA dbward\n\
+-- CASCADE; then reconnect dbward.\n\
 {}",
         dbward_gateway::backends::postgres::resolve::CATALOG_VERSION_SQL
     )

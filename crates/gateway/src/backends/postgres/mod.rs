@@ -249,7 +249,7 @@ impl PgBackend {
             } else {
                 tracing::info!(
                     %target,
-                    "resolution answers are reused only until the next commit anywhere in the cluster (on a database in use, most calls resolve their names afresh); to reuse them across writes, a superuser can run `dbward setup-role --catalog-version` in this database"
+                    "resolution answers are checked again after every commit anywhere in the cluster (on a database in use, the call after each commit re-reads its answer: one more round trip and the resolution); to reuse them across writes, a superuser can run `dbward setup-role --catalog-version` in this database"
                 );
             }
         }
