@@ -93,9 +93,9 @@ impl PgBackend {
         };
         // The same answer: kept now under the fingerprint the recheck read, in the statement
         // that read the answer (a change committed after it can only make it look stale).
-        let fingerprint = rows
-            .first()
-            .and_then(|row| row.try_get::<String, _>(1).ok());
+        // Its row is the head's last (the timeouts' `SELECT`, when sent, has one before it;
+        // the settings after it have none).
+        let fingerprint = rows.last().and_then(|row| row.try_get::<String, _>(1).ok());
         if let Some(f) = fingerprint {
             self.resolutions.put(
                 on.key,
