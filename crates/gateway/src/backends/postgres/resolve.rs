@@ -22,6 +22,8 @@
 //! never used after the owner creates or redefines a function. By default that proof is
 //! that no transaction has committed since (any write makes it fail); where a superuser has
 //! installed dbward's catalog version ([`CATALOG_VERSION_SQL`]), that no DDL command has.
+//! When it fails, the call goes once more behind a [`recheck`], which reads the answer
+//! afresh in its own statement and runs the query only if it is the same (`kept.rs`).
 //!
 //! Invariant: this statement is our own constant text; the names travel hex-encoded (see
 //! [`statement`]), and every operator, function and type in it is `pg_catalog`'s.
@@ -291,10 +293,11 @@ pub(crate) const UNLOCK: &str = "SELECT pg_catalog.pg_advisory_unlock_all()";
 
 /// `PREPARE dbward_resolve(text) AS ...`, `PREPARE dbward_unlock AS SELECT
 /// pg_advisory_unlock_all()` and, on PostgreSQL 13 and later (which have
-/// `pg_current_snapshot`), `PREPARE dbward_guard(text) AS ...` with the session's
-/// [`fingerprint`] (`versioned`: the database has dbward's catalog version, see
-/// [`CATALOG_VERSION_SQL`]): run when a session is opened, and again after a call had to
-/// drop every prepared statement of the session. All are our own text; none holds anything
+/// `pg_current_snapshot`), `PREPARE dbward_guard(text) AS ...` and `PREPARE
+/// dbward_recheck(text, text, text) AS ...` ([`recheck`]) with the session's [`fingerprint`]
+/// (`versioned`: the database has dbward's catalog version, see [`CATALOG_VERSION_SQL`]).
+/// The resolution's last row holds its [`CANONICAL`] text. Run when a session is opened,
+/// and again after a call had to drop every prepared statement of the session. All are our own text; none holds anything
 /// of a client's. One statement each.
 pub(crate) fn prepare_statements(conn: &sqlx::PgConnection, versioned: bool) -> Vec<String> {
     let resolve = format!(
@@ -528,10 +531,10 @@ pub(crate) fn guard(fingerprint: &str) -> PipelinedStatement {
 /// The recheck of a kept answer whose [`guard`] failed: one statement of our own, the
 /// prepared `dbward_recheck` bound by name, that fails with [`STALE`] unless the session's
 /// [`fingerprint`] is still `fingerprint` or the `names` resolve now to rows whose
-/// [`CANONICAL`] text is `canonical`: the same answer, read afresh in the same statement. Its one row's second column is the fingerprint now, read
-/// in the same statement as the answer. Its plan is made like the resolution's: send it
-/// between [`BEFORE`] and [`AFTER`]. The parameters are protocol values; nothing of them is
-/// parsed as SQL.
+/// [`CANONICAL`] text is `canonical`: the same answer, read afresh in the same statement.
+/// Its one row's second column is the fingerprint now, read in the same statement as the
+/// answer. Its plan is made like the resolution's: send it between [`BEFORE`] and
+/// [`AFTER`]. The parameters are protocol values; nothing of them is parsed as SQL.
 pub(crate) fn recheck(fingerprint: &str, names: &NamesHex, canonical: &str) -> PipelinedStatement {
     PipelinedStatement::Prepared {
         name: RECHECK_PREPARED.to_string(),
