@@ -10,9 +10,13 @@
 //!   call in the text) is refused when volatile, unless allowlisted.
 //! - With an allowlist (`allowed_schemas`, `allowed_tables`), every relation the query
 //!   names must resolve to an allowed one; what a user view reads is the view's business.
-//! - A denied table reached through a user view, or as the parent of a partition or
-//!   inheritance child, is refused; so is a denied column a user view reads, and any
-//!   partition or child of a table with denied columns (its columns are the parent's).
+//! - A denied table reached through a user view, as the parent of a partition or
+//!   inheritance child, or as a partition or child of a table the query reads (whose rows
+//!   include its own), is refused; so is a denied column a user view reads, any partition
+//!   or child of a table with denied columns (its columns are the parent's), and any parent
+//!   of a partition or child with denied columns.
+//! - A table read with a generated column computed from a denied column is refused until
+//!   that column is denied too (it is a copy of the denied one under another name).
 
 use dbward_policy::{Dialect, FunctionRef, Policy, TableRef, Verdict};
 
@@ -96,8 +100,13 @@ pub(crate) fn judge_pg(
             Reach::Direct => "",
             Reach::View => " (read through a view)",
             Reach::Ancestor => " (the parent of a partition or child table the query reads)",
+            Reach::Descendant => {
+                " (a partition or child table of a table the query reads: its rows are read with the parent's)"
+            }
         };
-        if *how != Reach::View
+        // A view's reads and a parent's partitions are the view's and the parent's business
+        // for an allowlist; a denial holds wherever the rows are reached from.
+        if !matches!(how, Reach::View | Reach::Descendant)
             && let Some(why) = policy.allowlist_refusal(D, &t, false)
         {
             return Err(refuse("table.denied", format!("{why}{through}")));
@@ -108,11 +117,36 @@ pub(crate) fn judge_pg(
                 format!("table `{schema}.{name}` is denied by configuration{through}"),
             ));
         }
+        if *how == Reach::Descendant && !policy.denied_columns_of(D, &t).is_empty() {
+            return Err(refuse(
+                "column.denied",
+                format!(
+                    "`{schema}.{name}` has denied columns, and the query reads a table it is a partition or child of, whose rows include its own: query `{schema}.{name}` by its name with named columns instead"
+                ),
+            ));
+        }
         if *how == Reach::Ancestor && !policy.denied_columns_of(D, &t).is_empty() {
             return Err(refuse(
                 "column.denied",
                 format!(
                     "`{schema}.{name}` has denied columns, and the query reads one of its partitions or child tables directly: query `{schema}.{name}` with named columns instead"
+                ),
+            ));
+        }
+    }
+    // A generated column holds (or computes) what its expression reads: one computed from a
+    // denied column is a copy of it, readable by another name, unless it is denied too.
+    for (schema, table, generated, source) in &r.generated_columns {
+        let t = TableRef {
+            schema: Some(schema.clone()),
+            name: table.clone(),
+        };
+        let denied = policy.denied_columns_of(D, &t);
+        if denied.contains(&source.as_str()) && !denied.contains(&generated.as_str()) {
+            return Err(refuse(
+                "column.denied",
+                format!(
+                    "column `{schema}.{table}.{generated}` is generated from the denied column `{source}`: an operator should deny `{table}.{generated}` too (policy.denied_columns), which makes the table's other columns readable again"
                 ),
             ));
         }

@@ -87,7 +87,7 @@ async fn setup_with(config: GatewayConfig, versioned: bool) -> Setup {
 fn denying_config() -> GatewayConfig {
     let mut c = client_config();
     c.policy.denied_tables = vec!["payroll".into()];
-    c.policy.denied_columns = vec!["customers.ssn".into()];
+    c.policy.denied_columns = vec!["customers.ssn".into(), "accounts.ssn".into()];
     c
 }
 
@@ -326,6 +326,127 @@ async fn denied_data_stays_unreadable_through_partitions_children_and_views() {
         .runs("SELECT pid, state, pg_blocking_pids(pid) FROM pg_stat_activity WHERE pid = pg_backend_pid()")
         .await;
     assert_eq!(r.row_count, 1);
+    s.done().await;
+}
+
+/// Owner code that runs with no name of it in the query: the planner folds immutable
+/// functions in index expressions and predicates, check constraints (of the children it
+/// expands to) and extended statistics; a cast to a domain checks the domains it is built
+/// on and the domains of a composite's attributes; the JSON functions apply an owner's
+/// cast to `json` to values of its type. And denied rows read through a parent: a denied
+/// table attached as a partition, a table with a denied column as an inheritance child.
+const PLANNED_FIXTURE: &str = r#"
+CREATE FUNCTION imm_kill() RETURNS int IMMUTABLE LANGUAGE sql AS $$ SELECT 1 $$;
+CREATE TABLE idx_t (a int);
+CREATE INDEX ON idx_t ((a + imm_kill()));
+CREATE TABLE pred_t (a int); CREATE INDEX ON pred_t (a) WHERE imm_kill() = 1;
+CREATE TABLE ce_p (a int); CREATE TABLE ce_c (CHECK (a > imm_kill())) INHERITS (ce_p);
+CREATE TABLE st_t (a int, b int); CREATE STATISTICS st_s ON (imm_kill() + a), b FROM st_t;
+-- Harmless while the index predicate is folded at CREATE INDEX; the owner's code from now on.
+CREATE OR REPLACE FUNCTION imm_kill() RETURNS int IMMUTABLE LANGUAGE plpgsql
+  AS $$ BEGIN PERFORM kill_victims(); RETURN 1; END $$;
+CREATE FUNCTION chk(int) RETURNS bool LANGUAGE plpgsql
+  AS $$ BEGIN PERFORM kill_victims(); RETURN true; END $$;
+CREATE DOMAIN d1 AS int CHECK (chk(VALUE));
+CREATE DOMAIN d2 AS d1;
+CREATE TYPE comp_d AS (x d1);
+CREATE TYPE feel AS ENUM ('x');
+CREATE TABLE moods (m feel); INSERT INTO moods VALUES ('x');
+CREATE FUNCTION mood_json(feel) RETURNS json LANGUAGE plpgsql
+  AS $$ BEGIN PERFORM kill_victims(); RETURN '1'; END $$;
+CREATE CAST (feel AS json) WITH FUNCTION mood_json(feel);
+CREATE TABLE all_customers (id int, name text, ssn text);
+ALTER TABLE customers INHERIT all_customers;
+CREATE TABLE pay_all (id int, amount int, year int) PARTITION BY LIST (year);
+ALTER TABLE pay_all ATTACH PARTITION payroll FOR VALUES IN (2024);
+CREATE TABLE plain_t (a int); INSERT INTO plain_t VALUES (1);
+CREATE TABLE accounts (id int, ssn text, ssn_copy text GENERATED ALWAYS AS (upper(ssn)) STORED);
+INSERT INTO accounts (id, ssn) VALUES (1, '333-33-3333');
+"#;
+
+#[tokio::test]
+async fn owner_code_the_planner_or_a_json_function_runs_and_rows_under_a_parent_stay_refused() {
+    let mut s = setup(denying_config()).await;
+    let mut owner = PgConnection::connect(&s.fx.url()).await.expect("owner");
+    sqlx::raw_sql(PLANNED_FIXTURE)
+        .execute(&mut owner)
+        .await
+        .expect("fixture");
+    owner.close().await.ok();
+    for (sql, rule) in [
+        ("SELECT a FROM idx_t", "function.user_defined"),
+        ("SELECT a FROM pred_t", "function.user_defined"),
+        ("SELECT a FROM ce_p WHERE a > 5", "function.user_defined"),
+        (
+            "SELECT a FROM st_t WHERE a > 1 AND b > 1",
+            "function.user_defined",
+        ),
+        ("SELECT 1::d2", "function.user_defined"),
+        ("SELECT ROW(1)::comp_d", "function.user_defined"),
+        (
+            "SELECT * FROM json_populate_record(NULL::comp_d, '{\"x\": 1}')",
+            "function.user_defined",
+        ),
+        ("SELECT to_json(m) FROM moods", "function.user_defined"),
+        (
+            "SELECT row_to_json(t) FROM moods t",
+            "function.user_defined",
+        ),
+        (
+            "SELECT jsonb_build_object('m', m) FROM moods",
+            "function.user_defined",
+        ),
+        // Denied rows under a readable parent.
+        ("SELECT id, name FROM all_customers", "column.denied"),
+        ("SELECT amount FROM pay_all", "table.denied"),
+        ("SELECT count(*) FROM pay_all", "table.denied"),
+        // A generated copy of a denied column, by its own name.
+        ("SELECT ssn_copy FROM accounts", "column.denied"),
+        ("SELECT id FROM accounts", "column.denied"),
+    ] {
+        s.refused(sql, rule).await;
+    }
+    // EXPLAIN plans the query: the planner would fold the index expression there too.
+    let e =
+        s.gw.explain_query(&s.id, "SELECT a FROM idx_t", false)
+            .await
+            .expect_err("explain of a table with owner code in an index");
+    assert_eq!(e.rule(), Some("function.user_defined"), "{e}");
+    s.victim_alive("explain_query").await;
+    // What stays readable: the same types and tables without the owner code in the way.
+    let r = s.runs("SELECT m::text FROM moods").await;
+    assert_eq!(r.row_count, 1);
+    let r = s.runs("SELECT a FROM plain_t").await;
+    assert_eq!(r.row_count, 1);
+    let r = s.runs("SELECT 1::int AS one").await;
+    assert_eq!(r.row_count, 1);
+    s.victim_alive("the readable queries").await;
+    // With the copy denied too, the table's other columns are readable again, and the copy
+    // is refused by name.
+    let mut config = denying_config();
+    config.policy.denied_columns = vec![
+        "customers.ssn".into(),
+        "accounts.ssn".into(),
+        "accounts.ssn_copy".into(),
+    ];
+    let gw = Gateway::new(config);
+    let id = gw
+        .connect(ConnectRequest::Url(SecretString::from(s.fx.url())))
+        .await
+        .expect("connects")
+        .id
+        .to_string();
+    let r = gw
+        .execute_query(&id, "SELECT id FROM accounts", &[], None)
+        .await
+        .expect("the other columns");
+    assert_eq!(r.row_count, 1);
+    let e = gw
+        .execute_query(&id, "SELECT ssn_copy FROM accounts", &[], None)
+        .await
+        .expect_err("the copy");
+    assert_eq!(e.rule(), Some("column.denied"), "{e}");
+    gw.close_connection(&id).await.expect("close");
     s.done().await;
 }
 

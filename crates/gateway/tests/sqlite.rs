@@ -357,7 +357,8 @@ fn denied_fixture() -> (tempdir::Dir, PathBuf) {
     let (dir, path) = fixture();
     let conn = rusqlite::Connection::open(&path).expect("open");
     conn.execute_batch(
-        "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT, ssn TEXT, country TEXT);
+        "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT, ssn TEXT, country TEXT,
+           ssn_area TEXT GENERATED ALWAYS AS (substr(ssn, 1, 3)) STORED);
          INSERT INTO customers (name, ssn, country) VALUES ('Ada', '111-22-3333', 'DE'), ('Bob', '444-55-6666', 'FR');
          CREATE INDEX customers_ssn ON customers(ssn);
          CREATE VIEW customer_view AS SELECT name, ssn FROM customers;
@@ -409,6 +410,9 @@ const DENIED_READS: &[&str] = &[
     "SELECT * FROM secrets_fts_segdir",
     "SELECT docid FROM secrets_fts WHERE secrets_fts MATCH 'sk_live*'",
     "SELECT term FROM cust_vocab",
+    // A generated column computed from the denied one is a copy by another name.
+    "SELECT ssn_area FROM customers",
+    "SELECT name FROM customers WHERE ssn_area = '111'",
     "PRAGMA database_list",
     "SELECT file FROM pragma_database_list",
     "PRAGMA query_only = 0",
@@ -465,16 +469,26 @@ async fn denied_data_is_refused_by_the_authorizer_alone() {
     let conn = rusqlite::Connection::open(&path).expect("open");
     conn.execute_batch(
         "CREATE VIRTUAL TABLE late_fts USING fts5(ssn, content='customers', content_rowid='id');
-         INSERT INTO late_fts(late_fts) VALUES ('rebuild');",
+         INSERT INTO late_fts(late_fts) VALUES ('rebuild');
+         ALTER TABLE customers ADD COLUMN ssn_copy TEXT GENERATED ALWAYS AS (upper(ssn)) VIRTUAL;
+         CREATE VIEW copy_view AS SELECT name, ssn_copy FROM customers;",
     )
-    .expect("late fts");
+    .expect("late fts and generated column");
     for sql in [
         "SELECT rowid FROM late_fts WHERE late_fts MATCH '444'",
         "SELECT * FROM late_fts_idx",
+        "SELECT ssn_copy FROM customers",
+        "SELECT name FROM customers WHERE ssn_copy LIKE '1%'",
+        "SELECT * FROM copy_view",
     ] {
         let e = b.execute(sql, &[], caps).await.expect_err(sql);
         assert_eq!(e.code(), "permission_denied", "{sql}: {e:?}");
     }
+    let r = b
+        .execute("SELECT name, country FROM customers", &[], caps)
+        .await
+        .expect("the other columns stay readable");
+    assert_eq!(r.row_count, 2);
 }
 
 /// Through the gateway, both layers: every denied read is refused (by the policy or, where

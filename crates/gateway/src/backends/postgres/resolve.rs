@@ -8,12 +8,20 @@
 //! - every candidate function a called name can resolve to (all overloads in every schema
 //!   on the path, or in the named schema), builtin or not;
 //! - every user-defined operator an operator name in the query can resolve to;
-//! - every relation reached: named, through user views (recursively), and the ancestors of
-//!   partitions and inheritance children;
-//! - the columns user views read (views record a dependency on every column they use);
+//! - every relation reached: named, through user views (recursively), the ancestors of
+//!   partitions and inheritance children, and the partitions and children of the tables
+//!   read (a parent's rows include theirs);
+//! - the columns user views read (views record a dependency on every column they use),
+//!   and the columns the generated columns of the tables read are computed from;
 //! - user code that runs with no call in the text: functions and operators in user views,
-//!   row-level-security policies, domain checks and type I/O of the types the query casts
-//!   to, and user casts (to those types, or implicit/assignment casts anywhere).
+//!   row-level-security policies; domain checks and type I/O of the types the query casts
+//!   to and of every type those are made of (a domain's base domain, a composite's
+//!   attributes, an array's element, a range's subtype); user casts (to those types,
+//!   implicit/assignment casts anywhere, and casts to `json`/`jsonb` when the query calls
+//!   a JSON function, which applies them to values of any user type); and functions and
+//!   operators in the index expressions and predicates, check constraints, extended
+//!   statistics, virtual generated columns and partition keys of every table read (the
+//!   planner evaluates immutable ones while it plans, whatever the query says).
 //!
 //! The gateway judges the answer ([`crate::resolution`]). An answer is kept ([`Cache`]) with
 //! the fingerprint of what it was read from, and reused only while the database proves
@@ -57,6 +65,9 @@ pub enum Reach {
     View,
     /// A parent of a partition or inheritance child the query reads.
     Ancestor,
+    /// A partition or inheritance child of a table the query reads (its rows are read
+    /// with the parent's, unless the query says `ONLY`).
+    Descendant,
 }
 
 /// One routine the query may run.
@@ -100,6 +111,9 @@ pub struct Resolution {
     pub relations: Vec<(String, String, Reach)>,
     /// Columns read by user views the query reads: `(schema, table, column)`.
     pub view_columns: Vec<(String, String, String)>,
+    /// Generated columns of the tables read, with each column their expression reads:
+    /// `(schema, table, generated column, column read)`.
+    pub generated_columns: Vec<(String, String, String, String)>,
 }
 
 /// The resolution statement; `{ARGS}` stands for the names, a `jsonb` document
@@ -138,24 +152,83 @@ edges(parent, child, how) AS (
     AND d.refobjid OPERATOR(pg_catalog.<>) w.ev_class
   UNION ALL
   SELECT i.inhrelid, i.inhparent, 'ancestor'::pg_catalog.text FROM pg_catalog.pg_inherits i
+  UNION ALL
+  SELECT i.inhparent, i.inhrelid, 'descendant'::pg_catalog.text FROM pg_catalog.pg_inherits i
 ),
-reach(oid, how) AS (
-  SELECT oid, 'direct'::pg_catalog.text FROM rel
+reach(oid, how, dir) AS (
+  SELECT oid, 'direct'::pg_catalog.text, 'none'::pg_catalog.text FROM rel
   UNION
   SELECT e.child, CASE WHEN r.how OPERATOR(pg_catalog.=) 'view'::pg_catalog.text
                          OR e.how OPERATOR(pg_catalog.=) 'view'::pg_catalog.text
-                       THEN 'view'::pg_catalog.text ELSE e.how END
+                       THEN 'view'::pg_catalog.text ELSE e.how END,
+         CASE WHEN e.how OPERATOR(pg_catalog.=) 'view'::pg_catalog.text
+              THEN 'none'::pg_catalog.text ELSE e.how END
   FROM reach r JOIN edges e ON e.parent OPERATOR(pg_catalog.=) r.oid
+  WHERE NOT (r.dir OPERATOR(pg_catalog.=) 'ancestor'::pg_catalog.text
+             AND e.how OPERATOR(pg_catalog.=) 'descendant'::pg_catalog.text)
+    AND NOT (r.dir OPERATOR(pg_catalog.=) 'descendant'::pg_catalog.text
+             AND e.how OPERATOR(pg_catalog.=) 'ancestor'::pg_catalog.text)
+),
+scanned AS (SELECT DISTINCT oid FROM reach
+            WHERE dir OPERATOR(pg_catalog.<>) 'ancestor'::pg_catalog.text),
+attached(classid, objid, via) AS (
+  SELECT 'pg_catalog.pg_class'::pg_catalog.regclass, i.indexrelid,
+         'an index on '::pg_catalog.text OPERATOR(pg_catalog.||)
+         r.oid::pg_catalog.regclass::pg_catalog.text
+  FROM scanned r JOIN pg_catalog.pg_index i ON i.indrelid OPERATOR(pg_catalog.=) r.oid
+  UNION ALL
+  SELECT 'pg_catalog.pg_constraint'::pg_catalog.regclass, con.oid,
+         'a check constraint on '::pg_catalog.text OPERATOR(pg_catalog.||)
+         r.oid::pg_catalog.regclass::pg_catalog.text
+  FROM scanned r JOIN pg_catalog.pg_constraint con ON con.conrelid OPERATOR(pg_catalog.=) r.oid
+  WHERE con.contype OPERATOR(pg_catalog.=) 'c'::pg_catalog."char"
+  UNION ALL
+  SELECT 'pg_catalog.pg_statistic_ext'::pg_catalog.regclass, x.oid,
+         'extended statistics on '::pg_catalog.text OPERATOR(pg_catalog.||)
+         r.oid::pg_catalog.regclass::pg_catalog.text
+  FROM scanned r JOIN pg_catalog.pg_statistic_ext x ON x.stxrelid OPERATOR(pg_catalog.=) r.oid
+  UNION ALL
+  SELECT 'pg_catalog.pg_attrdef'::pg_catalog.regclass, ad.oid,
+         'a generated column of '::pg_catalog.text OPERATOR(pg_catalog.||)
+         r.oid::pg_catalog.regclass::pg_catalog.text
+  FROM scanned r JOIN pg_catalog.pg_attrdef ad ON ad.adrelid OPERATOR(pg_catalog.=) r.oid
+  JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) ad.adrelid
+   AND a.attnum OPERATOR(pg_catalog.=) ad.adnum
+  WHERE a.attgenerated OPERATOR(pg_catalog.<>) ''::pg_catalog."char"
+    AND a.attgenerated OPERATOR(pg_catalog.<>) 's'::pg_catalog."char"
+  UNION ALL
+  SELECT 'pg_catalog.pg_class'::pg_catalog.regclass, r.oid,
+         'the partition key of '::pg_catalog.text OPERATOR(pg_catalog.||)
+         r.oid::pg_catalog.regclass::pg_catalog.text
+  FROM scanned r
 ),
 uview AS (SELECT DISTINCT r.oid, w.oid AS rule FROM reach r
           JOIN pg_catalog.pg_rewrite w ON w.ev_class OPERATOR(pg_catalog.=) r.oid
           WHERE r.oid OPERATOR(pg_catalog.>=) 16384::pg_catalog.oid),
-typ AS (
+named_typ AS (
   SELECT t.oid FROM tq
   JOIN pg_catalog.pg_type t ON t.typname OPERATOR(pg_catalog.=) tq.n
   JOIN pg_catalog.pg_namespace ns ON ns.oid OPERATOR(pg_catalog.=) t.typnamespace
   WHERE CASE WHEN tq.s IS NULL THEN t.typnamespace OPERATOR(pg_catalog.=) ANY (SELECT oid FROM path)
         ELSE ns.nspname OPERATOR(pg_catalog.=) tq.s END
+),
+tedges(parent, child) AS (
+  SELECT d.objid, d.refobjid FROM pg_catalog.pg_depend d
+  WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_type'::pg_catalog.regclass
+    AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_type'::pg_catalog.regclass
+  UNION ALL
+  SELECT t.oid, d.refobjid FROM pg_catalog.pg_type t
+  JOIN pg_catalog.pg_depend d
+    ON d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+   AND d.objid OPERATOR(pg_catalog.=) t.typrelid
+  WHERE t.typrelid OPERATOR(pg_catalog.<>) 0::pg_catalog.oid
+    AND d.objsubid OPERATOR(pg_catalog.>) 0
+    AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_type'::pg_catalog.regclass
+),
+typ(oid) AS (
+  SELECT oid FROM named_typ
+  UNION
+  SELECT e.child FROM typ JOIN tedges e ON e.parent OPERATOR(pg_catalog.=) typ.oid
 ),
 implicit(fn, via) AS (
   SELECT d.refobjid, 'view '::pg_catalog.text OPERATOR(pg_catalog.||)
@@ -206,7 +279,24 @@ implicit(fn, via) AS (
   WHERE c.castfunc OPERATOR(pg_catalog.>=) 16384::pg_catalog.oid
     AND (c.casttarget OPERATOR(pg_catalog.=) ANY (SELECT oid FROM typ)
          OR c.castcontext OPERATOR(pg_catalog.=) 'i'::pg_catalog."char"
-         OR c.castcontext OPERATOR(pg_catalog.=) 'a'::pg_catalog."char")
+         OR c.castcontext OPERATOR(pg_catalog.=) 'a'::pg_catalog."char"
+         OR (c.casttarget OPERATOR(pg_catalog.=) ANY
+               (ARRAY['pg_catalog.json'::pg_catalog.regtype, 'pg_catalog.jsonb'::pg_catalog.regtype]::pg_catalog.oid[])
+             AND EXISTS (SELECT FROM fq WHERE pg_catalog.strpos(pg_catalog.lower(fq.n), 'json')
+                                               OPERATOR(pg_catalog.>) 0)))
+  UNION ALL
+  SELECT d.refobjid, a.via FROM attached a
+  JOIN pg_catalog.pg_depend d
+    ON d.classid OPERATOR(pg_catalog.=) a.classid AND d.objid OPERATOR(pg_catalog.=) a.objid
+  WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass
+    AND d.refobjid OPERATOR(pg_catalog.>=) 16384::pg_catalog.oid
+  UNION ALL
+  SELECT o.oprcode, a.via FROM attached a
+  JOIN pg_catalog.pg_depend d
+    ON d.classid OPERATOR(pg_catalog.=) a.classid AND d.objid OPERATOR(pg_catalog.=) a.objid
+  JOIN pg_catalog.pg_operator o ON o.oid OPERATOR(pg_catalog.=) d.refobjid
+  WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_operator'::pg_catalog.regclass
+    AND d.refobjid OPERATOR(pg_catalog.>=) 16384::pg_catalog.oid
 ),
 fn AS (
   SELECT DISTINCT p.oid FROM fq
@@ -263,6 +353,25 @@ JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) d.refobjid
 WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
   AND d.refobjsubid OPERATOR(pg_catalog.>) 0
   AND d.refobjid OPERATOR(pg_catalog.<>) v.oid
+UNION ALL
+SELECT DISTINCT 'generated_column'::pg_catalog.text, a.attname::pg_catalog.text,
+       ns.nspname::pg_catalog.text, c.relname::pg_catalog.text, false, false, false,
+       src.attname::pg_catalog.text
+FROM scanned r
+JOIN pg_catalog.pg_attrdef ad ON ad.adrelid OPERATOR(pg_catalog.=) r.oid
+JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) ad.adrelid
+ AND a.attnum OPERATOR(pg_catalog.=) ad.adnum
+JOIN pg_catalog.pg_depend d
+  ON d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_attrdef'::pg_catalog.regclass
+ AND d.objid OPERATOR(pg_catalog.=) ad.oid
+JOIN pg_catalog.pg_attribute src ON src.attrelid OPERATOR(pg_catalog.=) d.refobjid
+ AND src.attnum OPERATOR(pg_catalog.=) d.refobjsubid
+JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) r.oid
+JOIN pg_catalog.pg_namespace ns ON ns.oid OPERATOR(pg_catalog.=) c.relnamespace
+WHERE a.attgenerated OPERATOR(pg_catalog.<>) ''::pg_catalog."char"
+  AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+  AND d.refobjid OPERATOR(pg_catalog.=) ad.adrelid
+  AND d.refobjsubid OPERATOR(pg_catalog.>) 0
 "#;
 
 /// `[{"s": schema, "n": name}, ...]`.
@@ -672,6 +781,7 @@ pub(crate) fn read(rows: Vec<sqlx::postgres::PgRow>) -> Result<(Resolution, Stri
                 let how = match second.as_deref() {
                     Some("view") => Reach::View,
                     Some("ancestor") => Reach::Ancestor,
+                    Some("descendant") => Reach::Descendant,
                     _ => Reach::Direct,
                 };
                 out.relations.push((schema, name, how));
@@ -679,6 +789,12 @@ pub(crate) fn read(rows: Vec<sqlx::postgres::PgRow>) -> Result<(Resolution, Stri
             "view_column" => out
                 .view_columns
                 .push((schema, name, via.unwrap_or_default())),
+            "generated_column" => out.generated_columns.push((
+                schema,
+                name,
+                second.unwrap_or_default(),
+                via.unwrap_or_default(),
+            )),
             k => out.routines.push(Routine {
                 kind: match k {
                     "operator" => RoutineKind::Operator,

@@ -13,9 +13,10 @@
 //! - Only reads, SELECT, recursive CTEs, functions outside [`DENIED_FUNCTIONS`] and the
 //!   introspection pragmas are allowed; every other action is denied.
 //! - A read is denied when configuration denies the table, its schema or the column, when
-//!   the table holds statistics samples, or when it is a virtual table over denied data or
-//!   one of its shadow tables ([`ReadRules::refresh`] finds those in the catalog, again
-//!   whenever the schema changes).
+//!   the table holds statistics samples, when it is a virtual table over denied data or
+//!   one of its shadow tables, or when the column is a generated column of a table with
+//!   denied columns ([`ReadRules::refresh`] finds those in the catalog, again whenever the
+//!   schema changes).
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -42,9 +43,21 @@ const DENIED_FUNCTIONS: &[&str] = &[
 pub struct ReadRules {
     /// The configured deny-lists (tables, schemas, columns) and SQLite's built-in ones.
     policy: Arc<Policy>,
-    /// Virtual tables over denied data and their shadow tables (lower case), with the
-    /// schema version they were computed at.
-    derived: Mutex<(Option<i64>, Arc<HashSet<String>>)>,
+    /// What the catalog adds, with the schema version it was computed at.
+    derived: Mutex<(Option<i64>, Arc<Derived>)>,
+}
+
+/// Denied data the catalog makes readable by other names (lower case).
+#[derive(Debug, Default)]
+struct Derived {
+    /// Virtual tables over denied data and their shadow tables.
+    tables: HashSet<String>,
+    /// `(table, column)`: the generated columns of a table with denied columns. SQLite asks
+    /// the authorizer about the generated column a query reads, not about the columns its
+    /// expression reads, so one computed from a denied column would be a readable copy.
+    /// (An expression reads only its own row, so only such tables matter; every generated
+    /// column of them is refused, whatever its expression reads.)
+    columns: HashSet<(String, String)>,
 }
 
 impl ReadRules {
@@ -52,7 +65,7 @@ impl ReadRules {
     pub fn new(policy: Arc<Policy>) -> ReadRules {
         ReadRules {
             policy,
-            derived: Mutex::new((None, Arc::new(HashSet::new()))),
+            derived: Mutex::new((None, Arc::new(Derived::default()))),
         }
     }
 
@@ -76,16 +89,64 @@ impl ReadRules {
             .map_err(classify)?
             .collect::<Result<Vec<_>, _>>()
             .map_err(classify)?;
-        let derived = sensitive_tables(&self.policy, &vtabs);
-        *crate::lock(&self.derived) = (Some(version), Arc::new(derived));
+        let tables = sensitive_tables(&self.policy, &vtabs);
+        let columns = self.generated_over_denied(conn)?;
+        *crate::lock(&self.derived) = (Some(version), Arc::new(Derived { tables, columns }));
         Ok(())
+    }
+
+    /// The generated columns of every table that has denied columns (see [`Derived`]).
+    fn generated_over_denied(
+        &self,
+        conn: &Connection,
+    ) -> Result<HashSet<(String, String)>, GatewayError> {
+        let mut stmt = conn
+            .prepare("SELECT name FROM sqlite_schema WHERE type = 'table'")
+            .map_err(classify)?;
+        let tables = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(classify)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(classify)?;
+        let mut out = HashSet::new();
+        // `hidden` is 2 for a virtual generated column, 3 for a stored one.
+        let mut cols = conn
+            .prepare("SELECT name FROM pragma_table_xinfo(?1) WHERE hidden IN (2, 3)")
+            .map_err(classify)?;
+        for table in tables {
+            let t = dbward_policy::TableRef {
+                schema: Some("main".into()),
+                name: table.clone(),
+            };
+            if self
+                .policy
+                .denied_columns_of(Dialect::Sqlite, &t)
+                .is_empty()
+            {
+                continue;
+            }
+            let generated = cols
+                .query_map([&table], |r| r.get::<_, String>(0))
+                .map_err(classify)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(classify)?;
+            for c in generated {
+                out.insert((table.to_lowercase(), c.to_lowercase()));
+            }
+        }
+        Ok(out)
     }
 
     /// Whether reading `table.column` (`column` empty: the table without a column, as in
     /// `count(*)`) is denied.
     pub fn denies(&self, schema: Option<&str>, table: &str, column: &str) -> bool {
         let derived = crate::lock(&self.derived).1.clone();
-        derived.contains(&table.to_lowercase())
+        let table_lower = table.to_lowercase();
+        derived.tables.contains(&table_lower)
+            || (!column.is_empty()
+                && derived
+                    .columns
+                    .contains(&(table_lower, column.to_lowercase())))
             || self.policy.denies_resolved_read(
                 Dialect::Sqlite,
                 schema,
