@@ -264,7 +264,9 @@ impl PgBackend {
         }
         if utility {
             let r = utility_rows(conn, sql, caps).await?;
-            end(conn, false, self.catalog_versioned()).await?;
+            if end(conn, false, self.catalog_versioned()).await? {
+                session.discard = true;
+            }
             return Ok(r);
         }
         let fetched = self
@@ -368,7 +370,12 @@ impl PgBackend {
                         fetched = true;
                         continue;
                     }
-                    sqlx::Either::Right(_) if fetched => continue,
+                    sqlx::Either::Right(row) if fetched => {
+                        if foreign_prepared(&row) {
+                            session.discard = true;
+                        }
+                        continue;
+                    }
                     sqlx::Either::Right(row) => row,
                 };
                 if columns.is_empty() {
@@ -467,7 +474,12 @@ impl PgBackend {
             .await
             .map_err(err)?;
         let columns = prepared.columns().iter().map(column_of).collect();
-        end(conn, true, self.catalog_versioned()).await?;
+        if end(conn, true, self.catalog_versioned()).await? {
+            // An error closes the session (nothing of it goes back to the pool).
+            return Err(GatewayError::Internal(
+                "the session's prepared statements changed during the call; it was closed".into(),
+            ));
+        }
         Ok(columns)
     }
 
@@ -663,26 +675,35 @@ fn end_statements(conn: &sqlx::PgConnection, named: bool, versioned: bool) -> Ve
     out
 }
 
-/// [`end_statements`] for the end of a pipelined batch: the unlock is the session's
-/// prepared `dbward_unlock`, bound by name (not parsed or planned again).
+/// [`end_statements`] for the end of a pipelined batch.
 fn end_pipelined(
     conn: &sqlx::PgConnection,
     named: bool,
     versioned: bool,
 ) -> Vec<PipelinedStatement> {
-    let mut out = vec![
-        PipelinedStatement::Text(END[0].to_string()),
-        PipelinedStatement::Prepared {
-            name: resolve::UNLOCK_PREPARED.to_string(),
-            params: Vec::new(),
-        },
-    ];
-    out.extend(
-        reprepare(conn, named, versioned)
-            .into_iter()
-            .map(PipelinedStatement::Text),
-    );
-    out
+    end_statements(conn, named, versioned)
+        .into_iter()
+        .map(PipelinedStatement::Text)
+        .collect()
+}
+
+/// Whether `row` is the end's [`resolve::UNLOCK`] row and reports statements prepared in
+/// the session since dbward's own (see there): the session is then not to be reused. A
+/// row of that statement whose count cannot be read counts as such.
+fn foreign_prepared(row: &sqlx::postgres::PgRow) -> bool {
+    if row.try_column(resolve::FOREIGN_PREPARED).is_err() {
+        return false;
+    }
+    let n = row
+        .try_get::<i64, _>(resolve::FOREIGN_PREPARED)
+        .unwrap_or(1);
+    if n != 0 {
+        tracing::warn!(
+            statements = n,
+            "a query prepared statements that outlive its transaction (owner code it ran): the session is closed, not reused"
+        );
+    }
+    n != 0
 }
 
 /// [`end_statements`] as one simple-protocol message.
@@ -764,12 +785,10 @@ async fn end(
     conn: &mut sqlx::PgConnection,
     named: bool,
     versioned: bool,
-) -> Result<(), GatewayError> {
-    sqlx::raw_sql(AssertSqlSafe(end_sql(conn, named, versioned)))
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| classify(e, &[]))?;
-    Ok(())
+) -> Result<bool, GatewayError> {
+    let sql = end_sql(conn, named, versioned);
+    let groups = statements(conn, &sql).await?;
+    Ok(groups.iter().flatten().any(foreign_prepared))
 }
 
 /// Rows of an EXPLAIN or SHOW (text and json columns only), capped as they stream.
