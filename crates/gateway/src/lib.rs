@@ -485,8 +485,9 @@ impl Gateway {
         self.finish(call, result).await
     }
 
-    /// The one path of every query, whoever builds it: policy verdict, database check of
-    /// unknown functions, then the backend under the caps.
+    /// The one path of every query, whoever builds it: policy verdict, then the backend
+    /// under the caps, which has what the query's names refer to judged in the query's own
+    /// transaction (PostgreSQL: `resolution`; MySQL/MariaDB: `mysql_functions`).
     pub(crate) async fn run_checked(
         &self,
         open: &Open,
@@ -537,7 +538,6 @@ impl Gateway {
             return Err(GatewayError::refused(verdict.clone()));
         }
         searched_params_are_short(verdict, params)?;
-        self.check_unknown_functions(open, policy, verdict).await?;
         let settings = self.session_settings(open, call)?;
         let caps = Caps::new(limits, max_rows);
         let utility = !matches!(
@@ -557,7 +557,13 @@ impl Gateway {
                 b.execute_resolved(sql, params, caps, utility, &resolver, &settings)
                     .await
             }
-            Backend::Mysql(b) => b.execute(sql, params, caps).await,
+            // What the names refer to is judged in the query's own transaction.
+            Backend::Mysql(b) => {
+                b.execute_judged(sql, params, caps, async |txn| {
+                    mysql_functions::check(txn, policy, sql, verdict).await
+                })
+                .await
+            }
             Backend::Sqlite(b) => {
                 let restricted = call.grants.restricted.then(|| policy.clone());
                 b.execute_as(sql, params, caps, restricted).await
@@ -634,23 +640,6 @@ impl Gateway {
                 }
             }
             other => other,
-        }
-    }
-
-    /// Asks the database what the query's function names resolve to, where that is not
-    /// done inside the call's transaction: MySQL/MariaDB resolves every called name, known
-    /// or not, per call. (PostgreSQL resolves names in the call's own transaction, see
-    /// `resolution`; SQLite: no user functions exist on dbward's connections, and the
-    /// authorizer refuses the dangerous built-ins by name.)
-    async fn check_unknown_functions(
-        &self,
-        open: &Open,
-        policy: &Policy,
-        verdict: &Verdict,
-    ) -> Result<(), GatewayError> {
-        match &open.backend {
-            Backend::Mysql(b) => mysql_functions::check(b, policy, verdict).await,
-            Backend::Postgres(_) | Backend::Sqlite(_) => Ok(()),
         }
     }
 

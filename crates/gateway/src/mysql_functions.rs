@@ -20,13 +20,20 @@
 //!   held to `allowed_tables`/`allowed_schemas` (as on PostgreSQL: the view is the
 //!   allowed object). A view whose definition this login is not shown is refused: dbward
 //!   cannot tell what it runs.
-//! - Nothing is cached: every call is resolved when it runs.
+//! - A generated column of a table with denied columns is denied like them, in the query
+//!   and in every view it reaches: its expression may read a denied column, and dbward
+//!   does not re-implement the server's reading of it (fail closed: a harmless generated
+//!   column of such a table is refused too). `*` on such a table is refused already.
+//! - Nothing is cached, and nothing is asked on another connection: every name is
+//!   resolved on the query's own connection, inside its transaction, after the relations
+//!   the query names are locked until it ends (`backends::mysql::resolve`). A view
+//!   redefined or a table altered after the judgement waits for the rollback.
 
 use std::collections::HashSet;
 
 use dbward_policy::{Dialect, Policy, Rule, TableRef, Verdict};
 
-use crate::backends::mysql::MyBackend;
+use crate::backends::mysql::InTxn;
 use crate::error::GatewayError;
 
 /// Distinct views judged for one query at most; a deeper or wider web is refused.
@@ -62,15 +69,45 @@ struct ViewRead {
     shown: String,
     /// The view's database.
     schema: String,
+    /// The view's name.
+    name: String,
+    /// The server's definition, judged again if generated columns are denied.
+    definition: String,
     verdict: Verdict,
 }
 
+/// Judges what the query `sql` (whose verdict is `verdict`) reaches, on the query's own
+/// connection: locks the relations it names, then judges the views, the generated columns
+/// and the calls.
 pub(crate) async fn check(
-    backend: &MyBackend,
+    txn: &mut InTxn<'_>,
     policy: &Policy,
+    sql: &str,
     verdict: &Verdict,
 ) -> Result<(), GatewayError> {
-    let views = views_read(backend, policy, verdict).await?;
+    let mut names: Vec<(Option<String>, String)> = verdict
+        .relation_names
+        .iter()
+        .map(|t| (t.schema.clone(), t.name.clone()))
+        .collect();
+    names.sort();
+    names.dedup();
+    txn.lock_relations(&names).await?;
+    let views = views_read(txn, policy, verdict).await?;
+    if let Some(v) = views.iter().find(|v| {
+        txn.unlocked.iter().any(|(s, n)| {
+            n.eq_ignore_ascii_case(&v.name) && s.as_deref().is_none_or(|s| s == v.schema)
+        })
+    }) {
+        return Err(GatewayError::ResolvedRefusal {
+            rule: "function.user_defined",
+            message: format!(
+                "the view `{}` could not be locked for the query (the server would not open it), so dbward cannot hold its definition while the query runs",
+                v.shown
+            ),
+        });
+    }
+    generated_columns(txn, policy, sql, verdict, &views).await?;
     let mut sites: Vec<Site> = verdict
         .functions
         .iter()
@@ -100,13 +137,93 @@ pub(crate) async fn check(
             }
         }));
     }
-    judge_calls(backend, policy, &sites).await
+    judge_calls(txn, policy, &sites).await
+}
+
+/// Refuses the query if it, or a view it reaches, names a generated column of a table
+/// with denied columns: the query and each view definition are judged again with those
+/// columns denied too.
+async fn generated_columns(
+    txn: &mut InTxn<'_>,
+    policy: &Policy,
+    sql: &str,
+    verdict: &Verdict,
+    views: &[ViewRead],
+) -> Result<(), GatewayError> {
+    // Every table read, qualified as the server resolves it: the query's in the current
+    // database (`None`), a view's in the view's database.
+    let mut tables: Vec<(Option<String>, String)> = verdict
+        .tables
+        .iter()
+        .map(|t| (t.schema.clone(), t.name.clone()))
+        .chain(views.iter().flat_map(|v| {
+            v.verdict.tables.iter().map(|t| {
+                (
+                    Some(t.schema.clone().unwrap_or_else(|| v.schema.clone())),
+                    t.name.clone(),
+                )
+            })
+        }))
+        .filter(|(schema, name)| {
+            let t = TableRef {
+                schema: schema.clone(),
+                name: name.clone(),
+            };
+            !policy.denied_columns_of(Dialect::Mysql, &t).is_empty()
+        })
+        .collect();
+    tables.sort();
+    tables.dedup();
+    if tables.is_empty() {
+        return Ok(());
+    }
+    let generated = txn.generated_columns(&tables).await?;
+    // information_schema over-matches names case-insensitively: keep only the columns of
+    // tables with denied columns.
+    let denied: Vec<String> = generated
+        .into_iter()
+        .filter(|(db, table, _)| {
+            let t = TableRef {
+                schema: Some(db.clone()),
+                name: table.clone(),
+            };
+            !policy.denied_columns_of(Dialect::Mysql, &t).is_empty()
+        })
+        .map(|(db, table, column)| format!("{db}.{table}.{column}"))
+        .collect();
+    if denied.is_empty() {
+        return Ok(());
+    }
+    let mut config = policy.config().clone();
+    config.denied_columns.extend(denied.iter().cloned());
+    let stricter = Policy::new(config);
+    let why = |what: &str, message: &str| GatewayError::ResolvedRefusal {
+        rule: "column.denied",
+        message: format!(
+            "{what}{message}; generated columns of a table with denied columns are denied too (their expression may read a denied column): {}",
+            denied.join(", ")
+        ),
+    };
+    let v = stricter.check(Dialect::Mysql, sql);
+    if let Some(r) = v.reasons.iter().find(|r| r.rule == Rule::ColumnDenied) {
+        return Err(why("", &r.message));
+    }
+    for view in views {
+        let v = stricter.check_definition(Dialect::Mysql, &view.definition);
+        if let Some(r) = v.reasons.iter().find(|r| r.rule == Rule::ColumnDenied) {
+            return Err(why(
+                &format!("the view `{}` the query reads: ", view.shown),
+                &r.message,
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Asks the server about every call at once and refuses the first that may run code dbward
 /// cannot judge.
 async fn judge_calls(
-    backend: &MyBackend,
+    txn: &mut InTxn<'_>,
     policy: &Policy,
     sites: &[Site],
 ) -> Result<(), GatewayError> {
@@ -119,7 +236,7 @@ async fn judge_calls(
     if calls.is_empty() {
         return Ok(());
     }
-    let resolved = backend.resolve_functions(&calls).await?;
+    let resolved = txn.resolve_functions(&calls).await?;
     let allowed = &policy.config().allowed_functions;
     let qualified_allowed = |db: &str, name: &str| {
         allowed.iter().any(|a| {
@@ -172,7 +289,7 @@ async fn judge_calls(
 
 /// Every view the query reaches, through views recursively, each judged on its definition.
 async fn views_read(
-    backend: &MyBackend,
+    txn: &mut InTxn<'_>,
     policy: &Policy,
     verdict: &Verdict,
 ) -> Result<Vec<ViewRead>, GatewayError> {
@@ -189,7 +306,7 @@ async fn views_read(
     while !frontier.is_empty() {
         frontier.sort();
         frontier.dedup();
-        let defs = backend.views_among(&frontier).await?;
+        let defs = txn.views_among(&frontier).await?;
         frontier.clear();
         for d in defs {
             if !seen.insert((d.schema.to_lowercase(), d.name.to_lowercase())) {
@@ -223,6 +340,8 @@ async fn views_read(
             out.push(ViewRead {
                 shown,
                 schema: d.schema,
+                name: d.name,
+                definition,
                 verdict: v,
             });
         }

@@ -679,6 +679,8 @@ mod catalog_bounds;
 mod grants;
 #[path = "mysql/hardening.rs"]
 mod hardening;
+#[path = "mysql/races.rs"]
+mod races;
 #[path = "mysql/views.rs"]
 mod views;
 

@@ -207,3 +207,61 @@ async fn generated_columns_cannot_call_stored_functions() {
     owner.close().await.ok();
     fx.drop().await;
 }
+
+/// A generated column over a denied column (`AS (api_key)`, `AS (REVERSE(api_key))`,
+/// virtual or stored) is denied like it: named in the query, through `read_table`, through
+/// a view, whatever the case or qualifier. A generated column of a table without denied
+/// columns still reads.
+#[tokio::test]
+async fn generated_columns_of_a_table_with_denied_columns_are_denied() {
+    let fx = MyFixture::new().await;
+    fx.owner_exec(
+        "ALTER TABLE secrets ADD COLUMN k_virt VARCHAR(100) AS (api_key) VIRTUAL,
+           ADD COLUMN k_rev VARCHAR(100) AS (REVERSE(api_key)) STORED;
+         ALTER TABLE departments ADD COLUMN shout VARCHAR(200) AS (UPPER(name)) VIRTUAL;
+         CREATE VIEW v_gen AS SELECT id, k_virt AS harmless FROM secrets;
+         CREATE VIEW v_gen2 AS SELECT harmless FROM v_gen;",
+    )
+    .await;
+    let gw = Gateway::new(config_with_denials());
+    let id = connect(&gw, &fx).await;
+    let db = &fx.db;
+    for sql in [
+        "SELECT id, k_virt FROM secrets".to_string(),
+        "SELECT id, k_rev FROM secrets".to_string(),
+        "SELECT s.K_VIRT FROM secrets s".to_string(),
+        format!("SELECT `{db}`.secrets.k_rev FROM `{db}`.secrets"),
+        "SELECT id FROM secrets WHERE k_virt LIKE 'sk%'".to_string(),
+        "SELECT * FROM secrets".to_string(),
+        "SELECT * FROM v_gen".to_string(),
+        "SELECT harmless FROM v_gen2".to_string(),
+    ] {
+        let e = gw
+            .execute_query(&id, &sql, &[], None)
+            .await
+            .expect_err(&sql);
+        assert_eq!(e.rule(), Some("column.denied"), "{sql}: {e}");
+    }
+    use dbward_gateway::tools::read_table::ReadTableRequest;
+    for columns in [vec!["id", "k_virt"], vec!["k_rev"]] {
+        let req = ReadTableRequest {
+            table: "secrets".into(),
+            columns: Some(columns.iter().map(|c| c.to_string()).collect()),
+            ..Default::default()
+        };
+        let e = gw.read_table(&id, &req).await.expect_err("read_table");
+        assert_eq!(e.rule(), Some("column.denied"), "{columns:?}: {e}");
+        assert!(!e.to_string().contains("sk_live"), "{e}");
+    }
+    let r = gw
+        .execute_query(&id, "SELECT shout FROM departments WHERE id = 1", &[], None)
+        .await
+        .expect("a generated column of a table without denied columns");
+    assert_eq!(r.row_count, 1);
+    let r = gw
+        .execute_query(&id, "SELECT id, service FROM secrets", &[], None)
+        .await
+        .expect("allowed columns of the table still read");
+    assert_eq!(r.row_count, 1);
+    fx.drop().await;
+}

@@ -11,6 +11,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::{AssertSqlSafe, Either, Executor, Row, SqlSafeStr, Statement as _};
 
 use super::catalog::mariadb_json_columns;
+use super::resolve::InTxn;
 use super::types::{describe_columns, text_at, value_to_json};
 use super::{MyBackend, SQL_MODE, classify};
 use crate::backends::{Caps, QueryResult};
@@ -110,12 +111,28 @@ pub(super) fn timeout_assignment(mariadb: bool, timeout_ms: u64) -> String {
 }
 
 impl MyBackend {
-    /// Runs a policy-approved query under the caps.
+    /// Runs a policy-approved query under the caps, with nothing to judge in its
+    /// transaction (see [`MyBackend::execute_judged`]).
     pub async fn execute(
         &self,
         sql: &str,
         params: &[Value],
         caps: Caps,
+    ) -> Result<QueryResult, GatewayError> {
+        self.execute_judged(sql, params, caps, async |_| Ok(()))
+            .await
+    }
+
+    /// Runs a policy-approved query under the caps, after `judge` accepted what its names
+    /// refer to, asked on the query's own connection inside its transaction (views,
+    /// routines, generated columns: see `resolve`). `judge` should lock the relations the
+    /// query names before it reads about them.
+    pub async fn execute_judged(
+        &self,
+        sql: &str,
+        params: &[Value],
+        caps: Caps,
+        judge: impl AsyncFnOnce(&mut InTxn<'_>) -> Result<(), GatewayError>,
     ) -> Result<QueryResult, GatewayError> {
         let started = Instant::now();
         let conn = self.pool.acquire().await.map_err(|e| classify(e, &[]))?;
@@ -133,14 +150,16 @@ impl MyBackend {
         let deadline = Duration::from_millis(caps.timeout_ms + 2_000);
         let outcome = tokio::time::timeout(
             deadline,
-            self.run(&mut stop.conn, sql, params, caps, &mut stop.session),
+            self.run(&mut stop.conn, sql, params, caps, &mut stop.session, judge),
         )
         .await;
         // An answer from the server (rows or an error) means its statement ended; only a
         // passed deadline leaves `stop` armed, and dropping it kills the statement.
         stop.armed = outcome.is_err();
+        drop(stop);
         match outcome {
-            Ok(Ok(mut r)) => {
+            Ok(Ok((mut r, unlocked))) => {
+                self.still_no_views(&unlocked).await?;
                 r.elapsed_ms = started.elapsed().as_millis() as u64;
                 Ok(r)
             }
@@ -152,6 +171,39 @@ impl MyBackend {
         }
     }
 
+    /// A relation name the call's transaction could not lock was judged as no view; if it
+    /// is one now, it was created while the query ran (and may have been read by it): the
+    /// rows are discarded.
+    async fn still_no_views(
+        &self,
+        unlocked: &[(Option<String>, String)],
+    ) -> Result<(), GatewayError> {
+        if unlocked.is_empty() {
+            return Ok(());
+        }
+        let appeared = self
+            .bounded_catalog(async |c| {
+                let mut txn = InTxn {
+                    conn: c,
+                    unlocked: Vec::new(),
+                };
+                txn.views_among(unlocked).await
+            })
+            .await?;
+        match appeared.first() {
+            None => Ok(()),
+            Some(v) => Err(GatewayError::ResolvedRefusal {
+                rule: "function.user_defined",
+                message: format!(
+                    "the view `{}.{}` was created while the query ran, under a name the query reads: dbward did not judge it, so the result is withheld",
+                    v.schema, v.name
+                ),
+            }),
+        }
+    }
+
+    /// The query's run: the judgement, then the query, and the relation names the
+    /// judgement could not lock.
     async fn run(
         &self,
         conn: &mut MySqlConnection,
@@ -159,7 +211,8 @@ impl MyBackend {
         params: &[Value],
         caps: Caps,
         session: &mut Session,
-    ) -> Result<QueryResult, GatewayError> {
+        judge: impl AsyncFnOnce(&mut InTxn<'_>) -> Result<(), GatewayError>,
+    ) -> Result<(QueryResult, Vec<(Option<String>, String)>), GatewayError> {
         let err = |e| classify(e, &[]);
         // Our own constant statements, in one text-protocol message. Lock waits are bounded
         // too (whole seconds, at least 1: the server's unit and minimum).
@@ -179,6 +232,15 @@ impl MyBackend {
             .first()
             .and_then(|r| text_at(r, 0))
             .and_then(|t| t.parse().ok());
+
+        // The judgement, in this transaction: the locks it takes hold until the rollback,
+        // so the definitions it judged are the ones the query runs.
+        let mut txn = InTxn {
+            conn: &mut *conn,
+            unlocked: Vec::new(),
+        };
+        judge(&mut txn).await?;
+        let unlocked = txn.unlocked;
 
         // Prepare first (nothing runs): the server reports the statement's columns and
         // parameter count. The statement is cached on the connection, so the execution
@@ -281,13 +343,16 @@ impl MyBackend {
         }
         // When truncated, rows are left unread: session.clean stays false, so the connection
         // is closed rather than drained.
-        Ok(QueryResult {
-            row_count: rows.len(),
-            columns,
-            rows,
-            truncated,
-            elapsed_ms: 0,
-        })
+        Ok((
+            QueryResult {
+                row_count: rows.len(),
+                columns,
+                rows,
+                truncated,
+                elapsed_ms: 0,
+            },
+            unlocked,
+        ))
     }
 }
 

@@ -7,6 +7,10 @@
 //!   (sqlx always advertises `CLIENT_MULTI_STATEMENTS` and offers no way to turn it off;
 //!   that flag only matters to the text protocol, which carries nothing but our own
 //!   constant statements.)
+//! - What the query's names refer to (views and their definitions, routines, generated
+//!   columns) is judged on the query's own connection, inside its transaction, after the
+//!   relations it names are locked until the transaction ends (`resolve`): a view redefined
+//!   or a table altered between the judgement and the run waits for the ROLLBACK.
 //! - Every query runs inside `START TRANSACTION READ ONLY`, after
 //!   `SET SESSION TRANSACTION READ ONLY`. The session setting matters: DDL commits the open
 //!   transaction implicitly and would then run outside it, but it cannot run while the
@@ -43,10 +47,12 @@ mod catalog_conn;
 mod connect;
 mod execute;
 pub mod grants;
+mod resolve;
 mod routines;
 mod types;
 mod views;
 
+pub use resolve::InTxn;
 pub use routines::Resolution;
 use sqlx::mysql::{MySqlDatabaseError, MySqlPool};
 pub use views::ViewDefinition;

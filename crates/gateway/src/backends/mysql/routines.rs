@@ -9,8 +9,9 @@
 
 use sqlx::AssertSqlSafe;
 
+use super::classify;
+use super::resolve::InTxn;
 use super::types::text_at;
-use super::{MyBackend, classify};
 use crate::error::GatewayError;
 
 /// The server's answer for a set of called names.
@@ -24,11 +25,11 @@ pub struct Resolution {
     pub loadable: Option<Vec<String>>,
 }
 
-impl MyBackend {
+impl InTxn<'_> {
     /// Resolves `(qualifier, name)` calls: stored routines in scope and loadable functions.
     /// Two round trips, whatever the number of calls.
     pub async fn resolve_functions(
-        &self,
+        &mut self,
         calls: &[(Option<String>, String)],
     ) -> Result<Resolution, GatewayError> {
         if calls.is_empty() {
@@ -52,23 +53,18 @@ impl MyBackend {
         let marks = vec!["LOWER(?)"; calls.len()].join(", ");
         let udf_sql =
             format!("SELECT CAST(name AS CHAR) FROM mysql.func WHERE LOWER(name) IN ({marks})");
-        // Both on one bounded catalog checkout: under the statement timeout, and stopped on
-        // the server if the call is abandoned.
-        let (rows, loadable) = self
-            .bounded_catalog(async |c| {
-                let rows = q.fetch_all(&mut *c).await.map_err(err)?;
-                let mut q = sqlx::query(AssertSqlSafe(udf_sql));
-                for (_, name) in calls {
-                    q = q.bind(name.as_str());
-                }
-                let loadable: Option<Vec<String>> = q
-                    .fetch_all(&mut *c)
-                    .await
-                    .ok()
-                    .map(|rows| rows.iter().filter_map(|r| text_at(r, 0)).collect());
-                Ok((rows, loadable))
-            })
-            .await?;
+        // Both on the call's own connection, inside its transaction, under its statement
+        // timeout.
+        let rows = q.fetch_all(self.conn()).await.map_err(err)?;
+        let mut q = sqlx::query(AssertSqlSafe(udf_sql));
+        for (_, name) in calls {
+            q = q.bind(name.as_str());
+        }
+        let loadable: Option<Vec<String>> = q
+            .fetch_all(self.conn())
+            .await
+            .ok()
+            .map(|rows| rows.iter().filter_map(|r| text_at(r, 0)).collect());
         let mut stored = vec![None; calls.len()];
         for r in &rows {
             if let (Some(i), Some(db)) = (

@@ -8,8 +8,9 @@
 //! `VIEW_ROUTINE_USAGE`, and one path for both servers is one path tested.
 //!
 //! Invariants:
-//! - Read on a bounded catalog checkout (statement timeout, stopped if the call is
-//!   abandoned).
+//! - Read on the call's own connection, inside its transaction, after the relations are
+//!   locked (`resolve`): the definition read is the one that runs. The call's statement
+//!   timeout and client deadline bound the read.
 //! - Names are bound parameters, never spliced. information_schema compares names with a
 //!   case-insensitive collation, so a name may over-match (which only judges more).
 //! - An unqualified name is looked up in the current database, as the server resolves it.
@@ -18,8 +19,9 @@
 
 use sqlx::AssertSqlSafe;
 
+use super::classify;
+use super::resolve::InTxn;
 use super::types::text_at;
-use super::{MyBackend, classify};
 use crate::error::GatewayError;
 
 /// Names asked about in one round trip at most (the statement stays small).
@@ -37,11 +39,11 @@ pub struct ViewDefinition {
     pub definition: Option<String>,
 }
 
-impl MyBackend {
+impl InTxn<'_> {
     /// The views among `(qualifier, name)` relation names (no qualifier: the current
     /// database). Names that are tables, or nothing, are simply absent from the answer.
     pub async fn views_among(
-        &self,
+        &mut self,
         names: &[(Option<String>, String)],
     ) -> Result<Vec<ViewDefinition>, GatewayError> {
         let mut out = Vec::new();
@@ -57,9 +59,10 @@ impl MyBackend {
             for (schema, name) in chunk {
                 q = q.bind(schema.as_deref()).bind(name.as_str());
             }
-            let rows = self
-                .bounded_catalog(async |c| q.fetch_all(&mut *c).await.map_err(|e| classify(e, &[])))
-                .await?;
+            let rows = q
+                .fetch_all(self.conn())
+                .await
+                .map_err(|e| classify(e, &[]))?;
             out.extend(rows.iter().map(|r| ViewDefinition {
                 schema: text_at(r, 0).unwrap_or_default(),
                 name: text_at(r, 1).unwrap_or_default(),
