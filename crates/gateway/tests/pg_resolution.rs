@@ -413,6 +413,8 @@ CREATE TABLE moods (m feel); INSERT INTO moods VALUES ('x');
 CREATE FUNCTION mood_json(feel) RETURNS json LANGUAGE plpgsql
   AS $$ BEGIN PERFORM kill_victims(); RETURN '1'; END $$;
 CREATE CAST (feel AS json) WITH FUNCTION mood_json(feel);
+CREATE VIEW domain_view AS SELECT 1::d2 AS x;
+CREATE VIEW json_view AS SELECT to_json(m) AS j FROM moods;
 CREATE TABLE all_customers (id int, name text, ssn text);
 ALTER TABLE customers INHERIT all_customers;
 CREATE TABLE pay_all (id int, amount int, year int) PARTITION BY LIST (year);
@@ -446,6 +448,9 @@ async fn owner_code_the_planner_or_a_json_function_runs_and_rows_under_a_parent_
             "function.user_defined",
         ),
         ("SELECT to_json(m) FROM moods", "function.user_defined"),
+        // The same in a view's body: the view names neither the check nor the cast.
+        ("SELECT x FROM domain_view", "function.user_defined"),
+        ("SELECT j FROM json_view", "function.user_defined"),
         (
             "SELECT row_to_json(t) FROM moods t",
             "function.user_defined",

@@ -18,7 +18,9 @@
 //!   to and of every type those are made of (a domain's base domain, a composite's
 //!   attributes, an array's element, a range's subtype); user casts (to those types,
 //!   implicit/assignment casts anywhere, and casts to `json`/`jsonb` when the query calls
-//!   a JSON function, which applies them to values of any user type); and functions and
+//!   a JSON function, which applies them to values of any user type, or reads a user view,
+//!   whose body may); the types a view's body or a table's attached code casts to count
+//!   as cast to by the query; and functions and
 //!   operators in the index expressions and predicates, check constraints, extended
 //!   statistics, virtual generated columns and partition keys of every table read (the
 //!   planner evaluates immutable ones while it plans, whatever the query says).
@@ -211,6 +213,20 @@ named_typ AS (
   JOIN pg_catalog.pg_namespace ns ON ns.oid OPERATOR(pg_catalog.=) t.typnamespace
   WHERE CASE WHEN tq.s IS NULL THEN t.typnamespace OPERATOR(pg_catalog.=) ANY (SELECT oid FROM path)
         ELSE ns.nspname OPERATOR(pg_catalog.=) tq.s END
+  UNION ALL
+  SELECT d.refobjid FROM uview v
+  JOIN pg_catalog.pg_depend d
+    ON d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+   AND d.objid OPERATOR(pg_catalog.=) v.rule
+  WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_type'::pg_catalog.regclass
+    AND d.refobjid OPERATOR(pg_catalog.>=) 16384::pg_catalog.oid
+  UNION ALL
+  SELECT d.refobjid FROM attached a
+  JOIN pg_catalog.pg_depend d
+    ON d.classid OPERATOR(pg_catalog.=) a.classid AND d.objid OPERATOR(pg_catalog.=) a.objid
+  WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_type'::pg_catalog.regclass
+    AND d.objsubid OPERATOR(pg_catalog.=) 0
+    AND d.refobjid OPERATOR(pg_catalog.>=) 16384::pg_catalog.oid
 ),
 tedges(parent, child) AS (
   SELECT d.objid, d.refobjid FROM pg_catalog.pg_depend d
@@ -282,8 +298,9 @@ implicit(fn, via) AS (
          OR c.castcontext OPERATOR(pg_catalog.=) 'a'::pg_catalog."char"
          OR (c.casttarget OPERATOR(pg_catalog.=) ANY
                (ARRAY['pg_catalog.json'::pg_catalog.regtype, 'pg_catalog.jsonb'::pg_catalog.regtype]::pg_catalog.oid[])
-             AND EXISTS (SELECT FROM fq WHERE pg_catalog.strpos(pg_catalog.lower(fq.n), 'json')
-                                               OPERATOR(pg_catalog.>) 0)))
+             AND (EXISTS (SELECT FROM fq WHERE pg_catalog.strpos(pg_catalog.lower(fq.n), 'json')
+                                                OPERATOR(pg_catalog.>) 0)
+                  OR EXISTS (SELECT FROM uview))))
   UNION ALL
   SELECT d.refobjid, a.via FROM attached a
   JOIN pg_catalog.pg_depend d
