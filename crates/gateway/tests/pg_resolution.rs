@@ -258,64 +258,6 @@ async fn allowlisted_owner_functions_run_by_qualified_name() {
     s.done().await;
 }
 
-/// The database layer alone, with the resolution fooled (here: the operator allowlisted
-/// owner code that misbehaves): a statement the query prepares outlives its rollback, and
-/// owner code can replace dbward's own per-session statements by name. The end of the call
-/// sees it and closes the session: no later call meets either.
-#[tokio::test]
-async fn a_statement_owner_code_prepares_never_outlives_its_call() {
-    let mut config = client_config();
-    config.policy.allowed_functions = vec!["public.leave_behind".into(), "public.hijack".into()];
-    config.limits.pool_max_size = 1;
-    let s = setup(config).await;
-    let mut owner = PgConnection::connect(&s.fx.url()).await.expect("owner");
-    sqlx::raw_sql(
-        "CREATE FUNCTION leave_behind() RETURNS int LANGUAGE plpgsql AS $$
-           BEGIN EXECUTE 'PREPARE left_behind AS SELECT 42'; RETURN 1; END $$;
-         CREATE FUNCTION hijack() RETURNS int LANGUAGE plpgsql AS $$
-           BEGIN
-             EXECUTE 'DEALLOCATE dbward_guard';
-             EXECUTE 'PREPARE dbward_guard(text) AS SELECT 1';
-             RETURN 1;
-           END $$;",
-    )
-    .execute(&mut owner)
-    .await
-    .expect("owner functions");
-    owner.close().await.ok();
-    let statements = |r: &dbward_gateway::backends::QueryResult| -> Vec<String> {
-        r.rows
-            .iter()
-            .map(|row| format!("{} {}", row[0], row[1]))
-            .collect()
-    };
-    let list = "SELECT name, statement FROM pg_catalog.pg_prepared_statements ORDER BY name";
-    for sql in [
-        "SELECT leave_behind()",
-        "SELECT hijack()",
-        "SELECT leave_behind(), 2",
-    ] {
-        let r = s.runs(sql).await;
-        assert_eq!(r.rows[0][0], serde_json::json!(1), "{sql}");
-        // The same pooled session (the pool holds one) is a new one now.
-        let after = statements(&s.runs(list).await);
-        assert!(
-            !after.iter().any(|t| t.contains("left_behind")),
-            "{sql}: {after:?}"
-        );
-        let guard: Vec<&String> = after
-            .iter()
-            .filter(|t| t.starts_with("\"dbward_guard\" "))
-            .collect();
-        assert_eq!(guard.len(), 1, "{sql}: {after:?}");
-        assert!(guard[0].contains("pg_current_snapshot"), "{sql}: {after:?}");
-        // And the queries still run on kept answers, behind the genuine guard.
-        let r = s.runs("SELECT count(*) FROM departments").await;
-        assert_eq!(r.row_count, 1);
-    }
-    s.done().await;
-}
-
 #[tokio::test]
 async fn denied_data_stays_unreadable_through_partitions_children_and_views() {
     let mut s = setup(denying_config()).await;

@@ -319,7 +319,12 @@ pub async fn assert_no_statements_of_earlier_calls(gw: &dbward_gateway::Gateway,
         )
         .await
         .expect("pg_prepared_statements");
-    let own = ["dbward_resolve", "dbward_guard", "dbward_recheck"];
+    let own = [
+        "dbward_resolve",
+        "dbward_guard",
+        "dbward_recheck",
+        "dbward_unlock",
+    ];
     let texts: Vec<String> = r
         .rows
         .iter()

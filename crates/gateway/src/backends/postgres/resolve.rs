@@ -409,38 +409,20 @@ pub(crate) const PREPARED: &str = "dbward_resolve";
 /// plan are most of its cost.
 pub(crate) const GUARD_PREPARED: &str = "dbward_guard";
 
-/// The setting that holds when dbward last prepared its statements in a session
-/// ([`prepare_statements`] sets it, at session level, after them): the latest
-/// `prepare_time` among them. Code a query runs cannot move it: a setting changed inside
-/// the call's transaction is undone by its rollback.
-pub(crate) const PREPARED_AT: &str = "dbward.prepared_at";
+/// `SELECT pg_advisory_unlock_all()`, the last statement of every call's end (see
+/// `execute::end`), prepared once per session: bound by name in the call's one batch, it is
+/// neither parsed nor planned again.
+pub(crate) const UNLOCK_PREPARED: &str = "dbward_unlock";
 
-/// The last statement of every call's end, after the rollback, sent as text every time
-/// (a statement prepared in the session could have been replaced by one that reports
-/// nothing): releases session-level advisory locks, and counts the statements prepared
-/// by SQL `PREPARE` after dbward's own ([`PREPARED_AT`]). Owner code a query runs (a gap
-/// in the resolution is all it takes) can `PREPARE` (or `DEALLOCATE` and prepare again,
-/// under dbward's own names) and the statement outlives the rollback; a count above 0
-/// closes the session rather than returning it to the pool. (A setting the query changed
-/// with `set_config(..., false)`, LISTEN, cursors and notifications are transactional and
-/// die with the rollback; temp tables and sequence changes cannot happen in a read-only
-/// transaction.) The count's column is [`FOREIGN_PREPARED`]; its setting is read with
-/// `current_setting(name)`, which fails when it is missing (fail closed).
-pub(crate) const UNLOCK: &str = "SELECT pg_catalog.pg_advisory_unlock_all(), \
-     (SELECT pg_catalog.count(*) FROM pg_catalog.pg_prepared_statements p \
-      WHERE p.from_sql AND p.prepare_time OPERATOR(pg_catalog.>) \
-      pg_catalog.current_setting('dbward.prepared_at')::pg_catalog.timestamptz) \
-     AS dbward_foreign_prepared";
+/// The statement [`UNLOCK_PREPARED`] names.
+pub(crate) const UNLOCK: &str = "SELECT pg_catalog.pg_advisory_unlock_all()";
 
-/// The column of [`UNLOCK`] that counts statements prepared after dbward's own.
-pub(crate) const FOREIGN_PREPARED: &str = "dbward_foreign_prepared";
-
-/// `PREPARE dbward_resolve(text) AS ...` and, on PostgreSQL 13 and later (which have
+/// `PREPARE dbward_resolve(text) AS ...`, `PREPARE dbward_unlock AS SELECT
+/// pg_advisory_unlock_all()` and, on PostgreSQL 13 and later (which have
 /// `pg_current_snapshot`), `PREPARE dbward_guard(text) AS ...` and `PREPARE
 /// dbward_recheck(text, text, text) AS ...` ([`recheck`]) with the session's [`fingerprint`]
 /// (`versioned`: the database has dbward's catalog version, see [`CATALOG_VERSION_SQL`]).
-/// The resolution's last row holds its [`CANONICAL`] text. Then [`PREPARED_AT`] is set.
-/// Run when a session is opened,
+/// The resolution's last row holds its [`CANONICAL`] text. Run when a session is opened,
 /// and again after a call had to drop every prepared statement of the session. All are our own text; none holds anything
 /// of a client's. One statement each.
 pub(crate) fn prepare_statements(conn: &sqlx::PgConnection, versioned: bool) -> Vec<String> {
@@ -451,7 +433,7 @@ pub(crate) fn prepare_statements(conn: &sqlx::PgConnection, versioned: bool) -> 
                 false, false, false, NULL::pg_catalog.text",
         resolve_of("$1")
     );
-    let mut out = vec![resolve];
+    let mut out = vec![resolve, format!("PREPARE {UNLOCK_PREPARED} AS {UNLOCK}")];
     if snapshots(conn) {
         out.push(format!(
             "PREPARE {GUARD_PREPARED}(pg_catalog.text) AS \
@@ -468,12 +450,6 @@ pub(crate) fn prepare_statements(conn: &sqlx::PgConnection, versioned: bool) -> 
             fp = fingerprint(versioned),
         ));
     }
-    // After them, in the same message: when they were prepared (see [`UNLOCK`]).
-    out.push(format!(
-        "SELECT pg_catalog.set_config('{PREPARED_AT}', \
-         (SELECT pg_catalog.max(p.prepare_time) FROM pg_catalog.pg_prepared_statements p \
-          WHERE p.from_sql)::pg_catalog.text, false)"
-    ));
     out
 }
 
