@@ -356,6 +356,7 @@ CREATE FUNCTION mood_json(feel) RETURNS json LANGUAGE plpgsql
   AS $$ BEGIN PERFORM kill_victims(); RETURN '1'; END $$;
 CREATE CAST (feel AS json) WITH FUNCTION mood_json(feel);
 CREATE VIEW domain_view AS SELECT 1::d2 AS x;
+CREATE TABLE dom_cols (x comp_d, arr d1[]);
 CREATE VIEW json_view AS SELECT to_json(m) AS j FROM moods;
 CREATE TABLE all_customers (id int, name text, ssn text);
 ALTER TABLE customers INHERIT all_customers;
@@ -390,6 +391,17 @@ async fn owner_code_the_planner_or_a_json_function_runs_and_rows_under_a_parent_
             "function.user_defined",
         ),
         ("SELECT to_json(m) FROM moods", "function.user_defined"),
+        // A literal takes the type of the column it meets; a row is populated as its
+        // table's type: no type named, the domain's check runs.
+        (
+            "SELECT COALESCE(arr, '{5}') FROM dom_cols",
+            "function.user_defined",
+        ),
+        ("SELECT arr @> '{5}' FROM dom_cols", "function.user_defined"),
+        (
+            "SELECT jsonb_populate_record(t, '{\"arr\": [5]}') FROM dom_cols t",
+            "function.user_defined",
+        ),
         // The same in a view's body: the view names neither the check nor the cast.
         ("SELECT x FROM domain_view", "function.user_defined"),
         ("SELECT j FROM json_view", "function.user_defined"),

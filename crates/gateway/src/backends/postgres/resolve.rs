@@ -19,8 +19,10 @@
 //!   attributes, an array's element, a range's subtype); user casts (to those types,
 //!   implicit/assignment casts anywhere, and casts to `json`/`jsonb` when the query calls
 //!   a JSON function, which applies them to values of any user type, or reads a user view,
-//!   whose body may); the types a view's body or a table's attached code casts to count
-//!   as cast to by the query; and functions and
+//!   whose body may); the types a view's body or a table's attached code casts to, and
+//!   the user types of the columns of every table read (a literal meeting such a column
+//!   is converted to its type: `COALESCE(arr, '{5}')` checks an array's domain), count as
+//!   cast to by the query; and functions and
 //!   operators in the index expressions and predicates, check constraints, extended
 //!   statistics, virtual generated columns and partition keys of every table read (the
 //!   planner evaluates immutable ones while it plans, whatever the query says).
@@ -227,6 +229,11 @@ named_typ AS (
   WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_type'::pg_catalog.regclass
     AND d.objsubid OPERATOR(pg_catalog.=) 0
     AND d.refobjid OPERATOR(pg_catalog.>=) 16384::pg_catalog.oid
+  UNION ALL
+  SELECT a.atttypid FROM scanned r
+  JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) r.oid
+  WHERE a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped
+    AND a.atttypid OPERATOR(pg_catalog.>=) 16384::pg_catalog.oid
 ),
 tedges(parent, child) AS (
   SELECT d.objid, d.refobjid FROM pg_catalog.pg_depend d
