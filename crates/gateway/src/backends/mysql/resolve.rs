@@ -27,7 +27,7 @@
 //!   not one (a view created in between is refused, though it has run by then).
 
 use sqlx::AssertSqlSafe;
-use sqlx::mysql::{MySqlConnection, MySqlDatabaseError};
+use sqlx::mysql::{MySqlConnection, MySqlDatabaseError, MySqlRow};
 
 use super::classify;
 use super::types::text_at;
@@ -109,28 +109,43 @@ impl InTxn<'_> {
         &mut self,
         tables: &[(Option<String>, String)],
     ) -> Result<Vec<(String, String, String)>, GatewayError> {
-        let mut out = Vec::new();
-        for chunk in tables.chunks(NAMES_PER_QUERY) {
-            let one = "(TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ?)";
-            // MariaDB leaves GENERATION_EXPRESSION NULL for a plain column, MySQL empty.
-            let sql = format!(
+        // MariaDB leaves GENERATION_EXPRESSION NULL for a plain column, MySQL empty.
+        let rows = self
+            .catalog_rows(
                 "SELECT CAST(TABLE_SCHEMA AS CHAR), CAST(TABLE_NAME AS CHAR), \
                         CAST(COLUMN_NAME AS CHAR) \
                  FROM information_schema.COLUMNS \
-                 WHERE COALESCE(GENERATION_EXPRESSION, '') <> '' AND ({})",
-                vec![one; chunk.len()].join(" OR ")
-            );
+                 WHERE COALESCE(GENERATION_EXPRESSION, '') <> '' AND",
+                tables,
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| Some((text_at(r, 0)?, text_at(r, 1)?, text_at(r, 2)?)))
+            .collect())
+    }
+
+    /// The rows of `head` (an information_schema `SELECT ... WHERE`, or `... WHERE ... AND`)
+    /// for the relations `(qualifier, name)` (no qualifier: the current database), a
+    /// hundred names a query. Names are bound, never spliced; information_schema compares
+    /// them case-insensitively, which only finds more.
+    pub(super) async fn catalog_rows(
+        &mut self,
+        head: &str,
+        names: &[(Option<String>, String)],
+    ) -> Result<Vec<MySqlRow>, GatewayError> {
+        let mut out = Vec::new();
+        for chunk in names.chunks(NAMES_PER_QUERY) {
+            let one = "(TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ?)";
+            let sql = format!("{head} ({})", vec![one; chunk.len()].join(" OR "));
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for (schema, name) in chunk {
                 q = q.bind(schema.as_deref()).bind(name.as_str());
             }
-            let rows = q
-                .fetch_all(self.conn())
-                .await
-                .map_err(|e| classify(e, &[]))?;
             out.extend(
-                rows.iter()
-                    .filter_map(|r| Some((text_at(r, 0)?, text_at(r, 1)?, text_at(r, 2)?))),
+                q.fetch_all(self.conn())
+                    .await
+                    .map_err(|e| classify(e, &[]))?,
             );
         }
         Ok(out)

@@ -17,15 +17,9 @@
 //! - `definition` is `None` when the server shows this login an empty definition (it lacks
 //!   `SHOW VIEW`): the caller cannot see what the view runs and must refuse.
 
-use sqlx::AssertSqlSafe;
-
-use super::classify;
 use super::resolve::InTxn;
 use super::types::text_at;
 use crate::error::GatewayError;
-
-/// Names asked about in one round trip at most (the statement stays small).
-const NAMES_PER_QUERY: usize = 100;
 
 /// One view, as the server defines it.
 #[derive(Debug, Clone)]
@@ -46,29 +40,21 @@ impl InTxn<'_> {
         &mut self,
         names: &[(Option<String>, String)],
     ) -> Result<Vec<ViewDefinition>, GatewayError> {
-        let mut out = Vec::new();
-        for chunk in names.chunks(NAMES_PER_QUERY) {
-            let one = "(TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ?)";
-            let sql = format!(
+        let rows = self
+            .catalog_rows(
                 "SELECT CAST(TABLE_SCHEMA AS CHAR), CAST(TABLE_NAME AS CHAR), \
                         CAST(VIEW_DEFINITION AS CHAR) \
-                 FROM information_schema.VIEWS WHERE {}",
-                vec![one; chunk.len()].join(" OR ")
-            );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
-            for (schema, name) in chunk {
-                q = q.bind(schema.as_deref()).bind(name.as_str());
-            }
-            let rows = q
-                .fetch_all(self.conn())
-                .await
-                .map_err(|e| classify(e, &[]))?;
-            out.extend(rows.iter().map(|r| ViewDefinition {
+                 FROM information_schema.VIEWS WHERE",
+                names,
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| ViewDefinition {
                 schema: text_at(r, 0).unwrap_or_default(),
                 name: text_at(r, 1).unwrap_or_default(),
                 definition: text_at(r, 2).filter(|d| !d.trim().is_empty()),
-            }));
-        }
-        Ok(out)
+            })
+            .collect())
     }
 }
