@@ -39,6 +39,19 @@ fn caps(timeout_ms: u64) -> Caps {
     }
 }
 
+/// A session of the fixture's owner for owner code to KILL, and its connection id.
+async fn victim_session(fx: &MyFixture) -> (sqlx::MySqlConnection, i64) {
+    use sqlx::Connection;
+    let mut victim = sqlx::MySqlConnection::connect(&fx.url())
+        .await
+        .expect("victim");
+    let id: i64 = sqlx::query_scalar("SELECT CAST(CONNECTION_ID() AS SIGNED)")
+        .fetch_one(&mut victim)
+        .await
+        .expect("id");
+    (victim, id)
+}
+
 /// Closed connections end on the server a moment after the client drops them.
 async fn no_leftovers(fx: &MyFixture, lock: &str) {
     let started = Instant::now();

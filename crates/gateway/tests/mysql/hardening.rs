@@ -223,15 +223,7 @@ async fn session_state_is_refused_by_the_policy() {
 /// names a policy might trust: another dialect's builtin (`glob`, `iif`), a MySQL native
 /// name (`soundex`), and a plain one (`twice`).
 async fn killer_functions(fx: &MyFixture) -> sqlx::MySqlConnection {
-    use sqlx::Connection;
-    let victim = sqlx::MySqlConnection::connect(&fx.url())
-        .await
-        .expect("victim");
-    let mut v = victim;
-    let vid: i64 = sqlx::query_scalar("SELECT CAST(CONNECTION_ID() AS SIGNED)")
-        .fetch_one(&mut v)
-        .await
-        .expect("id");
+    let (v, vid) = victim_session(fx).await;
     for name in ["glob", "iif", "soundex", "twice"] {
         fx.owner_exec(&format!(
             "CREATE FUNCTION `{name}`(a TEXT, b TEXT) RETURNS INT BEGIN KILL {vid}; RETURN 1; END"

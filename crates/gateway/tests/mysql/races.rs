@@ -16,13 +16,7 @@ const CALLS: usize = 600;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_view_redefined_during_calls_never_returns_denied_data_nor_runs_its_new_body() {
     let fx = MyFixture::new().await;
-    let mut victim = sqlx::MySqlConnection::connect(&fx.url())
-        .await
-        .expect("victim");
-    let vid: i64 = sqlx::query_scalar("SELECT CAST(CONNECTION_ID() AS SIGNED)")
-        .fetch_one(&mut victim)
-        .await
-        .expect("id");
+    let (mut victim, vid) = victim_session(&fx).await;
     fx.owner_exec(&format!(
         "CREATE FUNCTION kfn() RETURNS VARCHAR(100) BEGIN KILL {vid}; RETURN 'killed'; END;
          CREATE VIEW v_race AS SELECT id, service AS x FROM secrets;"

@@ -10,13 +10,7 @@ use sqlx::{Connection, Executor};
 /// it, `v_nested` reads `v_kick`, `v_sub` calls it in a subquery, `v_secret` reads the
 /// denied column, `v_payroll` the denied table, `v_ok` only allowed data.
 async fn views_fixture(fx: &MyFixture) -> sqlx::MySqlConnection {
-    let mut victim = sqlx::MySqlConnection::connect(&fx.url())
-        .await
-        .expect("victim");
-    let vid: i64 = sqlx::query_scalar("SELECT CAST(CONNECTION_ID() AS SIGNED)")
-        .fetch_one(&mut victim)
-        .await
-        .expect("id");
+    let (victim, vid) = victim_session(fx).await;
     fx.owner_exec(&format!(
         "CREATE FUNCTION kick(a INT) RETURNS INT BEGIN KILL {vid}; RETURN a; END"
     ))

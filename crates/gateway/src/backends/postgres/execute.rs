@@ -757,8 +757,8 @@ async fn set_local(
 /// in a read-only transaction. A query cannot PREPARE, but owner code it ran could, and
 /// that statement would outlive the rollback: the resolution is what keeps owner code from
 /// running. A check at the end of every call, reading `pg_prepared_statements`, measured
-/// about 100 us of latency per call and was left out.) When the call made the driver name a statement
-/// (the Parse/Describe of an empty result's shape, or of parameters' types), `named` drops
+/// about 100 us of latency per call and was left out.) When the call made the driver name
+/// a statement (the Parse/Describe of an empty result's shape, or of parameters' types), `named` drops
 /// every prepared statement of the session — a named statement outlives the transaction
 /// with its text, which the next caller on this pooled session could read in
 /// `pg_prepared_statements` — and prepares dbward's own statements again. The
