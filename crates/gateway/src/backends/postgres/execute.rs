@@ -126,6 +126,46 @@ impl PgBackend {
         settings: &[(String, String)],
         session: &mut Session,
     ) -> Result<QueryResult, GatewayError> {
+        // After the first attempt, when a change was committed between the resolution and
+        // the query (a guard around the DECLARE failed; nothing was read): the whole call
+        // once more, in a new transaction, the answer read and judged afresh, the checks
+        // around the DECLARE now rechecks (which pass when the answer is still the same,
+        // however many commits came meanwhile).
+        for attempt in [Attempt::First, Attempt::Again] {
+            if attempt == Attempt::Again {
+                conn.skip_pending().await.map_err(|e| classify(e, &[]))?;
+            }
+            let outcome = self
+                .run_once(
+                    conn, sql, params, caps, utility, resolver, settings, session, attempt,
+                )
+                .await?;
+            if let Some(r) = outcome {
+                return Ok(r);
+            }
+        }
+        Err(GatewayError::Database(
+            "what the query reads was changed by another session while the query was being \
+             checked (nothing was read); try again"
+                .into(),
+        ))
+    }
+
+    /// One attempt at a call (see [`Attempt`]); `None`: a check around the DECLARE found
+    /// the answer stale, nothing was read, and the session's transaction has failed.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_once(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        sql: &str,
+        params: &[Value],
+        caps: Caps,
+        utility: bool,
+        resolver: Option<&Resolver<'_>>,
+        settings: &[(String, String)],
+        session: &mut Session,
+        attempt: Attempt,
+    ) -> Result<Option<QueryResult>, GatewayError> {
         // The first round trip is one simple-protocol message of our own text: the numbers
         // are ours, the role comes from config and is quoted, and the names to resolve
         // travel hex-encoded (`resolve::statement`). No client text goes over it.
@@ -165,7 +205,11 @@ impl PgBackend {
         // (`resolve::guard`). A refusal is always made on a fresh answer.
         let kept = match (resolver, &executes) {
             (Some(r), Some(key))
-                if self.snapshots && settings.is_empty() && !utility && savepoint.is_none() =>
+                if attempt == Attempt::First
+                    && self.snapshots
+                    && settings.is_empty()
+                    && !utility
+                    && savepoint.is_none() =>
             {
                 self.resolutions
                     .get(key)
@@ -174,6 +218,9 @@ impl PgBackend {
             _ => None,
         };
         let mut head = vec!["BEGIN READ ONLY".to_string(), first];
+        if attempt == Attempt::Again {
+            head.insert(0, "ROLLBACK".to_string());
+        }
         if let (Some(k), Some(key), Some(names)) = (&kept, &executes, &names_hex) {
             // Timeouts (if the call sets any) as the login role, then the role; the guard
             // follows (`kept.rs`).
@@ -182,6 +229,7 @@ impl PgBackend {
                 prefix.push(head[1].clone().into());
             }
             prefix.extend(role.clone().map(PipelinedStatement::from));
+            prefix.extend(resolve::lock_statement(&k.resolution).map(PipelinedStatement::from));
             let on_kept = OnKept {
                 kept: k,
                 key,
@@ -192,7 +240,7 @@ impl PgBackend {
                 .run_kept(conn, sql, params, caps, session, on_kept)
                 .await?
             {
-                Some(r) => return Ok(r),
+                Some(r) => return Ok(Some(r)),
                 // Stale: nothing of the query ran, and the transaction failed; start again
                 // with a fresh answer, the rollback in the same message. (Whether the
                 // answer itself changed is known once the fresh one is read: see `judge`.)
@@ -219,10 +267,13 @@ impl PgBackend {
         let fingerprint_before = resolve::BEFORE.len() + 1;
         // Judges the resolution statement's rows (in `groups`, the results of a message of
         // `at` statements that ends with the resolution and `AFTER`), after keeping the
-        // answer with the fingerprint read just before it.
-        let judge = |groups: Vec<Vec<sqlx::postgres::PgRow>>, at: usize| {
+        // answer with the fingerprint read just before it. A judged answer comes back with
+        // that fingerprint and its canonical text, for the checks around the DECLARE.
+        let judge = |groups: Vec<Vec<sqlx::postgres::PgRow>>,
+                     at: usize|
+         -> Result<Option<Judged>, GatewayError> {
             let (Some(r), Some(key)) = (resolver, &executes) else {
-                return Ok(());
+                return Ok(None);
             };
             let Some(i) = at.checked_sub(after_resolution) else {
                 return Err(GatewayError::Internal("no resolution statement".into()));
@@ -235,42 +286,111 @@ impl PgBackend {
             let (resolution, canonical) = resolve::read(rows)?;
             self.resolutions.count(2);
             let verdict = (r.judge)(&resolution);
+            let lock = resolve::lock_statement(&resolution);
             // After a kept answer was found stale (its guard and its recheck failed): if
             // the answer changed, every kept answer is asked afresh for a while
             // (`resolve::Cache::stale`).
             if kept.as_ref().is_some_and(|k| k.canonical != canonical) {
                 self.resolutions.stale();
             }
-            if let Some(f) = fingerprint {
-                self.resolutions.put(key, f, (resolution, canonical));
+            if let Some(f) = &fingerprint {
+                self.resolutions
+                    .put(key, f.clone(), (resolution, canonical.clone()));
             }
-            verdict
+            verdict?;
+            Ok(Some((fingerprint, canonical, lock)))
         };
-        if settings.is_empty() {
+        let judged = if settings.is_empty() {
             head.extend(tail);
             let statements_sent = head.len();
             let groups = statements(conn, &head.join("; ")).await?;
             session.pid = pid_of(&groups, pid_at);
-            judge(groups, statements_sent)?;
+            judge(groups, statements_sent)?
         } else {
             let groups = statements(conn, &head.join("; ")).await?;
             session.pid = pid_of(&groups, pid_at);
             set_local(conn, settings).await?;
-            if !tail.is_empty() {
+            if tail.is_empty() {
+                None
+            } else {
                 let statements_sent = tail.len();
                 let groups = statements(conn, &tail.join("; ")).await?;
-                judge(groups, statements_sent)?;
+                judge(groups, statements_sent)?
             }
-        }
+        };
         if utility {
+            // EXPLAIN plans the query: the relations locked and the answer proved current
+            // first (as before a DECLARE, see `Head`), in one message of our own text.
+            if let (Some((Some(f), canonical, lock)), Some(names)) = (&judged, &names_hex) {
+                let check = match attempt {
+                    Attempt::First => resolve::guard_sql(f),
+                    Attempt::Again => format!(
+                        "{}; {}; {}",
+                        resolve::BEFORE.join("; "),
+                        resolve::recheck_sql(f, names, canonical),
+                        resolve::AFTER.join("; "),
+                    ),
+                };
+                let message = match lock {
+                    Some(l) => format!("{l}; {check}"),
+                    None => check,
+                };
+                match sqlx::raw_sql(AssertSqlSafe(message))
+                    .execute(&mut *conn)
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(sqlx::Error::Database(e))
+                        if e.code().as_deref() == Some(resolve::STALE) =>
+                    {
+                        return Ok(None);
+                    }
+                    Err(e) => return Err(classify(e, &[])),
+                }
+            }
             let r = utility_rows(conn, sql, caps).await?;
             end(conn, false, self.catalog_versioned()).await?;
-            return Ok(r);
+            return Ok(Some(r));
         }
-        let fetched = self
-            .declare_and_fetch(conn, sql, params, caps, session, None)
-            .await?;
-        fetched.ok_or_else(|| GatewayError::Internal("a guard failed with no guard sent".into()))
+        // The judged answer holds for the rows only if the DECLARE met the catalog it was
+        // read from: a guard of the fingerprint read before the resolution on each side of
+        // the DECLARE (see `Head`). A change committed meanwhile fails it; the call then
+        // asks once more, behind the recheck of the same answer.
+        let head = match (&judged, &names_hex) {
+            (Some((Some(f), canonical, lock)), Some(names)) => Some(match attempt {
+                Attempt::First => Head {
+                    statements: lock
+                        .iter()
+                        .map(|l| PipelinedStatement::from(l.clone()))
+                        .chain([resolve::guard(f)])
+                        .collect(),
+                    rows: None,
+                    post: vec![resolve::guard(f)],
+                },
+                Attempt::Again => {
+                    let checked = || {
+                        let text = |s: &str| PipelinedStatement::from(s.to_string());
+                        let mut out: Vec<PipelinedStatement> = resolve::BEFORE.map(text).to_vec();
+                        out.push(resolve::recheck(f, names, canonical));
+                        out.extend(resolve::AFTER.map(text));
+                        out
+                    };
+                    let mut statements: Vec<PipelinedStatement> = lock
+                        .iter()
+                        .map(|l| PipelinedStatement::from(l.clone()))
+                        .collect();
+                    statements.extend(checked());
+                    Head {
+                        statements,
+                        rows: None,
+                        post: checked(),
+                    }
+                }
+            }),
+            _ => None,
+        };
+        self.declare_and_fetch(conn, sql, params, caps, session, head)
+            .await
     }
 
     /// Declares the cursor for `sql` and reads it under the caps, the transaction ended
@@ -302,10 +422,15 @@ impl PgBackend {
         // server's remaining output is never read (closing it ends the transaction on the
         // server).
         // (FETCH takes an int4 count.)
-        let mut fetch = vec![PipelinedStatement::Text(format!(
+        let (head, mut head_rows, post) = head.map_or((Vec::new(), None, Vec::new()), |h| {
+            (h.statements, h.rows, h.post)
+        });
+        let post_len = post.len();
+        let mut fetch = post;
+        fetch.push(PipelinedStatement::Text(format!(
             "FETCH FORWARD {} FROM dbward_cursor",
             caps.max_rows.saturating_add(1).min(i32::MAX as usize),
-        ))];
+        )));
         fetch.extend(end_pipelined(conn, named, self.catalog_versioned()));
         // The DECLARE (extended protocol: one statement, unnamed, its parameters bound with
         // their own types), the FETCH and the end go out in one flush, one batch of the
@@ -318,14 +443,14 @@ impl PgBackend {
         let mut bytes = 0usize;
         let mut truncated = false;
         {
-            let (head, mut head_rows) = head.map_or((Vec::new(), None), |h| (h.statements, h.rows));
             let head_len = head.len();
             let mut stream = conn.fetch_pipelined(head, q, fetch);
-            // The head's results come first; then
-            // the DECLARE's CommandComplete; then the FETCH's rows until its
-            // CommandComplete; after it come the end's own (pg_advisory_unlock_all's row).
+            // The head's results come first; then the DECLARE's CommandComplete; then the
+            // check's (its row dropped); then the FETCH's rows until its CommandComplete;
+            // after it come the end's own (pg_advisory_unlock_all's row).
             let mut head_done = 0;
             let mut declared = false;
+            let mut post_done = 0;
             let mut fetched = false;
             'read: loop {
                 let item = match stream.try_next().await {
@@ -342,10 +467,12 @@ impl PgBackend {
                     }
                     Ok(Some(item)) => item,
                     Ok(None) => break,
-                    // The guard failed: a stale answer (any other failure of the head is
-                    // the call's error).
+                    // A guard or recheck failed, before the DECLARE or after it (before the
+                    // FETCH): a stale answer, and no row was read (any other failure of the
+                    // head is the call's error).
                     Err(sqlx::Error::Database(e))
-                        if head_done < head_len && e.code().as_deref() == Some(resolve::STALE) =>
+                        if (head_done < head_len || (declared && post_done < post_len))
+                            && e.code().as_deref() == Some(resolve::STALE) =>
                     {
                         return Ok(None);
                     }
@@ -364,6 +491,11 @@ impl PgBackend {
                         declared = true;
                         continue;
                     }
+                    sqlx::Either::Left(_) if post_done < post_len => {
+                        post_done += 1;
+                        continue;
+                    }
+                    sqlx::Either::Right(_) if post_done < post_len => continue,
                     sqlx::Either::Left(_) => {
                         fetched = true;
                         continue;
@@ -521,10 +653,37 @@ struct InFlight {
 }
 
 /// The statements a call sends before its query, in the same flush
-/// ([`PgBackend::declare_and_fetch`]), and where their rows go (`None`: dropped).
+/// ([`PgBackend::declare_and_fetch`]), and where their rows go (`None`: dropped); and the
+/// check sent between the DECLARE and the FETCH (`post`, its rows dropped).
+///
+/// The check after the DECLARE is what makes the judgement hold for the rows: the DECLARE
+/// resolves the query's names and expands its views as the catalog stands when it runs,
+/// which can be after a change committed since the answer was read (another session's
+/// `CREATE OR REPLACE VIEW` between the resolution and the query: reproduced, a view
+/// flipped in a loop returned a denied column in 46 of 400 calls). Once declared, every
+/// relation the query reads is locked until the rollback and its plan is fixed; the check
+/// then proves that nothing was committed since the answer was read (a guard), or that the
+/// names still resolve to the same answer (a recheck), before the FETCH runs anything. The
+/// check in the head, before the DECLARE, keeps the window in which the DECLARE's own
+/// planning could meet a change (an owner function the planner folds) to the time between
+/// two statements of one batch.
 pub(super) struct Head<'a> {
     pub statements: Vec<PipelinedStatement>,
     pub rows: Option<&'a mut Vec<sqlx::postgres::PgRow>>,
+    pub post: Vec<PipelinedStatement>,
+}
+
+/// A judged resolution answer: the fingerprint read before it (with snapshots), its
+/// canonical text and the `LOCK TABLE` of the relations it names (`resolve::lock_statement`).
+type Judged = (Option<String>, String, Option<String>);
+
+/// Which attempt at a call [`PgBackend::run_once`] makes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Attempt {
+    /// The first: a kept answer if there is one; guards around the DECLARE.
+    First,
+    /// After a guard around the DECLARE failed: a fresh answer, rechecks around it.
+    Again,
 }
 
 /// What a call learns about its pooled session as it runs.

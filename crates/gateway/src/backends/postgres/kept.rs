@@ -52,11 +52,13 @@ impl PgBackend {
         // that pid).
         session.pid = i32::try_from(conn.backend_pid()).ok().filter(|p| *p != 0);
         self.resolutions.count(0);
+        // The guard on each side of the DECLARE (see `Head`).
         let mut guarded = on.prefix.clone();
         guarded.push(resolve::guard(&on.kept.fingerprint));
         let head = Head {
             statements: guarded,
             rows: None,
+            post: vec![resolve::guard(&on.kept.fingerprint)],
         };
         if let Some(r) = self
             .declare_and_fetch(conn, sql, params, caps, session, Some(head))
@@ -79,10 +81,19 @@ impl PgBackend {
             &on.kept.canonical,
         ));
         rechecked.extend(resolve::AFTER.map(text));
+        // After the DECLARE the same recheck again (see `Head`); its rows are dropped.
+        let mut post: Vec<PipelinedStatement> = resolve::BEFORE.map(text).to_vec();
+        post.push(resolve::recheck(
+            &on.kept.fingerprint,
+            on.names_hex,
+            &on.kept.canonical,
+        ));
+        post.extend(resolve::AFTER.map(text));
         let mut rows = Vec::new();
         let head = Head {
             statements: rechecked,
             rows: Some(&mut rows),
+            post,
         };
         let Some(r) = self
             .declare_and_fetch(conn, sql, params, caps, session, Some(head))

@@ -118,6 +118,9 @@ pub struct Resolution {
     /// Generated columns of the tables read, with each column their expression reads:
     /// `(schema, table, generated column, column read)`.
     pub generated_columns: Vec<(String, String, String, String)>,
+    /// The relations named in the query that `LOCK TABLE` takes (tables, partitioned
+    /// tables, views) and the role may read: `(schema, name)`. See [`lock_statement`].
+    pub lockable: Vec<(String, String)>,
 }
 
 /// The resolution statement; `{ARGS}` stands for the names, a `jsonb` document
@@ -359,7 +362,9 @@ JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) r.fn
 JOIN pg_catalog.pg_namespace ns ON ns.oid OPERATOR(pg_catalog.=) p.pronamespace
 UNION ALL
 SELECT 'relation'::pg_catalog.text, r.how, ns.nspname::pg_catalog.text, c.relname::pg_catalog.text,
-       false, false, false, NULL::pg_catalog.text
+       c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p,v}'::pg_catalog."char"[])
+         AND pg_catalog.has_table_privilege(c.oid, 'SELECT'), false, false,
+       NULL::pg_catalog.text
 FROM (SELECT DISTINCT oid, how FROM reach) r
 JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) r.oid
 JOIN pg_catalog.pg_namespace ns ON ns.oid OPERATOR(pg_catalog.=) c.relnamespace
@@ -644,6 +649,30 @@ SELECT EXISTS (
     AND pg_catalog.has_table_privilege(q.oid, c.oid, 'SELECT')
 )";
 
+/// `LOCK TABLE ... IN ACCESS SHARE MODE` of the relations an answer says the query names
+/// and the role may read (a name the query defines as a CTE can match a table it may not;
+/// one it reads without the privilege fails anyway) (`None`: none), sent before the check in front of the DECLARE (`execute::Head`): from
+/// then until the rollback, no other session can redefine, drop or rename them, nor the
+/// relations their views read and their partitions and inheritance children (the lock
+/// recurses into both), so the definitions the check proves unchanged are the ones the
+/// DECLARE plans. It conflicts only with `ACCESS EXCLUSIVE`: readers and writers go on; an
+/// owner's DDL on them waits for the call, as it would for the query itself. Our own text:
+/// every name is a quoted identifier from the catalog.
+pub(crate) fn lock_statement(resolution: &Resolution) -> Option<String> {
+    if resolution.lockable.is_empty() {
+        return None;
+    }
+    let names: Vec<String> = resolution
+        .lockable
+        .iter()
+        .map(|(s, n)| format!("{}.{}", super::quote_ident(s), super::quote_ident(n)))
+        .collect();
+    Some(format!(
+        "LOCK TABLE {} IN ACCESS SHARE MODE",
+        names.join(", ")
+    ))
+}
+
 /// The SQLSTATE of a failed [`guard`] (`division_by_zero`).
 pub(crate) const STALE: &str = "22012";
 
@@ -659,6 +688,27 @@ pub(crate) fn guard(fingerprint: &str) -> PipelinedStatement {
         name: GUARD_PREPARED.to_string(),
         params: vec![fingerprint.to_string()],
     }
+}
+
+/// [`guard`] as one statement of our own text, for a simple-protocol message.
+pub(crate) fn guard_sql(fingerprint: &str) -> String {
+    format!("EXECUTE {GUARD_PREPARED}({})", literal(fingerprint))
+}
+
+/// [`recheck`] as one statement of our own text, for a simple-protocol message (between
+/// [`BEFORE`] and [`AFTER`]).
+pub(crate) fn recheck_sql(fingerprint: &str, names: &NamesHex, canonical: &str) -> String {
+    format!(
+        "EXECUTE {RECHECK_PREPARED}({}, {}, {})",
+        literal(fingerprint),
+        literal(&names.0),
+        literal(canonical)
+    )
+}
+
+/// `s` as a string literal that reads the same whatever `standard_conforming_strings` says.
+fn literal(s: &str) -> String {
+    format!("E'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
 }
 
 /// The recheck of a kept answer whose [`guard`] failed: one statement of our own, the
@@ -808,6 +858,10 @@ pub(crate) fn read(rows: Vec<sqlx::postgres::PgRow>) -> Result<(Resolution, Stri
                     Some("descendant") => Reach::Descendant,
                     _ => Reach::Direct,
                 };
+                let lockable: bool = row.try_get(4).map_err(bad)?;
+                if lockable && how == Reach::Direct {
+                    out.lockable.push((schema.clone(), name.clone()));
+                }
                 out.relations.push((schema, name, how));
             }
             "view_column" => out
