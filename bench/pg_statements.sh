@@ -2,8 +2,9 @@
 # PostgreSQL's own CPU per call for the statement sequences a point query costs, measured
 # with pgbench (simple protocol, one client) on the local server: the reference server's
 # three round trips (BEGIN; SELECT; ROLLBACK), the same in one message, and dbward's
-# steady-state call (BEGIN, the guard of a kept resolution answer with the pid, DECLARE,
-# FETCH, ROLLBACK, pg_advisory_unlock_all) in one message, with and without the guard.
+# steady-state call (BEGIN, the LOCK TABLE of the relations the query names, the guard of a
+# kept resolution answer, DECLARE, the guard again, FETCH, ROLLBACK, pg_advisory_unlock_all)
+# in one message; also as it was before the lock and the second guard, and with no guard.
 # (dbward prepares its guard once per session; pgbench cannot, so the guard here is parsed
 # and planned on every call: an upper bound. bench/cpu.sh measures the real call.)
 # CPU is read from the postmaster's reaped-children counters (/proc/PID/stat cutime +
@@ -31,13 +32,16 @@ mk reference "BEGIN TRANSACTION READ ONLY;
 $q;
 ROLLBACK;"
 mk reference_one_message "BEGIN READ ONLY\\; $q\\; ROLLBACK;"
-mk dbward_steady "BEGIN READ ONLY\\; $guard\\; $cursor\\; $end;"
+decl="DECLARE dbward_cursor NO SCROLL CURSOR FOR $q"
+fetch="FETCH FORWARD 1001 FROM dbward_cursor"
+mk dbward_steady "BEGIN READ ONLY\\; LOCK TABLE public.servers IN ACCESS SHARE MODE\\; $guard\\; $decl\\; $guard\\; $fetch\\; $end;"
+mk dbward_before_lock "BEGIN READ ONLY\\; $guard\\; $cursor\\; $end;"
 mk dbward_without_guard "BEGIN READ ONLY\\; $cursor\\; $end;"
 cpu() { awk '{print $16 + $17}' "/proc/$pm/stat"; }
 ticks=$(getconf CLK_TCK)
 declare -A us
 for round in 1 2 3; do
-  for s in reference reference_one_message dbward_steady dbward_without_guard; do
+  for s in reference reference_one_message dbward_steady dbward_before_lock dbward_without_guard; do
     a=$(cpu)
     pgbench -n -h 127.0.0.1 -U postgres -M simple -f "$work/$s.pgb" -t "$calls" -c 1 "$db" >/dev/null 2>&1
     sleep 0.3
@@ -49,7 +53,7 @@ median() { tr ' ' '\n' | grep . | sort -n | sed -n 2p; }
 ref=$(echo "${us[reference]}" | median)
 echo "| sequence (PostgreSQL CPU per call, median of 3) | us | / reference |"
 echo "|---|---|---|"
-for s in reference reference_one_message dbward_steady dbward_without_guard; do
+for s in reference reference_one_message dbward_steady dbward_before_lock dbward_without_guard; do
   m=$(echo "${us[$s]}" | median)
   echo "| $s | $m | $(awk -v a="$m" -v b="$ref" 'BEGIN{printf "%.2fx", a/b}') |"
 done
