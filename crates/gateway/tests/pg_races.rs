@@ -49,12 +49,34 @@ fn config() -> GatewayConfig {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_view_redefined_during_calls_never_returns_denied_data_nor_runs_owner_code() {
+    race(None).await;
+}
+
+/// The same with the database's default isolation set to REPEATABLE READ by its owner:
+/// every statement of a call's transaction would then see its first statement's snapshot,
+/// and the checks around the DECLARE with it (dbward's transactions say READ COMMITTED).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_owner_set_default_isolation_does_not_blind_the_checks() {
+    race(Some("repeatable read")).await;
+}
+
+/// The race, with the database's `default_transaction_isolation` set first, if given.
+async fn race(isolation: Option<&str>) {
     let fx = PgFixture::new().await;
     let mut owner = PgConnection::connect(&fx.url()).await.expect("owner");
     sqlx::raw_sql(FIXTURE)
         .execute(&mut owner)
         .await
         .expect("fixture");
+    if let Some(level) = isolation {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "ALTER DATABASE \"{}\" SET default_transaction_isolation = '{level}'",
+            fx.db
+        )))
+        .execute(&mut owner)
+        .await
+        .expect("default isolation");
+    }
     owner.close().await.ok();
     let mut victim = PgConnection::connect(&format!("{}?application_name=dbward_victim", fx.url()))
         .await

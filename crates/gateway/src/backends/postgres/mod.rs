@@ -1,7 +1,7 @@
 //! PostgreSQL through sqlx.
 //!
 //! Sessions start with `default_transaction_read_only=on` and `application_name=dbward`.
-//! Each query runs in `BEGIN READ ONLY` with `statement_timeout`, `lock_timeout` and
+//! Each query runs in `BEGIN READ ONLY ISOLATION LEVEL READ COMMITTED` with `statement_timeout`, `lock_timeout` and
 //! `idle_in_transaction_session_timeout` set locally (and `SET LOCAL ROLE` when a reader role
 //! is configured), as `DECLARE ... NO SCROLL CURSOR` over the extended protocol (one
 //! statement per message: a second statement cannot ride along), then one `FETCH` of at most

@@ -363,7 +363,7 @@ JOIN pg_catalog.pg_namespace ns ON ns.oid OPERATOR(pg_catalog.=) p.pronamespace
 UNION ALL
 SELECT 'relation'::pg_catalog.text, r.how, ns.nspname::pg_catalog.text, c.relname::pg_catalog.text,
        c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p,v}'::pg_catalog."char"[])
-         AND pg_catalog.has_table_privilege(c.oid, 'SELECT'), false, false,
+         AND COALESCE(pg_catalog.has_table_privilege(c.oid, 'SELECT'), false), false, false,
        NULL::pg_catalog.text
 FROM (SELECT DISTINCT oid, how FROM reach) r
 JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) r.oid
