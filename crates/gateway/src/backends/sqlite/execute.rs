@@ -29,6 +29,24 @@ use crate::error::GatewayError;
 /// Where a running call's interrupt handle lives while its statement runs.
 pub(super) type InterruptSlot = Arc<Mutex<Option<InterruptHandle>>>;
 
+/// Ends the read transaction a query checkout opened (`pool::checkout`), whatever way the
+/// run ends: the authorizer off (it allows reads only), then ROLLBACK. An idle pooled
+/// connection never holds a read transaction (it would pin a WAL snapshot or, in rollback
+/// journal mode, keep writers out).
+pub(super) struct ReadTxn<'a>(pub(super) &'a rusqlite::Connection);
+
+impl Drop for ReadTxn<'_> {
+    fn drop(&mut self) {
+        if self.0.is_autocommit() {
+            return;
+        }
+        let _ = self.0.authorizer(
+            None::<fn(rusqlite::hooks::AuthContext<'_>) -> rusqlite::hooks::Authorization>,
+        );
+        let _ = self.0.execute_batch("ROLLBACK");
+    }
+}
+
 /// Takes the handle out of the slot when the run ends (declared after the connection, so
 /// it drops first).
 pub(super) struct SlotGuard(pub(super) InterruptSlot);
@@ -58,6 +76,7 @@ pub(super) fn run(
             rules,
         },
     )?;
+    let _txn = ReadTxn(&conn);
     *crate::lock(&slot) = Some(conn.get_interrupt_handle());
     let _slot = SlotGuard(slot);
     // Abandoned while waiting for the connection: nothing to run.
