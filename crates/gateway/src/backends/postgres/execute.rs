@@ -229,7 +229,7 @@ impl PgBackend {
                 prefix.push(head[1].clone().into());
             }
             prefix.extend(role.clone().map(PipelinedStatement::from));
-            prefix.extend(resolve::lock_statement(&k.resolution).map(PipelinedStatement::from));
+            prefix.extend(k.lock.clone().map(PipelinedStatement::from));
             let on_kept = OnKept {
                 kept: k,
                 key,
@@ -298,7 +298,11 @@ impl PgBackend {
                     .put(key, f.clone(), (resolution, canonical.clone()));
             }
             verdict?;
-            Ok(Some((fingerprint, canonical, lock)))
+            Ok(Some(Judged {
+                fingerprint,
+                canonical,
+                lock,
+            }))
         };
         let judged = if settings.is_empty() {
             head.extend(tail);
@@ -321,7 +325,15 @@ impl PgBackend {
         if utility {
             // EXPLAIN plans the query: the relations locked and the answer proved current
             // first (as before a DECLARE, see `Head`), in one message of our own text.
-            if let (Some((Some(f), canonical, lock)), Some(names)) = (&judged, &names_hex) {
+            if let (
+                Some(Judged {
+                    fingerprint: Some(f),
+                    canonical,
+                    lock,
+                }),
+                Some(names),
+            ) = (&judged, &names_hex)
+            {
                 let check = match attempt {
                     Attempt::First => resolve::guard_sql(f),
                     Attempt::Again => format!(
@@ -357,7 +369,14 @@ impl PgBackend {
         // the DECLARE (see `Head`). A change committed meanwhile fails it; the call then
         // asks once more, behind the recheck of the same answer.
         let head = match (&judged, &names_hex) {
-            (Some((Some(f), canonical, lock)), Some(names)) => Some(match attempt {
+            (
+                Some(Judged {
+                    fingerprint: Some(f),
+                    canonical,
+                    lock,
+                }),
+                Some(names),
+            ) => Some(match attempt {
                 Attempt::First => Head {
                     statements: lock
                         .iter()
@@ -673,9 +692,15 @@ pub(super) struct Head<'a> {
     pub post: Vec<PipelinedStatement>,
 }
 
-/// A judged resolution answer: the fingerprint read before it (with snapshots), its
-/// canonical text and the `LOCK TABLE` of the relations it names (`resolve::lock_statement`).
-type Judged = (Option<String>, String, Option<String>);
+/// A resolution answer the judge passed, for the checks around the DECLARE (`Head`).
+struct Judged {
+    /// The fingerprint read just before it (with snapshots).
+    fingerprint: Option<String>,
+    /// Its canonical text (`resolve::CANONICAL`), for a recheck.
+    canonical: String,
+    /// The `LOCK TABLE` of the relations it names (`resolve::lock_statement`).
+    lock: Option<String>,
+}
 
 /// Which attempt at a call [`PgBackend::run_once`] makes.
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -756,6 +756,8 @@ pub(crate) struct Kept {
     pub resolution: Resolution,
     /// The answer's [`CANONICAL`] text.
     pub canonical: String,
+    /// Its [`lock_statement`], made once when it is kept.
+    pub lock: Option<String>,
 }
 
 /// Resolution answers, by [`statement`] (the names), for one connection pool (one login,
@@ -794,6 +796,7 @@ impl Cache {
             key.into(),
             std::sync::Arc::new(Kept {
                 fingerprint,
+                lock: lock_statement(&answer.0),
                 resolution: answer.0,
                 canonical: answer.1,
             }),
