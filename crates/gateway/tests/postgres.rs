@@ -825,6 +825,8 @@ async fn no_prepared_statement_outlives_a_call() {
     )
     .await
     .expect("a row");
+    // The session as it was opened.
+    common::assert_no_statements_of_earlier_calls(&gw, &id).await;
     // An empty result: its shape comes from a Parse/Describe of the query.
     gw.execute_query(
         &id,

@@ -342,4 +342,27 @@ pub async fn assert_no_statements_of_earlier_calls(gw: &dbward_gateway::Gateway,
             r.rows
         );
     }
+    // Each of dbward's own keeps its own text and nothing more: a statement prepared in a
+    // message of several keeps the whole message, which the server then measures and
+    // copies at every use of it.
+    for row in r
+        .rows
+        .iter()
+        .filter(|row| own.iter().any(|n| row[0] == serde_json::json!(n)))
+    {
+        let name = row[0].as_str().unwrap_or_default();
+        let text = row[1].as_str().unwrap_or_default();
+        assert!(
+            text.trim_start().starts_with(&format!("PREPARE {name}("))
+                || text.trim_start().starts_with(&format!("PREPARE {name} AS")),
+            "{name} keeps another text: {}",
+            &text[..text.len().min(200)]
+        );
+        assert_eq!(
+            text.matches("PREPARE ").count(),
+            1,
+            "{name} keeps the text of other statements too ({} bytes)",
+            text.len()
+        );
+    }
 }

@@ -848,14 +848,7 @@ fn reprepare(conn: &sqlx::PgConnection, named: bool, versioned: bool) -> Vec<Str
     out
 }
 
-/// [`END`] and [`reprepare`], as text.
-fn end_statements(conn: &sqlx::PgConnection, named: bool, versioned: bool) -> Vec<String> {
-    let mut out: Vec<String> = END.map(String::from).to_vec();
-    out.extend(reprepare(conn, named, versioned));
-    out
-}
-
-/// [`end_statements`] for the end of a pipelined batch: the unlock is the session's
+/// [`END`] and [`reprepare`] for the end of a pipelined batch: the unlock is the session's
 /// prepared `dbward_unlock`, bound by name (not parsed or planned again).
 fn end_pipelined(
     conn: &sqlx::PgConnection,
@@ -875,11 +868,6 @@ fn end_pipelined(
             .map(PipelinedStatement::Text),
     );
     out
-}
-
-/// [`end_statements`] as one simple-protocol message.
-fn end_sql(conn: &sqlx::PgConnection, named: bool, versioned: bool) -> String {
-    end_statements(conn, named, versioned).join("; ")
 }
 
 /// Runs `sql` (several statements of our own text, simple protocol) and returns each
@@ -960,11 +948,18 @@ async fn end(
     named: bool,
     versioned: bool,
 ) -> Result<(), GatewayError> {
-    sqlx::raw_sql(AssertSqlSafe(end_sql(conn, named, versioned)))
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| classify(e, &[]))?;
-    Ok(())
+    let err = |e| classify(e, &[]);
+    if !named {
+        return sqlx::raw_sql(AssertSqlSafe(END.join("; ")))
+            .execute(&mut *conn)
+            .await
+            .map(|_| ())
+            .map_err(err);
+    }
+    // Each PREPARE its own Parse (see `super::run_own`).
+    let mut all: Vec<String> = END.map(String::from).to_vec();
+    all.extend(reprepare(conn, named, versioned));
+    super::run_own(conn, all).await.map_err(err)
 }
 
 /// Rows of an EXPLAIN or SHOW (text and json columns only), capped as they stream.

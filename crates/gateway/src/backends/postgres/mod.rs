@@ -209,12 +209,8 @@ impl PgBackend {
                     versioned.store(found, std::sync::atomic::Ordering::Relaxed);
                     // The resolution statement, the unlock and the guard, prepared once per
                     // session (our own text).
-                    sqlx::raw_sql(sqlx::AssertSqlSafe(
-                        resolve::prepare_statements(conn, found).join("; "),
-                    ))
-                    .execute(conn)
-                    .await?;
-                    Ok(())
+                    let prepares = resolve::prepare_statements(conn, found);
+                    run_own(conn, prepares).await
                 })
             })
             .connect_with(opts)
@@ -336,6 +332,42 @@ async fn start_session(
     .fetch_one(conn)
     .await?;
     Ok(versioned)
+}
+
+/// Runs `statements` (our own text, no parameters) as one batch of the extended protocol,
+/// each statement its own Parse: one round trip. Every `PREPARE` of dbward's goes this way:
+/// a statement prepared in a simple-protocol message of several keeps the whole message as
+/// its source text, which the server measures and copies at every Bind and Execute of it
+/// (the resolution's text made the guard and the unlock cost several microseconds of
+/// PostgreSQL's CPU per call; `pg_prepared_statements` shows the text each keeps).
+pub(super) async fn run_own(
+    conn: &mut sqlx::PgConnection,
+    statements: Vec<String>,
+) -> Result<(), sqlx::Error> {
+    use futures_util::TryStreamExt;
+    let mut statements = statements.into_iter();
+    let Some(first) = statements.next() else {
+        return Ok(());
+    };
+    let rest = statements
+        .map(sqlx::postgres::PipelinedStatement::Text)
+        .collect();
+    let outcome = {
+        let q = sqlx::query(sqlx::AssertSqlSafe(first)).persistent(false);
+        let mut stream = conn.fetch_pipelined(Vec::new(), q, rest);
+        loop {
+            match stream.try_next().await {
+                Ok(Some(_)) => {}
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        }
+    };
+    if outcome.is_err() {
+        // What the server still sends after the failed statement (the rest is skipped).
+        conn.skip_pending().await?;
+    }
+    outcome
 }
 
 /// Quotes an identifier the way PostgreSQL's `quote_ident` does.
