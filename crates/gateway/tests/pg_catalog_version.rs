@@ -381,7 +381,7 @@ async fn a_database_made_again_under_the_same_name_does_not_reuse_answers() {
 }
 
 /// A call whose string parameter needs its type inferred makes the session drop every
-/// prepared statement and prepare dbward's again (`execute.rs`, `reprepare`): the guard
+/// prepared statement and prepare dbward's again (`session.rs`, `reprepare`): the guard
 /// prepared again is the versioned one, so answers kept afterwards still survive writes.
 #[tokio::test]
 async fn statements_prepared_again_keep_the_catalog_version() {

@@ -712,7 +712,7 @@ async fn an_owner_search_path_cannot_hijack_dbwards_own_statements() {
     fx.drop().await;
 }
 
-/// A resolution answer is kept between calls (`resolve::Cache`), and the query then runs
+/// A resolution answer is kept between calls (`kept::Cache`), and the query then runs
 /// behind a guard instead of a fresh resolution. Every change the owner commits from
 /// another session afterwards (a view redefined to call their code, a same-named function
 /// put on the path, a new partition under a denied table's name, an RLS policy) must be

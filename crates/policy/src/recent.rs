@@ -10,7 +10,7 @@
 //! Invariant: only what the policy decides from the text alone is kept, for the policy
 //! (configuration) that decided it: each `Policy` has its own, shared only by its clones.
 //! Nothing a database resolved is kept here (the PostgreSQL backend keeps its own answers,
-//! each used only behind a guard the database checks: `backends/postgres/resolve.rs`).
+//! each used only behind a guard the database checks: `backends/postgres/kept.rs`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -82,7 +82,7 @@ impl Drop for CatalogConn {
         }
         // The same ending as an abandoned query's: cancel, then terminate if it stays.
         if let (Some(pid), Ok(rt)) = (self.pid, tokio::runtime::Handle::try_current()) {
-            rt.spawn(super::execute::end_abandoned(self.pool.clone(), pid));
+            rt.spawn(super::session::end_abandoned(self.pool.clone(), pid));
         }
     }
 }

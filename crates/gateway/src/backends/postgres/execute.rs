@@ -1,20 +1,21 @@
-//! Client queries: the read-only transaction, the resolution check, the cursor, the caps,
-//! the rollback, and the end of an abandoned call on the server.
+//! Client queries: the public entry points and the orchestration of one call: the
+//! read-only transaction's first message, the resolution and its judgement, a kept answer
+//! tried first, the checks around the DECLARE ([`Head`]) and the one retry after a stale
+//! answer. The cursor is read in `fetch.rs`; the transaction's start and end, and the end of
+//! an abandoned call, are in `session.rs`.
 
 use std::time::{Duration, Instant};
 
-use futures_util::TryStreamExt;
 use serde_json::Value;
-use sqlx::postgres::{PgPool, PipelinedStatement};
-use sqlx::{
-    AssertSqlSafe, Column as _, Executor, Row, SqlSafeStr, Statement as _, TypeInfo, ValueRef,
-};
+use sqlx::AssertSqlSafe;
+use sqlx::postgres::PipelinedStatement;
 
+use super::fetch::utility_rows;
 use super::kept::OnKept;
 use super::resolve::{self, Resolver};
-use super::types::text_to_json;
-use super::{PgBackend, classify, params, quote_ident};
-use crate::backends::{Caps, Column, QueryResult};
+use super::session::{BEGIN, InFlight, Session, end, first_text, pid_of, set_local, statements};
+use super::{PgBackend, classify, guard, params, quote_ident};
+use crate::backends::{Caps, QueryResult};
 use crate::error::GatewayError;
 
 impl PgBackend {
@@ -202,7 +203,7 @@ impl PgBackend {
         // settings, no parameter whose type is to be inferred, not EXPLAIN or SHOW) and
         // the judge passes it: the first message then ends with the guard, which lets the
         // query run only if the database proves the answer is still the one it would give
-        // (`resolve::guard`). A refusal is always made on a fresh answer.
+        // (`guard::guard`). A refusal is always made on a fresh answer.
         let kept = match (resolver, &executes) {
             (Some(r), Some(key))
                 if attempt == Attempt::First
@@ -257,7 +258,7 @@ impl PgBackend {
         tail.extend(savepoint.map(String::from));
         if let Some(x) = &executes {
             if self.snapshots {
-                tail.push(resolve::fingerprint_sql(self.catalog_versioned()));
+                tail.push(guard::fingerprint_sql(self.catalog_versioned()));
             }
             tail.extend(resolve::BEFORE.map(String::from));
             tail.push(x.clone());
@@ -286,10 +287,10 @@ impl PgBackend {
             let (resolution, canonical) = resolve::read(rows)?;
             self.resolutions.count(2);
             let verdict = (r.judge)(&resolution);
-            let lock = resolve::lock_statement(&resolution);
+            let lock = guard::lock_statement(&resolution);
             // After a kept answer was found stale (its guard and its recheck failed): if
             // the answer changed, every kept answer is asked afresh for a while
-            // (`resolve::Cache::stale`).
+            // (`kept::Cache::stale`).
             if kept.as_ref().is_some_and(|k| k.canonical != canonical) {
                 self.resolutions.stale();
             }
@@ -335,11 +336,11 @@ impl PgBackend {
             ) = (&judged, &names_hex)
             {
                 let check = match attempt {
-                    Attempt::First => resolve::guard_sql(f),
+                    Attempt::First => guard::guard_sql(f),
                     Attempt::Again => format!(
                         "{}; {}; {}",
                         resolve::BEFORE.join("; "),
-                        resolve::recheck_sql(f, names, canonical),
+                        guard::recheck_sql(f, names, canonical),
                         resolve::AFTER.join("; "),
                     ),
                 };
@@ -352,9 +353,7 @@ impl PgBackend {
                     .await
                 {
                     Ok(_) => {}
-                    Err(sqlx::Error::Database(e))
-                        if e.code().as_deref() == Some(resolve::STALE) =>
-                    {
+                    Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(guard::STALE) => {
                         return Ok(None);
                     }
                     Err(e) => return Err(classify(e, &[])),
@@ -381,16 +380,16 @@ impl PgBackend {
                     statements: lock
                         .iter()
                         .map(|l| PipelinedStatement::from(l.clone()))
-                        .chain([resolve::guard(f)])
+                        .chain([guard::guard(f)])
                         .collect(),
                     rows: None,
-                    post: vec![resolve::guard(f)],
+                    post: vec![guard::guard(f)],
                 },
                 Attempt::Again => {
                     let checked = || {
                         let text = |s: &str| PipelinedStatement::from(s.to_string());
                         let mut out: Vec<PipelinedStatement> = resolve::BEFORE.map(text).to_vec();
-                        out.push(resolve::recheck(f, names, canonical));
+                        out.push(guard::recheck(f, names, canonical));
                         out.extend(resolve::AFTER.map(text));
                         out
                     };
@@ -411,264 +410,6 @@ impl PgBackend {
         self.declare_and_fetch(conn, sql, params, caps, session, head)
             .await
     }
-
-    /// Declares the cursor for `sql` and reads it under the caps, the transaction ended
-    /// after (one round trip; `params.rs` adds one for parameters whose types are to be
-    /// inferred). With `head`, the call's first statements (its BEGIN, the role and the
-    /// guard of a kept answer) go first in the same flush; `None` back means the guard
-    /// failed (the answer was stale) and nothing of the query ran.
-    pub(super) async fn declare_and_fetch(
-        &self,
-        conn: &mut sqlx::PgConnection,
-        sql: &str,
-        params: &[Value],
-        caps: Caps,
-        session: &mut Session,
-        head: Option<Head<'_>>,
-    ) -> Result<Option<QueryResult>, GatewayError> {
-        let err = |e| classify(e, &[]);
-        let declare = format!("DECLARE dbward_cursor NO SCROLL CURSOR FOR {sql}");
-        let bound = params::infer(conn, &declare, params).await?;
-        let named = params::describes(params);
-        let mut q = sqlx::query(AssertSqlSafe(declare)).persistent(false);
-        for p in &bound {
-            q = p.bind(q);
-        }
-
-        // One FETCH of up to max_rows + 1 rows (the extra row tells a cut result from a
-        // complete one) and the end of the transaction. A row past the byte cap stops the
-        // reading there: the connection is then closed rather than drained, so the
-        // server's remaining output is never read (closing it ends the transaction on the
-        // server).
-        // (FETCH takes an int4 count.)
-        let (head, mut head_rows, post) = head.map_or((Vec::new(), None, Vec::new()), |h| {
-            (h.statements, h.rows, h.post)
-        });
-        let post_len = post.len();
-        let mut fetch = post;
-        fetch.push(PipelinedStatement::Text(format!(
-            "FETCH FORWARD {} FROM dbward_cursor",
-            caps.max_rows.saturating_add(1).min(i32::MAX as usize),
-        )));
-        fetch.extend(end_pipelined(conn, named, self.catalog_versioned()));
-        // The DECLARE (extended protocol: one statement, unnamed, its parameters bound with
-        // their own types), the FETCH and the end go out in one flush, one batch of the
-        // extended protocol with one Sync, answered with one flush (the driver's
-        // `fetch_pipelined`, `vendor/README.md`); nothing after a failed statement runs
-        // (the server skips the rest of the batch up to its Sync).
-        let mut columns: Vec<Column> = Vec::new();
-        let mut unknown_oids: Vec<(usize, u32)> = Vec::new();
-        let mut rows = Vec::new();
-        let mut bytes = 0usize;
-        let mut truncated = false;
-        {
-            let head_len = head.len();
-            let mut stream = conn.fetch_pipelined(head, q, fetch);
-            // The head's results come first; then the DECLARE's CommandComplete; then the
-            // check's (its row dropped); then the FETCH's rows until its CommandComplete;
-            // after it come the end's own (pg_advisory_unlock_all's row).
-            let mut head_done = 0;
-            let mut declared = false;
-            let mut post_done = 0;
-            let mut fetched = false;
-            'read: loop {
-                let item = match stream.try_next().await {
-                    Ok(Some(item)) if head_done < head_len => {
-                        match item {
-                            sqlx::Either::Left(_) => head_done += 1,
-                            sqlx::Either::Right(row) => {
-                                if let Some(rows) = head_rows.as_deref_mut() {
-                                    rows.push(row);
-                                }
-                            }
-                        }
-                        continue;
-                    }
-                    Ok(Some(item)) => item,
-                    Ok(None) => break,
-                    // A guard or recheck failed, before the DECLARE or after it (before the
-                    // FETCH): a stale answer, and no row was read (any other failure of the
-                    // head is the call's error).
-                    Err(sqlx::Error::Database(e))
-                        if (head_done < head_len || (declared && post_done < post_len))
-                            && e.code().as_deref() == Some(resolve::STALE) =>
-                    {
-                        return Ok(None);
-                    }
-                    // A row over the message limit (`message_limit`): refused from its
-                    // header, never buffered. The result is cut there, as at the byte cap,
-                    // and the session closed (it stands mid-message).
-                    Err(e) if super::too_large(&e).is_some_and(|m| m.format == b'D') => {
-                        truncated = true;
-                        session.discard = true;
-                        break 'read;
-                    }
-                    Err(e) => return Err(err(e)),
-                };
-                let row = match item {
-                    sqlx::Either::Left(_) if !declared => {
-                        declared = true;
-                        continue;
-                    }
-                    sqlx::Either::Left(_) if post_done < post_len => {
-                        post_done += 1;
-                        continue;
-                    }
-                    sqlx::Either::Right(_) if post_done < post_len => continue,
-                    sqlx::Either::Left(_) => {
-                        fetched = true;
-                        continue;
-                    }
-                    sqlx::Either::Right(_) if fetched => continue,
-                    sqlx::Either::Right(row) => row,
-                };
-                if columns.is_empty() {
-                    columns = columns_of(&row);
-                    unknown_oids = row
-                        .columns()
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, c)| c.type_info().name() == "?")
-                        .filter_map(|(i, c)| Some((i, c.type_info().oid()?.0)))
-                        .collect();
-                }
-                if rows.len() == caps.max_rows {
-                    // The extra row: the result was cut. The FETCH ends here anyway.
-                    truncated = true;
-                    continue;
-                }
-                let mut out = Vec::with_capacity(columns.len());
-                for (i, col) in columns.iter().enumerate() {
-                    let raw = row.try_get_raw(i).map_err(err)?;
-                    let v = if raw.is_null() {
-                        Value::Null
-                    } else {
-                        let text = raw
-                            .as_str()
-                            .map_err(|e| GatewayError::Database(e.to_string()))?;
-                        bytes += text.len();
-                        text_to_json(&col.type_name, text)
-                    };
-                    out.push(v);
-                }
-                if bytes > caps.max_bytes {
-                    truncated = true;
-                    session.discard = true;
-                    break 'read;
-                }
-                rows.push(out);
-            }
-        }
-        if columns.is_empty() {
-            // No row read to take the shape from (none came, or the first was too large to
-            // read): a Parse/Describe of the query (nothing runs), in a read-only
-            // transaction of its own, since the first one has ended — on another session
-            // when this one is to be closed.
-            if session.discard {
-                let mut other = self.pool.acquire().await.map_err(err)?;
-                // Used for this one transaction, then closed: whether the describe ends
-                // well, badly or not at all (the call dropped mid-way), nothing of it
-                // goes back to the pool.
-                other.close_on_drop();
-                columns = self.describe(&mut other, sql).await?;
-            } else {
-                columns = self.describe(conn, sql).await?;
-            }
-        }
-        // Our own catalog lookup (cached per type), after the rollback, in an implicit
-        // transaction that the session's default makes read-only. A session cut at the byte
-        // cap is closed, not reused (so a client can make a call cost a new session, at most
-        // one per call): the lookup then goes over another.
-        if !unknown_oids.is_empty() {
-            if session.discard {
-                let mut other = self.pool.acquire().await.map_err(err)?;
-                self.name_types(&mut other, &mut columns, &unknown_oids)
-                    .await?;
-            } else {
-                self.name_types(conn, &mut columns, &unknown_oids).await?;
-            }
-        }
-        Ok(Some(QueryResult {
-            row_count: rows.len(),
-            columns,
-            rows,
-            truncated,
-            elapsed_ms: 0,
-        }))
-    }
-
-    /// The result columns of `sql` from a Parse/Describe (nothing runs), in a read-only
-    /// transaction of its own that is rolled back, the driver's named statement dropped.
-    async fn describe(
-        &self,
-        conn: &mut sqlx::PgConnection,
-        sql: &str,
-    ) -> Result<Vec<Column>, GatewayError> {
-        let err = |e| classify(e, &[]);
-        let again = match &self.reader_role {
-            Some(r) => format!("{BEGIN}; SET LOCAL ROLE {}", quote_ident(r)),
-            None => BEGIN.to_string(),
-        };
-        sqlx::raw_sql(AssertSqlSafe(again))
-            .execute(&mut *conn)
-            .await
-            .map_err(err)?;
-        let prepared = conn
-            .prepare(AssertSqlSafe(sql.to_string()).into_sql_str())
-            .await
-            .map_err(err)?;
-        let columns = prepared.columns().iter().map(column_of).collect();
-        end(conn, true, self.catalog_versioned()).await?;
-        Ok(columns)
-    }
-
-    /// Fills in the names of types the driver reported as `?`, from the catalog (cached).
-    async fn name_types(
-        &self,
-        conn: &mut sqlx::PgConnection,
-        columns: &mut [Column],
-        unknown: &[(usize, u32)],
-    ) -> Result<(), GatewayError> {
-        let missing: Vec<i64> = {
-            let known = self.type_names.lock().unwrap_or_else(|p| p.into_inner());
-            unknown
-                .iter()
-                .filter(|(_, oid)| !known.contains_key(oid))
-                .map(|(_, oid)| i64::from(*oid))
-                .collect()
-        };
-        if !missing.is_empty() {
-            let named: Vec<(i64, String)> = sqlx::query_as(
-                "SELECT oid::int8, pg_catalog.format_type(oid, NULL) FROM pg_catalog.pg_type WHERE oid = ANY($1::int8[]::oid[])",
-            )
-            .persistent(false)
-            .bind(&missing)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(|e| classify(e, &[]))?;
-            let mut known = self.type_names.lock().unwrap_or_else(|p| p.into_inner());
-            for (oid, name) in named {
-                known.insert(oid as u32, name);
-            }
-        }
-        let known = self.type_names.lock().unwrap_or_else(|p| p.into_inner());
-        for (i, oid) in unknown {
-            if let (Some(c), Some(name)) = (columns.get_mut(*i), known.get(oid)) {
-                c.type_name = name.clone();
-            }
-        }
-        Ok(())
-    }
-}
-
-/// A query in flight. If it is dropped while armed (the call was cancelled, or the client
-/// deadline passed), the statement is cancelled on the server from another connection and
-/// the connection is closed, never returned to the pool mid-query.
-struct InFlight {
-    conn: Option<sqlx::pool::PoolConnection<sqlx::Postgres>>,
-    pool: PgPool,
-    session: Session,
-    armed: bool,
 }
 
 /// The statements a call sends before its query, in the same flush
@@ -698,7 +439,7 @@ struct Judged {
     fingerprint: Option<String>,
     /// Its canonical text (`resolve::CANONICAL`), for a recheck.
     canonical: String,
-    /// The `LOCK TABLE` of the relations it names (`resolve::lock_statement`).
+    /// The `LOCK TABLE` of the relations it names (`guard::lock_statement`).
     lock: Option<String>,
 }
 
@@ -709,312 +450,4 @@ enum Attempt {
     First,
     /// After a guard around the DECLARE failed: a fresh answer, rechecks around it.
     Again,
-}
-
-/// What a call learns about its pooled session as it runs.
-#[derive(Default)]
-pub(super) struct Session {
-    /// The server process, for a cancel request from another connection.
-    pub(super) pid: Option<i32>,
-    /// The session must not be reused (reading stopped mid-result at the byte cap).
-    discard: bool,
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        if let Some(c) = self.conn.as_mut() {
-            c.close_on_drop();
-        }
-        if let (Some(pid), Ok(rt)) = (self.session.pid, tokio::runtime::Handle::try_current()) {
-            let pool = self.pool.clone();
-            rt.spawn(end_abandoned(pool, pid));
-        }
-    }
-}
-
-/// How long an abandoned statement has to end after its cancel request before its session
-/// is terminated: a cancel is handled at the next interrupt check, which a well-behaved
-/// statement reaches within milliseconds.
-const CANCEL_GRACE: Duration = Duration::from_secs(2);
-/// How long after the terminate request the session is watched (and, if still there,
-/// reported) before giving up.
-const TERMINATE_WATCH: Duration = Duration::from_secs(10);
-
-/// Ends the statement of an abandoned call on the server: cancel, then, if the session is
-/// still there after [`CANCEL_GRACE`], terminate it. (Its client connection is already
-/// closed, so it would otherwise run until it next reads or writes.) A C function that
-/// never checks for interrupts ignores both: PostgreSQL offers no way to stop it short of
-/// a server restart, which is why the policy bounds the inputs such loops can get.
-pub(super) async fn end_abandoned(pool: PgPool, pid: i32) {
-    // Our own statements about our own session, never a client's; `application_name`
-    // guards against a recycled pid.
-    let still_there = |pool: PgPool| async move {
-        sqlx::query_scalar::<_, bool>(
-            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity \
-             WHERE pid = $1 AND application_name = 'dbward')",
-        )
-        .persistent(false)
-        .bind(pid)
-        .fetch_one(&pool)
-        .await
-        .unwrap_or(false)
-    };
-    // Only a dbward session of that pid: the pid of a call on a kept answer comes from the
-    // connection's startup, which a pooler in between may have made up.
-    let r = sqlx::query(
-        "SELECT pg_catalog.pg_cancel_backend(pid) FROM pg_catalog.pg_stat_activity \
-         WHERE pid = $1 AND application_name = 'dbward'",
-    )
-    .persistent(false)
-    .bind(pid)
-    .execute(&pool)
-    .await;
-    if let Err(e) = r {
-        tracing::warn!(error = %e, pid, "could not cancel an abandoned query");
-    }
-    let started = Instant::now();
-    while started.elapsed() < CANCEL_GRACE {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        if !still_there(pool.clone()).await {
-            return;
-        }
-    }
-    let r = sqlx::query(
-        "SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity \
-         WHERE pid = $1 AND application_name = 'dbward'",
-    )
-    .persistent(false)
-    .bind(pid)
-    .execute(&pool)
-    .await;
-    match r {
-        Ok(_) => tracing::warn!(
-            pid,
-            "an abandoned query ignored its cancel: its session was terminated"
-        ),
-        Err(e) => {
-            tracing::warn!(error = %e, pid, "could not terminate an abandoned query's session")
-        }
-    }
-    let started = Instant::now();
-    while started.elapsed() < TERMINATE_WATCH {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        if !still_there(pool.clone()).await {
-            return;
-        }
-    }
-    tracing::error!(
-        pid,
-        "an abandoned query ignores cancel and terminate (a function that never checks for interrupts); it ends only when its work does"
-    );
-}
-
-/// One result column: its label and the driver's name for its type, lower-cased.
-fn column_of(c: &sqlx::postgres::PgColumn) -> Column {
-    Column {
-        name: c.name().to_string(),
-        type_name: c.type_info().name().to_ascii_lowercase(),
-    }
-}
-
-/// Column names and types of a result row.
-fn columns_of(row: &sqlx::postgres::PgRow) -> Vec<Column> {
-    row.columns().iter().map(column_of).collect()
-}
-
-/// The start of every call's transaction: read-only, and READ COMMITTED whatever the
-/// database's or the role's default (`ALTER DATABASE ... SET default_transaction_isolation`
-/// is the owner's to set): under REPEATABLE READ or SERIALIZABLE every statement would see
-/// the snapshot of the first, so the guard and the recheck would prove an answer current
-/// against the catalog as it stood when the call began while the DECLARE plans against the
-/// catalog as it stands (a red-team pass got a denied column in 30 of 800 calls that way).
-const BEGIN: &str = "BEGIN READ ONLY ISOLATION LEVEL READ COMMITTED";
-
-/// The end of every call's transaction (see [`end`]).
-const END: [&str; 2] = ["ROLLBACK", resolve::UNLOCK];
-
-/// After [`END`], when the call made the driver name a statement (a Describe): every
-/// prepared statement of the session dropped — the driver's hold the client's text, which
-/// the next caller could read in `pg_prepared_statements` — and ours prepared again.
-fn reprepare(conn: &sqlx::PgConnection, named: bool, versioned: bool) -> Vec<String> {
-    if !named {
-        return Vec::new();
-    }
-    let mut out = vec!["DEALLOCATE ALL".to_string()];
-    out.extend(resolve::prepare_statements(conn, versioned));
-    out
-}
-
-/// [`END`] and [`reprepare`] for the end of a pipelined batch: the unlock is the session's
-/// prepared `dbward_unlock`, bound by name (not parsed or planned again).
-fn end_pipelined(
-    conn: &sqlx::PgConnection,
-    named: bool,
-    versioned: bool,
-) -> Vec<PipelinedStatement> {
-    let mut out = vec![
-        PipelinedStatement::Text(END[0].to_string()),
-        PipelinedStatement::Prepared {
-            name: resolve::UNLOCK_PREPARED.to_string(),
-            params: Vec::new(),
-        },
-    ];
-    out.extend(
-        reprepare(conn, named, versioned)
-            .into_iter()
-            .map(PipelinedStatement::Text),
-    );
-    out
-}
-
-/// Runs `sql` (several statements of our own text, simple protocol) and returns each
-/// statement's rows, in order: group `i` holds the rows of statement `i`.
-async fn statements(
-    conn: &mut sqlx::PgConnection,
-    sql: &str,
-) -> Result<Vec<Vec<sqlx::postgres::PgRow>>, GatewayError> {
-    let mut groups = vec![Vec::new()];
-    let mut stream = sqlx::raw_sql(AssertSqlSafe(sql.to_string())).fetch_many(&mut *conn);
-    while let Some(item) = stream.try_next().await.map_err(|e| classify(e, &[]))? {
-        match item {
-            sqlx::Either::Left(_) => groups.push(Vec::new()),
-            sqlx::Either::Right(row) => {
-                if let Some(g) = groups.last_mut() {
-                    g.push(row);
-                }
-            }
-        }
-    }
-    Ok(groups)
-}
-
-/// The backend's pid (the last column of statement `at` of the first message), so a
-/// cancelled call can cancel its statement on the server.
-fn pid_of(groups: &[Vec<sqlx::postgres::PgRow>], at: usize) -> Option<i32> {
-    let row = groups.get(at)?.first()?;
-    let last = row.len().checked_sub(1)?;
-    let raw = row.try_get_raw(last).ok()?;
-    raw.as_str().ok()?.parse().ok()
-}
-
-/// The text in the first column of the first row of statement `at`.
-fn first_text(groups: &[Vec<sqlx::postgres::PgRow>], at: usize) -> Option<String> {
-    let raw = groups.get(at)?.first()?.try_get_raw(0).ok()?;
-    raw.as_str().ok().map(str::to_string)
-}
-
-/// Sets the call's session settings for the rest of its transaction (`is_local`): names
-/// and values go as parameters of one statement of our own text, never spliced, in the
-/// order given.
-async fn set_local(
-    conn: &mut sqlx::PgConnection,
-    settings: &[(String, String)],
-) -> Result<(), GatewayError> {
-    let names: Vec<&str> = settings.iter().map(|(n, _)| n.as_str()).collect();
-    let values: Vec<&str> = settings.iter().map(|(_, v)| v.as_str()).collect();
-    sqlx::query(
-        "SELECT count(pg_catalog.set_config(s.n, s.v, true)) \
-         FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]), \
-         pg_catalog.unnest($2::pg_catalog.text[])) \
-         WITH ORDINALITY AS s(n, v, i)",
-    )
-    .persistent(false)
-    .bind(names)
-    .bind(values)
-    .execute(&mut *conn)
-    .await
-    .map_err(|e| classify(e, &[]))?;
-    Ok(())
-}
-
-/// Always roll back, then release session-level advisory locks: the one kind of session
-/// state a read-only statement can leave behind that a rollback does not undo. (Settings
-/// changed with `set_config(..., false)`, LISTEN, cursors and notifications are
-/// transactional and die with the rollback; temp tables and sequence changes cannot happen
-/// in a read-only transaction. A query cannot PREPARE, but owner code it ran could, and
-/// that statement would outlive the rollback: the resolution is what keeps owner code from
-/// running. A check at the end of every call, reading `pg_prepared_statements`, measured
-/// about 100 us of latency per call and was left out.) When the call made the driver name
-/// a statement (the Parse/Describe of an empty result's shape, or of parameters' types), `named` drops
-/// every prepared statement of the session — a named statement outlives the transaction
-/// with its text, which the next caller on this pooled session could read in
-/// `pg_prepared_statements` — and prepares dbward's own statements again. The
-/// driver's statement cache is off and every other statement is unnamed. One round trip.
-async fn end(
-    conn: &mut sqlx::PgConnection,
-    named: bool,
-    versioned: bool,
-) -> Result<(), GatewayError> {
-    let err = |e| classify(e, &[]);
-    if !named {
-        return sqlx::raw_sql(AssertSqlSafe(END.join("; ")))
-            .execute(&mut *conn)
-            .await
-            .map(|_| ())
-            .map_err(err);
-    }
-    // Each PREPARE its own Parse (see `super::run_own`).
-    let mut all: Vec<String> = END.map(String::from).to_vec();
-    all.extend(reprepare(conn, named, versioned));
-    super::run_own(conn, all).await.map_err(err)
-}
-
-/// Rows of an EXPLAIN or SHOW (text and json columns only), capped as they stream.
-async fn utility_rows(
-    conn: &mut sqlx::PgConnection,
-    sql: &str,
-    caps: Caps,
-) -> Result<QueryResult, GatewayError> {
-    let err = |e| classify(e, &[]);
-    let mut stream = sqlx::query(AssertSqlSafe(sql.to_string()))
-        .persistent(false)
-        .fetch(&mut *conn);
-    let mut columns: Vec<Column> = Vec::new();
-    let mut rows = Vec::new();
-    let (mut bytes, mut truncated) = (0usize, false);
-    while let Some(row) = stream.try_next().await.map_err(err)? {
-        if columns.is_empty() {
-            columns = row.columns().iter().map(column_of).collect();
-        }
-        if rows.len() == caps.max_rows {
-            truncated = true;
-            break;
-        }
-        let mut out = Vec::with_capacity(columns.len());
-        for (i, col) in columns.iter().enumerate() {
-            let raw = row.try_get_raw(i).map_err(err)?;
-            if raw.is_null() {
-                out.push(Value::Null);
-                continue;
-            }
-            let b = raw
-                .as_bytes()
-                .map_err(|e| GatewayError::Database(e.to_string()))?;
-            // jsonb's binary form is a version byte then the text.
-            let b = if col.type_name == "jsonb" {
-                b.get(1..).unwrap_or_default()
-            } else {
-                b
-            };
-            let text = String::from_utf8_lossy(b);
-            bytes += text.len();
-            out.push(text_to_json(&col.type_name, &text));
-        }
-        if bytes > caps.max_bytes {
-            truncated = true;
-            break;
-        }
-        rows.push(out);
-    }
-    drop(stream);
-    Ok(QueryResult {
-        row_count: rows.len(),
-        columns,
-        rows,
-        truncated,
-        elapsed_ms: 0,
-    })
 }

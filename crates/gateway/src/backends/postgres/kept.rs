@@ -1,29 +1,122 @@
-//! PostgreSQL: a call run on a kept resolution answer (`resolve::Cache`).
+//! PostgreSQL: kept resolution answers ([`Cache`]), and a call run on one.
 //!
-//! The call goes out in one flush behind the answer's guard (`resolve::guard`), which lets
+//! The call goes out in one flush behind the answer's guard (`guard::guard`), which lets
 //! the query run only while the session's fingerprint is the one the answer was read under.
 //! When it is not (by default, any transaction committed since, anywhere in the cluster),
-//! the call goes out once more behind the recheck (`resolve::recheck`): one statement that
+//! the call goes out once more behind the recheck (`guard::recheck`): one statement that
 //! reads the answer afresh and lets the query run only if it is the same, word for word;
 //! the answer is then kept under the fingerprint read in that same statement, and the
 //! calls after it pass the guard again. Only when the answer itself changed is it read
 //! afresh and judged again (`execute.rs`). So a database in use costs a call one more round
 //! trip, and the resolution, after each commit, not on every call.
+//!
+//! Invariant: a kept answer is used only behind its guard or its recheck, in the call's own
+//! transaction; the store is one per connection pool and bounded ([`KEPT`] answers, keys up
+//! to [`KEPT_KEY_MAX`] bytes).
 
 use serde_json::Value;
 use sqlx::Row;
 use sqlx::postgres::PipelinedStatement;
 
 use super::PgBackend;
-use super::execute::{Head, Session};
-use super::resolve;
+use super::execute::Head;
+use super::guard::{self, lock_statement};
+use super::resolve::{self, Resolution};
+use super::session::Session;
 use crate::backends::{Caps, QueryResult};
 use crate::error::GatewayError;
+
+/// Answers kept: at most this many per connection pool.
+const KEPT: usize = 256;
+/// The longest [`statement`](super::resolve::statement) (the key) whose answer is kept, in
+/// bytes.
+const KEPT_KEY_MAX: usize = 8192;
+/// After a kept answer was found stale, answers are asked afresh for this long: on a
+/// database where transactions commit all the time, a guard would fail on most calls and
+/// cost a round trip each.
+const AFTER_STALE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A kept answer and the [`fingerprint`](super::guard::fingerprint) it was read under.
+#[derive(Debug)]
+pub(super) struct Kept {
+    pub fingerprint: String,
+    pub resolution: Resolution,
+    /// The answer's `resolve::CANONICAL` text.
+    pub canonical: String,
+    /// Its [`lock_statement`], made once when it is kept.
+    pub lock: Option<String>,
+}
+
+/// Resolution answers, by [`statement`](super::resolve::statement) (the names), for one
+/// connection pool (one login, database and reader role). Bounded: [`KEPT`] answers, keys
+/// up to [`KEPT_KEY_MAX`]; when full it starts again empty.
+#[derive(Debug, Default)]
+pub(super) struct Cache {
+    kept: std::sync::Mutex<std::collections::HashMap<Box<str>, std::sync::Arc<Kept>>>,
+    stale_at: std::sync::Mutex<Option<std::time::Instant>>,
+    /// Calls that ran on a kept answer, found one stale, and asked afresh.
+    counts: [std::sync::atomic::AtomicU64; 4],
+}
+
+impl Cache {
+    /// The answer kept for `key`, unless one was found stale in the last [`AFTER_STALE`].
+    pub(super) fn get(&self, key: &str) -> Option<std::sync::Arc<Kept>> {
+        let stale_at = *self.stale_at.lock().unwrap_or_else(|p| p.into_inner());
+        if stale_at.is_some_and(|t| t.elapsed() < AFTER_STALE) {
+            return None;
+        }
+        let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        kept.get(key).cloned()
+    }
+
+    /// Keeps `answer` (a resolution and its canonical text), read under `fingerprint`, for
+    /// `key`.
+    pub(super) fn put(&self, key: &str, fingerprint: String, answer: (Resolution, String)) {
+        if key.len() > KEPT_KEY_MAX {
+            return;
+        }
+        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        if kept.len() >= KEPT && !kept.contains_key(key) {
+            kept.clear();
+        }
+        kept.insert(
+            key.into(),
+            std::sync::Arc::new(Kept {
+                fingerprint,
+                lock: lock_statement(&answer.0),
+                resolution: answer.0,
+                canonical: answer.1,
+            }),
+        );
+    }
+
+    /// Counts a call sent behind the guard of a kept answer (`0`), one whose guard failed
+    /// (`1`, counted in `0` too), one that asked afresh (`2`), or one sent behind a
+    /// [`recheck`](super::guard::recheck) (`3`, after a failed guard: counted in `0` and
+    /// `1` too).
+    pub(super) fn count(&self, which: usize) {
+        if let Some(c) = self.counts.get(which) {
+            c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// The counts of [`Cache::count`]: kept, stale, asked, rechecked.
+    pub(super) fn counts(&self) -> [u64; 4] {
+        self.counts
+            .each_ref()
+            .map(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// A guard failed: the kept answers are asked afresh for [`AFTER_STALE`].
+    pub(super) fn stale(&self) {
+        *self.stale_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
+    }
+}
 
 /// A call on a kept answer.
 pub(super) struct OnKept<'a> {
     /// The answer.
-    pub kept: &'a resolve::Kept,
+    pub kept: &'a Kept,
     /// Its key (`resolve::statement`).
     pub key: &'a str,
     /// The names, as the resolution takes them (`resolve::names_hex`).
@@ -54,11 +147,11 @@ impl PgBackend {
         self.resolutions.count(0);
         // The guard on each side of the DECLARE (see `Head`).
         let mut guarded = on.prefix.clone();
-        guarded.push(resolve::guard(&on.kept.fingerprint));
+        guarded.push(guard::guard(&on.kept.fingerprint));
         let head = Head {
             statements: guarded,
             rows: None,
-            post: vec![resolve::guard(&on.kept.fingerprint)],
+            post: vec![guard::guard(&on.kept.fingerprint)],
         };
         if let Some(r) = self
             .declare_and_fetch(conn, sql, params, caps, session, Some(head))
@@ -75,7 +168,7 @@ impl PgBackend {
         let mut rechecked = vec![text("ROLLBACK")];
         rechecked.extend(on.prefix);
         rechecked.extend(resolve::BEFORE.map(text));
-        rechecked.push(resolve::recheck(
+        rechecked.push(guard::recheck(
             &on.kept.fingerprint,
             on.names_hex,
             &on.kept.canonical,
@@ -83,7 +176,7 @@ impl PgBackend {
         rechecked.extend(resolve::AFTER.map(text));
         // After the DECLARE the same recheck again (see `Head`); its rows are dropped.
         let mut post: Vec<PipelinedStatement> = resolve::BEFORE.map(text).to_vec();
-        post.push(resolve::recheck(
+        post.push(guard::recheck(
             &on.kept.fingerprint,
             on.names_hex,
             &on.kept.canonical,

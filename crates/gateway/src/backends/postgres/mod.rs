@@ -13,10 +13,10 @@
 //! before the query is sent; then the DECLARE, the FETCH and the end in one flush (the
 //! driver's `fetch_pipelined`, `vendor/README.md`). The answer is kept, and later calls are
 //! one round trip: the BEGIN, a guard that fails unless the database proves the kept answer
-//! is still the one it would give (`resolve::guard`), the DECLARE, the FETCH and the end,
+//! is still the one it would give (`guard::guard`), the DECLARE, the FETCH and the end,
 //! all in one flush; when the guard fails, nothing of the query has run and the call
 //! resolves afresh. (By default the guard fails after any commit in the cluster; where a
-//! superuser installed dbward's catalog version, `resolve::CATALOG_VERSION_SQL`, only after
+//! superuser installed dbward's catalog version, `guard::CATALOG_VERSION_SQL`, only after
 //! a DDL command in the database.) String parameters add one round trip (`params.rs`), session settings
 //! one; both resolve on every call. The pool takes a connection back without a round trip
 //! (`quiet_idle_ping`).
@@ -28,19 +28,26 @@
 //! Invariant: a connection that saw an error, a timeout or a cancellation is closed, never
 //! returned to the pool, so nothing (a lock, a setting, a cursor) carries over.
 //!
-//! Files: `execute.rs` runs client queries (the transaction, cursor, caps and the end of
-//! an abandoned call); `resolve.rs` asks what a query's names resolve to, inside that
-//! transaction; `params.rs` types string parameters as the database infers; `catalog.rs`
-//! and `catalog_conn.rs` read the catalog for the tools; `grants.rs` is the privilege
-//! side of the posture and of `setup-role`; `types.rs` turns text values into JSON.
+//! Files: `execute.rs` runs client queries (the call's first message, the judgement, the
+//! checks around the DECLARE, the retry); `fetch.rs` declares the cursor and reads it under
+//! the caps; `session.rs` starts and ends the transaction and ends an abandoned call on the
+//! server; `resolve.rs` asks what a query's names resolve to, inside that transaction;
+//! `guard.rs` proves a kept answer still holds (the fingerprint, the guard, the recheck,
+//! dbward's catalog version); `kept.rs` keeps answers and runs calls on them; `params.rs`
+//! types string parameters as the database infers; `catalog.rs` and `catalog_conn.rs` read
+//! the catalog for the tools; `grants.rs` is the privilege side of the posture and of
+//! `setup-role`; `types.rs` turns text values into JSON.
 
 mod catalog;
 mod catalog_conn;
 mod execute;
+mod fetch;
 pub mod grants;
+mod guard;
 mod kept;
 mod params;
 pub mod resolve;
+mod session;
 mod types;
 
 pub use types::text_to_json;
@@ -65,14 +72,14 @@ pub struct PgBackend {
     /// over the simple protocol carry only the OID.
     type_names: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<u32, String>>>,
     reader_role: Option<String>,
-    /// Resolution answers kept, with what they were read under (`resolve::Cache`).
-    resolutions: std::sync::Arc<resolve::Cache>,
+    /// Resolution answers kept, with what they were read under (`kept::Cache`).
+    resolutions: std::sync::Arc<kept::Cache>,
     /// The server has `pg_current_snapshot()` (PostgreSQL 13 and later), which a kept
     /// answer's fingerprint needs; without it every call resolves afresh.
     snapshots: bool,
     /// The database has dbward's catalog version, as the last session opened found it
-    /// (`resolve::VERSIONED_CHECK`): kept answers are then fingerprinted with it, not with
-    /// the snapshot (`resolve::fingerprint`).
+    /// (`guard::VERSIONED_CHECK`): kept answers are then fingerprinted with it, not with
+    /// the snapshot (`guard::fingerprint`).
     versioned: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// The session's own statement, lock and idle-in-transaction timeouts (startup
     /// options): a call whose caps differ sets its own in its transaction.
@@ -309,7 +316,7 @@ impl PgBackend {
 /// shadows a same-signature function, operator or type of the database owner's, for
 /// dbward's own statements and for the client's; and, in the same statement, reads whether
 /// the database has a catalog version dbward can trust for `reader` (the role queries run
-/// as; `None`: the login role), see `resolve::VERSIONED_CHECK`. Our own constant
+/// as; `None`: the login role), see `guard::VERSIONED_CHECK`. Our own constant
 /// statement; the old path is read and written back as a bound value, never spliced.
 async fn start_session(
     conn: &mut sqlx::PgConnection,
@@ -318,16 +325,16 @@ async fn start_session(
     let pin = "SELECT pg_catalog.set_config('search_path', \
          'pg_catalog, ' OPERATOR(pg_catalog.||) pg_catalog.current_setting('search_path'), false)";
     // Before PostgreSQL 13 no answer is kept (no `pg_current_snapshot`): no need to look.
-    if !resolve::snapshots(conn) {
+    if !guard::snapshots(conn) {
         sqlx::query(pin).persistent(false).execute(conn).await?;
         return Ok(false);
     }
     let (_, versioned): (String, bool) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "{pin}, ({})",
-        resolve::VERSIONED_CHECK
+        guard::VERSIONED_CHECK
     )))
     .bind(reader)
-    .bind(resolve::BUMP_BODY)
+    .bind(guard::BUMP_BODY)
     .persistent(false)
     .fetch_one(conn)
     .await?;

@@ -27,23 +27,29 @@
 //!   statistics, virtual generated columns and partition keys of every table read (the
 //!   planner evaluates immutable ones while it plans, whatever the query says).
 //!
-//! The gateway judges the answer ([`crate::resolution`]). An answer is kept ([`Cache`]) with
-//! the fingerprint of what it was read from, and reused only while the database proves
-//! inside the call's own transaction, in the same flush as the query and just before it,
-//! that nothing it depends on can have changed ([`fingerprint`], [`guard`]): an answer is
-//! never used after the owner creates or redefines a function. By default that proof is
-//! that no transaction has committed since (any write makes it fail); where a superuser has
+//! The gateway judges the answer ([`crate::resolution`]). An answer is kept
+//! ([`Cache`](super::kept::Cache)) with the fingerprint of what it was read from, and reused
+//! only while the database proves inside the call's own transaction, in the same flush as
+//! the query and just before it, that nothing it depends on can have changed
+//! ([`fingerprint`], [`guard`](super::guard::guard), in `guard.rs`): an answer is never used
+//! after the owner creates or redefines a function. By default that proof is that no
+//! transaction has committed since (any write makes it fail); where a superuser has
 //! installed dbward's catalog version ([`CATALOG_VERSION_SQL`]), that no DDL command has.
-//! When it fails, the call goes once more behind a [`recheck`], which reads the answer
-//! afresh in its own statement and runs the query only if it is the same (`kept.rs`).
+//! When it fails, the call goes once more behind a [`recheck`](super::guard::recheck), which
+//! reads the answer afresh in its own statement and runs the query only if it is the same
+//! (`kept.rs`).
 //!
 //! Invariant: this statement is our own constant text; the names travel hex-encoded (see
 //! [`statement`]), and every operator, function and type in it is `pg_catalog`'s.
 
 use sqlx::Row;
-use sqlx::postgres::PipelinedStatement;
 
+use super::guard::{GUARD_PREPARED, RECHECK_PREPARED, fingerprint, snapshots};
 use crate::error::GatewayError;
+
+// Kept at this path, which the binary (`setup-role --catalog-version`) and the tests use;
+// defined with the fingerprint they serve (`guard.rs`).
+pub use super::guard::{BUMP_BODY, CATALOG_VERSION_SQL};
 
 /// The names a query uses, as the policy read them: `(schema, name)`.
 #[derive(Debug, Default, Clone)]
@@ -119,7 +125,8 @@ pub struct Resolution {
     /// `(schema, table, generated column, column read)`.
     pub generated_columns: Vec<(String, String, String, String)>,
     /// The relations named in the query that `LOCK TABLE` takes (tables, partitioned
-    /// tables, views) and the role may read: `(schema, name)`. See [`lock_statement`].
+    /// tables, views) and the role may read: `(schema, name)`. See
+    /// [`lock_statement`](super::guard::lock_statement).
     pub lockable: Vec<(String, String)>,
 }
 
@@ -417,12 +424,8 @@ fn pairs(v: &[(Option<String>, String)]) -> serde_json::Value {
 /// argument), and keeping it saves planning a large statement on every call.
 pub(crate) const PREPARED: &str = "dbward_resolve";
 
-/// The guard ([`guard`]), prepared once per session like the resolution: its parse and
-/// plan are most of its cost.
-pub(crate) const GUARD_PREPARED: &str = "dbward_guard";
-
 /// `SELECT pg_advisory_unlock_all()`, the last statement of every call's end (see
-/// `execute::end`), prepared once per session: bound by name in the call's one batch, it is
+/// `session::end`), prepared once per session: bound by name in the call's one batch, it is
 /// neither parsed nor planned again.
 pub(crate) const UNLOCK_PREPARED: &str = "dbward_unlock";
 
@@ -432,8 +435,9 @@ pub(crate) const UNLOCK: &str = "SELECT pg_catalog.pg_advisory_unlock_all()";
 /// `PREPARE dbward_resolve(text) AS ...`, `PREPARE dbward_unlock AS SELECT
 /// pg_advisory_unlock_all()` and, on PostgreSQL 13 and later (which have
 /// `pg_current_snapshot`), `PREPARE dbward_guard(text) AS ...` and `PREPARE
-/// dbward_recheck(text, text, text) AS ...` ([`recheck`]) with the session's [`fingerprint`]
-/// (`versioned`: the database has dbward's catalog version, see [`CATALOG_VERSION_SQL`]).
+/// dbward_recheck(text, text, text) AS ...` ([`recheck`](super::guard::recheck)) with the
+/// session's [`fingerprint`] (`versioned`: the database has dbward's catalog version, see
+/// [`CATALOG_VERSION_SQL`]).
 /// The resolution's last row holds its [`CANONICAL`] text. Run when a session is opened,
 /// and again after a call had to drop every prepared statement of the session. All are our own text; none holds anything
 /// of a client's. One statement each.
@@ -486,15 +490,6 @@ const CANONICAL: &str = "COALESCE(pg_catalog.string_agg(x::pg_catalog.text, \
 /// The kind of the resolution statement's last row, which holds its [`CANONICAL`] text.
 const CANONICAL_KIND: &str = "canonical";
 
-/// The recheck ([`recheck`]), prepared once per session like the guard.
-pub(crate) const RECHECK_PREPARED: &str = "dbward_recheck";
-
-/// The server has `pg_current_snapshot()` (PostgreSQL 13 and later), which every
-/// [`fingerprint`] needs (the versioned one falls back to it): without it no answer is kept.
-pub(crate) fn snapshots(conn: &sqlx::PgConnection) -> bool {
-    conn.server_version_num().is_some_and(|v| v >= 130_000)
-}
-
 /// `EXECUTE dbward_resolve('<hex>')` for the names: one statement of our own text. The names
 /// (which come from the client's query) travel as a hex string of their JSON: the text is
 /// constant but for the characters `0-9a-f`, so nothing of the client's can end or extend
@@ -509,6 +504,13 @@ pub(crate) fn statement(names: &NamesHex) -> String {
 /// by [`names_hex`]).
 pub(crate) struct NamesHex(String);
 
+impl NamesHex {
+    /// The hex text, for the statements that take the names as a parameter (`guard.rs`).
+    pub(super) fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// The names as the resolution takes them (see [`statement`]).
 pub(crate) fn names_hex(names: &Names) -> NamesHex {
     let doc = serde_json::json!({
@@ -521,214 +523,6 @@ pub(crate) fn names_hex(names: &Names) -> NamesHex {
     NamesHex(hex(doc.as_bytes()))
 }
 
-/// What a resolution depends on besides the names, as one text: the state of the catalog,
-/// the schemas a name is looked up in (`current_schemas(true)`, with `$user` and a
-/// session's temporary schema expanded), and the role the query runs as. Taken as its own
-/// statement before the resolution, or in the guard's own statement, so that a change
-/// committed between the two can only make a kept answer look stale, never fresh.
-///
-/// The state of the catalog is, by default, the set of committed transactions
-/// (`pg_current_snapshot()`): every catalog change, by anyone, in any database of the
-/// cluster, commits a transaction and so changes it; nothing else can make the catalog
-/// read differently. But so does every write, so on a database in use a kept answer is
-/// stale within milliseconds. With `versioned` (the database has dbward's catalog version,
-/// [`CATALOG_VERSION_SQL`], checked when the session opened by [`VERSIONED_CHECK`]), it is
-/// instead the number a superuser's event trigger raises, in the same transaction, with
-/// every DDL command in this database: writes leave it alone. Should that trigger stop
-/// firing (disabled or dropped, which only a superuser can do), the text falls back to the
-/// snapshot's, which no kept versioned answer can match.
-pub(crate) fn fingerprint(versioned: bool) -> String {
-    let state = if versioned {
-        VERSIONED_STATE.replace("{SNAPSHOT}", SNAPSHOT_STATE)
-    } else {
-        SNAPSHOT_STATE.to_string()
-    };
-    format!(
-        "{state} OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) \
-         pg_catalog.current_schemas(true)::pg_catalog.text \
-         OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) CURRENT_USER::pg_catalog.text"
-    )
-}
-
-/// The catalog's state in a versioned [`fingerprint`]: `catalog version N` while dbward's
-/// event trigger fires for every session's commands (enabled `ALWAYS`: in a session set
-/// to `session_replication_role = replica` too), the snapshot otherwise. With the number go
-/// the counter table's OID and the server's start time: a database dropped and created
-/// again under the same name, with its own counter from 0, or DDL made while the server
-/// ran in single-user mode (where event triggers do not fire), cannot pass for the state
-/// a kept answer was read in. (`{SNAPSHOT}` stands for [`SNAPSHOT_STATE`].)
-const VERSIONED_STATE: &str = "(CASE WHEN EXISTS (SELECT FROM pg_catalog.pg_event_trigger t \
-     WHERE t.evtname OPERATOR(pg_catalog.=) 'dbward_catalog_version' \
-       AND t.evtenabled OPERATOR(pg_catalog.=) 'A'::pg_catalog.\"char\") \
-   THEN 'catalog version ' OPERATOR(pg_catalog.||) \
-     (SELECT v.version FROM dbward.catalog_version v)::pg_catalog.text \
-     OPERATOR(pg_catalog.||) ' of ' OPERATOR(pg_catalog.||) \
-     'dbward.catalog_version'::pg_catalog.regclass::pg_catalog.oid::pg_catalog.text \
-     OPERATOR(pg_catalog.||) ' since ' OPERATOR(pg_catalog.||) \
-     pg_catalog.pg_postmaster_start_time()::pg_catalog.text \
-   ELSE {SNAPSHOT} END)";
-
-/// The catalog's state in a [`fingerprint`] by default: the set of committed transactions.
-const SNAPSHOT_STATE: &str = "pg_catalog.pg_current_snapshot()::pg_catalog.text";
-
-/// `SELECT` [`fingerprint`]: run before the resolution statement, its one row kept with the
-/// answer.
-pub(crate) fn fingerprint_sql(versioned: bool) -> String {
-    format!("SELECT {}", fingerprint(versioned))
-}
-
-/// The body of dbward's event trigger function (checked word for word by
-/// [`VERSIONED_CHECK`]).
-pub const BUMP_BODY: &str = " BEGIN UPDATE dbward.catalog_version SET version = version + 1; END ";
-
-/// The SQL that gives a PostgreSQL database dbward's catalog version, for a superuser to
-/// review and run in each database dbward reads (`dbward setup-role --catalog-version`):
-/// a one-row table in a schema of its own and an event trigger that raises the number, in
-/// the DDL command's own transaction, at the end of every DDL command in the database.
-/// dbward then keeps resolution answers across writes (see [`fingerprint`]). Everything is
-/// the superuser's: the database's owner can neither drop, disable nor write any of it. The
-/// trigger is enabled `ALWAYS`, so it fires in sessions replicating changes too.
-pub const CATALOG_VERSION_SQL: &str = "\
-CREATE SCHEMA dbward;
-GRANT USAGE ON SCHEMA dbward TO PUBLIC;
-CREATE TABLE dbward.catalog_version (
-  one boolean PRIMARY KEY DEFAULT true CHECK (one),
-  version bigint NOT NULL
-);
-INSERT INTO dbward.catalog_version (version) VALUES (0);
-GRANT SELECT ON dbward.catalog_version TO PUBLIC;
-CREATE FUNCTION dbward.bump_catalog_version() RETURNS event_trigger
-  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog
-  AS $$ BEGIN UPDATE dbward.catalog_version SET version = version + 1; END $$;
-REVOKE ALL ON FUNCTION dbward.bump_catalog_version() FROM PUBLIC;
-CREATE EVENT TRIGGER dbward_catalog_version ON ddl_command_end
-  EXECUTE FUNCTION dbward.bump_catalog_version();
-ALTER EVENT TRIGGER dbward_catalog_version ENABLE ALWAYS;
-";
-
-/// Whether this database's catalog version can be trusted, run when a session opens (`$1`:
-/// the role queries run as, or null for the login role): the event trigger fires for every
-/// DDL command (enabled `ALWAYS`, no tag filter), it and its function are a superuser's and the
-/// function is [`BUMP_BODY`] word for word, in PL/pgSQL, `SECURITY DEFINER` and run with
-/// `search_path = pg_catalog` (with the caller's path, the DDL's author could put their own
-/// `+` before the builtin and hold the number still, running it as the superuser); the table and its schema are a superuser's and
-/// no one else may change the table; the role queries run as can read it. One `bool`.
-pub(crate) const VERSIONED_CHECK: &str = "\
-SELECT EXISTS (
-  SELECT FROM pg_catalog.pg_event_trigger t
-  JOIN pg_catalog.pg_roles tr ON tr.oid OPERATOR(pg_catalog.=) t.evtowner
-  JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) t.evtfoid
-  JOIN pg_catalog.pg_namespace pn ON pn.oid OPERATOR(pg_catalog.=) p.pronamespace
-  JOIN pg_catalog.pg_roles pr ON pr.oid OPERATOR(pg_catalog.=) p.proowner
-  WHERE t.evtname OPERATOR(pg_catalog.=) 'dbward_catalog_version'
-    AND t.evtevent OPERATOR(pg_catalog.=) 'ddl_command_end'
-    AND t.evttags IS NULL
-    AND t.evtenabled OPERATOR(pg_catalog.=) 'A'::pg_catalog.\"char\"
-    AND tr.rolsuper AND pr.rolsuper
-    AND pn.nspname OPERATOR(pg_catalog.=) 'dbward'
-    AND p.proname OPERATOR(pg_catalog.=) 'bump_catalog_version'
-    AND p.prosrc OPERATOR(pg_catalog.=) $2
-    AND p.prolang OPERATOR(pg_catalog.=) (SELECT l.oid FROM pg_catalog.pg_language l
-                                          WHERE l.lanname OPERATOR(pg_catalog.=) 'plpgsql')
-    AND p.prosecdef
-    AND p.proconfig OPERATOR(pg_catalog.=) '{search_path=pg_catalog}'::pg_catalog.text[]
-) AND EXISTS (
-  SELECT FROM pg_catalog.pg_class c
-  JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
-  JOIN pg_catalog.pg_roles cr ON cr.oid OPERATOR(pg_catalog.=) c.relowner
-  JOIN pg_catalog.pg_roles nr ON nr.oid OPERATOR(pg_catalog.=) n.nspowner
-  JOIN pg_catalog.pg_roles q ON q.rolname OPERATOR(pg_catalog.=) COALESCE($1, CURRENT_USER::pg_catalog.text)
-  WHERE n.nspname OPERATOR(pg_catalog.=) 'dbward'
-    AND c.relname OPERATOR(pg_catalog.=) 'catalog_version'
-    AND c.relkind OPERATOR(pg_catalog.=) 'r'::pg_catalog.\"char\"
-    AND cr.rolsuper AND nr.rolsuper
-    AND NOT EXISTS (SELECT FROM pg_catalog.aclexplode(c.relacl) a
-                    WHERE a.privilege_type OPERATOR(pg_catalog.<>) 'SELECT'
-                      AND a.grantee OPERATOR(pg_catalog.<>) c.relowner)
-    AND pg_catalog.has_schema_privilege(q.oid, n.oid, 'USAGE')
-    AND pg_catalog.has_table_privilege(q.oid, c.oid, 'SELECT')
-)";
-
-/// `LOCK TABLE ... IN ACCESS SHARE MODE` of the relations an answer says the query names
-/// and the role may read (a name the query defines as a CTE can match a table it may not;
-/// one it reads without the privilege fails anyway) (`None`: none), sent before the check in front of the DECLARE (`execute::Head`): from
-/// then until the rollback, no other session can redefine, drop or rename them, nor the
-/// relations their views read and their partitions and inheritance children (the lock
-/// recurses into both), so the definitions the check proves unchanged are the ones the
-/// DECLARE plans. It conflicts only with `ACCESS EXCLUSIVE`: readers and writers go on; an
-/// owner's DDL on them waits for the call, as it would for the query itself. Our own text:
-/// every name is a quoted identifier from the catalog.
-pub(crate) fn lock_statement(resolution: &Resolution) -> Option<String> {
-    if resolution.lockable.is_empty() {
-        return None;
-    }
-    let names: Vec<String> = resolution
-        .lockable
-        .iter()
-        .map(|(s, n)| format!("{}.{}", super::quote_ident(s), super::quote_ident(n)))
-        .collect();
-    Some(format!(
-        "LOCK TABLE {} IN ACCESS SHARE MODE",
-        names.join(", ")
-    ))
-}
-
-/// The SQLSTATE of a failed [`guard`] (`division_by_zero`).
-pub(crate) const STALE: &str = "22012";
-
-/// One statement of our own that fails with [`STALE`] unless the session's
-/// [`fingerprint`] is `fingerprint`: the prepared `dbward_guard` (see
-/// [`prepare_statements`]) bound by name, the fingerprint its one parameter (a protocol
-/// value: schema and role names in it may hold quotes, and nothing of it is parsed as
-/// SQL). Sent in the call's one batch in place of the resolution when a kept answer is
-/// used; the query follows it, and after a failed statement the server runs nothing more
-/// of the batch.
-pub(crate) fn guard(fingerprint: &str) -> PipelinedStatement {
-    PipelinedStatement::Prepared {
-        name: GUARD_PREPARED.to_string(),
-        params: vec![fingerprint.to_string()],
-    }
-}
-
-/// [`guard`] as one statement of our own text, for a simple-protocol message.
-pub(crate) fn guard_sql(fingerprint: &str) -> String {
-    format!("EXECUTE {GUARD_PREPARED}({})", literal(fingerprint))
-}
-
-/// [`recheck`] as one statement of our own text, for a simple-protocol message (between
-/// [`BEFORE`] and [`AFTER`]).
-pub(crate) fn recheck_sql(fingerprint: &str, names: &NamesHex, canonical: &str) -> String {
-    format!(
-        "EXECUTE {RECHECK_PREPARED}({}, {}, {})",
-        literal(fingerprint),
-        literal(&names.0),
-        literal(canonical)
-    )
-}
-
-/// `s` as a string literal that reads the same whatever `standard_conforming_strings` says.
-fn literal(s: &str) -> String {
-    format!("E'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
-}
-
-/// The recheck of a kept answer whose [`guard`] failed: one statement of our own, the
-/// prepared `dbward_recheck` bound by name, that fails with [`STALE`] unless the session's
-/// [`fingerprint`] is still `fingerprint` or the `names` resolve now to rows whose
-/// [`CANONICAL`] text is `canonical`: the same answer, read afresh in the same statement.
-/// Its one row's second column is the fingerprint now, read in the same statement as the
-/// answer. Its plan is made like the resolution's: send it between [`BEFORE`] and
-/// [`AFTER`]. The parameters are protocol values; nothing of them is parsed as SQL.
-pub(crate) fn recheck(fingerprint: &str, names: &NamesHex, canonical: &str) -> PipelinedStatement {
-    PipelinedStatement::Prepared {
-        name: RECHECK_PREPARED.to_string(),
-        params: vec![
-            fingerprint.to_string(),
-            names.0.clone(),
-            canonical.to_string(),
-        ],
-    }
-}
-
 /// Lower-case hex of `bytes`.
 fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
@@ -738,91 +532,6 @@ fn hex(bytes: &[u8]) -> String {
         out.push(char::from(DIGITS[usize::from(b & 15)]));
     }
     out
-}
-
-/// Answers kept: at most this many per connection pool.
-const KEPT: usize = 256;
-/// The longest [`statement`] (the key) whose answer is kept, in bytes.
-const KEPT_KEY_MAX: usize = 8192;
-/// After a kept answer was found stale, answers are asked afresh for this long: on a
-/// database where transactions commit all the time, a guard would fail on most calls and
-/// cost a round trip each.
-const AFTER_STALE: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// A kept answer and the [`fingerprint`] it was read under.
-#[derive(Debug)]
-pub(crate) struct Kept {
-    pub fingerprint: String,
-    pub resolution: Resolution,
-    /// The answer's [`CANONICAL`] text.
-    pub canonical: String,
-    /// Its [`lock_statement`], made once when it is kept.
-    pub lock: Option<String>,
-}
-
-/// Resolution answers, by [`statement`] (the names), for one connection pool (one login,
-/// database and reader role). Bounded: [`KEPT`] answers, keys up to [`KEPT_KEY_MAX`]; when
-/// full it starts again empty.
-#[derive(Debug, Default)]
-pub(crate) struct Cache {
-    kept: std::sync::Mutex<std::collections::HashMap<Box<str>, std::sync::Arc<Kept>>>,
-    stale_at: std::sync::Mutex<Option<std::time::Instant>>,
-    /// Calls that ran on a kept answer, found one stale, and asked afresh.
-    counts: [std::sync::atomic::AtomicU64; 4],
-}
-
-impl Cache {
-    /// The answer kept for `key`, unless one was found stale in the last [`AFTER_STALE`].
-    pub(crate) fn get(&self, key: &str) -> Option<std::sync::Arc<Kept>> {
-        let stale_at = *self.stale_at.lock().unwrap_or_else(|p| p.into_inner());
-        if stale_at.is_some_and(|t| t.elapsed() < AFTER_STALE) {
-            return None;
-        }
-        let kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
-        kept.get(key).cloned()
-    }
-
-    /// Keeps `answer` (a resolution and its canonical text), read under `fingerprint`, for
-    /// `key`.
-    pub(crate) fn put(&self, key: &str, fingerprint: String, answer: (Resolution, String)) {
-        if key.len() > KEPT_KEY_MAX {
-            return;
-        }
-        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
-        if kept.len() >= KEPT && !kept.contains_key(key) {
-            kept.clear();
-        }
-        kept.insert(
-            key.into(),
-            std::sync::Arc::new(Kept {
-                fingerprint,
-                lock: lock_statement(&answer.0),
-                resolution: answer.0,
-                canonical: answer.1,
-            }),
-        );
-    }
-
-    /// Counts a call sent behind the guard of a kept answer (`0`), one whose guard failed
-    /// (`1`, counted in `0` too), one that asked afresh (`2`), or one sent behind a
-    /// [`recheck`] (`3`, after a failed guard: counted in `0` and `1` too).
-    pub(crate) fn count(&self, which: usize) {
-        if let Some(c) = self.counts.get(which) {
-            c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-    }
-
-    /// The counts of [`Cache::count`]: kept, stale, asked, rechecked.
-    pub(crate) fn counts(&self) -> [u64; 4] {
-        self.counts
-            .each_ref()
-            .map(|c| c.load(std::sync::atomic::Ordering::Relaxed))
-    }
-
-    /// A guard failed: the kept answers are asked afresh for [`AFTER_STALE`].
-    pub(crate) fn stale(&self) {
-        *self.stale_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
-    }
 }
 
 /// Around [`statement`]: its generic plan is used from the first call (its cost does not
