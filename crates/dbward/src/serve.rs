@@ -18,6 +18,11 @@ use dbward_gateway::{ConnectSpec, ConnectionInfo, DbKind, Gateway, GatewayConfig
 use dbward_mcp::{HttpOptions, ServerOptions, TokenSet};
 use secrecy::SecretString;
 
+/// Longest `serve` waits at exit for the statements of abandoned calls to be ended on their
+/// servers: a cancel's round trip, or the terminate sent when a statement ignores its
+/// cancel for 2 s.
+const ABANDONED_ENDING: Duration = Duration::from_secs(3);
+
 const AFTER_HELP: &str = r#"Client configuration (stdio), ready to paste into an MCP client's config
 (e.g. Claude Desktop's claude_desktop_config.json, or .mcp.json):
 
@@ -255,6 +260,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .await?
         }
     }
+    // The statements of calls abandoned at the drain deadline are ended on their servers
+    // before the runtime stops (a pending cancel would never be sent): a cancel takes a
+    // round trip, a statement that ignores it is terminated after `CANCEL_GRACE` (2 s).
+    gateway.end_abandoned_statements(ABANDONED_ENDING).await;
     // Every entry queued so far (abandoned calls' included) is on disk before exit.
     if let Some(log) = gateway.audit_log() {
         log.flush().await.context("flushing the audit log")?;

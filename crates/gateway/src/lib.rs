@@ -133,6 +133,31 @@ impl Gateway {
         self
     }
 
+    /// Waits, for at most `limit`, until the statements of abandoned calls (cancelled,
+    /// timed out, cut off by a shutdown's drain deadline) have been ended on their servers:
+    /// cancelled, or their sessions terminated when a cancel was not enough. Every gateway
+    /// of the process is waited for. Call it before the process exits: an ending still
+    /// pending when the runtime stops is never sent, and a statement waiting on a lock
+    /// would wait on without a client. `false` if some were still pending at `limit`.
+    pub async fn end_abandoned_statements(&self, limit: std::time::Duration) -> bool {
+        let pending = backends::ending::pending();
+        if pending == 0 {
+            return true;
+        }
+        tracing::info!(
+            pending,
+            "ending the statements of abandoned calls on their servers"
+        );
+        let done = backends::ending::wait(limit).await;
+        if !done {
+            tracing::warn!(
+                pending = backends::ending::pending(),
+                "statements of abandoned calls were still being ended at exit"
+            );
+        }
+        done
+    }
+
     /// The audit log, if auditing is on.
     pub fn audit_log(&self) -> Option<&audit::AuditLog> {
         self.audit.as_ref()

@@ -5,6 +5,7 @@
 //! Invariant: raw SQL is executed only inside this module, and every user query runs inside
 //! a read-only transaction that is always rolled back.
 
+pub(crate) mod ending;
 pub mod mysql;
 pub mod postgres;
 pub(crate) mod reachability;

@@ -133,7 +133,7 @@ impl Drop for CatalogConn {
             return;
         }
         if let (Some(id), Ok(rt)) = (self.thread_id, tokio::runtime::Handle::try_current()) {
-            rt.spawn(stop_thread(self.pool.clone(), id));
+            crate::backends::ending::spawn(&rt, stop_thread(self.pool.clone(), id));
         }
     }
 }

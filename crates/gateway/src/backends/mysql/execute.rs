@@ -50,7 +50,7 @@ impl Drop for StopOnDrop {
         if let (true, Some(id)) = (self.armed, self.session.thread_id)
             && let Ok(rt) = tokio::runtime::Handle::try_current()
         {
-            rt.spawn(stop_thread(self.pool.clone(), id));
+            crate::backends::ending::spawn(&rt, stop_thread(self.pool.clone(), id));
         }
     }
 }

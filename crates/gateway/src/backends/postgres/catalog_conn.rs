@@ -82,7 +82,10 @@ impl Drop for CatalogConn {
         }
         // The same ending as an abandoned query's: cancel, then terminate if it stays.
         if let (Some(pid), Ok(rt)) = (self.pid, tokio::runtime::Handle::try_current()) {
-            rt.spawn(super::session::end_abandoned(self.pool.clone(), pid));
+            crate::backends::ending::spawn(
+                &rt,
+                super::session::end_abandoned(self.pool.clone(), pid),
+            );
         }
     }
 }

@@ -48,7 +48,7 @@ impl Drop for InFlight {
         }
         if let (Some(pid), Ok(rt)) = (self.session.pid, tokio::runtime::Handle::try_current()) {
             let pool = self.pool.clone();
-            rt.spawn(end_abandoned(pool, pid));
+            crate::backends::ending::spawn(&rt, end_abandoned(pool, pid));
         }
     }
 }
