@@ -827,7 +827,7 @@ async fn no_prepared_statement_outlives_a_call() {
     .expect("a row");
     // The session as it was opened.
     common::assert_no_statements_of_earlier_calls(&gw, &id).await;
-    // An empty result: its shape comes from a Parse/Describe of the query.
+    // An empty result (its shape from the FETCH's description).
     gw.execute_query(
         &id,
         "SELECT hostname FROM servers WHERE id = $1",
@@ -836,6 +836,16 @@ async fn no_prepared_statement_outlives_a_call() {
     )
     .await
     .expect("no rows");
+    // A string parameter whose type the database infers: a named Parse/Describe, after
+    // which every statement of the session is dropped and dbward's own prepared again.
+    gw.execute_query(
+        &id,
+        "SELECT id FROM servers WHERE hostname = $1",
+        &[json!("srv-7")],
+        None,
+    )
+    .await
+    .expect("a row");
     gw.list_tables(&id, None).await.expect("catalog read");
     gw.describe_table(&id, None, "servers")
         .await

@@ -339,6 +339,9 @@ impl PgConnection {
         self.inner.stream.flush().await?;
 
         Ok(try_stream! {
+            // dbward patch: pipelined, whether the statement running now sent a
+            // RowDescription (its columns go with its CommandComplete).
+            let mut described = false;
             loop {
                 let message = self.inner.stream.recv().await?;
 
@@ -363,8 +366,11 @@ impl PgConnection {
 
                         let rows_affected = cc.rows_affected();
                         logger.increase_rows_affected(rows_affected);
+                        let described = std::mem::take(&mut described);
                         r#yield!(Either::Left(PgQueryResult {
                             rows_affected,
+                            described: (described && then_simple.is_some())
+                                .then(|| Arc::clone(&metadata)),
                         }));
                     }
 
@@ -386,6 +392,7 @@ impl PgConnection {
                         ).await?;
 
                         metadata = new_metadata;
+                        described = true;
                     }
 
                     BackendMessageFormat::DataRow => {

@@ -1,6 +1,7 @@
 //! Reading a client query's cursor: the DECLARE and one FETCH under the row and byte caps
-//! in one flush behind the call's first statements, the shape of an empty result, the names
-//! of types the driver does not know, and the rows of an EXPLAIN or SHOW.
+//! in one flush behind the call's first statements (the shape of a result with no row from
+//! the FETCH's own description), the names of types the driver does not know, and the rows
+//! of an EXPLAIN or SHOW.
 //!
 //! Invariant: the client's text goes over the extended protocol only, one statement per
 //! message (the DECLARE, a Parse/Describe of the query, or the EXPLAIN or SHOW itself);
@@ -67,6 +68,9 @@ impl PgBackend {
         // (the server skips the rest of the batch up to its Sync).
         let mut columns: Vec<Column> = Vec::new();
         let mut unknown_oids: Vec<(usize, u32)> = Vec::new();
+        // Whether `columns` holds the result's shape (from its first row, or from the
+        // FETCH's RowDescription when no row came).
+        let mut shaped = false;
         let mut rows = Vec::new();
         let mut bytes = 0usize;
         let mut truncated = false;
@@ -124,22 +128,21 @@ impl PgBackend {
                         continue;
                     }
                     sqlx::Either::Right(_) if post_done < post_len => continue,
-                    sqlx::Either::Left(_) => {
+                    sqlx::Either::Left(done) => {
                         fetched = true;
+                        // The FETCH's own description: the shape of a result with no row.
+                        if !shaped && let Some(described) = done.described_columns() {
+                            (columns, unknown_oids) = shape(described);
+                            shaped = true;
+                        }
                         continue;
                     }
                     sqlx::Either::Right(_) if fetched => continue,
                     sqlx::Either::Right(row) => row,
                 };
-                if columns.is_empty() {
-                    columns = columns_of(&row);
-                    unknown_oids = row
-                        .columns()
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, c)| c.type_info().name() == "?")
-                        .filter_map(|(i, c)| Some((i, c.type_info().oid()?.0)))
-                        .collect();
+                if !shaped {
+                    (columns, unknown_oids) = shape(row.columns());
+                    shaped = true;
                 }
                 if rows.len() == caps.max_rows {
                     // The extra row: the result was cut. The FETCH ends here anyway.
@@ -168,9 +171,9 @@ impl PgBackend {
                 rows.push(out);
             }
         }
-        if columns.is_empty() {
-            // No row read to take the shape from (none came, or the first was too large to
-            // read): a Parse/Describe of the query (nothing runs), in a read-only
+        if !shaped {
+            // The shape was not read (the first row was too large to read, so the FETCH's
+            // end was never reached): a Parse/Describe of the query (nothing runs), in a read-only
             // transaction of its own, since the first one has ended — on another session
             // when this one is to be closed.
             if session.discard {
@@ -278,9 +281,16 @@ fn column_of(c: &sqlx::postgres::PgColumn) -> Column {
     }
 }
 
-/// Column names and types of a result row.
-fn columns_of(row: &sqlx::postgres::PgRow) -> Vec<Column> {
-    row.columns().iter().map(column_of).collect()
+/// A result's columns, and those whose type the driver does not know by name (their index
+/// and OID, for `name_types`).
+fn shape(described: &[sqlx::postgres::PgColumn]) -> (Vec<Column>, Vec<(usize, u32)>) {
+    let unknown = described
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.type_info().name() == "?")
+        .filter_map(|(i, c)| Some((i, c.type_info().oid()?.0)))
+        .collect();
+    (described.iter().map(column_of).collect(), unknown)
 }
 
 /// Rows of an EXPLAIN or SHOW (text and json columns only), capped as they stream.

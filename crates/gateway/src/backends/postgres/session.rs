@@ -243,7 +243,8 @@ pub(super) async fn set_local(
 /// that statement would outlive the rollback: the resolution is what keeps owner code from
 /// running. A check at the end of every call, reading `pg_prepared_statements`, measured
 /// about 100 us of latency per call and was left out.) When the call made the driver name
-/// a statement (the Parse/Describe of an empty result's shape, or of parameters' types), `named` drops
+/// a statement (the Parse/Describe of parameters' types, or of the shape of a result whose first row
+/// was too large to read), `named` drops
 /// every prepared statement of the session — a named statement outlives the transaction
 /// with its text, which the next caller on this pooled session could read in
 /// `pg_prepared_statements` — and prepares dbward's own statements again. The
