@@ -125,6 +125,18 @@ async fn race(isolation: Option<&str>) {
                         .explain_query(&id, "SELECT name FROM v_race", false)
                         .await;
                     out.push(r.map(|e| e.plan.to_string()));
+                } else if (caller + call) % 4 == 2 {
+                    // A string parameter: its type is inferred by a Describe, sent after an
+                    // opening message of its own, before the lock and the checks.
+                    let r = gw
+                        .execute_query(
+                            &id,
+                            "SELECT name FROM v_race WHERE name <> $1",
+                            &[serde_json::json!("zzz")],
+                            None,
+                        )
+                        .await;
+                    out.push(r.map(|r| serde_json::to_string(&r.rows).expect("rows")));
                 } else {
                     let r = gw
                         .execute_query(&id, "SELECT name FROM v_race", &[], None)

@@ -144,6 +144,20 @@ async fn a_point_query_is_one_round_trip_in_the_steady_state() {
         3,
         "{by_name}"
     );
+    // Its answer is kept, and used by the next such call (an opening message with the
+    // savepoint, the Describe, then the query behind the guard, or behind the recheck
+    // after a commit elsewhere): no fresh resolution.
+    let fresh = common::pg_resolution_counts(&gw)[2];
+    assert_eq!(
+        trips(&gw, &wire, &id, by_name, &[json!("srv-10")]).await,
+        3,
+        "{by_name} again"
+    );
+    assert_eq!(
+        common::pg_resolution_counts(&gw)[2],
+        fresh,
+        "a string parameter's call used the kept answer"
+    );
     // A change committed by another session that leaves the answer as it was: the guard
     // fails (nothing of the query runs), and the call goes again behind the recheck, which
     // reads the same answer and lets the query run: two round trips. The answer is then

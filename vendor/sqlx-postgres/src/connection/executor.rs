@@ -561,6 +561,26 @@ impl PgConnection {
         }
         Ok(())
     }
+
+    /// dbward patch: the types the server infers for the parameters of `sql` (`arg_types`:
+    /// what the caller declares, OID 0 for "infer"), from a Parse of the *unnamed* statement
+    /// and its Describe, in one round trip. Nothing runs, and no named statement holding
+    /// `sql` is left in the session (upstream's `prepare_with` always names its statement;
+    /// the unnamed one is replaced by the next Parse). The second value says whether the
+    /// driver prepared a named statement of its own meanwhile (its catalog lookup of a type
+    /// it did not know, e.g. an enum), which then stays in the session until closed.
+    pub async fn describe_parameters(
+        &mut self,
+        sql: &str,
+        arg_types: &[PgTypeInfo],
+    ) -> Result<(Vec<PgTypeInfo>, bool), Error> {
+        let before = self.inner.next_statement_id;
+        let (_, metadata) = prepare(self, sql, arg_types, None, false, false).await?;
+        Ok((
+            metadata.parameters.clone(),
+            self.inner.next_statement_id != before,
+        ))
+    }
 }
 
 impl<'c> Executor<'c> for &'c mut PgConnection {

@@ -199,9 +199,10 @@ impl PgBackend {
         // The resolution statement for the query's names, also the key of a kept answer.
         let names_hex = resolver.map(|r| resolve::names_hex(&r.names));
         let executes = names_hex.as_ref().map(resolve::statement);
-        // A kept answer is used when the whole call can go in one flush (no session
-        // settings, no parameter whose type is to be inferred, not EXPLAIN or SHOW) and
-        // the judge passes it: the first message then ends with the guard, which lets the
+        // A kept answer is used when the call needs no message before its query's own
+        // (no session settings, not EXPLAIN or SHOW; parameters whose types are to be
+        // inferred add the Describe's, after an opening message of their own) and the
+        // judge passes it: the query's flush then starts with the guard, which lets the
         // query run only if the database proves the answer is still the one it would give
         // (`guard::guard`). A refusal is always made on a fresh answer.
         let kept = match (resolver, &executes) {
@@ -209,8 +210,7 @@ impl PgBackend {
                 if attempt == Attempt::First
                     && self.snapshots
                     && settings.is_empty()
-                    && !utility
-                    && savepoint.is_none() =>
+                    && !utility =>
             {
                 self.resolutions
                     .get(key)
@@ -223,19 +223,38 @@ impl PgBackend {
             head.insert(0, "ROLLBACK".to_string());
         }
         if let (Some(k), Some(key), Some(names)) = (&kept, &executes, &names_hex) {
-            // Timeouts (if the call sets any) as the login role, then the role; the guard
-            // follows (`kept.rs`).
-            let mut prefix: Vec<PipelinedStatement> = vec![head[0].clone().into()];
+            // Timeouts (if the call sets any) as the login role, then the role (then the
+            // savepoint, for a Describe of parameters' types); the lock and the guard
+            // follow (`kept.rs`).
+            let mut first_statements: Vec<String> = vec![head[0].clone()];
             if sets_timeouts {
-                prefix.push(head[1].clone().into());
+                first_statements.push(head[1].clone());
             }
-            prefix.extend(role.clone().map(PipelinedStatement::from));
-            prefix.extend(k.lock.clone().map(PipelinedStatement::from));
+            first_statements.extend(role.clone());
+            let lock = k.lock.clone().map(PipelinedStatement::from);
+            let (prefix, opening) = match savepoint {
+                None => (
+                    first_statements
+                        .into_iter()
+                        .map(PipelinedStatement::from)
+                        .chain(lock)
+                        .collect(),
+                    None,
+                ),
+                Some(sp) => {
+                    first_statements.push(sp.to_string());
+                    (
+                        lock.into_iter().collect(),
+                        Some(first_statements.join("; ")),
+                    )
+                }
+            };
             let on_kept = OnKept {
                 kept: k,
                 key,
                 names_hex: names,
                 prefix,
+                opening,
             };
             match self
                 .run_kept(conn, sql, params, caps, session, on_kept)

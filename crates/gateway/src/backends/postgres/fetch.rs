@@ -38,8 +38,7 @@ impl PgBackend {
     ) -> Result<Option<QueryResult>, GatewayError> {
         let err = |e| classify(e, &[]);
         let declare = format!("DECLARE dbward_cursor NO SCROLL CURSOR FOR {sql}");
-        let bound = params::infer(conn, &declare, params).await?;
-        let named = params::describes(params);
+        let (bound, named) = params::infer(conn, &declare, params, &self.type_names).await?;
         let mut q = sqlx::query(AssertSqlSafe(declare)).persistent(false);
         for p in &bound {
             q = p.bind(q);

@@ -22,7 +22,7 @@ use super::PgBackend;
 use super::execute::Head;
 use super::guard::{self, lock_statement};
 use super::resolve::{self, Resolution};
-use super::session::Session;
+use super::session::{Session, statements};
 use crate::backends::{Caps, QueryResult};
 use crate::error::GatewayError;
 
@@ -121,8 +121,15 @@ pub(super) struct OnKept<'a> {
     pub key: &'a str,
     /// The names, as the resolution takes them (`resolve::names_hex`).
     pub names_hex: &'a resolve::NamesHex,
-    /// The call's first statements: its BEGIN, the timeouts it sets, its role.
+    /// The call's first statements, sent in the one flush before the guard: its BEGIN,
+    /// the timeouts it sets, its role (or, with `opening`, none of those), and the lock of
+    /// the relations the answer names.
     pub prefix: Vec<PipelinedStatement>,
+    /// When parameters' types are to be inferred (`params.rs`): the call's BEGIN, the
+    /// timeouts it sets, its role and the savepoint, as one simple-protocol message of our
+    /// own sent first, so that the Describe of the query runs in the call's transaction, as
+    /// its role, before the flush (which then starts with the lock).
+    pub opening: Option<String>,
 }
 
 impl PgBackend {
@@ -145,6 +152,9 @@ impl PgBackend {
         // that pid).
         session.pid = i32::try_from(conn.backend_pid()).ok().filter(|p| *p != 0);
         self.resolutions.count(0);
+        if let Some(opening) = &on.opening {
+            statements(conn, opening).await?;
+        }
         // The guard on each side of the DECLARE (see `Head`).
         let mut guarded = on.prefix.clone();
         guarded.push(guard::guard(&on.kept.fingerprint));
@@ -165,7 +175,13 @@ impl PgBackend {
         conn.skip_pending().await.map_err(err)?;
         self.resolutions.count(3);
         let text = |s: &str| PipelinedStatement::from(s.to_string());
-        let mut rechecked = vec![text("ROLLBACK")];
+        let mut rechecked = Vec::new();
+        match &on.opening {
+            Some(opening) => {
+                statements(conn, &format!("ROLLBACK; {opening}")).await?;
+            }
+            None => rechecked.push(text("ROLLBACK")),
+        }
         rechecked.extend(on.prefix);
         rechecked.extend(resolve::BEFORE.map(text));
         rechecked.push(guard::recheck(

@@ -28,19 +28,23 @@
 //!
 //! Invariants: the client's text reaches the server only over the extended protocol, as
 //! the one statement of its Parse message; the statements here are our own text (type
-//! names come from the server's `format_type` of builtin OIDs); the Describe's named
-//! statement is dropped at the end of the call by `DEALLOCATE ALL` (see `postgres::end`),
-//! the conversion is unnamed.
+//! names come from the server's `format_type` of builtin OIDs); the Describe is of the
+//! unnamed statement (which the DECLARE's Parse then replaces), and so is the conversion;
+//! a named statement the driver prepares for its own catalog lookup of a type it did not
+//! know is dropped at the end of the call by `DEALLOCATE ALL` (see `session::end`).
 
 use serde_json::Value;
 use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
 use sqlx::postgres::types::Oid;
 use sqlx::postgres::{PgArgumentBuffer, PgArguments, PgTypeInfo, PgTypeKind, Postgres};
-use sqlx::{AssertSqlSafe, Executor, Row, SqlSafeStr, Statement as _, ValueRef};
+use sqlx::{AssertSqlSafe, Row, ValueRef};
 
 use super::classify;
 use crate::error::GatewayError;
+
+/// Type names by OID, as `format_type(oid, NULL)` gives them (`PgBackend::type_names`).
+pub(super) type TypeNames = std::sync::Mutex<std::collections::HashMap<u32, String>>;
 
 /// Appended to the call's `BEGIN` message when [`describes`] holds: the point a failed
 /// Describe returns to.
@@ -140,35 +144,36 @@ pub(super) fn describes(params: &[Value]) -> bool {
 }
 
 /// The parameters of `statement` (the exact text that will be declared), each bound as
-/// the type the server infers for it where that differs from JSON's (see the module doc).
+/// the type the server infers for it where that differs from JSON's (see the module doc),
+/// and whether the driver left a named statement of its own in the session meanwhile (see
+/// `PgConnection::describe_parameters`: the call's end then drops it).
 pub(super) async fn infer<'a>(
     conn: &mut sqlx::PgConnection,
     statement: &str,
     params: &'a [Value],
-) -> Result<Vec<Bound<'a>>, GatewayError> {
+    type_names: &TypeNames,
+) -> Result<(Vec<Bound<'a>>, bool), GatewayError> {
     let mut bound: Vec<Bound<'a>> = params.iter().map(Bound::Json).collect();
     if !describes(params) {
-        return Ok(bound);
+        return Ok((bound, false));
     }
     let types: Vec<PgTypeInfo> = params
         .iter()
         .map(|p| declared(p).unwrap_or_else(|| PgTypeInfo::with_oid(Oid(0))))
         .collect();
-    let described = conn
-        .prepare_with(AssertSqlSafe(statement.to_string()).into_sql_str(), &types)
-        .await;
+    // The unnamed statement: nothing of the client's text stays in the session.
+    let described = conn.describe_parameters(statement, &types).await;
     // (OID, an enum) of each parameter.
-    let inferred: Vec<(u32, bool)> = match described {
-        Ok(s) => match s.parameters() {
-            Some(sqlx::Either::Left(p)) => p
-                .iter()
+    let (inferred, named): (Vec<(u32, bool)>, bool) = match described {
+        Ok((p, named)) => (
+            p.iter()
                 .map(|t| {
                     let oid = t.oid().map_or(0, |o| o.0);
                     (oid, matches!(t.kind(), PgTypeKind::Enum(_)))
                 })
                 .collect(),
-            _ => Vec::new(),
-        },
+            named,
+        ),
         // The server could not infer a type, or the query is wrong in a way the DECLARE
         // will report: bind as JSON says.
         Err(sqlx::Error::Database(_)) => {
@@ -176,7 +181,7 @@ pub(super) async fn infer<'a>(
                 .execute(&mut *conn)
                 .await
                 .map_err(|e| classify(e, &[]))?;
-            return Ok(bound);
+            return Ok((bound, false));
         }
         Err(e) => return Err(classify(e, &[])),
     };
@@ -201,21 +206,51 @@ pub(super) async fn infer<'a>(
         }
     }
     if convert.is_empty() {
-        return Ok(bound);
+        return Ok((bound, named));
     }
     let err = |e| classify(e, &[]);
     // format_type(oid, NULL) names a type as SQL spells it without a type modifier
-    // (`"bit"`, `bpchar`), schema-qualified if the search path would not find it.
-    let oids: Vec<i64> = convert.iter().map(|&(_, o)| i64::from(o)).collect();
-    let names: Vec<String> = sqlx::query_scalar(
-        "SELECT pg_catalog.format_type(t, NULL) \
-         FROM unnest($1::int8[]::oid[]) WITH ORDINALITY AS u(t, n) ORDER BY n",
-    )
-    .persistent(false)
-    .bind(&oids)
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(err)?;
+    // (`"bit"`, `bpchar`), schema-qualified if the search path would not find it (with
+    // `pg_catalog` first on every session's path, a builtin is found: the name does not
+    // change, so it is asked once per backend and kept, with the result columns' names).
+    let missing: Vec<i64> = {
+        let known = type_names.lock().unwrap_or_else(|p| p.into_inner());
+        convert
+            .iter()
+            .filter(|(_, oid)| !known.contains_key(oid))
+            .map(|&(_, oid)| i64::from(oid))
+            .collect()
+    };
+    if !missing.is_empty() {
+        let named: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT oid::int8, pg_catalog.format_type(oid, NULL) FROM pg_catalog.pg_type \
+             WHERE oid = ANY($1::int8[]::oid[])",
+        )
+        .persistent(false)
+        .bind(&missing)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(err)?;
+        let mut known = type_names.lock().unwrap_or_else(|p| p.into_inner());
+        for (oid, name) in named {
+            known.insert(oid as u32, name);
+        }
+    }
+    let names: Vec<String> = {
+        let known = type_names.lock().unwrap_or_else(|p| p.into_inner());
+        let mut names = Vec::with_capacity(convert.len());
+        for (_, oid) in &convert {
+            match known.get(oid) {
+                Some(n) => names.push(n.clone()),
+                None => {
+                    return Err(GatewayError::Internal(format!(
+                        "no name for the builtin type {oid}"
+                    )));
+                }
+            }
+        }
+        names
+    };
     let casts: Vec<String> = names
         .iter()
         .enumerate()
@@ -256,5 +291,5 @@ pub(super) async fn infer<'a>(
         };
         bound[i] = Bound::Typed(Typed { oid, bytes });
     }
-    Ok(bound)
+    Ok((bound, named))
 }
