@@ -244,6 +244,35 @@ async fn an_empty_result_is_one_round_trip_with_its_columns() {
     fx.drop().await;
 }
 
+/// An EXPLAIN (and EXPLAIN ANALYZE) of a query whose answer is kept runs on it: one message
+/// of our own (BEGIN, the lock, the guard) before the EXPLAIN, not the resolution.
+#[tokio::test]
+async fn an_explain_runs_on_a_kept_answer() {
+    let _serial = SERIAL.lock().await;
+    let fx = PgFixture::new().await;
+    let wire = Arc::new(Wire::default());
+    let (gw, id) = through_relay(&fx, &wire).await;
+    let sql = "SELECT hostname FROM servers WHERE id = 5";
+    gw.explain_query(&id, sql, false).await.expect("a plan");
+    let before = common::pg_resolution_counts(&gw);
+    for i in 0..9 {
+        let e = gw
+            .explain_query(&id, sql, i % 3 == 0)
+            .await
+            .expect("a plan");
+        assert!(e.plan.to_string().contains("servers"), "{}", e.plan);
+        assert_eq!(e.analyzed, i % 3 == 0);
+    }
+    let after = common::pg_resolution_counts(&gw);
+    // (A commit anywhere in the cluster makes a guard fail: the typical count.)
+    assert!(
+        after[0] - before[0] >= 5,
+        "explains on the kept answer: {before:?} -> {after:?}"
+    );
+    gw.close_connection(&id).await.expect("close");
+    fx.drop().await;
+}
+
 /// The guard takes the session's fingerprint as a bound parameter: a search path whose
 /// schema name holds quotes, a backslash and non-ASCII letters still matches exactly (the
 /// kept answer is used: one round trip), and the query sees that schema.

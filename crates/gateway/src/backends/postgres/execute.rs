@@ -199,18 +199,15 @@ impl PgBackend {
         // The resolution statement for the query's names, also the key of a kept answer.
         let names_hex = resolver.map(|r| resolve::names_hex(&r.names));
         let executes = names_hex.as_ref().map(resolve::statement);
-        // A kept answer is used when the call needs no message before its query's own
-        // (no session settings, not EXPLAIN or SHOW; parameters whose types are to be
-        // inferred add the Describe's, after an opening message of their own) and the
-        // judge passes it: the query's flush then starts with the guard, which lets the
-        // query run only if the database proves the answer is still the one it would give
-        // (`guard::guard`). A refusal is always made on a fresh answer.
+        // A kept answer is used when the call sets no session settings (parameters whose
+        // types are to be inferred add the Describe, after an opening message of their
+        // own; an EXPLAIN or SHOW goes after one message of its own) and the judge passes
+        // it: the query then runs behind the guard, which lets it run only if the database
+        // proves the answer is still the one it would give (`guard::guard`). A refusal is
+        // always made on a fresh answer.
         let kept = match (resolver, &executes) {
             (Some(r), Some(key))
-                if attempt == Attempt::First
-                    && self.snapshots
-                    && settings.is_empty()
-                    && !utility =>
+                if attempt == Attempt::First && self.snapshots && settings.is_empty() =>
             {
                 self.resolutions
                     .get(key)
@@ -231,35 +228,40 @@ impl PgBackend {
                 first_statements.push(head[1].clone());
             }
             first_statements.extend(role.clone());
-            let lock = k.lock.clone().map(PipelinedStatement::from);
-            let (prefix, opening) = match savepoint {
-                None => (
-                    first_statements
-                        .into_iter()
-                        .map(PipelinedStatement::from)
-                        .chain(lock)
-                        .collect(),
-                    None,
-                ),
-                Some(sp) => {
-                    first_statements.push(sp.to_string());
-                    (
-                        lock.into_iter().collect(),
-                        Some(first_statements.join("; ")),
-                    )
-                }
+            let outcome = if utility {
+                // EXPLAIN or SHOW: one message of our own before it.
+                self.utility_on_kept(conn, sql, caps, session, first_statements, k)
+                    .await?
+            } else {
+                let lock = k.lock.clone().map(PipelinedStatement::from);
+                let (prefix, opening) = match savepoint {
+                    None => (
+                        first_statements
+                            .into_iter()
+                            .map(PipelinedStatement::from)
+                            .chain(lock)
+                            .collect(),
+                        None,
+                    ),
+                    Some(sp) => {
+                        first_statements.push(sp.to_string());
+                        (
+                            lock.into_iter().collect(),
+                            Some(first_statements.join("; ")),
+                        )
+                    }
+                };
+                let on_kept = OnKept {
+                    kept: k,
+                    key,
+                    names_hex: names,
+                    prefix,
+                    opening,
+                };
+                self.run_kept(conn, sql, params, caps, session, on_kept)
+                    .await?
             };
-            let on_kept = OnKept {
-                kept: k,
-                key,
-                names_hex: names,
-                prefix,
-                opening,
-            };
-            match self
-                .run_kept(conn, sql, params, caps, session, on_kept)
-                .await?
-            {
+            match outcome {
                 Some(r) => return Ok(Some(r)),
                 // Stale: nothing of the query ran, and the transaction failed; start again
                 // with a fresh answer, the rollback in the same message. (Whether the

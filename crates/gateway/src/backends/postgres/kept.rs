@@ -20,9 +20,10 @@ use sqlx::postgres::PipelinedStatement;
 
 use super::PgBackend;
 use super::execute::Head;
+use super::fetch::utility_rows;
 use super::guard::{self, lock_statement};
 use super::resolve::{self, Resolution};
-use super::session::{Session, statements};
+use super::session::{Session, end, statements};
 use crate::backends::{Caps, QueryResult};
 use crate::error::GatewayError;
 
@@ -133,6 +134,43 @@ pub(super) struct OnKept<'a> {
 }
 
 impl PgBackend {
+    /// Runs an EXPLAIN or SHOW (`sql`) on a kept answer: one simple-protocol message of our
+    /// own first (`opening`: the call's BEGIN, the timeouts it sets, its role; then the lock
+    /// of the relations the answer names and its guard), so the statement plans only
+    /// definitions proved unchanged, as after a fresh answer's check (`execute.rs`); then
+    /// the statement, then the end. `None`: the guard failed, nothing of `sql` ran, and
+    /// the session's transaction has failed (the caller's next message starts with
+    /// `ROLLBACK`).
+    pub(super) async fn utility_on_kept(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        sql: &str,
+        caps: Caps,
+        session: &mut Session,
+        opening: Vec<String>,
+        kept: &Kept,
+    ) -> Result<Option<QueryResult>, GatewayError> {
+        session.pid = i32::try_from(conn.backend_pid()).ok().filter(|p| *p != 0);
+        self.resolutions.count(0);
+        let mut message = opening;
+        message.extend(kept.lock.clone());
+        message.push(guard::guard_sql(&kept.fingerprint));
+        match sqlx::raw_sql(sqlx::AssertSqlSafe(message.join("; ")))
+            .execute(&mut *conn)
+            .await
+        {
+            Ok(_) => {}
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(guard::STALE) => {
+                self.resolutions.count(1);
+                return Ok(None);
+            }
+            Err(e) => return Err(super::classify(e, &[])),
+        }
+        let r = utility_rows(conn, sql, caps).await?;
+        end(conn, false, self.catalog_versioned()).await?;
+        Ok(Some(r))
+    }
+
     /// Runs `sql` on a kept answer: behind its guard, then, if the guard fails, behind the
     /// recheck. `None`: the answer changed; nothing of the query ran, and the session's
     /// transaction has failed (the caller's next message starts with `ROLLBACK`).
