@@ -2,7 +2,8 @@
 pipe (as bench/cpu.py): wall time, dbward's CPU and PostgreSQL's CPU per call, for dbward
 and a baseline binary in the same run, with ratios. The shapes: a point query by an
 integer parameter (the steady state), the same by a string parameter (its type inferred
-by the database), and a point query that finds no row. Run by bench/shapes.sh.
+by the database), a point query that finds no row, and an `explain_query` of a point query.
+Run by bench/shapes.sh.
 """
 
 import argparse
@@ -17,9 +18,15 @@ from cpu import Target, measure  # noqa: E402
 SQL = "SELECT hostname, os, status FROM servers WHERE id = $1"
 ROWS = 20000
 SHAPES = {
-    "integer parameter": (lambda i: {"query": SQL, "params": [i]}, lambda i: f"srv-{i}"),
-    "string parameter": (lambda i: {"query": SQL, "params": [str(i)]}, lambda i: f"srv-{i}"),
-    "no row": (lambda i: {"query": SQL, "params": [-i]}, lambda i: '"row_count": 0'),
+    "integer parameter": ("execute_query", lambda i: {"query": SQL, "params": [i]},
+                          lambda i: f"srv-{i}"),
+    "string parameter": ("execute_query", lambda i: {"query": SQL, "params": [str(i)]},
+                         lambda i: f"srv-{i}"),
+    "no row": ("execute_query", lambda i: {"query": SQL, "params": [-i]},
+               lambda i: '"row_count": 0'),
+    "explain_query": ("explain_query",
+                      lambda i: {"query": f"SELECT hostname FROM servers WHERE id = {i}"},
+                      lambda i: "Index Scan"),
 }
 
 
@@ -42,7 +49,7 @@ def main() -> None:
                 "high_severity_refusals = 100000000\n")
     url = f"postgresql://postgres@127.0.0.1:5432/{a.pg_db}?sslmode=disable"
     results: dict = {}
-    for shape, (args_for, expect_for) in SHAPES.items():
+    for shape, (tool, args_for, expect_for) in SHAPES.items():
         for rnd in range(a.rounds):
             for name, binary in binaries.items():
                 data = os.path.join(work, f"{name}-{rnd}")
@@ -50,7 +57,7 @@ def main() -> None:
                 env = {"PATH": os.environ["PATH"], "DBWARD_DATABASE_URL": url,
                        "DBWARD_DATA_DIR": data, "DBWARD_LOG": "error"}
                 t = Target(name, [binary, "serve", "--config", config], env,
-                           "execute_query", args_for, expect_for)
+                           tool, args_for, expect_for)
                 m = measure(t, a.calls, ROWS, a.pg_db)
                 m["wall_us"] = 1e6 / m["calls_s"]
                 results.setdefault((shape, name), []).append(m)

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# PostgreSQL `execute_query` calls of different shapes (a point query by an integer
-# parameter, by a string parameter whose type the database infers, and one that finds no
-# row): wall time, dbward's CPU and PostgreSQL's CPU per call over a bare JSON-RPC pipe,
-# against BASELINE (another dbward binary, e.g. one built from main and copied aside) in
+# PostgreSQL calls of different shapes (a point query by an integer parameter, by a
+# string parameter whose type the database infers, one that finds no row, and an
+# explain_query of a point query): wall time, dbward's CPU and PostgreSQL's CPU per call
+# over a bare JSON-RPC pipe, against BASELINE (another dbward binary, e.g. one built from main and copied aside) in
 # the same run. Needs the local PostgreSQL. Usage:
 #   bench/shapes.sh [CALLS per run, default 1000] [BASELINE binary]
 set -euo pipefail
