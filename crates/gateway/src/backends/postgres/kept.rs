@@ -8,7 +8,10 @@
 //! the answer is then kept under the fingerprint read in that same statement, and the
 //! calls after it pass the guard again. Only when the answer itself changed is it read
 //! afresh and judged again (`execute.rs`). So a database in use costs a call one more round
-//! trip, and the resolution, after each commit, not on every call.
+//! trip, and the resolution, after each commit, not on every call. (A call with parameters
+//! whose types are to be inferred sends its BEGIN, role and savepoint first, then the
+//! Describe, then the flush; an EXPLAIN or SHOW sends its BEGIN, role, lock and guard in one
+//! message before it, and on a failed guard is resolved afresh.)
 //!
 //! Invariant: a kept answer is used only behind its guard or its recheck, in the call's own
 //! transaction; the store is one per connection pool and bounded ([`KEPT`] answers, keys up
