@@ -199,8 +199,9 @@ fn parameter_cases() -> Vec<(&'static str, Vec<Value>, Vec<Value>)> {
 async fn parameters_take_the_types_the_database_infers() {
     let (fx, gw, id) = setup(1).await;
     let mut failures = Vec::new();
-    // Twice: the second time on kept resolution answers (or their rechecks), which send
-    // the Describe after an opening message of their own.
+    // Twice: the second time in sessions whose statements were prepared again after the
+    // first (the unnamed Describe leaves nothing to drop, unless the driver named a lookup
+    // of its own).
     let cases = parameter_cases();
     for (sql, params, expected) in cases.iter().chain(cases.iter()).cloned() {
         match gw.execute_query(&id, sql, &params, None).await {

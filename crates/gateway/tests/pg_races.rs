@@ -126,8 +126,8 @@ async fn race(isolation: Option<&str>) {
                         .await;
                     out.push(r.map(|e| e.plan.to_string()));
                 } else if (caller + call) % 4 == 2 {
-                    // A string parameter: its type is inferred by a Describe, sent after an
-                    // opening message of its own, before the lock and the checks.
+                    // A string parameter: its type is inferred by a Describe, after the
+                    // answer is read and judged, before the lock and the checks.
                     let r = gw
                         .execute_query(
                             &id,
@@ -186,6 +186,67 @@ async fn race(isolation: Option<&str>) {
         .expect("harmless body");
     assert_eq!(r.rows, vec![vec![serde_json::json!("ada")]]);
     victim.close().await.ok();
+    gw.close_connection(&id).await.expect("close");
+    fx.drop().await;
+}
+
+/// A string parameter's type is inferred by a Describe of the query, and parsing the query
+/// can run owner code (a literal of a composite type is converted at parse time, running
+/// the CHECKs of its domain attributes). So that Describe follows a resolution answer read
+/// and judged in the call itself, never a kept one: with a kept answer it came before the
+/// guard, and a CHECK the owner added after the answer was kept ran (a victim session was
+/// terminated in 5 of 5 calls); here the call is refused before anything runs.
+#[tokio::test]
+async fn a_parameter_describe_follows_an_answer_judged_in_the_call() {
+    let fx = PgFixture::new().await;
+    let mut owner = PgConnection::connect(&fx.url()).await.expect("owner");
+    sqlx::raw_sql(
+        "CREATE TABLE t_dom (id int); INSERT INTO t_dom VALUES (1); \
+         CREATE DOMAIN dk AS int CHECK (VALUE > 0); CREATE TYPE rk AS (a dk, b text); \
+         CREATE FUNCTION kill_victim() RETURNS bool LANGUAGE plpgsql VOLATILE AS $$ BEGIN \
+           PERFORM pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity \
+           WHERE application_name = 'dbward_describe_victim'; RETURN true; END $$;",
+    )
+    .execute(&mut owner)
+    .await
+    .expect("fixture");
+    let mut victim = PgConnection::connect(&format!(
+        "{}?application_name=dbward_describe_victim",
+        fx.url()
+    ))
+    .await
+    .expect("victim");
+    let gw = Gateway::new(config());
+    let id = gw
+        .connect(ConnectRequest::Url(SecretString::from(fx.url())))
+        .await
+        .expect("connects")
+        .id
+        .to_string();
+    let sql = "SELECT id FROM t_dom WHERE id = $1 AND '(1,x)'::rk IS NOT NULL";
+    for _ in 0..3 {
+        let r = gw
+            .execute_query(&id, sql, &[serde_json::json!("1")], None)
+            .await
+            .expect("harmless domain");
+        assert_eq!(r.rows, vec![vec![serde_json::json!(1)]]);
+    }
+    sqlx::raw_sql("ALTER DOMAIN dk ADD CONSTRAINT kc CHECK (kill_victim())")
+        .execute(&mut owner)
+        .await
+        .expect("alter domain");
+    let refused = gw
+        .execute_query(&id, sql, &[serde_json::json!("1")], None)
+        .await
+        .expect_err("the domain now runs owner code");
+    assert_eq!(refused.code(), "policy_refused", "{refused:?}");
+    let alive: Result<i32, _> = sqlx::query_scalar("SELECT 1").fetch_one(&mut victim).await;
+    assert!(
+        alive.is_ok(),
+        "the owner's CHECK ran: the victim session was terminated ({alive:?})"
+    );
+    victim.close().await.ok();
+    owner.close().await.ok();
     gw.close_connection(&id).await.expect("close");
     fx.drop().await;
 }

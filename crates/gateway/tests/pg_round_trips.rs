@@ -144,9 +144,9 @@ async fn a_point_query_is_one_round_trip_in_the_steady_state() {
         3,
         "{by_name}"
     );
-    // Its answer is kept, and used by the next such call (an opening message with the
-    // savepoint, the Describe, then the query behind the guard, or behind the recheck
-    // after a commit elsewhere): no fresh resolution.
+    // And so is the next such call: its Describe (which parses the query, and parsing can
+    // run owner code) must follow an answer judged in the call, never a kept one
+    // (`pg_races::a_parameter_describe_follows_an_answer_judged_in_the_call`).
     let fresh = common::pg_resolution_counts(&gw)[2];
     assert_eq!(
         trips(&gw, &wire, &id, by_name, &[json!("srv-10")]).await,
@@ -155,8 +155,8 @@ async fn a_point_query_is_one_round_trip_in_the_steady_state() {
     );
     assert_eq!(
         common::pg_resolution_counts(&gw)[2],
-        fresh,
-        "a string parameter's call used the kept answer"
+        fresh + 1,
+        "a string parameter's call resolved afresh"
     );
     // A change committed by another session that leaves the answer as it was: the guard
     // fails (nothing of the query runs), and the call goes again behind the recheck, which

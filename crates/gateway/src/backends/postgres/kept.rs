@@ -8,10 +8,10 @@
 //! the answer is then kept under the fingerprint read in that same statement, and the
 //! calls after it pass the guard again. Only when the answer itself changed is it read
 //! afresh and judged again (`execute.rs`). So a database in use costs a call one more round
-//! trip, and the resolution, after each commit, not on every call. (A call with parameters
-//! whose types are to be inferred sends its BEGIN, role and savepoint first, then the
-//! Describe, then the flush; an EXPLAIN or SHOW sends its BEGIN, role, lock and guard in one
-//! message before it, and on a failed guard is resolved afresh.)
+//! trip, and the resolution, after each commit, not on every call. (An EXPLAIN or SHOW sends
+//! its BEGIN, role, lock and guard in one message before it, and on a failed guard is
+//! resolved afresh. A call with parameters whose types are to be inferred never uses a kept
+//! answer: see `execute.rs`.)
 //!
 //! Invariant: a kept answer is used only behind its guard or its recheck, in the call's own
 //! transaction; the store is one per connection pool and bounded ([`KEPT`] answers, keys up
@@ -26,7 +26,7 @@ use super::execute::Head;
 use super::fetch::utility_rows;
 use super::guard::{self, lock_statement};
 use super::resolve::{self, Resolution};
-use super::session::{Session, end, statements};
+use super::session::{Session, end};
 use crate::backends::{Caps, QueryResult};
 use crate::error::GatewayError;
 
@@ -126,14 +126,8 @@ pub(super) struct OnKept<'a> {
     /// The names, as the resolution takes them (`resolve::names_hex`).
     pub names_hex: &'a resolve::NamesHex,
     /// The call's first statements, sent in the one flush before the guard: its BEGIN,
-    /// the timeouts it sets, its role (or, with `opening`, none of those), and the lock of
-    /// the relations the answer names.
+    /// the timeouts it sets, its role, and the lock of the relations the answer names.
     pub prefix: Vec<PipelinedStatement>,
-    /// When parameters' types are to be inferred (`params.rs`): the call's BEGIN, the
-    /// timeouts it sets, its role and the savepoint, as one simple-protocol message of our
-    /// own sent first, so that the Describe of the query runs in the call's transaction, as
-    /// its role, before the flush (which then starts with the lock).
-    pub opening: Option<String>,
 }
 
 impl PgBackend {
@@ -193,9 +187,6 @@ impl PgBackend {
         // that pid).
         session.pid = i32::try_from(conn.backend_pid()).ok().filter(|p| *p != 0);
         self.resolutions.count(0);
-        if let Some(opening) = &on.opening {
-            statements(conn, opening).await?;
-        }
         // The guard on each side of the DECLARE (see `Head`).
         let mut guarded = on.prefix.clone();
         guarded.push(guard::guard(&on.kept.fingerprint));
@@ -216,13 +207,7 @@ impl PgBackend {
         conn.skip_pending().await.map_err(err)?;
         self.resolutions.count(3);
         let text = |s: &str| PipelinedStatement::from(s.to_string());
-        let mut rechecked = Vec::new();
-        match &on.opening {
-            Some(opening) => {
-                statements(conn, &format!("ROLLBACK; {opening}")).await?;
-            }
-            None => rechecked.push(text("ROLLBACK")),
-        }
+        let mut rechecked = vec![text("ROLLBACK")];
         rechecked.extend(on.prefix);
         rechecked.extend(resolve::BEFORE.map(text));
         rechecked.push(guard::recheck(
