@@ -42,6 +42,12 @@ async fn setup(pool: u32) -> (PgFixture, Gateway, String) {
 fn parameter_cases() -> Vec<(&'static str, Vec<Value>, Vec<Value>)> {
     let ids = |v: &[i64]| v.iter().map(|i| json!(i)).collect::<Vec<_>>();
     vec![
+        // bit: a string of three bits stays three bits (a cast to `bit` would make it one)
+        (
+            "SELECT 1 AS one WHERE B'101' = $1",
+            vec![json!("101")],
+            ids(&[1]),
+        ),
         // timestamptz (the example)
         (
             "SELECT id FROM readings WHERE created_at >= $1 ORDER BY id",

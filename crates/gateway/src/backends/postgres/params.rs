@@ -50,6 +50,9 @@ pub(super) type TypeNames = std::sync::Mutex<std::collections::HashMap<u32, Stri
 /// Describe returns to.
 pub(super) const SAVEPOINT: &str = "SAVEPOINT dbward_params";
 
+/// The OID of `bit`.
+const BIT: u32 = 1560;
+
 /// The first OID PostgreSQL assigns to objects created after initdb.
 const FIRST_NORMAL_OBJECT_ID: u32 = 16384;
 
@@ -251,10 +254,20 @@ pub(super) async fn infer<'a>(
         }
         names
     };
+    // `bit` without a length is `bit(1)` in a cast (a string of three bits would be cut to
+    // one): such a string is converted to `varbit`, whose binary form `bit` reads as is.
     let casts: Vec<String> = names
         .iter()
+        .zip(&convert)
         .enumerate()
-        .map(|(k, name)| format!("${}::pg_catalog.text::{name}", k + 1))
+        .map(|(k, (name, &(_, oid)))| {
+            let to = if oid == BIT {
+                "pg_catalog.varbit"
+            } else {
+                name.as_str()
+            };
+            format!("${}::pg_catalog.text::{to}", k + 1)
+        })
         .collect();
     let mut q =
         sqlx::query(AssertSqlSafe(format!("SELECT {}", casts.join(", ")))).persistent(false);
