@@ -240,32 +240,11 @@ impl PgBackend {
         columns: &mut [Column],
         unknown: &[(usize, u32)],
     ) -> Result<(), GatewayError> {
-        let missing: Vec<i64> = {
-            let known = self.type_names.lock().unwrap_or_else(|p| p.into_inner());
-            unknown
-                .iter()
-                .filter(|(_, oid)| !known.contains_key(oid))
-                .map(|(_, oid)| i64::from(*oid))
-                .collect()
-        };
-        if !missing.is_empty() {
-            let named: Vec<(i64, String)> = sqlx::query_as(
-                "SELECT oid::int8, pg_catalog.format_type(oid, NULL) FROM pg_catalog.pg_type WHERE oid = ANY($1::int8[]::oid[])",
-            )
-            .persistent(false)
-            .bind(&missing)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(|e| classify(e, &[]))?;
-            let mut known = self.type_names.lock().unwrap_or_else(|p| p.into_inner());
-            for (oid, name) in named {
-                known.insert(oid as u32, name);
-            }
-        }
-        let known = self.type_names.lock().unwrap_or_else(|p| p.into_inner());
-        for (i, oid) in unknown {
-            if let (Some(c), Some(name)) = (columns.get_mut(*i), known.get(oid)) {
-                c.type_name = name.clone();
+        let oids: Vec<u32> = unknown.iter().map(|&(_, oid)| oid).collect();
+        let names = params::names_of(conn, &self.type_names, &oids).await?;
+        for (&(i, _), name) in unknown.iter().zip(names) {
+            if let (Some(c), Some(name)) = (columns.get_mut(i), name) {
+                c.type_name = name;
             }
         }
         Ok(())

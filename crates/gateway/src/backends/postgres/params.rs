@@ -46,6 +46,41 @@ use crate::error::GatewayError;
 /// Type names by OID, as `format_type(oid, NULL)` gives them (`PgBackend::type_names`).
 pub(super) type TypeNames = std::sync::Mutex<std::collections::HashMap<u32, String>>;
 
+/// The names of the types `oids` (`format_type(oid, NULL)`), in order (`None`: no such
+/// type), asked of the catalog only for those `cache` does not hold yet, which it then
+/// holds. The one lookup of type names: the conversion of string parameters and the
+/// columns the driver names `?` both use it.
+pub(super) async fn names_of(
+    conn: &mut sqlx::PgConnection,
+    cache: &TypeNames,
+    oids: &[u32],
+) -> Result<Vec<Option<String>>, GatewayError> {
+    let missing: Vec<i64> = {
+        let known = cache.lock().unwrap_or_else(|p| p.into_inner());
+        oids.iter()
+            .filter(|oid| !known.contains_key(oid))
+            .map(|&oid| i64::from(oid))
+            .collect()
+    };
+    if !missing.is_empty() {
+        let named: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT oid::int8, pg_catalog.format_type(oid, NULL) FROM pg_catalog.pg_type \
+             WHERE oid = ANY($1::int8[]::oid[])",
+        )
+        .persistent(false)
+        .bind(&missing)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(|e| classify(e, &[]))?;
+        let mut known = cache.lock().unwrap_or_else(|p| p.into_inner());
+        for (oid, name) in named {
+            known.insert(oid as u32, name);
+        }
+    }
+    let known = cache.lock().unwrap_or_else(|p| p.into_inner());
+    Ok(oids.iter().map(|oid| known.get(oid).cloned()).collect())
+}
+
 /// Appended to the call's `BEGIN` message when [`describes`] holds: the point a failed
 /// Describe returns to.
 pub(super) const SAVEPOINT: &str = "SAVEPOINT dbward_params";
@@ -216,44 +251,18 @@ pub(super) async fn infer<'a>(
     // (`"bit"`, `bpchar`), schema-qualified if the search path would not find it (with
     // `pg_catalog` first on every session's path, a builtin is found: the name does not
     // change, so it is asked once per backend and kept, with the result columns' names).
-    let missing: Vec<i64> = {
-        let known = type_names.lock().unwrap_or_else(|p| p.into_inner());
-        convert
-            .iter()
-            .filter(|(_, oid)| !known.contains_key(oid))
-            .map(|&(_, oid)| i64::from(oid))
-            .collect()
-    };
-    if !missing.is_empty() {
-        let named: Vec<(i64, String)> = sqlx::query_as(
-            "SELECT oid::int8, pg_catalog.format_type(oid, NULL) FROM pg_catalog.pg_type \
-             WHERE oid = ANY($1::int8[]::oid[])",
-        )
-        .persistent(false)
-        .bind(&missing)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(err)?;
-        let mut known = type_names.lock().unwrap_or_else(|p| p.into_inner());
-        for (oid, name) in named {
-            known.insert(oid as u32, name);
-        }
-    }
-    let names: Vec<String> = {
-        let known = type_names.lock().unwrap_or_else(|p| p.into_inner());
-        let mut names = Vec::with_capacity(convert.len());
-        for (_, oid) in &convert {
-            match known.get(oid) {
-                Some(n) => names.push(n.clone()),
-                None => {
-                    return Err(GatewayError::Internal(format!(
-                        "no name for the builtin type {oid}"
-                    )));
-                }
+    let oids: Vec<u32> = convert.iter().map(|&(_, oid)| oid).collect();
+    let mut names = Vec::with_capacity(oids.len());
+    for (oid, name) in oids.iter().zip(names_of(conn, type_names, &oids).await?) {
+        match name {
+            Some(n) => names.push(n),
+            None => {
+                return Err(GatewayError::Internal(format!(
+                    "no name for the builtin type {oid}"
+                )));
             }
         }
-        names
-    };
+    }
     // `bit` without a length is `bit(1)` in a cast (a string of three bits would be cut to
     // one): such a string is converted to `varbit`, whose binary form `bit` reads as is.
     let casts: Vec<String> = names
