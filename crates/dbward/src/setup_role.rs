@@ -130,10 +130,15 @@ fn catalog_version_sql() -> String {
 -- alone. dbward trusts it only while the event trigger, its function, the table and the\n\
 -- schema are a superuser's, the trigger fires for every command, and no one else may\n\
 -- write the table; it checks this when a session opens and falls back to the snapshot in\n\
--- the same statement should the trigger be disabled. Cost: each DDL command updates one\n\
--- row, so concurrent DDL transactions (temporary tables included) wait for each other's\n\
--- commit. To remove it: DROP EVENT TRIGGER dbward_catalog_version; DROP SCHEMA dbward\n\
--- CASCADE; then reconnect dbward.\n\
+-- the same statement should the trigger be disabled. The trigger also keeps the catalog\n\
+-- still during each dbward call: a DDL command waits, at its start, for the calls in\n\
+-- flight, and a call waits (up to its lock_timeout) for a DDL transaction that has\n\
+-- begun; so no owner's DDL can slip in between dbward's check of what a query runs and\n\
+-- its parse and plan. Cost: each DDL command updates one row, so concurrent DDL\n\
+-- transactions (temporary tables included) wait for each other's commit and for the\n\
+-- dbward calls in flight (at most their statement timeout). Running this again brings\n\
+-- an earlier install up to date. To remove it: DROP EVENT TRIGGER\n\
+-- dbward_catalog_version; DROP SCHEMA dbward CASCADE; then reconnect dbward.\n\
 {}",
         dbward_gateway::backends::postgres::resolve::CATALOG_VERSION_SQL
     )

@@ -142,6 +142,57 @@ fn the_install_script_holds_the_body_the_check_expects() {
     assert!(CATALOG_VERSION_SQL.contains(&format!("$${BUMP_BODY}$$")));
 }
 
+/// The script as an earlier dbward printed it: its trigger raised the number at the end of
+/// each DDL command and did not wait for the calls in flight.
+const EARLIER_INSTALL: &str = "\
+CREATE SCHEMA dbward;
+GRANT USAGE ON SCHEMA dbward TO PUBLIC;
+CREATE TABLE dbward.catalog_version (
+  one boolean PRIMARY KEY DEFAULT true CHECK (one),
+  version bigint NOT NULL
+);
+INSERT INTO dbward.catalog_version (version) VALUES (0);
+GRANT SELECT ON dbward.catalog_version TO PUBLIC;
+CREATE FUNCTION dbward.bump_catalog_version() RETURNS event_trigger
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog
+  AS $$ BEGIN UPDATE dbward.catalog_version SET version = version + 1; END $$;
+REVOKE ALL ON FUNCTION dbward.bump_catalog_version() FROM PUBLIC;
+CREATE EVENT TRIGGER dbward_catalog_version ON ddl_command_end
+  EXECUTE FUNCTION dbward.bump_catalog_version();
+ALTER EVENT TRIGGER dbward_catalog_version ENABLE ALWAYS;
+";
+
+/// An earlier install is not trusted (its trigger does not keep the catalog still during a
+/// call); running the script printed now over it brings it up to date, its number kept.
+#[tokio::test]
+async fn running_the_script_again_brings_an_earlier_install_up_to_date() {
+    let _serial = SERIAL.lock().await;
+    let mut s = setup(EARLIER_INSTALL, client_config()).await;
+    let posture = s.gw.security_posture(&s.id).await.expect("posture");
+    assert_eq!(
+        posture.layers.catalog_version,
+        Some(false),
+        "earlier: not trusted"
+    );
+    raise_to(&mut s.owner, 3).await;
+    let before = version(&mut s.owner).await;
+    let mut su = superuser(&s.fx.db).await;
+    run(CATALOG_VERSION_SQL, &mut su).await;
+    run(CATALOG_VERSION_SQL, &mut su).await;
+    su.close().await.ok();
+    assert!(version(&mut s.owner).await >= before, "the number is kept");
+    let gw = Gateway::new(client_config());
+    let id = common::pg_connect(&gw, &s.fx).await;
+    let posture = gw.security_posture(&id).await.expect("posture");
+    assert_eq!(
+        posture.layers.catalog_version,
+        Some(true),
+        "up to date: trusted"
+    );
+    gw.close_connection(&id).await.expect("close");
+    s.done().await;
+}
+
 /// Without it, every commit makes a kept answer stale; installed as printed, a write does
 /// not; any install the owner could change (their table, their schema, a table they may
 /// write, another function body) is not trusted and the snapshot is used as before.
@@ -184,9 +235,17 @@ async fn only_an_install_that_only_a_superuser_can_change_is_trusted() {
         (
             "a trigger for some commands only",
             CATALOG_VERSION_SQL.replace(
-                "ON ddl_command_end\n",
-                "ON ddl_command_end WHEN TAG IN ('CREATE FUNCTION')\n",
+                "ON ddl_command_start\n",
+                "ON ddl_command_start WHEN TAG IN ('CREATE FUNCTION')\n",
             ),
+        ),
+        (
+            "a trigger at the end of commands (after they changed the catalog)",
+            CATALOG_VERSION_SQL.replace("ON ddl_command_start\n", "ON ddl_command_end\n"),
+        ),
+        (
+            "a function that does not wait for the calls in flight",
+            CATALOG_VERSION_SQL.replace("PERFORM pg_advisory_xact_lock(1684174692, 1); ", ""),
         ),
         (
             "a trigger that does not fire in replicating sessions",

@@ -338,3 +338,48 @@ async fn connecting_opens_one_session() {
     assert!(!info.role.is_empty(), "the posture was read: {info:?}");
     gw.close_connection(&id).await.expect("close");
 }
+
+/// A result whose first row is too large to read (a message over the driver's limit) is
+/// cut with its shape known, types named, from the FETCH's own RowDescription: the query
+/// is not described again in a transaction of its own (where its parse, which can run
+/// owner code, would follow no check that the answer judged is still current).
+#[tokio::test]
+async fn a_first_row_too_large_to_read_keeps_the_result_s_shape() {
+    let _serial = SERIAL.lock().await;
+    let fx = PgFixture::new().await;
+    let mut owner = sqlx::PgConnection::connect(&fx.url()).await.expect("owner");
+    sqlx::raw_sql(
+        "CREATE TABLE wide AS SELECT repeat('x', 3000000) AS big, 'ok'::mood AS m, 1 AS id",
+    )
+    .execute(&mut owner)
+    .await
+    .expect("a wide row");
+    owner.close().await.ok();
+    let gw = Gateway::new(client_config());
+    let id = common::pg_connect(&gw, &fx).await;
+    let small = gw
+        .execute_query(
+            &id,
+            "SELECT left(big, 3) AS big, m, id FROM wide",
+            &[],
+            None,
+        )
+        .await
+        .expect("a small row");
+    let names: Vec<(&str, &str)> = small
+        .columns
+        .iter()
+        .map(|c| (c.name.as_str(), c.type_name.as_str()))
+        .collect();
+    assert_eq!(names, [("big", "text"), ("m", "mood"), ("id", "int4")]);
+    for _ in 0..2 {
+        let cut = gw
+            .execute_query(&id, "SELECT big, m, id FROM wide", &[], None)
+            .await
+            .expect("cut, not refused");
+        assert!(cut.truncated && cut.rows.is_empty(), "{cut:?}");
+        assert_eq!(cut.columns, small.columns, "the shape of the cut result");
+    }
+    gw.close_connection(&id).await.expect("close");
+    fx.drop().await;
+}

@@ -338,6 +338,9 @@ impl PgConnection {
 
         self.inner.stream.flush().await?;
 
+        // dbward patch: see `PgConnection::last_described_columns`.
+        self.inner.last_described = None;
+
         Ok(try_stream! {
             // dbward patch: pipelined, whether the statement running now sent a
             // RowDescription (its columns go with its CommandComplete).
@@ -393,6 +396,10 @@ impl PgConnection {
 
                         metadata = new_metadata;
                         described = true;
+                        // dbward patch: see `PgConnection::last_described_columns`.
+                        if then_simple.is_some() {
+                            self.inner.last_described = Some(Arc::clone(&metadata));
+                        }
                     }
 
                     BackendMessageFormat::DataRow => {
@@ -543,6 +550,15 @@ impl PgConnection {
             }
             Ok(())
         })
+    }
+
+    /// dbward patch: the columns of the last RowDescription a pipelined stream
+    /// (`fetch_pipelined`) received, also after the stream ended at an error: the shape of
+    /// a result whose first row could not be read (a message over `max_message_len`),
+    /// described by the server just before it. `None` before any, and from the start of
+    /// every later statement or stream on this connection.
+    pub fn last_described_columns(&self) -> Option<&[crate::PgColumn]> {
+        self.inner.last_described.as_deref().map(|m| m.columns.as_slice())
     }
 
     /// dbward patch: reads and drops every message the server still owes (up to the last

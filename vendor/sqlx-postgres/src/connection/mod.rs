@@ -77,6 +77,9 @@ pub struct PgConnectionInner {
 
     // dbward patch: see `PgConnectOptions::quiet_idle_ping`.
     quiet_idle_ping: bool,
+
+    // dbward patch: see `PgConnection::last_described_columns`.
+    pub(crate) last_described: Option<Arc<PgStatementMetadata>>,
     pub(crate) transaction_depth: usize,
 
     log_settings: LogSettings,

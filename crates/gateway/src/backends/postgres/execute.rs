@@ -195,6 +195,15 @@ impl PgBackend {
                 ));
             }
         }
+        // Where the catalog version is installed, the shared side of its lock: no DDL
+        // commits from here to the call's rollback (`guard::DDL_LOCK`). After the timeouts
+        // (a DDL transaction left open makes the call wait `lock_timeout`, no more), in a
+        // statement before the fingerprint's, which then sees every DDL committed before.
+        let versioned = self.catalog_versioned();
+        if versioned {
+            first.push_str(guard::DDL_LOCK);
+            first.push_str(", ");
+        }
         first.push_str("pg_catalog.pg_backend_pid()");
         // The resolution statement for the query's names, also the key of a kept answer.
         let names_hex = resolver.map(|r| resolve::names_hex(&r.names));
@@ -230,7 +239,9 @@ impl PgBackend {
             // Timeouts (if the call sets any) as the login role, then the role; the lock
             // and the guard follow (`kept.rs`).
             let mut first_statements: Vec<String> = vec![head[0].clone()];
-            if sets_timeouts {
+            if sets_timeouts || versioned {
+                // (`first` takes the DDL lock too, where versioned: before the lock of the
+                // relations and the guard.)
                 first_statements.push(head[1].clone());
             }
             first_statements.extend(role.clone());
@@ -272,7 +283,7 @@ impl PgBackend {
         tail.extend(savepoint.map(String::from));
         if let Some(x) = &executes {
             if self.snapshots {
-                tail.push(guard::fingerprint_sql(self.catalog_versioned()));
+                tail.push(guard::fingerprint_sql(versioned));
             }
             tail.extend(resolve::BEFORE.map(String::from));
             tail.push(x.clone());

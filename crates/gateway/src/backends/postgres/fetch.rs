@@ -4,20 +4,18 @@
 //! of an EXPLAIN or SHOW.
 //!
 //! Invariant: the client's text goes over the extended protocol only, one statement per
-//! message (the DECLARE, a Parse/Describe of the query, or the EXPLAIN or SHOW itself);
+//! message (the DECLARE, or the EXPLAIN or SHOW itself);
 //! every statement around it is our own text.
 
 use futures_util::TryStreamExt;
 use serde_json::Value;
 use sqlx::postgres::PipelinedStatement;
-use sqlx::{
-    AssertSqlSafe, Column as _, Executor, Row, SqlSafeStr, Statement as _, TypeInfo, ValueRef,
-};
+use sqlx::{AssertSqlSafe, Column as _, Row, TypeInfo, ValueRef};
 
 use super::execute::Head;
-use super::session::{BEGIN, Session, end, end_pipelined};
+use super::session::{Session, end_pipelined};
 use super::types::text_to_json;
-use super::{PgBackend, classify, guard, params, quote_ident};
+use super::{PgBackend, classify, guard, params};
 use crate::backends::{Caps, Column, QueryResult};
 use crate::error::GatewayError;
 
@@ -171,20 +169,16 @@ impl PgBackend {
             }
         }
         if !shaped {
-            // The shape was not read (the first row was too large to read, so the FETCH's
-            // end was never reached): a Parse/Describe of the query (nothing runs), in a read-only
-            // transaction of its own, since the first one has ended — on another session
-            // when this one is to be closed.
-            if session.discard {
-                let mut other = self.pool.acquire().await.map_err(err)?;
-                // Used for this one transaction, then closed: whether the describe ends
-                // well, badly or not at all (the call dropped mid-way), nothing of it
-                // goes back to the pool.
-                other.close_on_drop();
-                columns = self.describe(&mut other, sql).await?;
-            } else {
-                columns = self.describe(conn, sql).await?;
-            }
+            // The first row was too large to read (so neither it nor the FETCH's end
+            // gave the shape): the FETCH's RowDescription, which the server sent just
+            // before it. (Describing the query again, in a transaction of its own, would
+            // parse the client's text where no check proves the answer judged still
+            // current, and parsing can run owner code: a literal of a composite or array
+            // type runs its domains' CHECKs.)
+            let described = conn.last_described_columns().ok_or_else(|| {
+                GatewayError::Internal("a cut result with no description of its columns".into())
+            })?;
+            (columns, unknown_oids) = shape(described);
         }
         // Our own catalog lookup (cached per type), after the rollback, in an implicit
         // transaction that the session's default makes read-only. A session cut at the byte
@@ -206,31 +200,6 @@ impl PgBackend {
             truncated,
             elapsed_ms: 0,
         }))
-    }
-
-    /// The result columns of `sql` from a Parse/Describe (nothing runs), in a read-only
-    /// transaction of its own that is rolled back, the driver's named statement dropped.
-    async fn describe(
-        &self,
-        conn: &mut sqlx::PgConnection,
-        sql: &str,
-    ) -> Result<Vec<Column>, GatewayError> {
-        let err = |e| classify(e, &[]);
-        let again = match &self.reader_role {
-            Some(r) => format!("{BEGIN}; SET LOCAL ROLE {}", quote_ident(r)),
-            None => BEGIN.to_string(),
-        };
-        sqlx::raw_sql(AssertSqlSafe(again))
-            .execute(&mut *conn)
-            .await
-            .map_err(err)?;
-        let prepared = conn
-            .prepare(AssertSqlSafe(sql.to_string()).into_sql_str())
-            .await
-            .map_err(err)?;
-        let columns = prepared.columns().iter().map(column_of).collect();
-        end(conn, true, self.catalog_versioned()).await?;
-        Ok(columns)
     }
 
     /// Fills in the names of types the driver reported as `?`, from the catalog (cached).

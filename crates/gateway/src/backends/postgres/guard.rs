@@ -83,37 +83,59 @@ pub(super) fn fingerprint_sql(versioned: bool) -> String {
 }
 
 /// The body of dbward's event trigger function (checked word for word by
-/// [`VERSIONED_CHECK`]).
-pub const BUMP_BODY: &str = " BEGIN UPDATE dbward.catalog_version SET version = version + 1; END ";
+/// [`VERSIONED_CHECK`]): at the start of every DDL command, before it changes anything,
+/// the exclusive side of [`DDL_LOCK`] (held until the DDL's transaction ends), then the
+/// number raised.
+pub const BUMP_BODY: &str = " BEGIN PERFORM pg_advisory_xact_lock(1684174692, 1); \
+UPDATE dbward.catalog_version SET version = version + 1; END ";
+
+/// The shared side of the advisory lock ([`BUMP_BODY`] takes the exclusive side) that
+/// keeps the catalog still during a call, where a superuser installed the catalog
+/// version: the first thing a call's transaction does (`execute.rs`), in a statement
+/// before any that reads the fingerprint, so that a check made after it sees every DDL
+/// that committed before. A DDL command then waits, at its start, for the calls in flight
+/// (they hold it until their rollback); a call waits (up to `lock_timeout`) for a DDL
+/// transaction that has begun to end. So nothing can be created, replaced or altered
+/// between the check that proves a call's answer current and the parse and plan of its
+/// query, not even what no relation lock can hold: a CHECK added to a domain, which a
+/// literal of a composite or array type runs while the query is parsed. (Without the
+/// catalog version a CHECK added in that window runs; see the README.) The key (`dbwd`,
+/// 1) is a two-`int4` key, per database.
+pub(super) const DDL_LOCK: &str = "pg_catalog.pg_advisory_xact_lock_shared(1684174692, 1)";
 
 /// The SQL that gives a PostgreSQL database dbward's catalog version, for a superuser to
 /// review and run in each database dbward reads (`dbward setup-role --catalog-version`):
-/// a one-row table in a schema of its own and an event trigger that raises the number, in
-/// the DDL command's own transaction, at the end of every DDL command in the database.
-/// dbward then keeps resolution answers across writes (see [`fingerprint`]). Everything is
-/// the superuser's: the database's owner can neither drop, disable nor write any of it. The
-/// trigger is enabled `ALWAYS`, so it fires in sessions replicating changes too.
+/// a one-row table in a schema of its own and an event trigger that, at the start of every
+/// DDL command in the database, waits for the calls in flight ([`DDL_LOCK`]) and raises the
+/// number, in the DDL command's own transaction. dbward then keeps resolution answers
+/// across writes (see [`fingerprint`]), and no DDL commits during a call. Everything is the
+/// superuser's: the database's owner can neither drop, disable nor write any of it. The
+/// trigger is enabled `ALWAYS`, so it fires in sessions replicating changes too. Running
+/// it again brings an earlier install up to date (what exists is kept if it is right, and
+/// the session check, [`VERSIONED_CHECK`], trusts nothing else).
 pub const CATALOG_VERSION_SQL: &str = "\
-CREATE SCHEMA dbward;
+CREATE SCHEMA IF NOT EXISTS dbward;
 GRANT USAGE ON SCHEMA dbward TO PUBLIC;
-CREATE TABLE dbward.catalog_version (
+CREATE TABLE IF NOT EXISTS dbward.catalog_version (
   one boolean PRIMARY KEY DEFAULT true CHECK (one),
   version bigint NOT NULL
 );
-INSERT INTO dbward.catalog_version (version) VALUES (0);
+INSERT INTO dbward.catalog_version (version) VALUES (0) ON CONFLICT DO NOTHING;
 GRANT SELECT ON dbward.catalog_version TO PUBLIC;
-CREATE FUNCTION dbward.bump_catalog_version() RETURNS event_trigger
+CREATE OR REPLACE FUNCTION dbward.bump_catalog_version() RETURNS event_trigger
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog
-  AS $$ BEGIN UPDATE dbward.catalog_version SET version = version + 1; END $$;
+  AS $$ BEGIN PERFORM pg_advisory_xact_lock(1684174692, 1); \
+UPDATE dbward.catalog_version SET version = version + 1; END $$;
 REVOKE ALL ON FUNCTION dbward.bump_catalog_version() FROM PUBLIC;
-CREATE EVENT TRIGGER dbward_catalog_version ON ddl_command_end
+DROP EVENT TRIGGER IF EXISTS dbward_catalog_version;
+CREATE EVENT TRIGGER dbward_catalog_version ON ddl_command_start
   EXECUTE FUNCTION dbward.bump_catalog_version();
 ALTER EVENT TRIGGER dbward_catalog_version ENABLE ALWAYS;
 ";
 
 /// Whether this database's catalog version can be trusted, run when a session opens (`$1`:
-/// the role queries run as, or null for the login role): the event trigger fires for every
-/// DDL command (enabled `ALWAYS`, no tag filter), it and its function are a superuser's and the
+/// the role queries run as, or null for the login role): the event trigger fires at the
+/// start of every DDL command (enabled `ALWAYS`, no tag filter), it and its function are a superuser's and the
 /// function is [`BUMP_BODY`] word for word, in PL/pgSQL, `SECURITY DEFINER` and run with
 /// `search_path = pg_catalog` (with the caller's path, the DDL's author could put their own
 /// `+` before the builtin and hold the number still, running it as the superuser); the table and its schema are a superuser's and
@@ -126,7 +148,7 @@ SELECT EXISTS (
   JOIN pg_catalog.pg_namespace pn ON pn.oid OPERATOR(pg_catalog.=) p.pronamespace
   JOIN pg_catalog.pg_roles pr ON pr.oid OPERATOR(pg_catalog.=) p.proowner
   WHERE t.evtname OPERATOR(pg_catalog.=) 'dbward_catalog_version'
-    AND t.evtevent OPERATOR(pg_catalog.=) 'ddl_command_end'
+    AND t.evtevent OPERATOR(pg_catalog.=) 'ddl_command_start'
     AND t.evttags IS NULL
     AND t.evtenabled OPERATOR(pg_catalog.=) 'A'::pg_catalog.\"char\"
     AND tr.rolsuper AND pr.rolsuper
@@ -240,4 +262,21 @@ pub(super) fn lock_statement(resolution: &Resolution) -> Option<String> {
         "LOCK TABLE {} IN ACCESS SHARE MODE",
         names.join(", ")
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The trigger's exclusive lock and the calls' shared one are the same lock.
+    #[test]
+    fn the_trigger_and_the_calls_take_the_same_lock() {
+        let exclusive = DDL_LOCK
+            .strip_prefix("pg_catalog.")
+            .and_then(|s| s.strip_prefix("pg_advisory_xact_lock_shared"))
+            .map(|args| format!("PERFORM pg_advisory_xact_lock{args};"))
+            .expect("the shared side of an advisory transaction lock");
+        assert!(BUMP_BODY.contains(&exclusive), "{BUMP_BODY}");
+        assert!(CATALOG_VERSION_SQL.contains(&format!("$${BUMP_BODY}$$")));
+    }
 }

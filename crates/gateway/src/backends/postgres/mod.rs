@@ -127,6 +127,11 @@ pub(crate) fn classify(e: sqlx::Error, secrets: &[&str]) -> GatewayError {
                     GatewayError::ConnectionUnavailable(format!("login refused: {msg}"))
                 }
                 "3D000" => GatewayError::ConnectionUnavailable(msg),
+                "55P03" => GatewayError::Database(format!(
+                    "{msg} (another session holds a lock this query needs: a table being \
+                     changed or, where dbward's catalog version is installed, a DDL \
+                     transaction not yet ended; nothing was read, try again)"
+                )),
                 _ => GatewayError::Database(msg),
             }
         }
