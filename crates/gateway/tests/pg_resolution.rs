@@ -258,6 +258,51 @@ async fn allowlisted_owner_functions_run_by_qualified_name() {
     s.done().await;
 }
 
+/// An error raised inside owner code (here allowlisted functions that read a denied
+/// column) reaches the client without its text, whatever the code put in it: a PL/pgSQL
+/// `RAISE`, and a builtin error (a failed cast of the value) raised in a SQL function.
+/// Builtin errors of the query itself keep theirs.
+#[tokio::test]
+async fn errors_raised_in_owner_code_keep_their_text_back() {
+    let mut config = denying_config();
+    config.policy.allowed_functions = vec!["public.blurt".into(), "public.cast_it".into()];
+    let mut s = setup(config).await;
+    let mut owner = PgConnection::connect(&s.fx.url()).await.expect("owner");
+    sqlx::raw_sql(
+        "CREATE FUNCTION public.blurt() RETURNS int LANGUAGE plpgsql AS $$
+           DECLARE v text; BEGIN SELECT ssn INTO v FROM customers WHERE id = 1;
+           RAISE EXCEPTION 'value: %', v; END $$;
+         CREATE FUNCTION public.cast_it() RETURNS int LANGUAGE sql AS $$
+           SELECT ssn::int FROM customers WHERE id = 1 $$;",
+    )
+    .execute(&mut owner)
+    .await
+    .expect("functions");
+    owner.close().await.ok();
+    for (sql, code) in [
+        ("SELECT public.blurt()", "P0001"),
+        ("SELECT public.cast_it()", "22P02"),
+    ] {
+        let e =
+            s.gw.execute_query(&s.id, sql, &[], None)
+                .await
+                .expect_err(sql);
+        let text = e.to_string();
+        assert!(!text.contains("111-11"), "{sql}: {text}");
+        assert!(
+            text.contains("withheld") && text.contains(code),
+            "{sql}: {text}"
+        );
+    }
+    let e =
+        s.gw.execute_query(&s.id, "SELECT 'abc'::int", &[], None)
+            .await
+            .expect_err("a bad cast");
+    assert!(e.to_string().contains("\"abc\""), "{e}");
+    s.victim_alive("the errors").await;
+    s.done().await;
+}
+
 #[tokio::test]
 async fn denied_data_stays_unreadable_through_partitions_children_and_views() {
     let mut s = setup(denying_config()).await;
@@ -858,11 +903,10 @@ async fn kept_answers_follow_every_change(db: Db) {
     if versioned {
         // With the catalog version, no call runs while a DDL transaction is open: each
         // waits for it (here until its lock timeout), and nothing is read.
-        let e = s
-            .gw
-            .execute_query(&s.id, sql, &[], None)
-            .await
-            .expect_err("waits for the open DDL transaction");
+        let e =
+            s.gw.execute_query(&s.id, sql, &[], None)
+                .await
+                .expect_err("waits for the open DDL transaction");
         assert!(e.to_string().contains("lock timeout"), "{e}");
     } else {
         for _ in 0..2 {

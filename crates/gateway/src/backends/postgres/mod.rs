@@ -116,6 +116,16 @@ pub(crate) fn classify(e: sqlx::Error, secrets: &[&str]) -> GatewayError {
     match &e {
         sqlx::Error::Database(db) => {
             let code = db.code().map(|c| c.to_string()).unwrap_or_default();
+            let context = db
+                .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                .and_then(|pg| pg.r#where());
+            if raised_in_code(&code, context) {
+                return GatewayError::Database(format!(
+                    "an error was raised inside database code (a function, or a check that \
+                     calls one) while the query ran; its text is withheld, since such code \
+                     can put any value it reads into it (SQLSTATE {code})"
+                ));
+            }
             let msg = scrub(db.message(), secrets);
             match code.as_str() {
                 "57014" => GatewayError::Timeout(0),
@@ -144,6 +154,21 @@ pub(crate) fn classify(e: sqlx::Error, secrets: &[&str]) -> GatewayError {
         _ => GatewayError::Database(scrub(&e.to_string(), secrets)),
     }
 }
+/// Whether an error was raised inside code that runs in the database: PL/pgSQL's own
+/// errors (`RAISE`, `ASSERT`, `STRICT`: class P0), or any error whose context says a
+/// PL/pgSQL or SQL function, or a statement one ran, was executing. Such code is the
+/// owner's (builtins are C): allowlisted, or run in a window no check could close (see the
+/// README), and its message can carry anything it read, denied columns included. (The
+/// context is matched in English, the server's default `lc_messages`; only a superuser can
+/// change it.)
+fn raised_in_code(code: &str, context: Option<&str>) -> bool {
+    code.starts_with("P0")
+        || context.is_some_and(|c| {
+            let c = c.to_ascii_lowercase();
+            c.contains("function") || c.contains("sql statement")
+        })
+}
+
 impl PgBackend {
     /// Opens a pool and checks the connection with one round trip.
     pub async fn connect(spec: &ConnectSpec, limits: &Limits) -> Result<PgBackend, GatewayError> {
