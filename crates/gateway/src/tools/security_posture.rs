@@ -132,6 +132,11 @@ impl Gateway {
                 "the role can execute {n} user-defined functions: only the policy's resolution keeps clients from running them; a reader role without EXECUTE closes this (see `dbward setup-role`)"
             ));
         }
+        if catalog_version == Some(false) {
+            warnings.push(
+                "dbward's catalog version is not installed: DDL another session commits between dbward's check of a query and its parse and plan (a CHECK added to a domain, a same-named relation) can run that session's code in a call; a superuser running `dbward setup-role --catalog-version` in the database closes this".into(),
+            );
+        }
         Ok(Posture {
             role,
             layers: Layers {
