@@ -45,6 +45,13 @@ CREATE TABLE payroll_2024 PARTITION OF payroll FOR VALUES IN (2024);
 INSERT INTO payroll VALUES (1, 5000, 2024);
 CREATE VIEW public.pay_summary AS SELECT sum(amount) AS total FROM payroll;
 CREATE VIEW public.nested_pay AS SELECT total FROM pay_summary;
+CREATE FUNCTION public.owner_diff(a int, b int) RETURNS float8 LANGUAGE plpgsql IMMUTABLE AS $$
+  BEGIN PERFORM kill_victims(); RETURN a - b; END $$;
+CREATE TYPE public.owner_range AS RANGE (subtype = int4, subtype_diff = public.owner_diff);
+CREATE TABLE public.ranged (id int, r public.owner_range);
+INSERT INTO public.ranged SELECT g, public.owner_range(g, g + 1 + g % 17)
+  FROM generate_series(1, 2000) g;
+ANALYZE public.ranged;
 "#;
 
 struct Setup {
@@ -161,6 +168,16 @@ async fn owner_code_runs_only_when_it_resolves_to_a_builtin_or_is_allowlisted() 
         ("SELECT * FROM kicking_view", "function.user_defined"),
         ("SELECT k FROM public.kicking_view", "function.user_defined"),
         ("SELECT 'a'::checked", "function.user_defined"),
+        // A range's subtype difference, which the planner calls to estimate a condition
+        // on the range from the column's statistics.
+        (
+            "SELECT count(*) FROM ranged WHERE r && '[10,20)'",
+            "function.user_defined",
+        ),
+        (
+            "SELECT count(*) FROM ranged WHERE r @> 15",
+            "function.user_defined",
+        ),
         // Field notation: `d.kick` is the call `kick(d)` when `d` has no column `kick`.
         ("SELECT d.kick FROM departments d", "function.user_defined"),
         (

@@ -16,7 +16,9 @@
 //! - user code that runs with no call in the text: functions and operators in user views,
 //!   row-level-security policies; domain checks and type I/O of the types the query casts
 //!   to and of every type those are made of (a domain's base domain, a composite's
-//!   attributes, an array's element, a range's subtype); user casts (to those types,
+//!   attributes, an array's element, a range's subtype), and a range type's subtype
+//!   difference and canonical functions (the planner calls the first to estimate a
+//!   condition on a range from its statistics; input calls the second); user casts (to those types,
 //!   implicit/assignment casts anywhere, and casts to `json`/`jsonb` when the query calls
 //!   a JSON function, which applies them to values of any user type, or reads a user view,
 //!   whose body may); the types a view's body or a table's attached code casts to, and
@@ -304,6 +306,14 @@ implicit(fn, via) AS (
          t.oid::pg_catalog.regtype::pg_catalog.text FROM typ t
   JOIN pg_catalog.pg_type ty ON ty.oid OPERATOR(pg_catalog.=) t.oid,
   LATERAL (VALUES (ty.typinput::pg_catalog.oid), (ty.typoutput::pg_catalog.oid)) AS f(fn)
+  WHERE f.fn OPERATOR(pg_catalog.>=) 16384::pg_catalog.oid
+  UNION ALL
+  SELECT f.fn, f.what OPERATOR(pg_catalog.||) t.oid::pg_catalog.regtype::pg_catalog.text
+  FROM typ t
+  JOIN pg_catalog.pg_range rg ON rg.rngtypid OPERATOR(pg_catalog.=) t.oid
+                             OR rg.rngmultitypid OPERATOR(pg_catalog.=) t.oid,
+  LATERAL (VALUES (rg.rngsubdiff::pg_catalog.oid, 'the subtype difference of range type '::pg_catalog.text),
+                  (rg.rngcanonical::pg_catalog.oid, 'the canonical form of range type '::pg_catalog.text)) AS f(fn, what)
   WHERE f.fn OPERATOR(pg_catalog.>=) 16384::pg_catalog.oid
   UNION ALL
   SELECT c.castfunc, 'a cast to '::pg_catalog.text OPERATOR(pg_catalog.||)
