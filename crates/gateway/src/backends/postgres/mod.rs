@@ -341,10 +341,18 @@ impl PgBackend {
     }
 }
 
-/// Opens a session: puts `pg_catalog` first on its `search_path` (it stays on the path
-/// where the default had it too; PostgreSQL skips a schema listed twice), so every builtin
-/// shadows a same-signature function, operator or type of the database owner's, for
-/// dbward's own statements and for the client's; and, in the same statement, reads whether
+/// Opens a session: sets its `search_path` to `pg_catalog` first, then, by name, the
+/// schemas the default path gives it now (`current_schemas(false)`: those that exist and
+/// the role may use), and notes those names in `dbward.schemas`. So every builtin shadows
+/// a same-signature function, operator or type of the database owner's, for dbward's own
+/// statements and for the client's; and the path cannot grow during the session. The
+/// default path may list a schema the role cannot use yet: PostgreSQL skips it, then looks
+/// in it as soon as the role can, which a change of role membership (no DDL, no lock,
+/// visible mid-transaction) brings about between the check of a call's answer and its
+/// parse. Pinned, that schema is never looked in; and one that stops being usable
+/// mid-call only leaves names to resolve in the others, which the resolution judges
+/// whether the role may use them at that moment or not (`resolve.rs`, `path`: every
+/// schema in `dbward.schemas`). In the same statement, reads whether
 /// the database has a catalog version dbward can trust for `reader` (the role queries run
 /// as; `None`: the login role), see `guard::VERSIONED_CHECK`. Our own constant
 /// statement; the old path is read and written back as a bound value, never spliced.
@@ -353,13 +361,18 @@ async fn start_session(
     reader: Option<&str>,
 ) -> Result<bool, sqlx::Error> {
     let pin = "SELECT pg_catalog.set_config('search_path', \
-         'pg_catalog, ' OPERATOR(pg_catalog.||) pg_catalog.current_setting('search_path'), false)";
+         pg_catalog.concat_ws(', ', 'pg_catalog', (SELECT pg_catalog.string_agg(\
+           pg_catalog.quote_ident(s), ', ' ORDER BY o) FROM pg_catalog.unnest(\
+           pg_catalog.current_schemas(false)) WITH ORDINALITY AS u(s, o) \
+           WHERE s OPERATOR(pg_catalog.<>) 'pg_catalog')), false), \
+         pg_catalog.set_config('dbward.schemas', \
+           pg_catalog.current_schemas(false)::pg_catalog.text, false)";
     // Before PostgreSQL 13 no answer is kept (no `pg_current_snapshot`): no need to look.
     if !guard::snapshots(conn) {
         sqlx::query(pin).persistent(false).execute(conn).await?;
         return Ok(false);
     }
-    let (_, versioned): (String, bool) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let (_, _, versioned): (String, String, bool) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "{pin}, ({})",
         guard::VERSIONED_CHECK
     )))

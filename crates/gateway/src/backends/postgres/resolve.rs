@@ -141,7 +141,9 @@ pub struct Resolution {
 const RESOLVE: &str = r#"
 WITH RECURSIVE
 path AS (SELECT n.oid FROM pg_catalog.pg_namespace n
-         WHERE n.nspname OPERATOR(pg_catalog.=) ANY (pg_catalog.current_schemas(true))),
+         WHERE n.nspname OPERATOR(pg_catalog.=) ANY (pg_catalog.current_schemas(true))
+            OR n.nspname OPERATOR(pg_catalog.=) ANY
+                 (pg_catalog.current_setting('dbward.schemas', true)::pg_catalog.name[])),
 args AS (SELECT {ARGS} AS j),
 fq AS (SELECT q.s, q.n FROM args, pg_catalog.jsonb_to_recordset(args.j OPERATOR(pg_catalog.->) 'f')
        AS q(s pg_catalog.text, n pg_catalog.text)),
