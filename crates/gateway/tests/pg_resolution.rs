@@ -46,7 +46,8 @@ INSERT INTO payroll VALUES (1, 5000, 2024);
 CREATE VIEW public.pay_summary AS SELECT sum(amount) AS total FROM payroll;
 CREATE VIEW public.nested_pay AS SELECT total FROM pay_summary;
 CREATE FUNCTION public.owner_diff(a int, b int) RETURNS float8 LANGUAGE plpgsql IMMUTABLE AS $$
-  BEGIN PERFORM kill_victims(); RETURN a - b; END $$;
+  BEGIN IF current_setting('application_name') = 'dbward' THEN PERFORM kill_victims(); END IF;
+  RETURN a - b; END $$;
 CREATE TYPE public.owner_range AS RANGE (subtype = int4, subtype_diff = public.owner_diff);
 CREATE TABLE public.ranged (id int, r public.owner_range);
 INSERT INTO public.ranged SELECT g, public.owner_range(g, g + 1 + g % 17)
